@@ -1,0 +1,126 @@
+"""A trained model on disk: everything needed to rebuild it and its preprocessing.
+
+Layout of a checkpoint directory::
+
+    config.json        data, model and training configuration, columns, normaliser, version
+    model.safetensors  the weights (no pickle anywhere)
+    metrics.json       validation metrics and the loss history
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .data import DataConfig, Normalizer
+from .errors import ConfigError
+from .fsutil import atomic_path
+from .model import ModelConfig, RecurrentModel
+from .train import TrainConfig
+
+CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
+
+
+@dataclass
+class Checkpoint:
+    data_config: DataConfig
+    model_config: ModelConfig
+    train_config: TrainConfig
+    input_columns: list[str]
+    target_columns: list[str]
+    normalizer: Normalizer
+    state_dict: dict = field(repr=False)
+    metrics: dict | None = None
+    history: dict | None = None
+    version: str = __version__
+
+    @property
+    def window(self) -> int:
+        return self.data_config.window
+
+    @property
+    def horizon(self) -> int:
+        return self.data_config.horizon
+
+    def build_model(self) -> RecurrentModel:
+        """A fresh module with the stored weights, in eval mode."""
+        model = RecurrentModel(self.model_config, len(self.input_columns), len(self.target_columns), self.horizon)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def config_dict(self) -> dict:
+        return {
+            "format": "coreml-lstm-checkpoint/1",
+            "toolkit_version": self.version,
+            "data": self.data_config.to_dict(),
+            "model": self.model_config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "input_columns": list(self.input_columns),
+            "target_columns": list(self.target_columns),
+            "normalizer": self.normalizer.to_dict(),
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the checkpoint directory atomically and return its path."""
+        directory = Path(directory)
+        with atomic_path(directory) as tmp:
+            tmp.mkdir()
+            (tmp / CONFIG).write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict.items()}, str(tmp / WEIGHTS))
+            (tmp / METRICS).write_text(json.dumps({"metrics": self.metrics, "history": self.history}, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Checkpoint":
+        """Read a checkpoint directory written by :meth:`save`.
+
+        Raises:
+            ConfigError: the directory or one of its files is missing or unreadable.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ConfigError(f"{directory}: not a checkpoint directory (expected {CONFIG} and {WEIGHTS} inside)")
+        for name in (CONFIG, WEIGHTS):
+            if not (directory / name).is_file():
+                raise ConfigError(f"{directory}: missing {name}; not a checkpoint directory")
+        try:
+            config = json.loads((directory / CONFIG).read_text())
+            state = load_file(str(directory / WEIGHTS))
+        except Exception as exc:  # a damaged file: say which, not how the parser failed inside
+            raise ConfigError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        metrics = history = None
+        if (directory / METRICS).is_file():
+            extra = json.loads((directory / METRICS).read_text())
+            metrics, history = extra.get("metrics"), extra.get("history")
+        return cls(
+            data_config=DataConfig.from_dict(config["data"]),
+            model_config=ModelConfig.from_dict(config["model"]),
+            train_config=TrainConfig.from_dict(config["train"]),
+            input_columns=config["input_columns"],
+            target_columns=config["target_columns"],
+            normalizer=Normalizer.from_dict(config["normalizer"]),
+            state_dict=state,
+            metrics=metrics,
+            history=history,
+            version=config.get("toolkit_version", "unknown"),
+        )
+
+
+def from_model(model: RecurrentModel, dataset, model_config, train_config, metrics=None, history=None) -> Checkpoint:
+    """Bundle a trained module with the dataset description it was trained on."""
+    return Checkpoint(
+        data_config=dataset.config,
+        model_config=model_config,
+        train_config=train_config,
+        input_columns=list(dataset.input_columns),
+        target_columns=list(dataset.target_columns),
+        normalizer=dataset.normalizer,
+        state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+        metrics=metrics,
+        history=history,
+    )

@@ -1,0 +1,38 @@
+"""Every error the package raises on purpose.
+
+The library raises these; the CLI prints ``Error: <message>`` on one line and exits 1.
+Messages name what failed and where (file, column, row, argument, op) and what was
+expected or available.
+"""
+
+
+class CoreMLLSTMError(Exception):
+    """Base class: an error about the user's input or a failed check, never a bug."""
+
+
+class DataError(CoreMLLSTMError):
+    """A data table (CSV or DataFrame) is missing, malformed or unsuitable."""
+
+
+class ConfigError(CoreMLLSTMError):
+    """An option or a combination of options is invalid."""
+
+
+class ExportError(CoreMLLSTMError):
+    """The model cannot be converted or saved as a Core ML package."""
+
+
+class PackageError(CoreMLLSTMError):
+    """A saved .mlpackage is malformed: manifest, protobuf or weight file."""
+
+
+class UnsupportedOpError(PackageError):
+    """A program uses an op (or an op variant) the executor has no kernel for."""
+
+
+class FeedError(CoreMLLSTMError):
+    """An input array given to a model has the wrong name, shape or dtype."""
+
+
+class ParityError(CoreMLLSTMError):
+    """An exported model does not compute what the PyTorch model computes."""

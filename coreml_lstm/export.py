@@ -1,0 +1,193 @@
+"""Checkpoint -> Core ML ML Program (.mlpackage), written atomically.
+
+The package takes raw feature values and returns predictions in original units (normalisation
+is traced into the graph), with fp32 inputs and outputs always (never the converter's silent
+fp16 I/O) and the compute precision chosen separately.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from ._coremltools import coremltools, no_converter_progress
+from .errors import ConfigError, ExportError
+from .fsutil import atomic_path
+
+PRECISIONS = ("fp32", "fp16")
+TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
+# Deployment target -> the iOS release with the same ML Program opset.
+OPSET_TARGET = {"macOS12": "iOS15", "macOS13": "iOS16", "macOS14": "iOS17", "macOS15": "iOS18"}
+
+INPUT_NAME, OUTPUT_NAME = "window", "forecast"
+METADATA_PREFIX = "coreml_lstm."
+
+
+@dataclass
+class ExportConfig:
+    precision: str = "fp32"  # compute precision; I/O stays fp32 either way
+    target: str = "iOS16"  # minimum deployment target
+    author: str = ""
+    license: str = ""
+    description: str = ""
+    version: str = ""
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target: {self.target!r} is not one of {', '.join(TARGETS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_destination(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix != ".mlpackage":
+        raise ConfigError(f"{path}: the output path must end in .mlpackage")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a package directory")
+    return path
+
+
+def _trace(module: torch.nn.Module, example: torch.Tensor):
+    with warnings.catch_warnings():
+        # TorchScript warns that an RNN traced in eval mode ignores dropout: intended here.
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*dropout.*")
+        return torch.jit.trace(module.eval(), example, check_trace=False)
+
+
+def convert(module, inputs, outputs, config: ExportConfig, *, states=None):
+    """Trace ``module`` on example tensors and convert it to an ML Program in memory.
+
+    Args:
+        module: a torch module in eval mode.
+        inputs: list of ``(name, example_tensor, description)``; dtypes are taken from the tensors.
+        outputs: list of ``(name, description)``.
+        config: precision and deployment target.
+        states: optional list of ``ct.StateType`` for iOS18 stateful models.
+
+    Returns:
+        A ``coremltools.models.MLModel`` (not yet saved).
+    """
+    ct = coremltools()
+    examples = tuple(t for _, t, _ in inputs)
+    traced = _trace(module, examples if len(examples) > 1 else examples[0])
+    tensor_inputs = [
+        ct.TensorType(name=name, shape=tuple(t.shape), dtype=np.int32 if not t.is_floating_point() else np.float32)
+        for name, t, _ in inputs
+    ]
+    tensor_outputs = [ct.TensorType(name=name, dtype=np.float32) for name, _ in outputs]
+    precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
+    try:
+        with no_converter_progress():
+            mlmodel = ct.convert(
+                traced,
+                inputs=tensor_inputs,
+                outputs=tensor_outputs,
+                states=states,
+                convert_to="mlprogram",
+                compute_precision=precision,
+                minimum_deployment_target=getattr(ct.target, config.target),
+            )
+    except Exception as exc:
+        raise ExportError(f"conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    spec_inputs = {name: desc for name, _, desc in inputs}
+    spec_outputs = dict(outputs)
+    for name, desc in spec_inputs.items():
+        mlmodel.input_description[name] = desc
+    for name, desc in spec_outputs.items():
+        mlmodel.output_description[name] = desc
+    return mlmodel
+
+
+def set_metadata(mlmodel, config: ExportConfig, user: dict) -> None:
+    """Author, license, description, version and the toolkit's user-defined metadata (JSON values)."""
+    mlmodel.author = config.author or "coreml-lstm"
+    mlmodel.license = config.license or "unspecified"
+    mlmodel.short_description = config.description
+    mlmodel.version = config.version or __version__
+    entries = {"toolkit_version": __version__, **user}
+    for key, value in entries.items():
+        mlmodel.user_defined_metadata[METADATA_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+
+
+def read_metadata(user_defined: dict) -> dict:
+    """The toolkit's entries of a package's user-defined metadata, JSON-decoded."""
+    out = {}
+    for key, value in user_defined.items():
+        if key.startswith(METADATA_PREFIX):
+            try:
+                out[key[len(METADATA_PREFIX) :]] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key[len(METADATA_PREFIX) :]] = value
+    return out
+
+
+def save(mlmodel, path: str | Path) -> Path:
+    """Save atomically: a failed or interrupted save leaves nothing at ``path``."""
+    path = check_destination(path)
+    with atomic_path(path) as tmp:
+        try:
+            mlmodel.save(str(tmp))
+        except Exception as exc:
+            raise ExportError(f"{path}: saving the package failed: {exc}") from exc
+    return path
+
+
+def export_checkpoint(checkpoint, path: str | Path, config: ExportConfig | None = None) -> Path:
+    """Export a forecaster checkpoint as an .mlpackage taking raw inputs and returning raw predictions.
+
+    Args:
+        checkpoint: a :class:`coreml_lstm.checkpoint.Checkpoint`.
+        path: destination ending in ``.mlpackage``.
+        config: precision, target and descriptive metadata.
+
+    Returns:
+        The path written.
+    """
+    config = config or ExportConfig()
+    path = check_destination(path)
+    model = checkpoint.build_model()
+    window, horizon = checkpoint.window, checkpoint.horizon
+    n_inputs = len(checkpoint.input_columns)
+    example = torch.as_tensor(
+        np.broadcast_to(checkpoint.normalizer.input_mean, (1, window, n_inputs)).copy(), dtype=torch.float32
+    )  # (1, W, F)
+    cols = ", ".join(checkpoint.input_columns)
+    targets = ", ".join(checkpoint.target_columns)
+    mlmodel = convert(
+        model,
+        inputs=[(INPUT_NAME, example, f"The last {window} rows of [{cols}] in raw units, oldest first; shape (1, {window}, {n_inputs}).")],
+        outputs=[(OUTPUT_NAME, f"Predictions of [{targets}] for the next {horizon} step(s) in original units; shape (1, {horizon}, {len(checkpoint.target_columns)}).")],
+        config=config,
+    )
+    if not config.description:
+        config = ExportConfig(**{**config.to_dict(), "description": f"{checkpoint.model_config.cell.upper()} forecaster of {targets} ({checkpoint.model_config.num_layers} layers, hidden {checkpoint.model_config.hidden_size}) from a {window}-step window."})
+    set_metadata(
+        mlmodel,
+        config,
+        {
+            "task": "forecast",
+            "head": checkpoint.model_config.head,
+            "input_columns": checkpoint.input_columns,
+            "target_columns": checkpoint.target_columns,
+            "time_column": checkpoint.data_config.time,
+            "series_id_column": checkpoint.data_config.series_id,
+            "window": window,
+            "horizon": horizon,
+            "normalizer": checkpoint.normalizer.to_dict(),
+            "model": checkpoint.model_config.to_dict(),
+            "precision": config.precision,
+            "validation_metrics": (checkpoint.metrics or {}).get("overall"),
+        },
+    )
+    return save(mlmodel, path)
