@@ -5,6 +5,8 @@ Layout of a checkpoint directory::
     config.json        data, model and training configuration, columns, normaliser, version
     model.safetensors  the weights (no pickle anywhere)
     metrics.json       validation metrics and the loss history
+    validation.safetensors  up to MAX_VALIDATION raw validation windows (x, y), so that
+                            `verify` can compare a package with this model on real inputs
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -23,7 +27,8 @@ from .fsutil import atomic_path
 from .model import ModelConfig, RecurrentModel
 from .train import TrainConfig
 
-CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
+CONFIG, WEIGHTS, METRICS, VALIDATION = "config.json", "model.safetensors", "metrics.json", "validation.safetensors"
+MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoints stay small
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Checkpoint:
     state_dict: dict = field(repr=False)
     metrics: dict | None = None
     history: dict | None = None
+    validation_x: np.ndarray | None = field(default=None, repr=False)  # (N, window, F) raw
+    validation_y: np.ndarray | None = field(default=None, repr=False)  # (N, horizon, T) raw
     version: str = __version__
 
     @property
@@ -73,6 +80,11 @@ class Checkpoint:
             (tmp / CONFIG).write_text(json.dumps(self.config_dict(), indent=2) + "\n")
             save_file({k: v.detach().contiguous() for k, v in self.state_dict.items()}, str(tmp / WEIGHTS))
             (tmp / METRICS).write_text(json.dumps({"metrics": self.metrics, "history": self.history}, indent=2) + "\n")
+            if self.validation_x is not None:
+                arrays = {"x": np.ascontiguousarray(self.validation_x, dtype=np.float32)}
+                if self.validation_y is not None:
+                    arrays["y"] = np.ascontiguousarray(self.validation_y, dtype=np.float32)
+                save_numpy(arrays, str(tmp / VALIDATION))
         return directory
 
     @classmethod
@@ -93,7 +105,10 @@ class Checkpoint:
             state = load_file(str(directory / WEIGHTS))
         except Exception as exc:  # a damaged file: say which, not how the parser failed inside
             raise ConfigError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-        metrics = history = None
+        metrics = history = val_x = val_y = None
+        if (directory / VALIDATION).is_file():
+            arrays = load_numpy(str(directory / VALIDATION))
+            val_x, val_y = arrays.get("x"), arrays.get("y")
         if (directory / METRICS).is_file():
             extra = json.loads((directory / METRICS).read_text())
             metrics, history = extra.get("metrics"), extra.get("history")
@@ -107,6 +122,8 @@ class Checkpoint:
             state_dict=state,
             metrics=metrics,
             history=history,
+            validation_x=val_x,
+            validation_y=val_y,
             version=config.get("toolkit_version", "unknown"),
         )
 
@@ -123,4 +140,6 @@ def from_model(model: RecurrentModel, dataset, model_config, train_config, metri
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
         metrics=metrics,
         history=history,
+        validation_x=dataset.validation.x[-MAX_VALIDATION:],
+        validation_y=dataset.validation.y[-MAX_VALIDATION:],
     )
