@@ -204,5 +204,215 @@ def export(checkpoint, output, target, precision, author, license_, description,
         click.echo(f"package: {path} ({precision}, {target})")
 
 
+# -- inspect ---------------------------------------------------------------------------------
+
+
+def package_argument(f):
+    return click.argument("package", type=click.Path(exists=True, path_type=Path))(f)
+
+
+@main.command(context_settings=CONTEXT)
+@package_argument
+@json_option
+def inspect(package, as_json):
+    """Show a package's inputs, outputs, metadata, deployment target, op counts and size.
+
+    \b
+    Example:
+        coreml-lstm inspect models/sunspots.mlpackage --json
+    """
+    from .inspect import describe, format_description
+
+    d = describe(package)
+    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def _tolerances(atol, rtol):
+    from .verify import DEFAULT_TOLERANCES, Tolerance
+
+    if atol is None and rtol is None:
+        return None
+    return {
+        mode: Tolerance(atol=tol.atol if atol is None else atol, rtol=tol.rtol if rtol is None else rtol)
+        for mode, tol in DEFAULT_TOLERANCES.items()
+    }
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@package_argument
+@click.option("--csv", type=click.Path(path_type=Path), help="Compare on the windows of this table (default: the checkpoint's validation windows).")
+@click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision).")
+@click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
+@click.option("--rtol", type=float, help="Relative tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
+@click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True, help="Compare on at most this many windows.")
+@json_option
+def verify(checkpoint, package, csv, mode, atol, rtol, limit, as_json):
+    """Check that a package computes what its PyTorch checkpoint computes.
+
+    Runs both on the same raw windows and reports, per output and backend, the shape, max
+    absolute and relative error and the tolerance. The executor runs everywhere; Core ML runs
+    on macOS and is reported as skipped elsewhere. Exit 1 if any check fails.
+
+    \b
+    Example:
+        coreml-lstm verify runs/sunspots models/sunspots.mlpackage
+    """
+    from .checkpoint import Checkpoint
+    from .export import INPUT_NAME
+    from .verify import verify_program
+
+    ckpt = Checkpoint.load(checkpoint)
+    if csv is not None:
+        from .data import prediction_windows
+
+        x, _ = prediction_windows(csv, ckpt.data_config, ckpt.input_columns)
+    elif ckpt.validation_x is not None:
+        x = ckpt.validation_x
+    else:
+        raise click.UsageError("the checkpoint holds no validation windows; give --csv")
+    x = x[-limit:]
+    feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
+    report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(f"verify {package} against {checkpoint} on {report.samples} windows:")
+        for check in report.checks:
+            click.echo("  " + check.line())
+        click.echo(f"result: {report.status}")
+    if report.status == "failed":
+        sys.exit(1)
+
+
+# -- predict ---------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@package_argument
+@click.option("--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="Table with the package's input columns.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
+@click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
+@click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
+@click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
+@json_option
+def predict(package, csv_path, out, last, backend, mode, as_json):
+    """Predict in original units from a CSV, using the columns and window the package records.
+
+    \b
+    Example:
+        coreml-lstm predict models/sunspots.mlpackage --csv recent.csv --last
+    """
+    from .fsutil import write_text
+    from .predict import predict_table
+
+    frame, used = predict_table(package, csv_path, backend=backend, mode=mode, last_only=last)
+    click.echo(f"{len(frame)} forecasts through {used}", err=True)
+    text = frame.to_json(orient="records", indent=2) if as_json else frame.to_csv(index=False)
+    if out is not None:
+        write_text(out, text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@package_argument
+@click.option("--inputs", "inputs_path", required=True, type=click.Path(path_type=Path), help=".npz or .json of named input arrays.")
+@click.option("--outputs", "outputs_path", type=click.Path(dir_okay=False, path_type=Path), help="Write outputs (.npz or .json); default: a summary on stdout.")
+@click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
+@click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
+@click.option("--intermediate", is_flag=True, help="Write every named value of the program (executor only).")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help="Stateful models: state file (.npz/.json) read if it exists, and written back after the call.")
+@json_option
+def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_path, as_json):
+    """Run any ML Program on named arrays; the tool for debugging a parity failure.
+
+    \b
+    Example:
+        coreml-lstm run model.mlpackage --inputs feeds.npz --outputs out.npz --intermediate
+    """
+    import numpy as np
+
+    from .runner import Backend, cast_feeds, read_arrays, write_arrays
+
+    runner = Backend(package, backend, mode)
+    feeds = cast_feeds(runner.program, read_arrays(inputs_path))
+    state = None
+    if state_path is not None:
+        if not runner.program.states:
+            raise click.UsageError(f"--state: {package} has no states")
+        state = runner.make_state()
+        if state_path.exists():
+            given = read_arrays(state_path, "state")
+            for name, value in given.items():
+                if name not in state:
+                    raise click.UsageError(f"--state: {state_path} has {name!r}; the model's states are {', '.join(sorted(state))}")
+                if value.shape != state[name].shape:
+                    raise click.UsageError(f"--state: {name!r} has shape {value.shape}, the model needs {state[name].shape}")
+                state[name][...] = value
+    results = runner.predict(feeds, state=state, intermediate=intermediate)
+    if state_path is not None:
+        write_arrays(state_path, state)
+    if outputs_path is not None:
+        write_arrays(outputs_path, results)
+    summary = {name: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)} for name, v in results.items()}
+    if as_json:
+        echo_json({"backend": runner.name, "mode": mode, "outputs": summary})
+    else:
+        click.echo(f"ran {package} through {runner.name} ({mode}):")
+        for name, s in summary.items():
+            click.echo(f"  {name:<24} {s['dtype']:<8} {tuple(s['shape'])}")
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sunspots"), show_default=True, help="Checkpoint directory.")
+@click.option("--package", "package_path", type=click.Path(path_type=Path), default=Path("models/sunspots.mlpackage"), show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def demo(out, package_path, epochs, quiet):
+    """The whole job on the embedded sunspots data: train, export, verify, predict.
+
+    \b
+    Example:
+        coreml-lstm demo
+    """
+    from .api import Forecaster
+    from .checkpoint import Checkpoint
+    from .datasets import DEFAULT, load_sunspots
+    from .export import INPUT_NAME
+    from .predict import predict_table
+    from .verify import verify_program
+
+    table = load_sunspots()
+    click.echo(f"1/4 train: 2-layer LSTM on the embedded {DEFAULT['name']} data ({len(table)} rows, {table[DEFAULT['time']].min()}-{table[DEFAULT['time']].max()})", err=True)
+    f = Forecaster(DEFAULT["target"], time=DEFAULT["time"], window=24, epochs=epochs, progress=not quiet).fit(table)
+    f.save(out)
+    click.echo("validation metrics (original units):")
+    click.echo(format_metrics(f.metrics_))
+    click.echo(f"2/4 export: {package_path} (fp32, iOS16)", err=True)
+    f.export(package_path, description="LSTM forecaster of the yearly sunspot number from the previous 24 years.")
+    click.echo(f"3/4 verify: executor vs PyTorch on the validation windows", err=True)
+    ckpt = Checkpoint.load(out)
+    feeds = [{INPUT_NAME: ckpt.validation_x[i : i + 1]} for i in range(len(ckpt.validation_x))]
+    report = verify_program(str(package_path), ckpt.build_model(), feeds)
+    for check in report.checks:
+        click.echo("  " + check.line())
+    click.echo("4/4 predict: the next year from the last 24 through the package", err=True)
+    frame, used = predict_table(package_path, table, last_only=True)
+    click.echo(frame.to_string(index=False))
+    click.echo(f"checkpoint: {out}\npackage: {package_path}\nparity: {report.status}")
+    if report.status == "failed":
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,75 @@
+"""What is inside a saved .mlpackage, read from disk without torch or the converter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .export import read_metadata
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _spec(t) -> dict:
+    return {
+        "name": t.name,
+        "shape": list(t.shape),
+        "dtype": np.dtype(t.dtype).name,
+        "shape_range": [list(r) if r is not None else None for r in t.shape_range] if getattr(t, "shape_range", None) else None,
+        "enumerated_shapes": [list(s) for s in t.enumerated_shapes] if getattr(t, "enumerated_shapes", None) else None,
+        "description": getattr(t, "description", ""),
+    }
+
+
+def describe(path: str | Path) -> dict:
+    """Inputs, outputs, states, metadata, deployment target, op counts and size on disk."""
+    from . import executor
+
+    path = Path(path)
+    program = executor.load(path)
+    meta = program.metadata
+    return {
+        "package": str(path),
+        "size_bytes": _size(path),
+        "opset": program.opset,
+        "deployment_target": program.target,
+        "inputs": [_spec(t) for t in program.inputs],
+        "outputs": [_spec(t) for t in program.outputs],
+        "states": [_spec(t) for t in program.states],
+        "metadata": {k: meta.get(k, "") for k in ("author", "license", "short_description", "version")},
+        "toolkit": read_metadata(meta.get("user", {})),
+        "user_defined": {k: v for k, v in meta.get("user", {}).items() if not k.startswith("coreml_lstm.")},
+        "op_counts": dict(sorted(program.op_counts().items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def format_description(d: dict) -> str:
+    def io(kind: str, items: list) -> list[str]:
+        out = [f"{kind}:"]
+        for t in items:
+            shape = "(" + ", ".join("?" if s == -1 else str(s) for s in t["shape"]) + ")"
+            extra = ""
+            if t["shape_range"]:
+                extra = " range " + ", ".join("-" if r is None else f"{r[0]}..{r[1]}" for r in t["shape_range"])
+            if t["enumerated_shapes"]:
+                extra += " shapes " + "; ".join(str(tuple(s)) for s in t["enumerated_shapes"])
+            out.append(f"  {t['name']:<16} {t['dtype']:<8} {shape}{extra}" + (f"  {t['description']}" if t["description"] else ""))
+        return out
+
+    lines = [f"package: {d['package']} ({d['size_bytes'] / 1024:.1f} KiB)", f"deployment target: {d['deployment_target']} (opset {d['opset']})"]
+    lines += io("inputs", d["inputs"]) + io("outputs", d["outputs"])
+    if d["states"]:
+        lines += io("states", d["states"])
+    lines.append("metadata:")
+    for k, v in d["metadata"].items():
+        lines.append(f"  {k:<18} {v}")
+    for k, v in d["toolkit"].items():
+        lines.append(f"  {k:<18} {v}")
+    for k, v in d["user_defined"].items():
+        lines.append(f"  {k:<18} {v}")
+    lines.append(f"ops ({sum(d['op_counts'].values())}):")
+    lines += [f"  {k:<28} {v}" for k, v in d["op_counts"].items()]
+    return "\n".join(lines)
