@@ -143,7 +143,7 @@ def fit(model: nn.Module, dataset, config: TrainConfig, *, loss_fn=mse_loss, pro
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         train_loss = total / n
         val_loss = evaluate(model, loss_fn, z_val, t_val)
         history.train_loss.append(train_loss)
