@@ -9,8 +9,8 @@ everything else the converter logs is kept.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import os
 
 _NOISE = ("Failed to load _ML", "has not been tested with coremltools")
 
@@ -31,15 +31,36 @@ def coremltools():
     return ct
 
 
+# Where coremltools 9 makes its per-pass progress bars: (module, attribute holding tqdm).
+_PROGRESS_BARS = (
+    ("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+    ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+)
+
+
 @contextlib.contextmanager
 def no_converter_progress():
-    """Hide the converter's per-pass progress bars (ours stay on) while converting."""
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    """Hide the converter's per-pass progress bars (ours stay on) while converting.
+
+    A progress bar per MIL pass says nothing to a user of this toolkit; if a coremltools
+    release moves them, they simply show again.
+    """
+    import importlib
+
+    from tqdm import tqdm
+
+    quiet = functools.partial(tqdm, disable=True)
+    patched = []
     try:
+        for module_name, attr in _PROGRESS_BARS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            if hasattr(module, attr):
+                patched.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, quiet)
         yield
     finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
+        for module, attr, original in patched:
+            setattr(module, attr, original)
