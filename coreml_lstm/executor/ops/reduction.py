@@ -1,0 +1,76 @@
+"""Reductions over ``axes`` (all axes when absent) with ``keep_dims``, and argmax / argmin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..program import Kernel
+from ..registry import kernel
+
+
+def _axes(axes, ndim):
+    return tuple(range(ndim)) if axes is None else tuple(int(a) for a in np.asarray(axes).reshape(-1))
+
+
+def _reduction(op_type: str, fn, doc: str):
+    @kernel(op_type, opset="iOS15")
+    class Reduce(Kernel):
+        def compute(self, *, x, axes=None, keep_dims=False):
+            x = np.asarray(x)
+            return fn(x, _axes(axes, x.ndim), bool(keep_dims))
+
+    Reduce.__name__ = Reduce.__qualname__ = "".join(p.title() for p in op_type.split("_"))
+    Reduce.__doc__ = doc
+    return Reduce
+
+
+def _log_sum_exp(x, axes, keep):
+    m = np.max(x, axis=axes, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return out if keep else np.squeeze(out, axis=axes)
+
+
+for _name, _fn, _doc in [
+    ("reduce_sum", lambda x, a, k: np.sum(x, axis=a, keepdims=k), "sum"),
+    ("reduce_mean", lambda x, a, k: np.mean(x, axis=a, keepdims=k), "mean"),
+    ("reduce_max", lambda x, a, k: np.max(x, axis=a, keepdims=k), "max"),
+    ("reduce_min", lambda x, a, k: np.min(x, axis=a, keepdims=k), "min"),
+    ("reduce_prod", lambda x, a, k: np.prod(x, axis=a, keepdims=k), "product"),
+    ("reduce_sum_square", lambda x, a, k: np.sum(x * x, axis=a, keepdims=k), "sum of squares"),
+    ("reduce_l1_norm", lambda x, a, k: np.sum(np.abs(x), axis=a, keepdims=k), "sum of |x|"),
+    ("reduce_l2_norm", lambda x, a, k: np.sqrt(np.sum(x * x, axis=a, keepdims=k)), "sqrt of the sum of squares"),
+    ("reduce_log_sum", lambda x, a, k: np.log(np.sum(x, axis=a, keepdims=k)), "log of the sum"),
+    ("reduce_log_sum_exp", _log_sum_exp, "log of the sum of exp, computed stably"),
+]:
+    _reduction(_name, _fn, _doc)
+
+
+@kernel("reduce_argmax", opset="iOS15")
+class ReduceArgmax(Kernel):
+    """Index of the maximum along ``axis`` (default -1), int32; first index on ties."""
+
+    def compute(self, *, x, axis=-1, keep_dims=False):
+        out = np.argmax(x, axis=int(axis))
+        if bool(keep_dims):
+            out = np.expand_dims(out, int(axis))
+        return out.astype(np.int32)
+
+
+@kernel("reduce_argmin", opset="iOS15")
+class ReduceArgmin(Kernel):
+    """Index of the minimum along ``axis`` (default -1), int32."""
+
+    def compute(self, *, x, axis=-1, keep_dims=False):
+        out = np.argmin(x, axis=int(axis))
+        if bool(keep_dims):
+            out = np.expand_dims(out, int(axis))
+        return out.astype(np.int32)
+
+
+@kernel("l2_norm", opset="iOS15")
+class L2Norm(Kernel):
+    """x / sqrt(max(sum(x^2 over the last rank-1 axes... ), epsilon)) per batch item."""
+
+    def compute(self, *, x, axes=None, epsilon=1e-6):
+        axes = tuple(range(1, x.ndim)) if axes is None else tuple(int(a) for a in np.asarray(axes).reshape(-1))
+        return x / np.sqrt(np.maximum(np.sum(x * x, axis=axes, keepdims=True), epsilon))

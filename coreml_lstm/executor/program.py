@@ -1,0 +1,407 @@
+"""A loaded ML Program and its op-by-op runner.
+
+Load time does everything that does not depend on the feeds: parse the protobuf, resolve a
+kernel for every op (an op without one fails here, naming the op, the opset and the supported
+list), decode immediate values and weight blobs, and fold constant ops (``const``,
+``constexpr_*``). Run time walks the operations in order over a dict of named numpy values.
+
+Numerics (``mode``):
+    fp32  reference maths: values the program declares fp16 are held in float32, so a cast to
+          fp16 is the identity. Use it to check the program's structure and weights.
+    fp16  emulates the program's typing: every value the program declares fp16 is rounded to
+          fp16 after the op that makes it, and recurrent ops round their state at every time step
+          when they run in fp16 (see ``Kernel.round``). Use it to see what fp16 costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FeedError, PackageError
+from . import registry
+from .package import WeightFile, read_model
+from .values import decode_value, tensor_type
+
+MODES = ("fp32", "fp16")
+FOLDABLE = ("const",)  # plus every op type starting with "constexpr_"
+
+
+@dataclass
+class TensorSpec:
+    """A model input, output or state as the package declares it."""
+
+    name: str
+    shape: tuple  # -1 for a flexible dimension
+    dtype: np.dtype
+    shape_range: list | None = None  # per dimension (lo, hi), hi -1 for unbounded
+    enumerated_shapes: list | None = None
+    description: str = ""
+
+
+@dataclass
+class Binding:
+    name: str | None = None  # a named value of the program...
+    value: object = None  # ...or an immediate / blob value decoded at load time
+
+
+@dataclass
+class Output:
+    name: str
+    dtype: np.dtype | None
+    shape: tuple | None
+
+
+@dataclass
+class Block:
+    inputs: list[Output]
+    outputs: list[str]
+    ops: list["Op"]
+
+
+@dataclass
+class Op:
+    type: str
+    name: str
+    inputs: dict[str, list[Binding]]
+    attributes: dict
+    outputs: list[Output]
+    blocks: list[Block] = field(default_factory=list)
+    kernel: "Kernel | None" = None
+
+
+class State:
+    """The handle a state input binds to; its value lives in the caller's state dict."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+class RunContext:
+    """What a kernel sees of the run it is part of."""
+
+    def __init__(self, program: "Program", mode: str, state: dict | None):
+        self.program, self.mode, self.state = program, mode, state
+        self.intermediate: dict | None = None
+
+    def run_block(self, block: Block, env: dict, inputs: list | tuple = ()) -> list:
+        """Run a nested block over a child scope of ``env``; returns its outputs in order."""
+        scope = dict(env)
+        for spec, value in zip(block.inputs, inputs):
+            scope[spec.name] = value
+        self.program._run_ops(block.ops, scope, self)
+        return [scope[name] for name in block.outputs]
+
+
+class Kernel:
+    """Base of every op kernel: ``compute(**inputs)`` returns one array or a tuple of arrays.
+
+    Inputs arrive by their MIL names with the op's attributes, decoded to numpy (scalars as 0-d
+    arrays, strings as str, variadic inputs listed in ``variadic`` as lists). Optional inputs the
+    serializer omitted are absent: kernels give them MIL's default as a Python default.
+    """
+
+    variadic: tuple[str, ...] = ()  # inputs that always arrive as a list
+    needs_env = False  # control flow: compute also receives env=<the scope dict>
+
+    def __init__(self, op: Op, program: "Program"):
+        self.op, self.program = op, program
+        self.ctx: RunContext | None = None
+
+    def round(self, x: np.ndarray) -> np.ndarray:
+        """Round to fp16 values when the op's outputs are fp16 and the run emulates fp16.
+
+        Recurrent kernels call it on their state at every time step; values stay float32 arrays.
+        """
+        if self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs and self.op.outputs[0].dtype == np.float16:
+            return x.astype(np.float16).astype(np.float32)
+        return x
+
+    def compute(self, **inputs):  # pragma: no cover - every kernel overrides it
+        raise NotImplementedError
+
+
+def _description(feature) -> TensorSpec:
+    kind = feature.type.WhichOneof("Type")
+    arr = feature.type.multiArrayType if kind == "multiArrayType" else feature.type.stateType.arrayType if kind == "stateType" else None
+    if arr is None:
+        return TensorSpec(feature.name, (), np.dtype(object), description=feature.shortDescription)
+    dtype = {65568: np.float32, 65600: np.float64, 131104: np.int32, 131080: np.int8, 65552: np.float16}.get(arr.dataType, np.float32)
+    shape = tuple(arr.shape)
+    ranges = enumerated = None
+    flex = arr.WhichOneof("ShapeFlexibility")
+    if flex == "shapeRange":
+        ranges = [(r.lowerBound, r.upperBound) for r in arr.shapeRange.sizeRanges]
+        shape = tuple(lo if lo == hi else -1 for lo, hi in ranges)
+    elif flex == "enumeratedShapes":
+        enumerated = [tuple(s.shape) for s in arr.enumeratedShapes.shapes]
+        shape = tuple(d if all(s[i] == d for s in enumerated) else -1 for i, d in enumerate(enumerated[0]))
+    return TensorSpec(feature.name, shape, np.dtype(dtype), ranges, enumerated, feature.shortDescription)
+
+
+class Program:
+    """An ML Program read from disk, ready to run. Build it with :func:`coreml_lstm.executor.load`."""
+
+    def __init__(self, path: str | Path):
+        spec, root = read_model(path)
+        self.path = Path(path)
+        self.spec_version = spec.specificationVersion
+        desc = spec.description
+        self.inputs = [_description(f) for f in desc.input]
+        self.outputs = [_description(f) for f in desc.output]
+        self.states = [_description(f) for f in desc.state]
+        meta = desc.metadata
+        self.metadata = {
+            "author": meta.author,
+            "license": meta.license,
+            "short_description": meta.shortDescription,
+            "version": meta.versionString,
+            "user": dict(meta.userDefined),
+        }
+        program = spec.mlProgram
+        if "main" not in program.functions:
+            raise PackageError(f"{path}: the program has no 'main' function")
+        function = program.functions["main"]
+        self.opset = function.opset
+        try:
+            registry.opset_rank(self.opset)
+        except Exception:
+            raise PackageError(f"{path}: unsupported opset {self.opset!r}; supported: {', '.join(registry.OPSETS)}") from None
+        if self.opset not in function.block_specializations:
+            raise PackageError(f"{path}: the main function has no block for its opset {self.opset}")
+        weights_dir = root / "Data" / "com.apple.CoreML" / "weights"
+        self._weights: dict[str, WeightFile] = {}
+        self._weights_root = weights_dir
+        self.function_inputs = {}
+        for nvt in function.inputs:
+            dtype, shape = tensor_type(nvt.type)
+            self.function_inputs[nvt.name] = (dtype, shape, nvt.type.WhichOneof("type") == "stateType")
+        self.block = self._block(function.block_specializations[self.opset], [])
+        self._weights.clear()  # every blob is decoded: let the file's bytes go
+
+    @property
+    def target(self) -> str:
+        return registry.TARGET_OF_OPSET[self.opset]
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _weight_file(self, file_name: str) -> WeightFile:
+        rel = file_name.replace("@model_path/", "")
+        if rel not in self._weights:
+            self._weights[rel] = WeightFile(self._weights_root.parent / rel, str(self.path))
+        return self._weights[rel]
+
+    def _value(self, value, where: str):
+        weights = None
+        if value.WhichOneof("value") == "blobFileValue":
+            weights = self._weight_file(value.blobFileValue.fileName)
+        return decode_value(value, weights, where)
+
+    def _block(self, block, outer: list) -> Block:
+        inputs = []
+        for nvt in block.inputs:
+            dtype, shape = tensor_type(nvt.type)
+            inputs.append(Output(nvt.name, dtype, shape))
+        ops = [self._op(op) for op in block.operations]
+        return Block(inputs, list(block.outputs), ops)
+
+    def _op(self, proto) -> Op:
+        name = proto.outputs[0].name if proto.outputs else proto.type
+        where = f"op {name!r} ({proto.type})"
+        inputs = {}
+        for arg_name, arg in proto.inputs.items():
+            bindings = []
+            for b in arg.arguments:
+                if b.WhichOneof("binding") == "name":
+                    bindings.append(Binding(name=b.name))
+                else:
+                    bindings.append(Binding(value=self._value(b.value, f"{where} input {arg_name!r}")))
+            inputs[arg_name] = bindings
+        attributes = {k: self._value(v, f"{where} attribute {k!r}") for k, v in proto.attributes.items() if k != "name"}
+        outputs = []
+        for nvt in proto.outputs:
+            dtype, shape = tensor_type(nvt.type)
+            outputs.append(Output(nvt.name, dtype, shape))
+        op = Op(proto.type, name, inputs, attributes, outputs, [self._block(b, []) for b in proto.blocks])
+        op.kernel = registry.lookup(proto.type, self.opset)(op, self)
+        if proto.type in FOLDABLE or proto.type.startswith("constexpr_"):
+            self._fold(op)
+        return op
+
+    def _fold(self, op: Op) -> None:
+        """Evaluate a constant op once, now; the runner then only copies its results."""
+        kwargs = {}
+        for arg_name, bindings in op.inputs.items():
+            if any(b.name is not None for b in bindings):
+                return  # depends on a run-time value after all
+            values = [b.value for b in bindings]
+            kwargs[arg_name] = values if arg_name in op.kernel.variadic else values[0]
+        kwargs.update(op.attributes)
+        result = op.kernel.compute(**kwargs)
+        results = result if isinstance(result, tuple) else (result,)
+        op.folded = [self._cast(r, out, "fp32") for r, out in zip(results, op.outputs)]
+        op.folded16 = [self._cast(r, out, "fp16") for r, out in zip(results, op.outputs)]
+
+    # -- running -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _cast(value, out: Output, mode: str):
+        if not isinstance(value, np.ndarray) and not np.isscalar(value):
+            return value
+        value = np.asarray(value)
+        dtype = out.dtype
+        if dtype is None or value.dtype == object:
+            return value
+        if dtype == np.float16:
+            # Held as float32 either way so kernels compute in fp32; fp16 mode rounds to fp16 values.
+            if mode == "fp16":
+                return value.astype(np.float16).astype(np.float32)
+            return value.astype(np.float32, copy=False)
+        if value.dtype != dtype:
+            return value.astype(dtype)
+        return value
+
+    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext) -> None:
+        mode = ctx.mode
+        for op in ops:
+            folded = getattr(op, "folded16" if mode == "fp16" else "folded", None)
+            if folded is not None:
+                for out, value in zip(op.outputs, folded):
+                    env[out.name] = value
+                continue
+            kernel = op.kernel
+            kwargs = {}
+            for arg_name, bindings in op.inputs.items():
+                values = [env[b.name] if b.name is not None else b.value for b in bindings]
+                kwargs[arg_name] = values if arg_name in kernel.variadic else values[0]
+            if op.attributes:
+                kwargs.update(op.attributes)
+            if kernel.needs_env:
+                kwargs["env"] = env
+            kernel.ctx = ctx
+            try:
+                result = kernel.compute(**kwargs)
+            except KeyError:
+                raise
+            except (ValueError, IndexError, TypeError) as exc:
+                raise PackageError(f"op {op.name!r} ({op.type}) failed: {exc}") from exc
+            results = result if isinstance(result, tuple) else (result,)
+            if len(results) != len(op.outputs):
+                raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
+            for out, value in zip(op.outputs, results):
+                env[out.name] = self._cast(value, out, mode)
+
+    def check_feeds(self, feeds: dict) -> dict:
+        """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
+        known = {t.name: t for t in self.inputs}
+        unknown = sorted(set(feeds) - set(known))
+        if unknown:
+            raise FeedError(f"unknown input {unknown[0]!r}; the model's inputs are {', '.join(sorted(known))}")
+        out = {}
+        for name, spec in known.items():
+            if name not in feeds:
+                raise FeedError(f"missing input {name!r} (expected {spec.dtype.name} of shape {_shape_text(spec)})")
+            value = np.asarray(feeds[name])
+            if spec.dtype.kind in "iu" and value.dtype.kind not in "iub":
+                raise FeedError(f"input {name!r}: expected {spec.dtype.name}, got {value.dtype.name}")
+            if spec.dtype.kind == "f" and value.dtype.kind not in "fiub":
+                raise FeedError(f"input {name!r}: expected {spec.dtype.name}, got {value.dtype.name}")
+            if spec.dtype.kind in "iu" and value.size and (value.min() < np.iinfo(spec.dtype).min or value.max() > np.iinfo(spec.dtype).max):
+                raise FeedError(f"input {name!r}: values outside the {spec.dtype.name} range")
+            if not _shape_ok(spec, value.shape):
+                raise FeedError(f"input {name!r}: expected shape {_shape_text(spec)}, got {tuple(value.shape)}")
+            mil_dtype = self.function_inputs.get(name, (None,))[0] or spec.dtype
+            out[name] = value.astype(mil_dtype if mil_dtype != np.float16 else np.float32, copy=False)
+        return out
+
+    def make_state(self) -> dict:
+        """Zero-filled states, like ``MLModel.make_state()``; predict updates them in place."""
+        return {s.name: np.zeros(s.shape, dtype=np.float16 if s.dtype == np.float16 else s.dtype) for s in self.states}
+
+    def run(self, feeds: dict, mode: str = "fp32", state: dict | None = None, intermediate: bool = True) -> dict:
+        """Run the program; every named value with ``intermediate``, else the outputs only."""
+        if mode not in MODES:
+            raise FeedError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        env = self.check_feeds(feeds)
+        if mode == "fp16":
+            for name, (dtype, _, _) in self.function_inputs.items():
+                if dtype == np.float16 and name in env:
+                    env[name] = env[name].astype(np.float16).astype(np.float32)
+        if self.states:
+            if state is None:
+                raise FeedError(f"this model is stateful: pass state=program.make_state() (states: {', '.join(s.name for s in self.states)})")
+            for s in self.states:
+                if s.name not in state:
+                    raise FeedError(f"state {s.name!r} is missing from the state dict")
+                if tuple(np.shape(state[s.name])) != tuple(s.shape):
+                    raise FeedError(f"state {s.name!r}: expected shape {tuple(s.shape)}, got {tuple(np.shape(state[s.name]))}")
+                env[s.name] = State(s.name)
+        ctx = RunContext(self, mode, state)
+        self._run_ops(self.block.ops, env, ctx)
+        if intermediate:
+            return {k: v for k, v in env.items() if not isinstance(v, State)}
+        declared = {o.name: o.dtype for o in self.block_output_types()}
+        out = {}
+        for o, name in zip(self.outputs, self.block.outputs):
+            value = env[name]
+            out[o.name] = value.astype(np.float16) if mode == "fp16" and declared.get(name) == np.float16 else value
+        return out
+
+    def block_output_types(self) -> list[Output]:
+        """Declared types of the main block's outputs (the op outputs they name)."""
+        if not hasattr(self, "_block_outputs"):
+            by_name = {o.name: o for op in self.block.ops for o in op.outputs}
+            self._block_outputs = [by_name.get(n, Output(n, None, None)) for n in self.block.outputs]
+        return self._block_outputs
+
+    def predict(self, feeds: dict, mode: str = "fp32", state: dict | None = None) -> dict:
+        """Outputs by name. fp16-declared outputs come back float16 in fp16 mode, float32 in fp32 mode."""
+        out = self.run(feeds, mode=mode, state=state, intermediate=False)
+        return out
+
+    def op_counts(self) -> dict:
+        counts: dict[str, int] = {}
+
+        def walk(block: Block):
+            for op in block.ops:
+                counts[op.type] = counts.get(op.type, 0) + 1
+                for b in op.blocks:
+                    walk(b)
+
+        walk(self.block)
+        return counts
+
+    def value_dtypes(self) -> dict:
+        """Declared dtype of every op output (nested blocks included)."""
+        out = {}
+
+        def walk(block: Block):
+            for op in block.ops:
+                for o in op.outputs:
+                    out[o.name] = o.dtype
+                for b in op.blocks:
+                    walk(b)
+
+        walk(self.block)
+        return out
+
+
+def _shape_text(spec: TensorSpec) -> str:
+    if spec.enumerated_shapes:
+        return " or ".join(str(tuple(s)) for s in spec.enumerated_shapes)
+    if spec.shape_range:
+        return "(" + ", ".join(str(lo) if lo == hi else f"{lo}..{'inf' if hi < 0 else hi}" for lo, hi in spec.shape_range) + ")"
+    return str(tuple(spec.shape))
+
+
+def _shape_ok(spec: TensorSpec, shape: tuple) -> bool:
+    shape = tuple(int(s) for s in shape)
+    if spec.enumerated_shapes:
+        return shape in [tuple(s) for s in spec.enumerated_shapes]
+    if len(shape) != len(spec.shape):
+        return False
+    if spec.shape_range:
+        return all(lo <= s and (hi < 0 or s <= hi) for s, (lo, hi) in zip(shape, spec.shape_range))
+    return shape == tuple(spec.shape)
