@@ -1,0 +1,51 @@
+"""Executor against torch over the conversion matrix (coreml_lstm.zoo): every case, each run
+converted with coremltools, saved, loaded back from disk and compared. The bars: fp32 programs
+1e-5 max abs; fp16 programs 5e-2 abs and rel; compressed programs decompress exactly as
+coremltools does, then a per-method bar against the original torch weights."""
+
+import pytest
+
+from coreml_lstm.zoo import FP16_BAR, FP32_BAR, cases, run_case
+
+ALL = cases()
+
+
+@pytest.mark.parametrize("case", ALL, ids=[c.name for c in ALL])
+def test_executor_matches_torch(case):
+    r = run_case(case)
+    print(f"{case.name}: max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g}, bar {case.bar:g} {r.detail}")
+    assert r.passed, f"{case.name}: max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g} over the bar {case.bar:g} {r.detail}"
+
+
+def test_the_matrix_covers_every_axis():
+    names = {c.name for c in ALL}
+    assert {c.target for c in ALL} == {"iOS15", "iOS16", "iOS17", "iOS18"}
+    assert {c.precision for c in ALL} == {"fp32", "fp16"}
+    assert {c.compress for c in ALL if c.compress} == {"int8", "palettize4", "palettize6", "prune50"}
+    assert {c.flexible for c in ALL if c.flexible} == {"range", "enumerated"}
+    for part in ("bilstm", "bigru", "seqmajor", "h0c0", "embedding", "softmax", "rnn1-relu", "rnn-tanh", "stateful", "gru1", "lstm1"):
+        assert any(part in n for n in names), part
+    assert FP32_BAR == 1e-5 and FP16_BAR == 5e-2
+
+
+def test_a_wrong_weight_is_caught(tmp_path):
+    """The check can fail: perturb one stored weight of a saved package and the parity breaks."""
+    import numpy as np
+    import torch
+
+    import coreml_lstm.executor as ex
+    from coreml_lstm.zoo import convert
+
+    case = next(c for c in ALL if c.name == "lstm1-fp32")
+    module, feeds, path, _ = convert(case, tmp_path)
+    blob = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    # The first record's data starts at the offset stored in its header (bytes 16..24 after 64).
+    offset = int.from_bytes(data[64 + 16 : 64 + 24], "little")
+    value = np.frombuffer(bytes(data[offset : offset + 4]), np.float32)[0]
+    data[offset : offset + 4] = np.float32(value + 0.5).tobytes()
+    blob.write_bytes(bytes(data))
+    with torch.no_grad():
+        want = module(torch.as_tensor(feeds["x"])).numpy()
+    got = ex.load(path).predict(feeds)["y"]
+    assert np.max(np.abs(got - want)) > 1e-3
