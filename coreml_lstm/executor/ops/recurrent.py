@@ -92,35 +92,60 @@ class Lstm(Kernel):
         H = w_hh.shape[1]
         xw = _project(x, w_ih, b)  # (T, B, 4H)
         r_t = np.ascontiguousarray(w_hh.T)  # (H, 4H)
+        h = np.ascontiguousarray(h, dtype=np.float32)
         seq = np.empty((T, x.shape[1], H), dtype=np.float32)
         p_i = p_f = p_o = None
         if peephole is not None:
             p = np.asarray(peephole, np.float32)
             p_i, p_f, p_o = p[:H], p[H : 2 * H], p[2 * H :]
-        fast = ra is _sigmoid and peephole is None and clip is None
         steps = range(T - 1, -1, -1) if backward else range(T)
+        if ra is _sigmoid and ca is np.tanh and a is np.tanh and peephole is None and clip is None:
+            return Lstm._run_fast(xw, h, c, r_t, seq, steps, fp16)
         for t in steps:
             g = xw[t] + h @ r_t  # (B, 4H) in ifoz order
-            if fast:
-                s = _sigmoid(g[:, : 3 * H])
-                i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 2 * H :]
-                z = ca(g[:, 3 * H :])
-                c = f * c + i * z
-            else:
-                gi, gf, go, gz = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-                if clip is not None:
-                    gz = np.clip(gz, -float(clip), float(clip))
-                if p_i is not None:
-                    gi, gf = gi + p_i * c, gf + p_f * c
-                i, f, z = ra(gi), ra(gf), ca(gz)
-                c = f * c + i * z
-                o = ra(go + p_o * c) if p_o is not None else ra(go)
+            gi, gf, go, gz = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+            if clip is not None:
+                gz = np.clip(gz, -float(clip), float(clip))
+            if p_i is not None:
+                gi, gf = gi + p_i * c, gf + p_f * c
+            i, f, z = ra(gi), ra(gf), ca(gz)
+            c = f * c + i * z
+            o = ra(go + p_o * c) if p_o is not None else ra(go)
             h = o * a(c)
             if fp16:
                 c = c.astype(np.float16).astype(np.float32)
                 h = h.astype(np.float16).astype(np.float32)
             seq[t] = h
         return seq, h, c
+
+    @staticmethod
+    def _run_fast(xw, h, c, r_t, seq, steps, fp16):
+        """The default activations, in place: no array is allocated inside the time loop."""
+        B, H = h.shape
+        g = np.empty((B, 4 * H), np.float32)
+        tmp = np.empty((B, H), np.float32)
+        c = np.array(c, dtype=np.float32, copy=True)
+        sig, z = g[:, : 3 * H], g[:, 3 * H :]
+        i, f, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
+        for t in steps:
+            np.matmul(h, r_t, out=g)
+            g += xw[t]
+            sig *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
+            np.tanh(sig, out=sig)
+            sig += 1.0
+            sig *= 0.5
+            np.tanh(z, out=z)
+            c *= f
+            np.multiply(i, z, out=tmp)
+            c += tmp
+            if fp16:
+                c[...] = c.astype(np.float16)
+            np.tanh(c, out=tmp)
+            h = seq[t]
+            np.multiply(o, tmp, out=h)
+            if fp16:
+                h[...] = h.astype(np.float16)
+        return seq, h.copy(), c
 
 
 @kernel("lstm", opset="iOS17")
