@@ -23,7 +23,8 @@ from . import data as data_mod
 from .checkpoint import Checkpoint, from_model
 from .errors import ConfigError
 from .model import ModelConfig, RecurrentModel
-from .train import TrainConfig, fit, regression_metrics
+from .mixture import mixture_nll, probabilistic_metrics
+from .train import TrainConfig, fit, mse_loss, regression_metrics
 
 
 def _as_list(value) -> list[str] | None:
@@ -43,7 +44,9 @@ class Forecaster:
         val_fraction: the chronological validation split when no validation table is given.
         missing: "error" | "drop" | "ffill".
         cell, hidden_size, num_layers, dropout, bidirectional: the network.
-        epochs, batch_size, lr, patience, schedule, seed: the optimisation.
+        head, mixtures: "point" (one value per target and step, trained by MSE) or "mixture"
+            (a Gaussian mixture of ``mixtures`` components per value, trained by NLL).
+        epochs, batch_size, lr, weight_decay, patience, schedule, seed: the optimisation.
         progress: show a progress bar on stderr while training.
     """
 
@@ -63,9 +66,12 @@ class Forecaster:
         num_layers: int = 2,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        head: str = "point",
+        mixtures: int = 3,
         epochs: int = 200,
         batch_size: int = 32,
         lr: float = 3e-3,
+        weight_decay: float = 0.0,
         patience: int = 20,
         schedule: str = "none",
         seed: int = 0,
@@ -74,8 +80,8 @@ class Forecaster:
         self.target = _as_list(target)
         self.features = _as_list(features)
         self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, val_fraction=val_fraction, missing=missing)
-        self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional)
-        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, schedule=schedule, seed=seed)
+        self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures)
+        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed)
         self.progress = progress
         self.checkpoint_: Checkpoint | None = None
         self.model_: RecurrentModel | None = None
@@ -91,8 +97,13 @@ class Forecaster:
         torch.manual_seed(self.train_config.seed)  # the initial weights repeat too
         model = RecurrentModel(self.model_config, len(dataset.input_columns), len(dataset.target_columns), config.horizon)
         model.set_normalizer(dataset.normalizer)
-        history = fit(model, dataset, self.train_config, progress=self.progress)
-        metrics = regression_metrics(dataset.validation.y, self._predict_array(model, dataset.validation.x), dataset.target_columns)
+        loss_fn = mse_loss if self.model_config.head == "point" else mixture_nll
+        history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress)
+        outputs = self._outputs(model, dataset.validation.x)
+        metrics = regression_metrics(dataset.validation.y, outputs[0] if self.model_config.head == "point" else outputs[3], dataset.target_columns)
+        if self.model_config.head == "mixture":
+            w, mu, s = outputs[:3]
+            metrics["probabilistic"] = probabilistic_metrics(w, mu, s, dataset.validation.y, dataset.target_columns)
         self.model_ = model
         self.checkpoint_ = from_model(model, dataset, self.model_config, self.train_config, metrics, history.to_dict())
         self.dataset_ = dataset
@@ -111,15 +122,33 @@ class Forecaster:
 
     @staticmethod
     @torch.no_grad()
-    def _predict_array(model: RecurrentModel, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def _outputs(model: RecurrentModel, x: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
+        """All of the model's raw outputs (see RecurrentModel.raw_outputs) for windows x."""
         model.eval()
-        out = [model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)).numpy() for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, model.horizon, model.n_targets), np.float32)
+        parts = []
+        for i in range(0, len(x), batch_size):
+            last, _ = model.run_rnn(model.normalize_inputs(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)))
+            parts.append([o.numpy() for o in model.raw_outputs(last)])
+        if not parts:
+            with torch.no_grad():
+                empty = model.raw_outputs(torch.zeros(1, model.head.in_features))
+            return [np.zeros((0,) + tuple(o.shape[1:]), np.float32) for o in empty]
+        return [np.concatenate(p) for p in zip(*parts)]
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
-        """Raw windows (N, window, F) -> raw predictions (N, horizon, T)."""
+        """Raw windows (N, window, F) -> raw predictions (N, horizon, T) (the mixture mean for a mixture head)."""
         self._fitted()
-        return self._predict_array(self.model_, np.asarray(x, dtype=np.float32))
+        out = self._outputs(self.model_, np.asarray(x, dtype=np.float32))
+        return out[0] if self.model_config.head == "point" else out[3]
+
+    def predict_distribution(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Mixture head: raw windows -> weights, means, scales (N, horizon, T, K), prediction, variance."""
+        self._fitted()
+        if self.model_config.head != "mixture":
+            raise ConfigError("predict_distribution needs a mixture head (head='mixture')")
+        from .model import MIXTURE_OUTPUTS
+
+        return dict(zip(MIXTURE_OUTPUTS, self._outputs(self.model_, np.asarray(x, dtype=np.float32))))
 
     def predict(self, frame, *, last_only: bool = False) -> pd.DataFrame:
         """Forecast after every complete window of a table (CSV path or DataFrame).
@@ -130,8 +159,9 @@ class Forecaster:
         """
         ckpt = self._fitted()
         x, keys = data_mod.prediction_windows(frame, ckpt.data_config, ckpt.input_columns, last_only=last_only)
-        y = self.predict_windows(x)  # (N, horizon, T)
-        return prediction_frame(keys, y, ckpt.target_columns)
+        if self.model_config.head == "mixture":
+            return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
+        return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)
 
     # -- persistence and export --------------------------------------------------------------
 
@@ -148,16 +178,36 @@ class Forecaster:
         self.checkpoint_, self.model_ = ckpt, ckpt.build_model()
         return self
 
-    def export(self, path, *, precision: str = "fp32", target: str = "iOS16", **metadata) -> Path:
-        """Export as an .mlpackage taking raw inputs and returning raw predictions (see :mod:`.export`)."""
+    def export(self, path, *, precision: str = "fp32", target: str = "iOS16", streaming: str | None = None, max_chunk: int = 64, **metadata) -> Path:
+        """Export as an .mlpackage taking raw inputs and returning raw predictions (see :mod:`.export`).
+
+        ``streaming``: None (a window in, a forecast out), "explicit" (a chunk plus the recurrent
+        state in, the state out) or "states" (iOS18+: the state lives in Core ML states).
+        """
         from .export import ExportConfig, export_checkpoint
 
-        return export_checkpoint(self._fitted(), path, ExportConfig(precision=precision, target=target, **metadata))
+        return export_checkpoint(self._fitted(), path, ExportConfig(precision=precision, target=target, streaming=streaming, max_chunk=max_chunk, **metadata))
 
     def _fitted(self) -> Checkpoint:
         if self.checkpoint_ is None:
             raise ConfigError("this Forecaster is not fitted yet: call fit() or Forecaster.load()")
         return self.checkpoint_
+
+
+def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:
+    """Mixture predictions: per target and step the mean, standard deviation and 5/25/75/95% quantiles."""
+    from .mixture import quantile
+
+    out = keys.reset_index(drop=True).copy()
+    w, mu, s = dist["weights"], dist["means"], dist["scales"]
+    for h in range(w.shape[1]):
+        for k, name in enumerate(targets):
+            col = f"{name}_t+{h + 1}"
+            out[col] = dist["prediction"][:, h, k]
+            out[f"{col}_std"] = np.sqrt(dist["variance"][:, h, k])
+            for q in (0.05, 0.25, 0.75, 0.95):
+                out[f"{col}_q{int(q * 100):02d}"] = quantile(w[:, h, k], mu[:, h, k], s[:, h, k], q)
+    return out
 
 
 def prediction_frame(keys: pd.DataFrame, y: np.ndarray, targets: list[str]) -> pd.DataFrame:

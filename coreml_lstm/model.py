@@ -14,6 +14,8 @@ from torch import nn
 from .errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn")
+MIXTURE_OUTPUTS = ("weights", "means", "scales", "prediction", "variance")
+MIN_SCALE = 1e-3  # in normalised units: 0.1% of the target's standard deviation
 HEADS = ("point", "mixture")
 
 
@@ -88,19 +90,61 @@ class RecurrentModel(nn.Module):
         for name in ("input_mean", "input_std", "target_mean", "target_std"):
             getattr(self, name).copy_(torch.as_tensor(getattr(normalizer, name), dtype=torch.float32))
 
-    def encode(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised inputs (B, W, F) -> head outputs (B, horizon * T * per_value)."""
-        seq, _ = self.rnn(z)  # (B, W, H*dirs)
-        return self.head(seq[:, -1])  # (B, horizon*T*per_value)
-
-    def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
-        """Point head in normalised units: (B, W, F) -> (B, horizon, T)."""
-        return self.encode(z).reshape(-1, self.horizon, self.n_targets)
+    # -- the pieces (all in normalised units) ---------------------------------------------------
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.input_mean) / self.input_std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw inputs (B, W, F) -> raw predictions (B, horizon, T)."""
-        y = self.forward_normalized(self.normalize_inputs(x))  # (B, horizon, T)
-        return y * self.target_std + self.target_mean
+    def run_rnn(self, z: torch.Tensor, state=None):
+        """Normalised inputs (B, L, F) -> (last step's output (B, H*dirs), final recurrent state)."""
+        seq, final = self.rnn(z) if state is None else self.rnn(z, state)  # seq: (B, L, H*dirs)
+        return seq[:, -1], final
+
+    def head_normalized(self, last: torch.Tensor):
+        """Point head: (B, horizon, T). Mixture head: (logits, means, scales), each (B, horizon, T, K)."""
+        out = self.head(last)  # (B, horizon*T*per_value)
+        if self.config.head == "point":
+            return out.reshape(-1, self.horizon, self.n_targets)
+        k = self.config.mixtures
+        out = out.reshape(-1, self.horizon, self.n_targets, 3, k)
+        logits, means, raw = out[:, :, :, 0], out[:, :, :, 1], out[:, :, :, 2]
+        # softplus keeps scales positive; the floor keeps them away from zero (and from fp16 underflow).
+        scales = nn.functional.softplus(raw) + MIN_SCALE
+        return logits, means, scales
+
+    def forward_normalized(self, z: torch.Tensor):
+        """Normalised window (B, W, F) -> :meth:`head_normalized` of the last step."""
+        last, _ = self.run_rnn(z)
+        return self.head_normalized(last)
+
+    def raw_outputs(self, last: torch.Tensor) -> tuple:
+        """The package's outputs in original units, from the last step's recurrent output.
+
+        Point head: (forecast (B, horizon, T),). Mixture head: (weights, means, scales (B, horizon,
+        T, K), prediction = mixture mean, variance = mixture variance (B, horizon, T)).
+        """
+        out = self.head_normalized(last)
+        if self.config.head == "point":
+            return (out * self.target_std + self.target_mean,)
+        logits, mu, s = out
+        w = torch.softmax(logits, dim=-1)
+        mean_n = (w * mu).sum(-1)  # (B, horizon, T)
+        # Spread around the mixture mean: no cancellation between two large terms (safe in fp16).
+        var_n = (w * (s * s + (mu - mean_n.unsqueeze(-1)) ** 2)).sum(-1)
+        std, mean = self.target_std, self.target_mean
+        return (
+            w,
+            mu * std.unsqueeze(-1) + mean.unsqueeze(-1),
+            s * std.unsqueeze(-1),
+            mean_n * std + mean,
+            var_n * std * std,
+        )
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("forecast",) if self.config.head == "point" else MIXTURE_OUTPUTS
+
+    def forward(self, x: torch.Tensor):
+        """Raw inputs (B, W, F) -> raw predictions: a tensor (point) or the mixture's tuple."""
+        last, _ = self.run_rnn(self.normalize_inputs(x))
+        out = self.raw_outputs(last)
+        return out[0] if self.config.head == "point" else out
