@@ -37,12 +37,20 @@ class ExportConfig:
     license: str = ""
     description: str = ""
     version: str = ""
+    streaming: str | None = None  # None: window in, forecast out; "explicit" | "states": see streaming.py
+    max_chunk: int = 64  # streaming: the longest chunk one call takes (Core ML needs a finite bound)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.target not in TARGETS:
             raise ConfigError(f"target: {self.target!r} is not one of {', '.join(TARGETS)}")
+        if self.streaming not in (None, "explicit", "states"):
+            raise ConfigError(f"streaming: {self.streaming!r} is not one of explicit, states")
+        if self.streaming == "states" and OPSET_TARGET.get(self.target, self.target) != "iOS18":
+            raise ConfigError(f"streaming states: Core ML states need deployment target iOS18 or macOS15; got {self.target} (use --streaming explicit for earlier targets)")
+        if not isinstance(self.max_chunk, int) or self.max_chunk < 1:
+            raise ConfigError(f"max_chunk: must be an integer >= 1, got {self.max_chunk!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +73,7 @@ def _trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
-def convert(module, inputs, outputs, config: ExportConfig, *, states=None):
+def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shapes=None):
     """Trace ``module`` on example tensors and convert it to an ML Program in memory.
 
     Args:
@@ -74,6 +82,7 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None):
         outputs: list of ``(name, description)``.
         config: precision and deployment target.
         states: optional list of ``ct.StateType`` for iOS18 stateful models.
+        shapes: optional ``{input name: coremltools shape}`` (e.g. with a RangeDim) overriding the example's.
 
     Returns:
         A ``coremltools.models.MLModel`` (not yet saved).
@@ -81,8 +90,9 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None):
     ct = coremltools()
     examples = tuple(t for _, t, _ in inputs)
     traced = _trace(module, examples if len(examples) > 1 else examples[0])
+    shapes = shapes or {}
     tensor_inputs = [
-        ct.TensorType(name=name, shape=tuple(t.shape), dtype=np.int32 if not t.is_floating_point() else np.float32)
+        ct.TensorType(name=name, shape=shapes.get(name, tuple(t.shape)), dtype=np.int32 if not t.is_floating_point() else np.float32)
         for name, t, _ in inputs
     ]
     tensor_outputs = [ct.TensorType(name=name, dtype=np.float32) for name, _ in outputs]
@@ -156,6 +166,8 @@ def export_checkpoint(checkpoint, path: str | Path, config: ExportConfig | None 
     """
     config = config or ExportConfig()
     path = check_destination(path)
+    if config.streaming:
+        return _export_streaming(checkpoint, path, config)
     model = checkpoint.build_model()
     window, horizon = checkpoint.window, checkpoint.horizon
     n_inputs = len(checkpoint.input_columns)
@@ -167,27 +179,79 @@ def export_checkpoint(checkpoint, path: str | Path, config: ExportConfig | None 
     mlmodel = convert(
         model,
         inputs=[(INPUT_NAME, example, f"The last {window} rows of [{cols}] in raw units, oldest first; shape (1, {window}, {n_inputs}).")],
-        outputs=[(OUTPUT_NAME, f"Predictions of [{targets}] for the next {horizon} step(s) in original units; shape (1, {horizon}, {len(checkpoint.target_columns)}).")],
+        outputs=_output_specs(checkpoint, model),
         config=config,
     )
     if not config.description:
         config = ExportConfig(**{**config.to_dict(), "description": f"{checkpoint.model_config.cell.upper()} forecaster of {targets} ({checkpoint.model_config.num_layers} layers, hidden {checkpoint.model_config.hidden_size}) from a {window}-step window."})
-    set_metadata(
-        mlmodel,
-        config,
-        {
+    set_metadata(mlmodel, config, _user_metadata(checkpoint, config))
+    return save(mlmodel, path)
+
+
+def _user_metadata(checkpoint, config: ExportConfig) -> dict:
+    return {
             "task": "forecast",
             "head": checkpoint.model_config.head,
             "input_columns": checkpoint.input_columns,
             "target_columns": checkpoint.target_columns,
             "time_column": checkpoint.data_config.time,
             "series_id_column": checkpoint.data_config.series_id,
-            "window": window,
-            "horizon": horizon,
+            "window": checkpoint.window,
+            "horizon": checkpoint.horizon,
             "normalizer": checkpoint.normalizer.to_dict(),
             "model": checkpoint.model_config.to_dict(),
             "precision": config.precision,
             "validation_metrics": (checkpoint.metrics or {}).get("overall"),
-        },
-    )
+            "probabilistic_metrics": ((checkpoint.metrics or {}).get("probabilistic") or {}).get("overall"),
+            "streaming": config.streaming,
+            "max_chunk": config.max_chunk if config.streaming else None,
+        }
+
+
+def _output_specs(checkpoint, model) -> list[tuple[str, str]]:
+    """(name, description) of the model's outputs in original units."""
+    h, t, k = checkpoint.horizon, len(checkpoint.target_columns), checkpoint.model_config.mixtures
+    targets = ", ".join(checkpoint.target_columns)
+    if checkpoint.model_config.head == "point":
+        return [(OUTPUT_NAME, f"Predictions of [{targets}] for the next {h} step(s) in original units; shape (1, {h}, {t}).")]
+    dist = f"(1, {h}, {t}, {k}): per step and target, {k} Gaussian components"
+    return [
+        ("weights", f"Mixture weights, summing to 1 over the last axis; {dist}."),
+        ("means", f"Component means in original units; {dist}."),
+        ("scales", f"Component standard deviations in original units; {dist}."),
+        ("prediction", f"Mixture mean of [{targets}] in original units; shape (1, {h}, {t})."),
+        ("variance", f"Mixture variance in squared original units; shape (1, {h}, {t})."),
+    ]
+
+
+def _export_streaming(checkpoint, path: Path, config: ExportConfig) -> Path:
+    """A chunk of steps in, the forecast from its last step out, the recurrent state carried."""
+    from .streaming import state_names, state_shape, wrap
+
+    ct = coremltools()
+    model = checkpoint.build_model()
+    module = wrap(model, config.streaming)
+    n_inputs = len(checkpoint.input_columns)
+    chunk = min(config.max_chunk, checkpoint.window)
+    example = torch.as_tensor(np.broadcast_to(checkpoint.normalizer.input_mean, (1, chunk, n_inputs)).copy(), dtype=torch.float32)
+    cols = ", ".join(checkpoint.input_columns)
+    inputs = [("x", example, f"The next 1 to {config.max_chunk} rows of [{cols}] in raw units, oldest first; shape (1, L, {n_inputs}).")]
+    shape = state_shape(model)
+    names = state_names(model)
+    outputs = _output_specs(checkpoint, model)
+    states = None
+    if config.streaming == "explicit":
+        for n in names:
+            inputs.append((f"{n}_in", torch.zeros(shape), f"Recurrent {n} state from the previous call's {n}_out (zeros to start a stream); shape {shape}."))
+        outputs += [(f"{n}_out", f"Recurrent {n} state after this chunk: pass it as {n}_in next call; shape {shape}.") for n in names]
+    else:
+        states = [ct.StateType(wrapped_type=ct.TensorType(shape=shape, dtype=np.float16), name=f"{n}_state") for n in names]
+    saved = {k: v.clone() for k, v in module.named_buffers()}
+    seq_dim = ct.RangeDim(lower_bound=1, upper_bound=config.max_chunk, default=chunk)
+    mlmodel = convert(module, inputs, outputs, config, states=states, shapes={"x": ct.Shape((1, seq_dim, n_inputs))})
+    for k, v in saved.items():  # tracing ran forward once; the stored module keeps zero state
+        dict(module.named_buffers())[k].copy_(v)
+    if not config.description:
+        config = ExportConfig(**{**config.to_dict(), "description": f"Streaming {checkpoint.model_config.cell.upper()} forecaster of {', '.join(checkpoint.target_columns)} ({config.streaming} state)."})
+    set_metadata(mlmodel, config, _user_metadata(checkpoint, config))
     return save(mlmodel, path)

@@ -199,3 +199,70 @@ def verify_program(
                 run_mode = "fp32" if units == "CPU_ONLY" and mode == "fp32" else "fp16"
                 add([model.predict(f) for f in feeds], f"coreml:{units}", run_mode)
     return report
+
+
+def verify_streaming(
+    package: str,
+    model,
+    sequence: np.ndarray,
+    *,
+    chunk: int = 10,
+    mode: str | None = None,
+    tolerances: dict[str, Tolerance] | None = None,
+) -> Report:
+    """Feed a long sequence in chunks with the state carried and compare with one torch pass.
+
+    Checks, per output: (1) after the last chunk, the package's outputs equal torch's outputs for
+    the whole sequence in one pass; (2) a reset (zero state) before the last chunk equals torch on
+    that chunk alone, a fresh start. Explicit-state packages also compare the final state.
+    States are stored in fp16 by Core ML, so a stateful package is held to the fp16 tolerance.
+
+    Args:
+        package: a streaming .mlpackage ("explicit" or "states" style).
+        model: the :class:`coreml_lstm.model.RecurrentModel` it came from.
+        sequence: (L, F) raw inputs; L a multiple of ``chunk`` is fed in L / chunk calls.
+    """
+    import torch
+
+    from . import executor
+    from .streaming import state_names, state_shape
+
+    program = executor.load(package)
+    stateful = bool(program.states)
+    mode = mode or program_precision(program)
+    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}["fp16" if stateful else mode]
+    sequence = np.asarray(sequence, np.float32)
+    chunks = [sequence[i : i + chunk] for i in range(0, len(sequence), chunk)]
+    names = state_names(model)
+    out_names = [o.name for o in program.outputs if not o.name.endswith("_out")]
+
+    def stream(parts):
+        state = program.make_state() if stateful else {f"{n}_in": np.zeros(state_shape(model), np.float32) for n in names}
+        result = None
+        for part in parts:
+            feeds = {"x": part[None]}
+            if stateful:
+                result = program.predict(feeds, mode=mode, state=state)
+            else:
+                result = program.predict({**feeds, **state}, mode=mode)
+                state = {f"{n}_in": np.asarray(result[f"{n}_out"], np.float32) for n in names}
+        return result
+
+    def reference(x):
+        with torch.no_grad():
+            z = model.normalize_inputs(torch.as_tensor(np.array(x[None])))
+            last, final = model.run_rnn(z)
+            outs = [o.numpy() for o in model.raw_outputs(last)]
+        finals = final if isinstance(final, tuple) else (final,)
+        return dict(zip(out_names, outs)) | {f"{n}_out": f.numpy() for n, f in zip(names, finals)}
+
+    report = Report(package=str(package), samples=len(chunks))
+    backend = f"executor:{'states' if stateful else 'explicit'}"
+    got, want = stream(chunks), reference(sequence)
+    for name in out_names + ([] if stateful else [f"{n}_out" for n in names]):
+        check = compare(name, got[name], want[name], tol, backend=f"{backend} {len(chunks)}x{chunk} vs one pass", mode=mode)
+        report.checks.append(check)
+    got, want = stream(chunks[-1:]), reference(chunks[-1])
+    for name in out_names:
+        report.checks.append(compare(name, got[name], want[name], tol, backend=f"{backend} reset vs fresh start", mode=mode))
+    return report
