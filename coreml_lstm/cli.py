@@ -69,10 +69,11 @@ def export_options(f):
 TARGET_CHOICE = click.Choice(["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"])
 
 
-def _export_config(precision, target, author, license_, description, model_version):
+def _export_config(precision, target, author, license_, description, model_version, streaming=None, max_chunk=64):
     from .export import ExportConfig
 
-    return ExportConfig(precision=precision, target=target, author=author, license=license_, description=description, version=model_version)
+    return ExportConfig(precision=precision, target=target, author=author, license=license_, description=description,
+                        version=model_version, streaming=streaming, max_chunk=max_chunk)
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -95,6 +96,9 @@ def train_options(f):
         click.option("--num-layers", type=click.IntRange(min=1), default=2, show_default=True),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
         click.option("--bidirectional", is_flag=True),
+        click.option("--head", type=click.Choice(["point", "mixture"]), default="point", show_default=True, help="point: one value per step; mixture: a Gaussian mixture (trained by NLL)."),
+        click.option("--mixtures", type=click.IntRange(min=1), default=3, show_default=True, help="Components per value with --head mixture (1: a plain Gaussian)."),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True),
         click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True),
@@ -108,7 +112,7 @@ def train_options(f):
     return f
 
 
-def _train(csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, missing, cell, hidden_size, num_layers, dropout, bidirectional, epochs, batch_size, lr, patience, schedule, seed, quiet):
+def _train(csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet):
     from .api import Forecaster
     from .datasets import DEFAULT, load_sunspots
 
@@ -124,7 +128,8 @@ def _train(csv, targets, features, time_column, series_id, validation, val_fract
     forecaster = Forecaster(
         list(targets), list(features) or None, time=time_column, series_id=series_id, window=window, horizon=horizon,
         val_fraction=val_fraction, missing=missing, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
-        dropout=dropout, bidirectional=bidirectional, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+        dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures, weight_decay=weight_decay,
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
         schedule=schedule, seed=seed, progress=not quiet,
     )
     return forecaster.fit(source, validation)
@@ -139,6 +144,11 @@ def format_metrics(metrics: dict) -> str:
     o = metrics["overall"]
     mape = "n/a" if o["mape"] is None else f"{o['mape']:.2f}"
     lines.append(f"{'overall':<20} {'':>4} {o['rmse']:>12.4f} {o['mae']:>12.4f} {mape:>9}")
+    if "probabilistic" in metrics:
+        lines.append(f"{'target':<20} {'NLL':>9} {'CRPS':>10} {'cover 50%':>10} {'cover 90%':>10}")
+        rows = list(metrics["probabilistic"]["targets"].items()) + [("overall", metrics["probabilistic"]["overall"])]
+        for name, p in rows:
+            lines.append(f"{name:<20} {p['nll']:>9.4f} {p['crps']:>10.4f} {p['coverage50']:>10.3f} {p['coverage90']:>10.3f}")
     return "\n".join(lines)
 
 
@@ -185,9 +195,11 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
+@click.option("--streaming", type=click.Choice(["explicit", "states"]), help="Carry the recurrent state between calls: as inputs/outputs (any target) or in Core ML states (iOS18+).")
+@click.option("--max-chunk", type=click.IntRange(min=1), default=64, show_default=True, help="With --streaming: the longest chunk of steps one call takes.")
 @export_options
 @json_option
-def export(checkpoint, output, target, precision, author, license_, description, model_version, as_json):
+def export(checkpoint, output, target, streaming, max_chunk, precision, author, license_, description, model_version, as_json):
     """Export a checkpoint as a Core ML .mlpackage (raw inputs in, original units out).
 
     \b
@@ -197,11 +209,12 @@ def export(checkpoint, output, target, precision, author, license_, description,
     from .checkpoint import Checkpoint
     from .export import export_checkpoint
 
-    path = export_checkpoint(Checkpoint.load(checkpoint), output, _export_config(precision, target, author, license_, description, model_version))
+    config = _export_config(precision, target, author, license_, description, model_version, streaming, max_chunk)
+    path = export_checkpoint(Checkpoint.load(checkpoint), output, config)
     if as_json:
-        echo_json({"package": str(path), "precision": precision, "target": target})
+        echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming})
     else:
-        click.echo(f"package: {path} ({precision}, {target})")
+        click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + ")")
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -249,13 +262,17 @@ def _tolerances(atol, rtol):
 @click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
 @click.option("--rtol", type=float, help="Relative tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
 @click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True, help="Compare on at most this many windows.")
+@click.option("--chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Streaming packages: steps per call.")
+@click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")
 @json_option
-def verify(checkpoint, package, csv, mode, atol, rtol, limit, as_json):
+def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, as_json):
     """Check that a package computes what its PyTorch checkpoint computes.
 
     Runs both on the same raw windows and reports, per output and backend, the shape, max
     absolute and relative error and the tolerance. The executor runs everywhere; Core ML runs
-    on macOS and is reported as skipped elsewhere. Exit 1 if any check fails.
+    on macOS and is reported as skipped elsewhere. Streaming packages are fed --chunks chunks of
+    --chunk steps with the state carried and compared with one pass over the same rows, and a
+    reset with a fresh start. Exit 1 if any check fails.
 
     \b
     Example:
@@ -264,6 +281,10 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, as_json):
     from .checkpoint import Checkpoint
     from .export import INPUT_NAME
     from .verify import verify_program
+
+    from . import executor
+    from .export import read_metadata
+    from .verify import verify_streaming
 
     ckpt = Checkpoint.load(checkpoint)
     if csv is not None:
@@ -275,8 +296,15 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, as_json):
     else:
         raise click.UsageError("the checkpoint holds no validation windows; give --csv")
     x = x[-limit:]
-    feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
-    report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
+    meta = read_metadata(executor.load(package).metadata.get("user", {}))
+    if meta.get("streaming"):
+        sequence = consecutive_rows(x)[-chunk * chunks :]
+        if len(sequence) < chunk * chunks:
+            raise click.UsageError(f"--chunk {chunk} x --chunks {chunks} needs {chunk * chunks} consecutive rows; the windows give {len(sequence)}")
+        report = verify_streaming(str(package), ckpt.build_model(), sequence, chunk=chunk, mode=mode, tolerances=_tolerances(atol, rtol))
+    else:
+        feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
+        report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -286,6 +314,18 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, as_json):
         click.echo(f"result: {report.status}")
     if report.status == "failed":
         sys.exit(1)
+
+
+def consecutive_rows(x):
+    """The longest run of rows at the end of overlapping windows x (N, W, F) that follow each other."""
+    import numpy as np
+
+    rows = [x[-1]]
+    for i in range(len(x) - 1, 0, -1):
+        if not np.array_equal(x[i - 1][1:], x[i][:-1]):
+            break
+        rows.insert(0, x[i - 1][:1])
+    return np.concatenate(rows)
 
 
 # -- predict ---------------------------------------------------------------------------------
@@ -368,6 +408,29 @@ def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_p
         click.echo(f"ran {package} through {runner.name} ({mode}):")
         for name, s in summary.items():
             click.echo(f"  {name:<24} {s['dtype']:<8} {tuple(s['shape'])}")
+
+
+# -- plot ------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for the PNGs (default: the checkpoint).")
+def plot(checkpoint, out):
+    """Save forecast.png (validation series, predicted mean, 50% / 90% bands) and training.png.
+
+    \b
+    Example:
+        coreml-lstm plot runs/sunspots
+    """
+    from .checkpoint import Checkpoint
+    from .plot import plot_checkpoint
+
+    ckpt = Checkpoint.load(checkpoint)
+    if ckpt.validation_x is None or ckpt.validation_y is None:
+        raise click.UsageError(f"{checkpoint} holds no validation windows to plot")
+    for path in plot_checkpoint(ckpt, out or checkpoint):
+        click.echo(str(path))
 
 
 # -- demo ------------------------------------------------------------------------------------

@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import prediction_frame
-from .data import DataConfig, prediction_windows
+from .api import distribution_frame, prediction_frame
+from .data import DataConfig, clean, prediction_windows, read_table
 from .errors import ConfigError
 from .export import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
+
+
+def clean_series(table, config: DataConfig, columns: list[str]):
+    frame = read_table(table, role="input")
+    return clean(frame, config, columns)
 
 
 def package_data_config(meta: dict, path) -> DataConfig:
@@ -32,14 +37,56 @@ def package_data_config(meta: dict, path) -> DataConfig:
 
 
 def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False) -> tuple[pd.DataFrame, str]:
-    """Forecast after every complete window of ``table`` with the package.
+    """Forecasts from a table with the package, in original units.
+
+    A window package forecasts after every complete window of the table (only the last per series
+    with ``last_only``). A streaming package is fed each series from its start in chunks, the state
+    carried, and forecasts after the series' last row. Mixture packages give the mean, standard
+    deviation and 5/25/75/95% quantiles per target and step.
 
     Returns:
-        The prediction frame (key columns plus ``{target}_t+{h}``) and the backend used.
+        The prediction frame and the backend used.
     """
     runner = Backend(package, backend, mode)
     meta = read_metadata(runner.program.metadata.get("user", {}))
     config = package_data_config(meta, package)
-    x, keys = prediction_windows(table, config, list(meta["input_columns"]), last_only=last_only)
-    y = np.stack([runner.predict({INPUT_NAME: x[i : i + 1]})[OUTPUT_NAME][0] for i in range(len(x))]) if len(x) else np.zeros((0, config.horizon, len(config.target)), np.float32)
-    return prediction_frame(keys, y.astype(np.float32), list(config.target)), runner.name
+    columns = list(meta["input_columns"])
+    names = [o.name for o in runner.program.outputs]
+    if meta.get("streaming"):
+        outputs, keys = _stream_series(runner, meta, config, table, columns)
+    else:
+        x, keys = prediction_windows(table, config, columns, last_only=last_only)
+        calls = [runner.predict({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
+        outputs = {n: np.concatenate([np.asarray(c[n], np.float32) for c in calls]) for n in names} if calls else {}
+    if meta.get("head") == "mixture":
+        return distribution_frame(keys, outputs, list(config.target)), runner.name
+    return prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target)), runner.name
+
+
+def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):
+    """Feed every series from its first row, max_chunk rows per call, carrying the state."""
+    series = clean_series(table, config, columns)
+    chunk = int(meta["max_chunk"])
+    state_inputs = [t for t in runner.program.inputs if t.name.endswith("_in")]
+    results, key_rows = [], []
+    for sid, frame in series:
+        rows = frame[columns].to_numpy(np.float32)
+        if runner.program.states:
+            state = runner.make_state()
+        else:
+            state = {t.name: np.zeros(t.shape, np.float32) for t in state_inputs}
+        out = None
+        for i in range(0, len(rows), chunk):
+            feeds = {"x": rows[None, i : i + chunk]}
+            if runner.program.states:
+                out = runner.predict(feeds, state=state)
+            else:
+                out = runner.predict({**feeds, **state})
+                state = {t.name: np.asarray(out[t.name[: -len("_in")] + "_out"], np.float32) for t in state_inputs}
+        results.append(out)
+        key = {config.series_id: sid} if config.series_id else {}
+        key[config.time or "row"] = frame["__time__"].iloc[-1]
+        key_rows.append(key)
+    names = [o.name for o in runner.program.outputs if not o.name.endswith("_out")]
+    outputs = {n: np.concatenate([np.asarray(r[n], np.float32) for r in results]) for n in names}
+    return outputs, pd.DataFrame(key_rows)
