@@ -368,7 +368,7 @@ def predict(package, csv_path, out, last, backend, mode, as_json):
 @click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
 @click.option("--intermediate", is_flag=True, help="Write every named value of the program (executor only).")
-@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help="Stateful models: state file (.npz/.json) read if it exists, and written back after the call.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help="Stateful models: state file (.npz/.json) read if it exists (else a zero state), written back after the call.")
 @json_option
 def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_path, as_json):
     """Run any ML Program on named arrays; the tool for debugging a parity failure.
@@ -383,7 +383,8 @@ def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_p
 
     runner = Backend(package, backend, mode)
     feeds = cast_feeds(runner.program, read_arrays(inputs_path))
-    state = None
+    # A stateful model without --state starts from a fresh (zero) state and forgets it afterwards.
+    state = runner.make_state() if runner.program.states else None
     if state_path is not None:
         if not runner.program.states:
             raise click.UsageError(f"--state: {package} has no states")

@@ -1,0 +1,83 @@
+"""The mixture head: its maths against independent references, its outputs, training and export."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from coreml_lstm import Forecaster
+from coreml_lstm.errors import ConfigError
+from coreml_lstm.mixture import crps, log_likelihood, quantile
+from coreml_lstm.model import ModelConfig, RecurrentModel
+
+from .conftest import FAST, sine_table
+
+
+def test_single_gaussian_closed_forms():
+    w, mu, s = np.array([[1.0, 0.0]]), np.array([[0.0, 9.0]]), np.array([[1.0, 1.0]])
+    # CRPS of N(0, 1) at 0 is 2 phi(0) - 1 / sqrt(pi); the 95% quantile is 1.6449; log pdf at 0.
+    assert crps(w, mu, s, np.array([0.0]))[0] == pytest.approx(2 / math.sqrt(2 * math.pi) - 1 / math.sqrt(math.pi))
+    assert quantile(w, mu, s, 0.95)[0] == pytest.approx(1.6448536, abs=1e-6)
+    assert log_likelihood(w, mu, s, np.array([0.0]))[0] == pytest.approx(-0.5 * math.log(2 * math.pi))
+
+
+def test_mixture_crps_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    w, mu, s, y = np.array([0.3, 0.7]), np.array([-1.0, 2.0]), np.array([0.5, 1.5]), 0.4
+    pick = lambda n: rng.choice(2, size=n, p=w)  # noqa: E731
+    a, b = pick(400_000), pick(400_000)
+    x1, x2 = rng.normal(mu[a], s[a]), rng.normal(mu[b], s[b])
+    mc = np.mean(np.abs(x1 - y)) - 0.5 * np.mean(np.abs(x1 - x2))
+    assert crps(w[None], mu[None], s[None], np.array([y]))[0] == pytest.approx(mc, abs=5e-3)
+
+
+def test_outputs_are_a_valid_distribution_in_original_units():
+    torch.manual_seed(0)
+    m = RecurrentModel(ModelConfig(head="mixture", mixtures=4, hidden_size=8), n_inputs=2, n_targets=2, horizon=3).eval()
+    m.target_mean.copy_(torch.tensor([100.0, -5.0]))
+    m.target_std.copy_(torch.tensor([10.0, 0.5]))
+    w, mu, s, mean, var = m(torch.randn(5, 6, 2))
+    assert w.shape == mu.shape == s.shape == (5, 3, 2, 4) and mean.shape == var.shape == (5, 3, 2)
+    torch.testing.assert_close(w.sum(-1), torch.ones(5, 3, 2))
+    assert (s > 0).all() and (s[..., 0, :] >= 10 * 1e-3).all()
+    torch.testing.assert_close(mean, (w * mu).sum(-1))
+    # Law of total variance, computed the naive way in float64.
+    w64, mu64, s64 = w.double(), mu.double(), s.double()
+    naive = (w64 * (s64**2 + mu64**2)).sum(-1) - ((w64 * mu64).sum(-1)) ** 2
+    torch.testing.assert_close(var.double(), naive, rtol=1e-4, atol=1e-6)
+
+
+def test_k_below_one_is_refused():
+    with pytest.raises(ConfigError, match=r"^mixtures: must be an integer >= 1, got 0$"):
+        Forecaster("y0", head="mixture", mixtures=0)
+
+
+def test_training_reports_probabilistic_metrics_next_to_k1(sine):
+    runs = {k: Forecaster("y0", time="t", head="mixture", mixtures=k, **{**FAST, "epochs": 8}).fit(sine) for k in (1, 3)}
+    for k, f in runs.items():
+        p = f.metrics_["probabilistic"]["overall"]
+        assert np.isfinite(p["nll"]) and p["crps"] > 0 and 0 <= p["coverage50"] <= p["coverage90"] <= 1
+    frame = runs[3].predict(sine, last_only=True)
+    row = frame.iloc[0]
+    assert row["y0_t+1_q05"] < row["y0_t+1_q25"] < row["y0_t+1_q75"] < row["y0_t+1_q95"]
+    assert row["y0_t+1_std"] > 0
+
+
+def test_mixture_nll_decreases_while_training():
+    f = Forecaster("y0", time="t", head="mixture", mixtures=2, window=8, hidden_size=8, epochs=15, progress=False).fit(sine_table(200))
+    h = f.history_["train_loss"]
+    assert h[-1] < h[0]
+
+
+@pytest.mark.parametrize("precision, target", [("fp32", "iOS16"), ("fp16", "iOS17")])
+def test_mixture_export_passes_verify(tmp_path, precision, target):
+    from coreml_lstm.export import INPUT_NAME
+    from coreml_lstm.verify import verify_program
+
+    f = Forecaster("y0", time="t", head="mixture", mixtures=3, **FAST).fit(sine_table())
+    path = f.export(tmp_path / "m.mlpackage", precision=precision, target=target)
+    x = f.checkpoint_.validation_x
+    report = verify_program(str(path), f.model_, [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))])
+    assert {c.output for c in report.ran} == {"weights", "means", "scales", "prediction", "variance"}
+    assert report.status == "passed", [c.line() for c in report.checks]

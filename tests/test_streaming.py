@@ -1,0 +1,118 @@
+"""Persistent state: explicit-state and Core ML-state exports, fed in chunks, against one torch pass."""
+
+import numpy as np
+import pytest
+
+from coreml_lstm import Forecaster
+from coreml_lstm.errors import ConfigError, FeedError
+from coreml_lstm.verify import verify_streaming
+
+from .conftest import FAST, sine_table
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return {
+        cell: Forecaster("y0", time="t", cell=cell, head="mixture", mixtures=2, **FAST).fit(sine_table(150))
+        for cell in ("lstm", "gru")
+    }
+
+
+def sequence(n=30):
+    t = sine_table(n + 10)
+    return t[["y0", "driver"]].to_numpy(np.float32)[-n:]
+
+
+@pytest.mark.parametrize(
+    "cell, style, target, precision",
+    [
+        ("lstm", "explicit", "iOS16", "fp32"),
+        ("lstm", "explicit", "iOS17", "fp16"),
+        ("lstm", "states", "iOS18", "fp32"),
+        ("lstm", "states", "iOS18", "fp16"),
+        ("gru", "explicit", "iOS16", "fp32"),
+        ("gru", "states", "iOS18", "fp16"),
+    ],
+)
+def test_three_chunks_match_one_pass(tmp_path, fitted, cell, style, target, precision):
+    f = fitted[cell]
+    path = f.export(tmp_path / "s.mlpackage", streaming=style, target=target, precision=precision, max_chunk=16)
+    report = verify_streaming(str(path), f.model_, sequence(30), chunk=10)
+    for check in report.checks:
+        print(check.line())
+    assert report.status == "passed"
+    assert any("3x10 vs one pass" in c.backend for c in report.checks)
+    assert any("reset vs fresh start" in c.backend for c in report.checks)
+    if style == "explicit":
+        assert any(c.output == "h_out" for c in report.checks)
+
+
+def test_the_streaming_check_can_fail(tmp_path, fitted):
+    """Carrying no state (a reset before every chunk) must not pass as carrying it."""
+    import coreml_lstm.executor as ex
+
+    f = fitted["lstm"]
+    path = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=16)
+    prog = ex.load(path)
+    seq = sequence(30)
+    zeros = {t.name: np.zeros(t.shape, np.float32) for t in prog.inputs if t.name.endswith("_in")}
+    forgetful = prog.predict({"x": seq[None, 20:30], **zeros})["prediction"]
+    report = verify_streaming(str(path), f.model_, seq, chunk=10)
+    carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.backend][0]
+    assert carried.status == "passed" and carried.max_abs < 1e-3
+    full = f.predict_distribution(seq[None])["prediction"]
+    assert np.abs(forgetful - full).max() > 10 * carried.max_abs
+
+
+def test_bad_streaming_input(tmp_path, fitted):
+    import coreml_lstm.executor as ex
+
+    f = fitted["lstm"]
+    with pytest.raises(ConfigError) as e:
+        f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS17")
+    assert str(e.value) == "streaming states: Core ML states need deployment target iOS18 or macOS15; got iOS17 (use --streaming explicit for earlier targets)"
+    path = f.export(tmp_path / "e.mlpackage", streaming="explicit", max_chunk=12)
+    prog = ex.load(path)
+    h = np.zeros((2, 1, 8), np.float32)
+    with pytest.raises(FeedError) as e:
+        prog.predict({"x": np.zeros((1, 13, 2), np.float32), "h_in": h, "c_in": h})
+    assert str(e.value) == "input 'x': expected shape (1, 1..12, 2), got (1, 13, 2)"
+    with pytest.raises(FeedError) as e:
+        prog.predict({"x": np.zeros((1, 5, 2), np.float32), "h_in": np.zeros((1, 1, 8), np.float32), "c_in": h})
+    assert str(e.value) == "input 'h_in': expected shape (2, 1, 8), got (1, 1, 8)"
+    spath = f.export(tmp_path / "st.mlpackage", streaming="states", target="iOS18")
+    sprog = ex.load(spath)
+    with pytest.raises(FeedError) as e:
+        sprog.predict({"x": np.zeros((1, 5, 2), np.float32)}, state={"h_state": np.zeros((1, 1, 8), np.float16), "c_state": np.zeros((2, 1, 8), np.float16)})
+    assert str(e.value) == "state 'h_state': expected shape (2, 1, 8), got (1, 1, 8)"
+
+
+def test_cli_export_streaming_and_run_with_state_file(tmp_path, fitted):
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    f = fitted["lstm"]
+    f.save(tmp_path / "ckpt")
+    runner = CliRunner()
+    r = runner.invoke(main, ["export", str(tmp_path / "ckpt"), str(tmp_path / "s.mlpackage"), "--streaming", "states", "--target", "iOS17"])
+    assert r.exit_code == 1 and "Core ML states need deployment target iOS18" in r.output
+    r = runner.invoke(main, ["export", str(tmp_path / "ckpt"), str(tmp_path / "s.mlpackage"), "--streaming", "states", "--target", "iOS18"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["verify", str(tmp_path / "ckpt"), str(tmp_path / "s.mlpackage")])
+    assert r.exit_code == 0 and "3x10 vs one pass" in r.output, r.output
+    # Two calls through `run` with a state file equal one call on both chunks.
+    seq = sequence(20)
+    for i, part in enumerate((seq[:10], seq[10:])):
+        np.savez(tmp_path / f"x{i}.npz", x=part[None])
+        r = runner.invoke(main, ["run", str(tmp_path / "s.mlpackage"), "--inputs", str(tmp_path / f"x{i}.npz"), "--outputs", str(tmp_path / f"o{i}.npz"), "--backend", "executor", "--state", str(tmp_path / "state.npz")])
+        assert r.exit_code == 0, r.output
+    np.savez(tmp_path / "all.npz", x=seq[None])
+    runner.invoke(main, ["run", str(tmp_path / "s.mlpackage"), "--inputs", str(tmp_path / "all.npz"), "--outputs", str(tmp_path / "oall.npz"), "--backend", "executor"])
+    with np.load(tmp_path / "o1.npz") as two, np.load(tmp_path / "oall.npz") as one:
+        np.testing.assert_allclose(two["prediction"], one["prediction"], rtol=5e-2, atol=5e-2)
+    with np.load(tmp_path / "state.npz") as s:
+        assert s["h_state"].shape == (2, 1, 8) and np.abs(s["h_state"]).max() > 0
+    np.savez(tmp_path / "bad_state.npz", h_state=np.zeros((1, 1, 8), np.float16))
+    r = runner.invoke(main, ["run", str(tmp_path / "s.mlpackage"), "--inputs", str(tmp_path / "x0.npz"), "--backend", "executor", "--state", str(tmp_path / "bad_state.npz")])
+    assert r.exit_code == 2 and "'h_state' has shape (1, 1, 8), the model needs (2, 1, 8)" in r.output
