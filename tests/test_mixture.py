@@ -81,3 +81,17 @@ def test_mixture_export_passes_verify(tmp_path, precision, target):
     report = verify_program(str(path), f.model_, [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))])
     assert {c.output for c in report.ran} == {"weights", "means", "scales", "prediction", "variance"}
     assert report.status == "passed", [c.line() for c in report.checks]
+
+
+def test_sunspots_mixture_is_calibrated_and_beats_k1_on_nll():
+    """The acceptance bar on the embedded data (seed 0, settings of scripts/mixture_report.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from mixture_report import fit
+
+    k3, k1 = fit(3, 0).metrics_["probabilistic"]["overall"], fit(1, 0).metrics_["probabilistic"]["overall"]
+    print(f"K=3: NLL {k3['nll']:.3f}, 90% coverage {k3['coverage90']:.3f}; K=1: NLL {k1['nll']:.3f}, 90% coverage {k1['coverage90']:.3f}")
+    assert 0.85 <= k3["coverage90"] <= 0.95
+    assert k3["nll"] < k1["nll"]
