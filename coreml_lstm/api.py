@@ -127,7 +127,7 @@ class Forecaster:
         model.eval()
         parts = []
         for i in range(0, len(x), batch_size):
-            last, _ = model.run_rnn(model.normalize_inputs(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)))
+            last, _ = model.run_rnn(model.normalize_inputs(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32))))
             parts.append([o.numpy() for o in model.raw_outputs(last)])
         if not parts:
             with torch.no_grad():
