@@ -1,8 +1,8 @@
 """Executor time over torch eager time for a 2-layer LSTM (input 8, hidden 64, sequence 100).
 
-Both run the same model on the same batch; the executor runs the saved package from disk. The
-script prints medians of --repeats runs per batch size and mode, the ratio executor / torch
-(targets in fp32 mode: <= 1.5 at batch 64 and 1024, <= 3 at batch 1), and the executor's import
+Both run the same model on the same batch, interleaved run by run; the executor runs the saved
+package from disk. The script prints medians of --repeats runs per batch size and mode, the
+ratio executor / torch (targets in fp32 mode: <= 1.5 at batch 64 and 1024, <= 3 at batch 1), and the executor's import
 time in a fresh interpreter without torch (target < 0.3 s).
 
     python scripts/bench_executor.py [--repeats 7]
@@ -23,14 +23,17 @@ import torch
 from coreml_lstm.zoo import Case, convert, lstm
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def median_times(fns, repeats: int) -> list[float]:
+    """Median wall time of each function, run interleaved so that both see the same noise."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
 
 
 def import_time() -> tuple[float, bool]:
@@ -59,8 +62,7 @@ def main():
                 program = ex.load(path)
                 xt = torch.as_tensor(x)
                 with torch.no_grad():
-                    t_torch = median_time(lambda: module(xt), args.repeats)
-                t_exec = median_time(lambda: program.predict(feeds, mode=precision), args.repeats)
+                    t_torch, t_exec = median_times([lambda: module(xt), lambda: program.predict(feeds, mode=precision)], args.repeats)
                 target = {1: 3.0, 64: 1.5, 1024: 1.5}[batch] if precision == "fp32" else float("nan")
                 print(f"{batch:>6} {precision:>5} {t_torch * 1e3:>10.2f} {t_exec * 1e3:>12.2f} {t_exec / t_torch:>7.2f} {target:>7.1f}", flush=True)
     seconds, torch_loaded = import_time()

@@ -27,8 +27,13 @@ ACTIVATIONS = {
 }
 
 
+def _text(value) -> str:
+    """A string attribute, whether it arrives as str or as a 0-d numpy array."""
+    return str(value.item() if isinstance(value, np.ndarray) else value)
+
+
 def _act(name) -> callable:
-    name = str(name).lower()
+    name = _text(name).lower()
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not supported; supported: {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[name]
@@ -72,7 +77,7 @@ class Lstm(Kernel):
         H = weight_hh.shape[1]
         ra, ca, a = _act(recurrent_activation), _act(cell_activation), _act(activation)
         fp16 = self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
-        runs = _directions(str(direction), (weight_ih, weight_hh, bias, peephole), (weight_ih_back, weight_hh_back, bias_back, peephole_back))
+        runs = _directions(_text(direction), (weight_ih, weight_hh, bias, peephole), (weight_ih_back, weight_hh_back, bias_back, peephole_back))
         seqs, hs, cs = [], [], []
         for d, ((w_ih, w_hh, b, p), backward) in enumerate(runs):
             h0 = np.asarray(initial_h, np.float32)[:, d * H : (d + 1) * H]
@@ -88,6 +93,8 @@ class Lstm(Kernel):
 
     @staticmethod
     def _run(x, h, c, w_ih, w_hh, b, peephole, backward, ra, ca, a, clip, fp16):
+        if ra is _sigmoid and ca is np.tanh and a is np.tanh and peephole is None and clip is None:
+            return Lstm._run_fast(x, h, c, w_ih, w_hh, b, backward, fp16)
         T = x.shape[0]
         H = w_hh.shape[1]
         xw = _project(x, w_ih, b)  # (T, B, 4H)
@@ -99,8 +106,6 @@ class Lstm(Kernel):
             p = np.asarray(peephole, np.float32)
             p_i, p_f, p_o = p[:H], p[H : 2 * H], p[2 * H :]
         steps = range(T - 1, -1, -1) if backward else range(T)
-        if ra is _sigmoid and ca is np.tanh and a is np.tanh and peephole is None and clip is None:
-            return Lstm._run_fast(xw, h, c, r_t, seq, steps, fp16)
         for t in steps:
             g = xw[t] + h @ r_t  # (B, 4H) in ifoz order
             gi, gf, go, gz = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
@@ -119,33 +124,56 @@ class Lstm(Kernel):
         return seq, h, c
 
     @staticmethod
-    def _run_fast(xw, h, c, r_t, seq, steps, fp16):
-        """The default activations, in place: no array is allocated inside the time loop."""
-        B, H = h.shape
-        g = np.empty((B, 4 * H), np.float32)
-        tmp = np.empty((B, H), np.float32)
-        c = np.array(c, dtype=np.float32, copy=True)
-        sig, z = g[:, : 3 * H], g[:, 3 * H :]
-        i, f, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
-        for t in steps:
-            np.matmul(h, r_t, out=g)
-            g += xw[t]
-            sig *= 0.5  # sigmoid(x) = (tanh(x / 2) + 1) / 2
-            np.tanh(sig, out=sig)
-            sig += 1.0
-            sig *= 0.5
-            np.tanh(z, out=z)
-            c *= f
+    def _run_fast(x, h, c, w_ih, w_hh, b, backward, fp16):
+        """The default activations (sigmoid, tanh, tanh), in place and feature-major.
+
+        One matmul per step computes all four gates from u = [x_t; h; 1] against
+        [W_ih | W_hh | b]. The u of every step are laid out in one array, U (T + 1, I + H + 1, B),
+        filled with the inputs before the loop; each step writes its h straight into the u of
+        the next step, which is also the output sequence, so nothing is copied inside the loop.
+        Values are feature-major, (features, B), so each gate is a contiguous block of the
+        (4H, B) gate matrix; sigmoid(v) = (tanh(v / 2) + 1) / 2 with the i, f, o rows of the
+        weights halved beforehand (exact: a power of two), so one tanh serves all four gates.
+        """
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        half = np.ones((4 * H, 1), np.float32)
+        half[: 3 * H] = 0.5  # ifoz (MIL): i, f, o are sigmoid gates
+        bias = np.zeros((4 * H, 1), np.float32) if b is None else b[:, None]
+        w = np.concatenate([w_ih, w_hh, bias], axis=1) * half  # (4H, I + H + 1)
+        # Forward: step t reads U[t] = [x_t; h_{t-1}; 1] and writes h_t to U[t + 1].
+        # Backward: step t reads U[t + 1] = [x_t; h_{t+1}; 1] and writes h_t to U[t].
+        U = np.empty((T + 1, I + H + 1, B), np.float32)
+        xs = U[1:, :I] if backward else U[:T, :I]
+        xs[...] = x.transpose(0, 2, 1)
+        U[:, I + H] = 1.0
+        U[0 if not backward else T, I : I + H] = h.T
+        c = np.array(c.T, dtype=np.float32, order="C")  # (H, B), a copy: updated in place below
+        g = np.empty((4 * H, B), np.float32)
+        tmp = np.empty((H, B), np.float32)
+        half_tmp = np.empty((H, B), np.float16)  # fp16 mode: the state is rounded through it
+        sig = g[: 3 * H]
+        i, f, o, z = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
+        for t in range(T - 1, -1, -1) if backward else range(T):
+            read, write = (t + 1, t) if backward else (t, t + 1)
+            np.matmul(w, U[read], out=g)
+            np.tanh(g, out=g)  # z is done; i, f, o are tanh(v / 2)
+            np.add(sig, 1.0, out=sig)
+            np.multiply(sig, 0.5, out=sig)
+            np.multiply(c, f, out=c)
             np.multiply(i, z, out=tmp)
-            c += tmp
+            np.add(c, tmp, out=c)
             if fp16:
-                c[...] = c.astype(np.float16)
+                np.copyto(half_tmp, c, casting="same_kind")
+                np.copyto(c, half_tmp)
             np.tanh(c, out=tmp)
-            h = seq[t]
+            h = U[write, I : I + H]
             np.multiply(o, tmp, out=h)
             if fp16:
-                h[...] = h.astype(np.float16)
-        return seq, h.copy(), c
+                np.copyto(half_tmp, h, casting="same_kind")
+                np.copyto(h, half_tmp)
+        seq = U[:T, I : I + H] if backward else U[1:, I : I + H]  # (T, H, B)
+        return seq.transpose(0, 2, 1), h.T.copy(), c.T.copy()
 
 
 @kernel("lstm", opset="iOS17")
@@ -170,7 +198,7 @@ class Rnn(Kernel):
         r_t = np.ascontiguousarray(np.asarray(weight_hh, np.float32).T)
         h = np.asarray(initial_h, np.float32)
         seq = np.empty((x.shape[0], x.shape[1], r_t.shape[1]), np.float32)
-        backward = str(direction) == "reverse"
+        backward = _text(direction) == "reverse"
         for t in range(x.shape[0] - 1, -1, -1) if backward else range(x.shape[0]):
             h = act(xw[t] + h @ r_t)
             if fp16:
@@ -206,7 +234,7 @@ class Gru(Kernel):
         xw = _project(x, np.asarray(weight_ih, np.float32), b_i)
         h = np.asarray(initial_h, np.float32)
         seq = np.empty((x.shape[0], x.shape[1], H), np.float32)
-        backward = str(direction) == "reverse"
+        backward = _text(direction) == "reverse"
         for t in range(x.shape[0] - 1, -1, -1) if backward else range(x.shape[0]):
             xt = xw[t]
             hr = h @ w_hh.T  # (B, 3H)
