@@ -35,6 +35,8 @@ def coremltools():
 _PROGRESS_BARS = (
     ("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
     ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+    ("coremltools.optimize.coreml._quantization_passes", "tqdm"),
+    ("coremltools.optimize.coreml._post_training_quantization", "tqdm"),
 )
 
 

@@ -178,15 +178,18 @@ class Forecaster:
         self.checkpoint_, self.model_ = ckpt, ckpt.build_model()
         return self
 
-    def export(self, path, *, precision: str = "fp32", target: str = "iOS16", streaming: str | None = None, max_chunk: int = 64, **metadata) -> Path:
+    def export(self, path, *, precision: str = "fp32", target: str = "iOS16", streaming: str | None = None, max_chunk: int = 64,
+               compress: str | None = None, **metadata) -> Path:
         """Export as an .mlpackage taking raw inputs and returning raw predictions (see :mod:`.export`).
 
         ``streaming``: None (a window in, a forecast out), "explicit" (a chunk plus the recurrent
         state in, the state out) or "states" (iOS18+: the state lives in Core ML states).
+        ``compress``: None or one of int8, palettize6, palettize4, prune50 (weights only).
         """
         from .export import ExportConfig, export_checkpoint
 
-        return export_checkpoint(self._fitted(), path, ExportConfig(precision=precision, target=target, streaming=streaming, max_chunk=max_chunk, **metadata))
+        config = ExportConfig(precision=precision, target=target, streaming=streaming, max_chunk=max_chunk, compress=compress, **metadata)
+        return export_checkpoint(self._fitted(), path, config)
 
     def _fitted(self) -> Checkpoint:
         if self.checkpoint_ is None:

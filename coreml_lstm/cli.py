@@ -60,6 +60,7 @@ def export_options(f):
         click.option("--license", "license_", default="", help="Package metadata: license."),
         click.option("--description", default="", help="Package metadata: short description."),
         click.option("--model-version", default="", help="Package metadata: version string."),
+        click.option("--compress", type=click.Choice(["int8", "palettize6", "palettize4", "prune50"]), help="Compress the weights (coremltools.optimize): int8 linear, 6- or 4-bit palette, 50% pruning."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -69,11 +70,11 @@ def export_options(f):
 TARGET_CHOICE = click.Choice(["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"])
 
 
-def _export_config(precision, target, author, license_, description, model_version, streaming=None, max_chunk=64):
+def _export_config(precision, target, author, license_, description, model_version, compress=None, streaming=None, max_chunk=64):
     from .export import ExportConfig
 
     return ExportConfig(precision=precision, target=target, author=author, license=license_, description=description,
-                        version=model_version, streaming=streaming, max_chunk=max_chunk)
+                        version=model_version, streaming=streaming, max_chunk=max_chunk, compress=compress)
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def format_metrics(metrics: dict) -> str:
 @click.option("--deployment-target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="With --export: minimum deployment target.")
 @export_options
 @json_option
-def train(out, export_path, deployment_target, precision, author, license_, description, model_version, as_json, **kwargs):
+def train(out, export_path, deployment_target, precision, author, license_, description, model_version, compress, as_json, **kwargs):
     """Train a forecaster on a CSV (or the embedded sunspots data) and save a checkpoint.
 
     \b
@@ -168,6 +169,7 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         coreml-lstm train sales.csv --target units --time date --series-id store \\
             --window 28 --horizon 7 --out runs/sales --export models/sales.mlpackage
     """
+    config = _export_config(precision, deployment_target, author, license_, description, model_version, compress)  # checked before training
     if export_path is not None:
         from .export import check_destination
 
@@ -176,7 +178,7 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
     forecaster.save(out)
     result = {"checkpoint": str(out), "metrics": forecaster.metrics_, "best_epoch": forecaster.history_["best_epoch"] + 1, "epochs_run": len(forecaster.history_["val_loss"])}
     if export_path is not None:
-        forecaster.export(export_path, **_export_config(precision, deployment_target, author, license_, description, model_version).to_dict())
+        forecaster.export(export_path, **config.to_dict())
         result["package"] = str(export_path)
     if as_json:
         echo_json(result)
@@ -199,7 +201,7 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
 @click.option("--max-chunk", type=click.IntRange(min=1), default=64, show_default=True, help="With --streaming: the longest chunk of steps one call takes.")
 @export_options
 @json_option
-def export(checkpoint, output, target, streaming, max_chunk, precision, author, license_, description, model_version, as_json):
+def export(checkpoint, output, target, streaming, max_chunk, precision, author, license_, description, model_version, compress, as_json):
     """Export a checkpoint as a Core ML .mlpackage (raw inputs in, original units out).
 
     \b
@@ -209,12 +211,38 @@ def export(checkpoint, output, target, streaming, max_chunk, precision, author, 
     from .checkpoint import Checkpoint
     from .export import export_checkpoint
 
-    config = _export_config(precision, target, author, license_, description, model_version, streaming, max_chunk)
+    config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
     path = export_checkpoint(Checkpoint.load(checkpoint), output, config)
     if as_json:
-        echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming})
+        echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress})
     else:
-        click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + ")")
+        click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + (f", {compress}" if compress else "") + ")")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target of every export.")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the packages in this directory.")
+@json_option
+def compare(checkpoint, target, keep, as_json):
+    """Precision and size: export as fp32, fp16 and each compression, and compare.
+
+    For each variant: size on disk, the largest error against PyTorch on the validation
+    windows (through the executor), and the validation RMSE next to PyTorch's.
+
+    \b
+    Example:
+        coreml-lstm compare runs/sunspots --target iOS17
+    """
+    from .checkpoint import Checkpoint
+    from .compare import compare_checkpoint, format_table
+
+    rows = compare_checkpoint(Checkpoint.load(checkpoint), keep, target=target)
+    if as_json:
+        echo_json([r.to_dict() for r in rows])
+    else:
+        click.echo(f"{checkpoint}, target {target}:")
+        click.echo(format_table(rows))
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -264,8 +292,9 @@ def _tolerances(atol, rtol):
 @click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True, help="Compare on at most this many windows.")
 @click.option("--chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Streaming packages: steps per call.")
 @click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write the checks as JUnit XML here (one test case per output and check).")
 @json_option
-def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, as_json):
+def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, junit, as_json):
     """Check that a package computes what its PyTorch checkpoint computes.
 
     Runs both on the same raw windows and reports, per output and backend, the shape, max
@@ -278,13 +307,11 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, as_
     Example:
         coreml-lstm verify runs/sunspots models/sunspots.mlpackage
     """
-    from .checkpoint import Checkpoint
-    from .export import INPUT_NAME
-    from .verify import verify_program
-
     from . import executor
-    from .export import read_metadata
-    from .verify import verify_streaming
+    from .checkpoint import Checkpoint
+    from .export import INPUT_NAME, read_metadata
+    from .fsutil import write_text
+    from .verify import to_junit, verify_program, verify_streaming
 
     ckpt = Checkpoint.load(checkpoint)
     if csv is not None:
@@ -305,6 +332,8 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, as_
     else:
         feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
         report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
+    if junit:
+        write_text(junit, to_junit(report))
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -458,7 +487,7 @@ def demo(out, package_path, epochs, quiet):
 
     table = load_sunspots()
     click.echo(f"1/4 train: 2-layer LSTM on the embedded {DEFAULT['name']} data ({len(table)} rows, {table[DEFAULT['time']].min()}-{table[DEFAULT['time']].max()})", err=True)
-    f = Forecaster(DEFAULT["target"], time=DEFAULT["time"], window=24, epochs=epochs, progress=not quiet).fit(table)
+    f = Forecaster(DEFAULT["target"], time=DEFAULT["time"], window=24, hidden_size=64, epochs=epochs, progress=not quiet).fit(table)
     f.save(out)
     click.echo("validation metrics (original units):")
     click.echo(format_metrics(f.metrics_))

@@ -25,6 +25,9 @@ TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", 
 # Deployment target -> the iOS release with the same ML Program opset.
 OPSET_TARGET = {"macOS12": "iOS15", "macOS13": "iOS16", "macOS14": "iOS17", "macOS15": "iOS18"}
 
+# Weight compression (coremltools.optimize.coreml), applied to the converted program.
+COMPRESSIONS = ("int8", "palettize6", "palettize4", "prune50")
+
 INPUT_NAME, OUTPUT_NAME = "window", "forecast"
 METADATA_PREFIX = "coreml_lstm."
 
@@ -39,6 +42,7 @@ class ExportConfig:
     version: str = ""
     streaming: str | None = None  # None: window in, forecast out; "explicit" | "states": see streaming.py
     max_chunk: int = 64  # streaming: the longest chunk one call takes (Core ML needs a finite bound)
+    compress: str | None = None  # None or one of COMPRESSIONS
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -49,6 +53,8 @@ class ExportConfig:
             raise ConfigError(f"streaming: {self.streaming!r} is not one of explicit, states")
         if self.streaming == "states" and OPSET_TARGET.get(self.target, self.target) != "iOS18":
             raise ConfigError(f"streaming states: Core ML states need deployment target iOS18 or macOS15; got {self.target} (use --streaming explicit for earlier targets)")
+        if self.compress not in (None, *COMPRESSIONS):
+            raise ConfigError(f"compress: {self.compress!r} is not one of {', '.join(COMPRESSIONS)}")
         if not isinstance(self.max_chunk, int) or self.max_chunk < 1:
             raise ConfigError(f"max_chunk: must be an integer >= 1, got {self.max_chunk!r}")
 
@@ -73,6 +79,51 @@ def _trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
+# Layers Core ML cannot take, found before tracing: (test, message).
+def _unsupported(module: torch.nn.Module) -> str | None:
+    if isinstance(module, torch.nn.LSTM) and module.proj_size:
+        return "nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"
+    if isinstance(module, torch.nn.RNN) and not isinstance(module, (torch.nn.LSTM, torch.nn.GRU)) and module.bidirectional:
+        return "bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"
+    if isinstance(module, (torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell)):
+        kind = type(module).__name__
+        return f"nn.{kind} does not convert under TorchScript; use nn.{kind[:-4]} (a one-layer {kind[:-4]} over the sequence, or over one step for streaming)"
+    return None
+
+
+def preflight(module: torch.nn.Module) -> None:
+    """Raise ExportError naming the first layer Core ML cannot take, and what to use instead."""
+    for name, sub in module.named_modules():
+        problem = _unsupported(sub)
+        if problem:
+            raise ExportError(f"layer {name or type(module).__name__!r}: {problem}")
+
+
+def compress(mlmodel, method: str):
+    """Compress the weights of a converted program with coremltools.optimize.coreml.
+
+    int8: linear symmetric per-channel quantization; palettize6 / palettize4: a uniform
+    6- / 4-bit look-up table per weight; prune50: magnitude pruning to 50% sparsity. Every weight
+    with at least 16 elements is compressed (coremltools' default skips small tensors, which
+    would leave a small recurrent model uncompressed).
+    """
+    from coremltools.optimize import coreml as cto
+
+    if method not in COMPRESSIONS:
+        raise ConfigError(f"compress: {method!r} is not one of {', '.join(COMPRESSIONS)}")
+    threshold = 16
+    if method == "int8":
+        op, run = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=threshold), cto.linear_quantize_weights
+    elif method.startswith("palettize"):
+        op, run = cto.OpPalettizerConfig(mode="uniform", nbits=int(method[len("palettize") :]), weight_threshold=threshold), cto.palettize_weights
+    else:
+        op, run = cto.OpMagnitudePrunerConfig(target_sparsity=0.5, weight_threshold=threshold), cto.prune_weights
+    # coremltools divides by a zero range for all-zero channels (then handles the NaN itself):
+    # its numpy warning says nothing about the user's model.
+    with no_converter_progress(), np.errstate(divide="ignore", invalid="ignore"):
+        return run(mlmodel, cto.OptimizationConfig(global_config=op))
+
+
 def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shapes=None):
     """Trace ``module`` on example tensors and convert it to an ML Program in memory.
 
@@ -88,6 +139,7 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shape
         A ``coremltools.models.MLModel`` (not yet saved).
     """
     ct = coremltools()
+    preflight(module)
     examples = tuple(t for _, t, _ in inputs)
     traced = _trace(module, examples if len(examples) > 1 else examples[0])
     shapes = shapes or {}
@@ -108,6 +160,10 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shape
                 compute_precision=precision,
                 minimum_deployment_target=getattr(ct.target, config.target),
             )
+        if config.compress:
+            mlmodel = compress(mlmodel, config.compress)
+    except (ExportError, ConfigError):
+        raise
     except Exception as exc:
         raise ExportError(f"conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     spec_inputs = {name: desc for name, _, desc in inputs}
@@ -204,6 +260,7 @@ def _user_metadata(checkpoint, config: ExportConfig) -> dict:
             "validation_metrics": (checkpoint.metrics or {}).get("overall"),
             "probabilistic_metrics": ((checkpoint.metrics or {}).get("probabilistic") or {}).get("overall"),
             "streaming": config.streaming,
+            "compression": config.compress,
             "max_chunk": config.max_chunk if config.streaming else None,
         }
 

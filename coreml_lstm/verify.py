@@ -9,8 +9,10 @@ skipped with the reason, never as passed.
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -266,3 +268,29 @@ def verify_streaming(
     for name in out_names:
         report.checks.append(compare(name, got[name], want[name], tol, backend=f"{backend} reset vs fresh start", mode=mode))
     return report
+
+
+def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
+    """The report as JUnit XML: one test case per check (output x backend x mode).
+
+    Failed checks carry a ``<failure>`` with the errors and the tolerance; checks that did not
+    run carry ``<skipped>`` with the reason, so a CI dashboard never counts them as passed.
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites")
+    cases = ET.SubElement(
+        root, "testsuite", name=suite, tests=str(len(report.checks)), failures=str(len(report.failed)),
+        errors="0", skipped=str(len(report.checks) - len(report.ran)),
+    )
+    ET.SubElement(ET.SubElement(cases, "properties"), "property", name="package", value=report.package)
+    for check in report.checks:
+        case = ET.SubElement(cases, "testcase", classname=f"{Path(report.package).name}.{check.backend}.{check.mode}", name=check.output)
+        if check.status == "failed":
+            ET.SubElement(case, "failure", message=check.line(), type="ParityError").text = json.dumps(asdict(check), default=str)
+        elif check.status == "skipped":
+            ET.SubElement(case, "skipped", message=check.reason)
+        else:
+            ET.SubElement(case, "system-out").text = check.line()
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._coremltools import coremltools, no_converter_progress
+from .export import compress
 
 # Executor vs torch, max abs error (fp32) / abs and rel (fp16): the bars of the parity promise.
 FP32_BAR = 1e-5
@@ -241,22 +242,6 @@ def _input_types(case: Case, feeds: dict):
     return types
 
 
-def _compress(mlmodel, method: str):
-    from coremltools.optimize import coreml as cto
-
-    if method == "int8":
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
-        return cto.linear_quantize_weights(mlmodel, config)
-    if method.startswith("palettize"):
-        nbits = int(method[len("palettize") :])
-        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="uniform", nbits=nbits))
-        return cto.palettize_weights(mlmodel, config)
-    if method == "prune50":
-        config = cto.OptimizationConfig(global_config=cto.OpMagnitudePrunerConfig(target_sparsity=0.5))
-        return cto.prune_weights(mlmodel, config)
-    raise ValueError(f"unknown compression {method!r}")
-
-
 def convert(case: Case, directory: str | Path):
     """Build, trace, convert (and compress) a case; save it under ``directory``.
 
@@ -293,7 +278,7 @@ def convert(case: Case, directory: str | Path):
     with no_converter_progress():
         mlmodel = ct.convert(traced, **kwargs)
         if case.compress:
-            mlmodel = _compress(mlmodel, case.compress)
+            mlmodel = compress(mlmodel, case.compress)
     path = Path(directory) / f"{case.name}.mlpackage"
     mlmodel.save(str(path))
     return module, feeds, path, mlmodel

@@ -28,6 +28,24 @@ def trained(tmp_path_factory):
     return d, csv, json.loads(r.stdout)
 
 
+def mutated_copy(package, tmp_path):
+    """A copy of ``package`` with one stored weight (in the largest blob: a recurrent weight
+    matrix) moved by far more than the tolerance."""
+    import shutil
+
+    bad = tmp_path / "bad.mlpackage"
+    shutil.copytree(package, bad)
+    blob = bad / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    offsets = [i for i in range(64, len(data) - 4, 64) if data[i : i + 4] == (0xDEADBEEF).to_bytes(4, "little")]
+    record = max(offsets, key=lambda o: int.from_bytes(data[o + 8 : o + 16], "little"))
+    start = int.from_bytes(data[record + 16 : record + 24], "little")
+    value = np.frombuffer(bytes(data[start : start + 4]), np.float32)[0]
+    data[start : start + 4] = np.float32(value + 1.0).tobytes()
+    blob.write_bytes(bytes(data))
+    return bad
+
+
 def test_version_and_help():
     r = run("--version")
     assert r.exit_code == 0 and __version__ in r.output
@@ -55,8 +73,6 @@ def test_inspect(trained):
 
 
 def test_verify_passes_then_fails_after_a_weight_change(trained, tmp_path):
-    import shutil
-
     d, _, _ = trained
     r = run("verify", d / "ckpt", d / "m.mlpackage", "--json")
     assert r.exit_code == 0, r.output
@@ -64,21 +80,54 @@ def test_verify_passes_then_fails_after_a_weight_change(trained, tmp_path):
     executor = [c for c in report["checks"] if c["backend"] == "executor"]
     assert executor and all(c["status"] == "passed" for c in executor)
     assert all(c["status"] == "skipped" and "macOS" in c["reason"] for c in report["checks"] if c["backend"] == "coreml")
-    # Mutation: change one stored weight (in the largest blob: a recurrent weight matrix) by far more
-    # than the tolerance.
-    bad = tmp_path / "bad.mlpackage"
-    shutil.copytree(d / "m.mlpackage", bad)
-    blob = bad / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
-    data = bytearray(blob.read_bytes())
-    offsets = [i for i in range(64, len(data) - 4, 64) if data[i : i + 4] == (0xDEADBEEF).to_bytes(4, "little")]
-    record = max(offsets, key=lambda o: int.from_bytes(data[o + 8 : o + 16], "little"))
-    start = int.from_bytes(data[record + 16 : record + 24], "little")
-    value = np.frombuffer(bytes(data[start : start + 4]), np.float32)[0]
-    data[start : start + 4] = np.float32(value + 1.0).tobytes()
-    blob.write_bytes(bytes(data))
+    bad = mutated_copy(d / "m.mlpackage", tmp_path)
     r = run("verify", d / "ckpt", bad)
     assert r.exit_code == 1
     assert "FAILED forecast [executor, fp32]" in r.stdout and "result: failed" in r.stdout
+
+
+def test_verify_junit_reads_back_with_a_junit_parser(trained, tmp_path):
+    from junitparser import Failure, JUnitXml, Skipped
+
+    d, _, _ = trained
+    good = tmp_path / "good.xml"
+    assert run("verify", d / "ckpt", d / "m.mlpackage", "--junit", good).exit_code == 0
+    suite = next(iter(JUnitXml.fromfile(str(good))))
+    cases = {(c.classname, c.name): c for c in suite}
+    assert suite.tests == len(cases) == 2 and suite.failures == 0 and suite.skipped == 1
+    assert cases[("m.mlpackage.executor.fp32", "forecast")].is_passed
+    assert isinstance(cases[("m.mlpackage.coreml.-", "forecast")].result[0], Skipped)
+
+    bad_xml = tmp_path / "bad.xml"
+    r = run("verify", d / "ckpt", mutated_copy(d / "m.mlpackage", tmp_path), "--junit", bad_xml)
+    assert r.exit_code == 1
+    suite = next(iter(JUnitXml.fromfile(str(bad_xml))))
+    assert suite.failures == 1
+    failed = [c for c in suite if c.result and isinstance(c.result[0], Failure)]
+    assert [(c.classname, c.name) for c in failed] == [("bad.mlpackage.executor.fp32", "forecast")]
+    assert "max abs" in failed[0].result[0].message
+
+
+def test_export_compressed_and_compare(trained, tmp_path):
+    d, _, _ = trained
+    r = run("export", d / "ckpt", tmp_path / "q.mlpackage", "--compress", "int8", "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(run("inspect", tmp_path / "q.mlpackage", "--json").stdout)
+    assert info["op_counts"]["constexpr_affine_dequantize"] >= 2 and info["toolkit"]["compression"] == "int8"
+    r = run("compare", d / "ckpt", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {row["variant"]: row for row in json.loads(r.stdout)}
+    assert list(rows) == ["fp32", "fp16", "int8", "palettize6", "palettize4", "prune50"]
+    assert rows["fp32"]["size_ratio"] == 1 and rows["fp32"]["max_abs_error"] < 1e-4
+    # This model is tiny (hidden 8): the program's fixed size dominates the package and each blob's
+    # 64-byte header and alignment the weights; the demo model's table is in the README.
+    assert rows["int8"]["size_bytes"] < rows["fp32"]["size_bytes"]
+    assert rows["int8"]["weights_bytes"] < 0.75 * rows["fp32"]["weights_bytes"]
+    assert rows["palettize4"]["weights_bytes"] < rows["int8"]["weights_bytes"]
+    assert 0 < rows["int8"]["max_abs_error"] < rows["palettize4"]["max_abs_error"]
+    assert abs(rows["fp32"]["rmse"] - rows["fp32"]["torch_rmse"]) < 1e-4
+    text = run("compare", d / "ckpt").stdout
+    assert "palettize4" in text and "RMSE" in text
 
 
 def test_predict_csv_matches_the_python_api(trained):

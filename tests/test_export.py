@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from coreml_lstm import Forecaster
@@ -101,3 +102,33 @@ def test_bad_precision_and_target(tmp_path, fitted):
         fitted.export(tmp_path / "m.mlpackage", precision="int8")
     with pytest.raises(ConfigError, match=r"target: 'iOS14' is not one of iOS15"):
         fitted.export(tmp_path / "m.mlpackage", target="iOS14")
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (torch.nn.LSTM(4, 8, proj_size=2, batch_first=True),
+         "layer 'rnn': nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"),
+        (torch.nn.RNN(4, 8, bidirectional=True, batch_first=True),
+         "layer 'rnn': bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"),
+        (torch.nn.LSTMCell(4, 8),
+         "layer 'rnn': nn.LSTMCell does not convert under TorchScript; use nn.LSTM (a one-layer LSTM over the sequence, or over one step for streaming)"),
+        (torch.nn.GRUCell(4, 8),
+         "layer 'rnn': nn.GRUCell does not convert under TorchScript; use nn.GRU (a one-layer GRU over the sequence, or over one step for streaming)"),
+    ],
+)
+def test_layers_core_ml_cannot_take_fail_before_conversion(layer, message):
+    from coreml_lstm.export import ExportConfig, convert
+
+    with pytest.raises(ExportError) as err:
+        convert(_Wrap(layer), [("x", torch.zeros(1, 5, 4), "x")], [("y", "y")], ExportConfig())
+    assert str(err.value) == message

@@ -1,0 +1,109 @@
+"""Precision and size: one checkpoint exported as fp32, fp16 and each weight compression.
+
+For every variant the table gives the package's size on disk, its largest error against the
+PyTorch model on the validation windows (run through the executor in the program's own
+numerics), and the validation RMSE of its predictions next to PyTorch's, so the cost of a
+smaller package is read in the units the model predicts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .export import COMPRESSIONS, ExportConfig, export_checkpoint
+from .verify import run_torch
+
+# (name, compute precision, compression)
+VARIANTS = (("fp32", "fp32", None), ("fp16", "fp16", None)) + tuple((c, "fp32", c) for c in COMPRESSIONS)
+
+
+@dataclass
+class Row:
+    variant: str
+    precision: str
+    compress: str | None
+    size_bytes: int
+    size_ratio: float  # size / the fp32 package's size
+    weights_bytes: int  # of which weights/weight.bin
+    output: str  # the output the errors and the metric are measured on
+    max_abs_error: float  # package vs torch, over all validation windows
+    rmse: float  # package predictions vs validation targets, original units
+    torch_rmse: float
+
+    @property
+    def rmse_change(self) -> float:
+        return self.rmse - self.torch_rmse
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rmse_change": self.rmse_change}
+
+
+def package_size(path: str | Path) -> int:
+    """Bytes of all files in a package directory."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def compare_checkpoint(checkpoint, directory: str | Path | None = None, *, target: str = "iOS16", variants=VARIANTS) -> list[Row]:
+    """Export ``checkpoint`` once per variant and measure each (see the module docstring).
+
+    Args:
+        checkpoint: a :class:`coreml_lstm.checkpoint.Checkpoint` holding validation windows.
+        directory: where to keep the packages (default: a temporary directory, removed).
+        target: deployment target of every export.
+        variants: ``(name, precision, compression)`` triples; the first is the size reference.
+    """
+    from . import executor
+
+    if checkpoint.validation_x is None or checkpoint.validation_y is None or not len(checkpoint.validation_x):
+        raise ConfigError("compare: the checkpoint holds no validation windows")
+    if checkpoint.model_config.head not in ("point", "mixture"):
+        raise ConfigError(f"compare: head {checkpoint.model_config.head!r} is not supported")
+    x, y = checkpoint.validation_x, checkpoint.validation_y
+    feeds = [{"window": x[i : i + 1]} for i in range(len(x))]
+    with tempfile.TemporaryDirectory() as scratch:
+        out_dir = Path(directory or scratch)
+        rows: list[Row] = []
+        reference_size = None
+        for name, precision, compress in variants:
+            path = export_checkpoint(checkpoint, out_dir / f"{name}.mlpackage", ExportConfig(precision=precision, target=target, compress=compress))
+            program = executor.load(path)
+            names = [o.name for o in program.outputs]
+            output = "forecast" if "forecast" in names else "prediction"
+            want = np.concatenate([r[output] for r in run_torch(checkpoint.build_model(), feeds, names)])  # (N, horizon, targets)
+            got = np.concatenate([program.predict(f, mode=precision)[output] for f in feeds])
+            size = package_size(path)
+            reference_size = reference_size or size
+            rows.append(Row(
+                variant=name, precision=precision, compress=compress, size_bytes=size, size_ratio=size / reference_size,
+                weights_bytes=_weights_size(path),
+                output=output, max_abs_error=float(np.abs(got.astype(np.float64) - want).max()),
+                rmse=_rmse(got, y), torch_rmse=_rmse(want, y),
+            ))
+    return rows
+
+
+def _weights_size(path: Path) -> int:
+    blob = Path(path) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    return blob.stat().st_size if blob.exists() else 0
+
+
+def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2)))
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [f"{'variant':<11} {'compute':<7} {'size':>9} {'vs fp32':>7} {'weights':>9} {'max |error|':>11} {'RMSE':>9} {'change':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r.variant:<11} {r.precision:<7} {r.size_bytes / 1024:>7.1f}KB {r.size_ratio:>7.2f} {r.weights_bytes / 1024:>7.1f}KB "
+            f"{r.max_abs_error:>11.2e} {r.rmse:>9.4f} {r.rmse_change:>+9.4f}"
+        )
+    lines.append("size: all files of the package; weights: its weight.bin (the rest is the program and metadata).")
+    lines.append(f"error: package vs PyTorch on output {rows[0].output!r}, executor in each program's own precision; "
+                 f"RMSE on the validation windows in original units (PyTorch: {rows[0].torch_rmse:.4f}).")
+    return "\n".join(lines)
