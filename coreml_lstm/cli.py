@@ -199,9 +199,10 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
 @click.option("--streaming", type=click.Choice(["explicit", "states"]), help="Carry the recurrent state between calls: as inputs/outputs (any target) or in Core ML states (iOS18+).")
 @click.option("--max-chunk", type=click.IntRange(min=1), default=64, show_default=True, help="With --streaming: the longest chunk of steps one call takes.")
+@click.option("--swift", "swift_dir", type=click.Path(file_okay=False, path_type=Path), help="Also write a Swift wrapper, golden vectors and an XCTest into this directory.")
 @export_options
 @json_option
-def export(checkpoint, output, target, streaming, max_chunk, precision, author, license_, description, model_version, compress, as_json):
+def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precision, author, license_, description, model_version, compress, as_json):
     """Export a checkpoint as a Core ML .mlpackage (raw inputs in, original units out).
 
     \b
@@ -212,11 +213,51 @@ def export(checkpoint, output, target, streaming, max_chunk, precision, author, 
     from .export import export_checkpoint
 
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
-    path = export_checkpoint(Checkpoint.load(checkpoint), output, config)
+    ckpt = Checkpoint.load(checkpoint)
+    path = export_checkpoint(ckpt, output, config)
+    swift_files = _write_swift(path, swift_dir, ckpt) if swift_dir else []
     if as_json:
-        echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress})
+        echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress,
+                   "swift": [str(p) for p in swift_files]})
     else:
         click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + (f", {compress}" if compress else "") + ")")
+        for p in swift_files:
+            click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
+
+
+def _write_swift(package, out_dir, checkpoint=None) -> list:
+    """The wrapper, and with a checkpoint the golden vectors (checked here first) and the XCTest."""
+    from .errors import ParityError
+    from .golden import check_golden, golden_vectors, write_golden
+    from .swift import generate, type_name
+
+    if checkpoint is None:
+        return generate(package, out_dir)
+    golden = golden_vectors(checkpoint, package)
+    report = check_golden(package, golden)
+    if report.status != "passed":
+        failed = "; ".join(c.line() for c in report.failed)
+        raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
+    name = f"{type_name(package)}.golden.json"
+    golden_path = write_golden(Path(out_dir) / name, golden)
+    return [*generate(package, out_dir, golden=name), golden_path]
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the Swift files.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), help="The package's checkpoint: also write golden vectors from PyTorch and an XCTest replaying them.")
+def swift(package, out_dir, checkpoint):
+    """Generate a typed Swift wrapper for an existing package (and, with its checkpoint, a test).
+
+    \b
+    Example:
+        coreml-lstm swift models/sunspots.mlpackage --out ios/ --checkpoint runs/sunspots
+    """
+    from .checkpoint import Checkpoint
+
+    for p in _write_swift(package, out_dir, Checkpoint.load(checkpoint) if checkpoint else None):
+        click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -311,6 +352,7 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
     from .checkpoint import Checkpoint
     from .export import INPUT_NAME, read_metadata
     from .fsutil import write_text
+    from .streaming import consecutive_rows
     from .verify import to_junit, verify_program, verify_streaming
 
     ckpt = Checkpoint.load(checkpoint)
@@ -343,18 +385,6 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
         click.echo(f"result: {report.status}")
     if report.status == "failed":
         sys.exit(1)
-
-
-def consecutive_rows(x):
-    """The longest run of rows at the end of overlapping windows x (N, W, F) that follow each other."""
-    import numpy as np
-
-    rows = [x[-1]]
-    for i in range(len(x) - 1, 0, -1):
-        if not np.array_equal(x[i - 1][1:], x[i][:-1]):
-            break
-        rows.insert(0, x[i - 1][:1])
-    return np.concatenate(rows)
 
 
 # -- predict ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Either way the outputs after a chunk are the forecast from the last step of ever
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,3 +83,13 @@ def wrap(model, style: str) -> nn.Module:
     if style == "explicit":
         return (ExplicitLSTM if lstm else ExplicitH)(model).eval()
     return (StatefulLSTM if lstm else StatefulH)(model).eval()
+
+
+def consecutive_rows(x):
+    """The longest run of rows at the end of overlapping windows x (N, W, F) that follow each other."""
+    rows = [x[-1]]
+    for i in range(len(x) - 1, 0, -1):
+        if not np.array_equal(x[i - 1][1:], x[i][:-1]):
+            break
+        rows.insert(0, x[i - 1][:1])
+    return np.concatenate(rows)

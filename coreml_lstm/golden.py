@@ -1,0 +1,130 @@
+"""Golden vectors: inputs and the outputs PyTorch gives for them, for a test on the device.
+
+A golden file is JSON an XCTest (see :mod:`.swift`) or any other runtime can replay:
+
+    {"format": "coreml-lstm golden 1", "package": "Model.mlpackage", "precision": "fp32",
+     "tolerance": {"atol": 1e-4, "rtol": 1e-4}, "stateful": false,
+     "calls": [{"inputs": {"window": {"shape": [1, 24, 1], "data": [...]}},
+                "outputs": {"forecast": {"shape": [1, 1, 1], "data": [...]}}}, ...]}
+
+``data`` is row-major. For a package with Core ML states (``stateful``), the calls run in order
+on one fresh state; otherwise each call stands alone (an explicit-state package's calls carry
+the state PyTorch produced in the call before as inputs). A value passes when
+``|got - want| <= atol + rtol * |want|``, as in ``verify``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, PackageError
+from .fsutil import write_text
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare, program_precision
+
+FORMAT = "coreml-lstm golden 1"
+
+
+def _array(a) -> dict:
+    a = np.asarray(a)
+    return {"shape": list(a.shape), "data": a.astype(np.float64 if a.dtype.kind == "f" else np.int64).ravel().tolist()}
+
+
+def _unarray(d: dict, dtype) -> np.ndarray:
+    return np.asarray(d["data"], dtype=dtype).reshape(d["shape"])
+
+
+def golden_vectors(checkpoint, package: str | Path, *, calls: int = 3, chunk: int = 10) -> dict:
+    """Golden calls for ``package`` from the PyTorch model of ``checkpoint``.
+
+    Window packages get the last ``calls`` validation windows; streaming packages get ``calls``
+    chunks of ``chunk`` consecutive validation rows, the state carried from a zero start.
+    """
+    import torch
+
+    from . import executor
+    from .export import read_metadata
+    from .streaming import consecutive_rows, state_names, state_shape, wrap
+
+    program = executor.load(package)
+    meta = read_metadata(program.metadata.get("user", {}))
+    if checkpoint.validation_x is None or not len(checkpoint.validation_x):
+        raise ConfigError("golden vectors: the checkpoint holds no validation windows")
+    model = checkpoint.build_model().eval()
+    out_names = [o.name for o in program.outputs]
+    stateful = bool(program.states)
+    precision = program_precision(program)
+    tol = DEFAULT_TOLERANCES["fp16" if stateful else precision]
+    records = []
+    with torch.no_grad():
+        if not meta.get("streaming"):
+            x = checkpoint.validation_x[-calls:]
+            for i in range(len(x)):
+                outs = model(torch.as_tensor(x[i : i + 1]))
+                outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+                records.append(({program.inputs[0].name: x[i : i + 1]}, dict(zip(out_names, outs))))
+        else:
+            rows = consecutive_rows(checkpoint.validation_x)[-calls * chunk :]
+            module = wrap(model, meta["streaming"])
+            names = state_names(model)
+            state = {f"{n}_in": torch.zeros(state_shape(model)) for n in names}
+            for start in range(0, len(rows) - chunk + 1, chunk):
+                x = torch.as_tensor(np.ascontiguousarray(rows[start : start + chunk][None]))
+                if stateful:
+                    outs = module(x)
+                    records.append(({"x": x}, dict(zip(out_names, outs))))
+                else:
+                    outs = dict(zip(out_names, module(x, *state.values())))
+                    records.append(({"x": x, **state}, outs))
+                    state = {f"{n}_in": outs[f"{n}_out"] for n in names}
+    return {
+        "format": FORMAT,
+        "package": Path(package).name,
+        "precision": precision,
+        "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+        "stateful": stateful,
+        "calls": [
+            {"inputs": {k: _array(np.asarray(v)) for k, v in feeds.items()}, "outputs": {k: _array(np.asarray(v)) for k, v in outs.items()}}
+            for feeds, outs in records
+        ],
+    }
+
+
+def write_golden(path: str | Path, golden: dict) -> Path:
+    write_text(path, json.dumps(golden, indent=1) + "\n")
+    return Path(path)
+
+
+def read_golden(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        golden = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PackageError(f"{path}: not a golden-vector file ({exc})") from None
+    if golden.get("format") != FORMAT:
+        raise PackageError(f"{path}: format {golden.get('format')!r}, expected {FORMAT!r}")
+    return golden
+
+
+def check_golden(package: str | Path, golden: dict, *, mode: str | None = None) -> Report:
+    """Replay the golden calls through the executor and compare every output."""
+    from . import executor
+
+    program = executor.load(package)
+    mode = mode or golden["precision"]
+    tol = Tolerance(**golden["tolerance"])
+    dtypes = {t.name: t.dtype for t in program.inputs}
+    state = program.make_state() if golden["stateful"] else None
+    got, want = {}, {}
+    for call in golden["calls"]:
+        feeds = {k: _unarray(v, dtypes.get(k, np.float32)) for k, v in call["inputs"].items()}
+        result = program.predict(feeds, mode=mode, state=state)
+        for name, expected in call["outputs"].items():
+            got.setdefault(name, []).append(np.asarray(result[name]))
+            want.setdefault(name, []).append(_unarray(expected, np.float64))
+    report = Report(package=str(package), samples=len(golden["calls"]))
+    for name in want:
+        report.checks.append(compare(name, np.stack(got[name]), np.stack(want[name]), tol, backend="executor:golden", mode=mode))
+    return report
