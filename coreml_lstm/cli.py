@@ -499,9 +499,10 @@ def plot(checkpoint, out):
 @main.command(context_settings=CONTEXT)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sunspots"), show_default=True, help="Checkpoint directory.")
 @click.option("--package", "package_path", type=click.Path(path_type=Path), default=Path("models/sunspots.mlpackage"), show_default=True)
+@click.option("--swift", "swift_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/swift"), show_default=True, help="Swift wrapper, golden vectors and XCTest.")
 @click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def demo(out, package_path, epochs, quiet):
+def demo(out, package_path, swift_dir, epochs, quiet):
     """The whole job on the embedded sunspots data: train, export, verify, predict.
 
     \b
@@ -521,10 +522,11 @@ def demo(out, package_path, epochs, quiet):
     f.save(out)
     click.echo("validation metrics (original units):")
     click.echo(format_metrics(f.metrics_))
-    click.echo(f"2/4 export: {package_path} (fp32, iOS16)", err=True)
+    click.echo(f"2/4 export: {package_path} (fp32, iOS16) and Swift in {swift_dir}", err=True)
     f.export(package_path, description="LSTM forecaster of the yearly sunspot number from the previous 24 years.")
-    click.echo(f"3/4 verify: executor vs PyTorch on the validation windows", err=True)
     ckpt = Checkpoint.load(out)
+    swift_files = _write_swift(package_path, swift_dir, ckpt)
+    click.echo(f"3/4 verify: executor vs PyTorch on the validation windows", err=True)
     feeds = [{INPUT_NAME: ckpt.validation_x[i : i + 1]} for i in range(len(ckpt.validation_x))]
     report = verify_program(str(package_path), ckpt.build_model(), feeds)
     for check in report.checks:
@@ -532,7 +534,7 @@ def demo(out, package_path, epochs, quiet):
     click.echo("4/4 predict: the next year from the last 24 through the package", err=True)
     frame, used = predict_table(package_path, table, last_only=True)
     click.echo(frame.to_string(index=False))
-    click.echo(f"checkpoint: {out}\npackage: {package_path}\nparity: {report.status}")
+    click.echo(f"checkpoint: {out}\npackage: {package_path}\nswift: {', '.join(str(p) for p in swift_files)}\nparity: {report.status}")
     if report.status == "failed":
         sys.exit(1)
 
