@@ -63,7 +63,7 @@ def verify_classifier(package, clf, samples: list | None = None, *, modes: tuple
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     text = clf.task == "text-classify"
     input_name = TEXT_INPUT if text else SEQUENCE_INPUT
-    feeds = [{input_name: (np.asarray(s, np.int32) if text else np.asarray(s, np.float32))[None]} for s in samples]
+    feeds = [{input_name: np.array(s, np.int32 if text else np.float32)[None]} for s in samples]
     with torch.no_grad():
         want = [model(torch.as_tensor(f[input_name]).long() if text else torch.as_tensor(f[input_name])).numpy() for f in feeds]
     classes = list(clf.classes_)
