@@ -330,3 +330,27 @@ def test_classify_kernel_picks_the_first_maximum_and_builds_the_dictionary():
     assert int(label) == 7 and set(probs) == {7, 3}
     with pytest.raises(ValueError, match="3 classes for 2 probabilities"):
         kernel.compute(probabilities=np.array([0.5, 0.5]), classes=["a", "b", "c"])
+
+
+# -- the functions the CLI calls -------------------------------------------------------------
+
+
+def test_cli_functions_train_export_verify_and_dispatch(tmp_path):
+    from coreml_lstm.classify import (evaluate_package, export_classifier_checkpoint, is_classifier_checkpoint,
+                                      is_classifier_package, train_classifier, verify_classifier_package)
+
+    frame = gestures()
+    clf = train_classifier(frame, task="classify", out=tmp_path / "run", progress=False, series_id="id", time="t", **{**TINY, "epochs": 10})
+    assert is_classifier_checkpoint(tmp_path / "run") and not is_classifier_checkpoint(tmp_path)
+    path = export_classifier_checkpoint(tmp_path / "run", tmp_path / "g.mlpackage", target="iOS17")
+    assert is_classifier_package(path)
+    report = verify_classifier_package(path, tmp_path / "run", table=gestures(6, seed=7))
+    assert report.status == "passed" and report.samples >= 6
+    metrics = evaluate_package(path, frame, backend="executor")
+    assert metrics["accuracy"] == pytest.approx(clf.evaluate(frame)["accuracy"])
+    with pytest.raises(ConfigError, match="task: 'regress' is not one of classify, text-classify"):
+        train_classifier(frame, task="regress")
+    with pytest.raises(ConfigError, match="schedule: 'step' is not one of none, cosine"):
+        SequenceClassifier(schedule="step")
+    with pytest.raises(ConfigError, match="unknown option 'windw'"):
+        SequenceClassifier(windw=3)

@@ -39,7 +39,7 @@ CONFIG, WEIGHTS, METRICS, SAMPLES, TOKENIZER = "config.json", "model.safetensors
 MAX_SAMPLES = 64  # validation samples kept for `verify`: enough to exercise a model, small on disk
 
 NET_KEYS = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout", "conv_channels", "conv_kernels", "embedding_dim")
-TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "label_smoothing", "grad_clip", "refit", "seed", "threads")
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "label_smoothing", "grad_clip", "schedule", "refit", "seed", "threads")
 
 
 def _split_options(options: dict, data_keys: tuple) -> tuple[dict, dict, dict, dict]:
@@ -239,7 +239,7 @@ class SequenceClassifier(_Classifier):
     Options: the fields of :class:`SequenceDataConfig` (label, layout, series_id, time, channels,
     max_length, val_fraction), :class:`NetConfig` (cell, hidden_size, num_layers, bidirectional,
     dropout, conv_channels, conv_kernels) and :class:`ClassifyTrainConfig` (epochs, batch_size, lr,
-    weight_decay, patience, label_smoothing, grad_clip, refit, seed, threads); ``progress``.
+    weight_decay, patience, label_smoothing, grad_clip, schedule, refit, seed, threads); ``progress``.
     """
 
     task = "classify"
@@ -249,6 +249,10 @@ class SequenceClassifier(_Classifier):
         super().__init__(progress=progress, **options)
         self.channels_: list[str] | None = None
         self.normalizer_: Normalizer | None = None
+
+    def fit(self, train, validation=None) -> "SequenceClassifier":
+        self.channels_ = None  # resolved again from this training table
+        return super().fit(train, validation)
 
     def _read(self, source, role, labelled):
         samples, channels = read_sequences(source, self.data_config, role=role, channels=self.channels_, labelled=labelled)

@@ -14,6 +14,8 @@ them from the outputs; :func:`_keep_probabilities` puts them back. Inputs and ou
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,25 @@ def vocabulary_path(package: str | Path) -> Path:
     """Where a text classifier's vocabulary lives: beside the package, ``<name>.vocab.json``."""
     package = Path(package)
     return package.with_name(package.stem + ".vocab.json")
+
+
+class _DropPaddingIdxNote(logging.Filter):
+    """The converter warns that nn.Embedding's padding_idx is ignored. It only zeroes the pad row's
+    gradient in training; the row's values are in the weights, so the export computes the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "embedding (gather) layer does not support any inputs" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_embedding_note():
+    logger = logging.getLogger("coremltools")  # the torch frontend logs through the package logger
+    note = _DropPaddingIdxNote()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
 
 
 def _rename_value(block, old: str, new: str) -> None:
@@ -88,7 +109,7 @@ def convert_classifier(model, classes: list, example: torch.Tensor, input_name: 
     dtype = np.float32 if example.is_floating_point() else np.int32  # never let ids become fp16
     labels = [int(c) for c in classes] if all(isinstance(c, int) for c in classes) else [str(c) for c in classes]
     try:
-        with no_converter_progress():
+        with no_converter_progress(), _quiet_embedding_note():
             mlmodel = ct.convert(
                 traced,
                 inputs=[ct.TensorType(name=input_name, shape=ct.Shape(shape), dtype=dtype)],

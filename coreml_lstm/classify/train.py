@@ -20,6 +20,8 @@ from ..errors import ConfigError
 from ..train import seed_everything
 from .data import pad
 
+SCHEDULES = ("none", "cosine")
+
 
 @dataclass
 class ClassifyTrainConfig:
@@ -30,6 +32,7 @@ class ClassifyTrainConfig:
     patience: int = 40  # epochs without a better validation score before stopping
     label_smoothing: float = 0.0
     grad_clip: float = 1.0
+    schedule: str = "none"  # none | cosine (learning rate annealed to 0 over the epochs: a calm finish)
     refit: bool = False  # after early stopping, train again on train + validation for the best epoch count
     seed: int = 0
     threads: int | None = 1  # small recurrent nets train several times faster on one thread than two
@@ -42,6 +45,8 @@ class ClassifyTrainConfig:
             raise ConfigError(f"patience: must be >= 0, got {self.patience!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing!r}")
 
@@ -172,6 +177,7 @@ def _fit(model, x_train, y_train, x_val, y_val, config, progress, rebuild) -> Cl
 def _train(model, x, y, config, epochs, loss_fn, progress, on_epoch):
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs) if config.schedule == "cosine" else None
     dtype = np.int64 if getattr(model, "text", False) else np.float32
     bar = None
     if progress:
@@ -190,6 +196,8 @@ def _train(model, x, y, config, epochs, loss_fn, progress, on_epoch):
             optimizer.step()
             total += float(loss.detach()) * len(yb)
         train_loss = total / max(len(x), 1)
+        if scheduler is not None:
+            scheduler.step()
         stop, note = (False, "") if on_epoch is None else on_epoch(epoch, train_loss)
         if bar is not None:
             bar.set_postfix_str(f"loss {train_loss:.4f} {note}")
