@@ -63,7 +63,9 @@ BASE = dict(cell="lstm", hidden_size=64, num_layers=1, bidirectional=False, drop
             schedule="cosine", grad_clip=0.0, batch_size=16, val_fraction=0.2, refit=True)
 CONFIGS = {
     "GunPoint": {},
-    "ArrowHead": {"epochs": 500, "patience": 100},  # 36 training cases of length 251: slow to settle
+    # 36 training cases of length 251: a wider conv branch (FCN's 128-256-128) and a small LSTM
+    # gave 0.75-0.81 over seeds 0-2, against 0.57-0.81 for the base setting.
+    "ArrowHead": {"conv_channels": [128, 256, 128], "hidden_size": 8},
     "ItalyPowerDemand": {},
     "BasicMotions": {},
     "JapaneseVowels": {"bidirectional": True, "max_length": 32},  # TRAIN has 7..26 steps, TEST up to 29
