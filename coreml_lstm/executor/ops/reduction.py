@@ -74,3 +74,28 @@ class L2Norm(Kernel):
     def compute(self, *, x, axes=None, epsilon=1e-6):
         axes = tuple(range(1, x.ndim)) if axes is None else tuple(int(a) for a in np.asarray(axes).reshape(-1))
         return x / np.sqrt(np.maximum(np.sum(x * x, axis=axes, keepdims=True), epsilon))
+
+
+@kernel("classify", opset="iOS15")
+class Classify(Kernel):
+    """A classifier's outputs: the most probable class and the {class: probability} dictionary.
+
+    probabilities: fp32 (..., K) holding K values in all (a batch of one); classes: K strings or
+    int64s (a const list). Returns (class label, dict of class -> probability as Python float),
+    the label being the first class of maximal probability, as Core ML picks it.
+    """
+
+    def compute(self, *, probabilities, classes):
+        p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        labels = [_plain(c) for c in classes]
+        if len(labels) != p.size:
+            raise ValueError(f"classify: {len(labels)} classes for {p.size} probabilities")
+        return np.asarray(labels[int(np.argmax(p))]), {c: float(v) for c, v in zip(labels, p)}
+
+
+def _plain(value):
+    """A decoded class value (0-d array or str) as str or int."""
+    if isinstance(value, str):
+        return value
+    value = np.asarray(value)
+    return int(value) if value.dtype.kind in "iu" else str(value)

@@ -1,0 +1,175 @@
+"""Plain functions for the CLI layer (cli.py wires them; nothing here imports click).
+
+    train_classifier     coreml-lstm train --task classify | text-classify
+    export_classifier_checkpoint   coreml-lstm export (a classifier checkpoint)
+    predict_classes      coreml-lstm predict (a classifier package): label and top-k per sample
+    verify_classifier_package      coreml-lstm verify (a classifier package and its checkpoint)
+    is_classifier_checkpoint / is_classifier_package   which command path to take
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DataError
+from ..export import ExportConfig, read_metadata
+from .api import CONFIG, FORMAT, SequenceClassifier, TextClassifier, load_classifier, top_k_frame
+from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts
+from .export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, vocabulary_path
+from .tokenizer import Tokenizer
+
+TASKS = ("classify", "text-classify")
+
+
+def train_classifier(train, *, task: str = "classify", validation=None, out=None, progress: bool = True, **options):
+    """Train a classifier and optionally save its checkpoint. Used by ``coreml-lstm train --task classify|text-classify``.
+
+    Args:
+        train: CSV path or DataFrame.
+        task: "classify" (numeric sequences) or "text-classify".
+        validation: a separate labelled table (default: a stratified split of ``train``).
+        out: checkpoint directory to write (None: do not save).
+        progress: progress bar on stderr.
+        options: :class:`SequenceClassifier` / :class:`TextClassifier` options.
+
+    Returns:
+        The fitted classifier; ``.metrics_`` holds validation accuracy, macro F1 and confusion.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task: {task!r} is not one of {', '.join(TASKS)}")
+    cls = SequenceClassifier if task == "classify" else TextClassifier
+    clf = cls(progress=progress, **options).fit(train, validation)
+    if out is not None:
+        clf.save(out)
+    return clf
+
+
+def export_classifier_checkpoint(checkpoint, path, *, precision: str = "fp32", target: str = "iOS16", **metadata) -> Path:
+    """Export a saved classifier checkpoint as a Core ML classifier. Used by ``coreml-lstm export``.
+
+    Returns:
+        The package path (a text classifier also writes ``<name>.vocab.json`` beside it).
+    """
+    return load_classifier(checkpoint).export(path, precision=precision, target=target, **metadata)
+
+
+def is_classifier_checkpoint(directory) -> bool:
+    """Whether a directory holds a classifier checkpoint (rather than a forecaster's). Used by the CLI to dispatch."""
+    path = Path(directory) / CONFIG
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def is_classifier_package(package) -> bool:
+    """Whether a package's metadata says it is a classifier. Used by ``predict`` / ``verify`` to dispatch."""
+    from .. import executor
+
+    meta = read_metadata(executor.load(package).metadata["user"])
+    return meta.get("task") in TASKS
+
+
+def _package_meta(program, package) -> dict:
+    meta = read_metadata(program.metadata["user"])
+    missing = [k for k in ("task", "classes", "max_length", "data") if k not in meta]
+    if missing or meta.get("task") not in TASKS:
+        raise ConfigError(f"{package}: not a coreml-lstm classifier package (metadata lacks {', '.join(missing) or 'a classifier task'})")
+    return meta
+
+
+def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samples, dict]:
+    """A table as the package's inputs, read with the data settings in its metadata.
+
+    Returns:
+        (arrays, samples, metadata): one (L, C) float32 or (L,) int32 array per sample.
+
+    Raises:
+        DataError: bad cells, missing columns, or a sample longer than the package's maximum length.
+    """
+    from .. import executor
+
+    program = program or executor.load(package)
+    meta = _package_meta(program, package)
+    if meta["task"] == "classify":
+        config = SequenceDataConfig.from_dict(meta["data"])
+        samples, _ = read_sequences(table, config, role="input", channels=meta["channels"], labelled=False)
+        arrays = [np.asarray(x, np.float32) for x in samples.x]
+        what = "sequence"
+    else:
+        config = TextDataConfig.from_dict(meta["data"])
+        vocab = vocabulary_path(package)
+        tok = Tokenizer.load(vocab)
+        expected = meta.get("tokenizer", {})
+        if expected.get("vocab_size") not in (None, tok.vocab_size):
+            raise ConfigError(f"{vocab}: holds {tok.vocab_size} ids but the package was exported with {expected['vocab_size']}")
+        samples = read_texts(table, config, role="input", labelled=False)
+        arrays = []
+        for text, row in zip(samples.x, samples.rows):
+            ids = tok.encode(text)
+            if not ids:
+                raise DataError(f"{samples.source}: column {config.text!r}, row {row}: empty text (no tokens: {text[:40]!r})")
+            arrays.append(np.asarray(ids, np.int32))
+        what = "text"
+    check_lengths(Samples(arrays, samples.labels, samples.keys, samples.rows, samples.source), int(meta["max_length"]), what)
+    return arrays, samples, meta
+
+
+def predict_classes(package, table, *, top_k: int = 3, backend: str = "auto", mode: str = "fp32") -> tuple[pd.DataFrame, str]:
+    """Label and top-k classes per sample of a table, from a classifier package. Used by ``coreml-lstm predict``.
+
+    Returns:
+        (frame, backend name): columns key ("id"/"row"), label, top1, top1_p, ..., topk, topk_p.
+    """
+    from ..runner import Backend
+
+    runner = Backend(package, backend, mode)
+    arrays, samples, meta = package_inputs(package, table, runner.program)
+    name = TEXT_INPUT if meta["task"] == "text-classify" else SEQUENCE_INPUT
+    probs = np.stack([np.asarray(runner.predict({name: a[None]})[PROB_OUTPUT], np.float64).reshape(-1) for a in arrays])
+    data = meta["data"]
+    key = data.get("series_id") if meta["task"] == "classify" and data.get("layout") == "long" else "row"
+    return top_k_frame(samples.keys, probs, list(meta["classes"]), top_k, key), runner.name
+
+
+def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32", "fp16"), backends=("executor", "coreml")):
+    """Compare a classifier package with its checkpoint's torch model. Used by ``coreml-lstm verify``.
+
+    Args:
+        package: the .mlpackage.
+        checkpoint: the classifier checkpoint directory it was exported from.
+        table: optional table to verify on (default: the checkpoint's stored validation samples,
+            plus shorter prefixes so that at least two lengths are checked).
+
+    Returns:
+        A :class:`coreml_lstm.verify.Report`; the CLI exits 1 when ``report.status == "failed"``.
+    """
+    from .verify import verify_classifier, verify_samples
+
+    clf = load_classifier(checkpoint)
+    samples = None
+    if table is not None:
+        arrays, _, _ = package_inputs(package, table)
+        samples = verify_samples(clf, arrays)
+    return verify_classifier(package, clf, samples, modes=tuple(modes), backends=tuple(backends))
+
+
+def evaluate_package(package, table, *, backend: str = "auto", mode: str = "fp32") -> dict:
+    """Accuracy, macro F1 and confusion of a package on a labelled table (``coreml-lstm predict --evaluate``)."""
+    from ..runner import Backend
+    from .train import classification_metrics
+
+    runner = Backend(package, backend, mode)
+    arrays, samples, meta = package_inputs(package, table, runner.program)
+    label = meta["data"]["label"]
+    if any(v is None for v in samples.labels):
+        raise DataError(f"{samples.source}: missing column {label!r}; evaluating needs labels")
+    classes = list(meta["classes"])
+    y = encode(samples.labels, classes, samples.source, label, samples.rows)
+    name = TEXT_INPUT if meta["task"] == "text-classify" else SEQUENCE_INPUT
+    pred = [int(np.argmax(runner.predict({name: a[None]})[PROB_OUTPUT])) for a in arrays]
+    return classification_metrics(y, np.asarray(pred), classes)

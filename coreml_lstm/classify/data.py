@@ -1,0 +1,336 @@
+"""Labelled sequences and texts in, class indices out: reading, checking and splitting tables.
+
+Two layouts for sequences (numbers per time step, one or more channels):
+
+    long   one row per time step: a series id column, an optional time column to sort by, one
+           or more channel columns and a label column (the same label on every row of a series).
+    wide   one row per sample: a label column and the values t0 ... tn of one channel in the
+           other columns, left to right; trailing empty cells make a shorter sequence.
+
+Texts: a text column and a label column, one row per sample.
+
+Labels can be strings or integers; classes are sorted (numbers numerically, strings by code
+point) and a class's index is its position in that list. Bad input raises
+:class:`coreml_lstm.errors.DataError` with one line naming the file (or "training data" for a
+DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.read_table`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..data import _numeric, _require_columns, read_table
+from ..errors import DataError
+
+LAYOUTS = ("long", "wide")
+
+
+@dataclass
+class SequenceDataConfig:
+    label: str = "label"
+    layout: str = "long"  # long | wide (see the module docstring)
+    series_id: str | None = "id"  # long layout: the column naming each sample
+    time: str | None = None  # long layout: sort each series by this column (else file order)
+    channels: list[str] | None = None  # long layout: None = every numeric column but id, time, label
+    max_length: int | None = None  # None: the longest training sequence
+    val_fraction: float = 0.2  # stratified split of the training table when no validation table is given
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise DataError(f"layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if isinstance(self.channels, str):
+            self.channels = [self.channels]
+        if self.layout == "long" and not self.series_id:
+            raise DataError("series_id: the long layout needs a series id column")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SequenceDataConfig":
+        return cls(**d)
+
+
+@dataclass
+class TextDataConfig:
+    text: str = "text"
+    label: str = "label"
+    max_length: int | None = None  # in tokens; None: the longest training text
+    val_fraction: float = 0.2
+
+    def __post_init__(self):
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextDataConfig":
+        return cls(**d)
+
+
+@dataclass
+class Samples:
+    """Variable-length samples with their labels (as read, before class indices)."""
+
+    x: list  # (L_i, C) float32 arrays, or lists of token strings / (L_i,) int arrays for text
+    labels: list  # one per sample, original values (None when the table has no label column)
+    keys: list  # sample name: series id (long), row number (wide, text)
+    rows: list  # first source row of each sample, for error messages
+    source: str = "training data"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def lengths(self) -> np.ndarray:
+        return np.asarray([len(v) for v in self.x], dtype=np.int64)
+
+    def subset(self, index) -> "Samples":
+        return Samples([self.x[i] for i in index], [self.labels[i] for i in index], [self.keys[i] for i in index], [self.rows[i] for i in index], self.source)
+
+
+@dataclass
+class Normalizer:
+    """Per-channel mean and standard deviation over every real time step of the training part."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
+
+    @classmethod
+    def fit(cls, sequences: list[np.ndarray]) -> "Normalizer":
+        data = np.concatenate(sequences).astype(np.float64)  # (sum L_i, C)
+        std = data.std(axis=0)
+        return cls(data.mean(axis=0), np.where(std > 0, std, 1.0))
+
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+def _plain(value):
+    """A label as a JSON-safe Python value: integral numbers become int, the rest str."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The label column as plain values; an empty cell is an error naming its row."""
+    label = frame.attrs["label"]
+    raw = frame[column]
+    missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
+    if missing.any():
+        raise DataError(f"{label}: column {column!r}, row {missing.idxmax()}: missing label")
+    values = raw.map(_plain)
+    kinds = {type(v) for v in values}
+    if kinds == {int, str}:  # "3" and 3 are the same class only if every label reads as text
+        values = values.map(str)
+    return values
+
+
+def class_list(labels: list, source: str, column: str) -> list:
+    """Sorted distinct labels; fewer than two is an error."""
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        only = repr(classes[0]) if classes else "none"
+        raise DataError(f"{source}: column {column!r}: only one class ({only}); a classifier needs at least two")
+    return classes
+
+
+def encode(labels: list, classes: list, source: str, column: str, rows: list) -> np.ndarray:
+    """Class indices of ``labels``; a label the classes lack is an error naming its row."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.empty(len(labels), dtype=np.int64)
+    for k, value in enumerate(labels):
+        if value not in index:
+            if isinstance(value, int) and str(value) in index:
+                value = str(value)
+            else:
+                raise DataError(f"{source}: column {column!r}, row {rows[k]}: label {value!r} is not a training class; classes are: {', '.join(map(str, classes))}")
+        out[k] = index[value]
+    return out
+
+
+# -- sequences -------------------------------------------------------------------------------
+
+
+def read_sequences(source, config: SequenceDataConfig, *, role: str = "training", channels: list[str] | None = None, labelled: bool = True) -> tuple[Samples, list[str]]:
+    """Samples of a long or wide table, and the channel names.
+
+    Args:
+        source: CSV path or DataFrame.
+        config: layout and column names.
+        role: "training", "validation" or "input" (names a DataFrame in errors).
+        channels: the channels a trained model expects (prediction, validation); None to resolve.
+        labelled: the label column is required (training, verify) or optional (prediction).
+    """
+    frame = read_table(source, role=role)
+    if config.layout == "wide":
+        return _read_wide(frame, config, labelled), ["value"]
+    return _read_long(frame, config, channels, labelled)
+
+
+def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labelled: bool) -> tuple[Samples, list[str]]:
+    label = frame.attrs["label"]
+    keys = [config.series_id] + ([config.time] if config.time else [])
+    has_label = config.label in frame.columns
+    if channels is None:
+        channels = config.channels
+    if channels is None:
+        _require_columns(frame, keys + [config.label])
+        skip = set(keys) | {config.label}
+        channels = [c for c in frame.columns if c not in skip]
+        if not channels:
+            raise DataError(f"{label}: no channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
+    _require_columns(frame, keys + list(channels) + ([config.label] if labelled else []))
+    values = {c: _numeric(frame, c, allow_nan=True) for c in channels}
+    for c in channels:
+        if values[c].isna().any():
+            raise DataError(f"{label}: column {c!r}, row {values[c].isna().idxmax()}: missing value")
+    table = pd.DataFrame(values, index=frame.index)
+    sids = frame[config.series_id]
+    if sids.isna().any():
+        raise DataError(f"{label}: column {config.series_id!r}, row {sids.isna().idxmax()}: missing series id")
+    labels = label_values(frame, config.label) if has_label else None
+    if config.time:
+        time = frame[config.time]
+        numbers = pd.to_numeric(time, errors="coerce")
+        if numbers.isna().any():
+            dates = pd.to_datetime(time, errors="coerce", format="mixed")
+            if dates.isna().any():
+                row = dates.isna().idxmax()
+                raise DataError(f"{label}: column {config.time!r}, row {row}: not a number or a date: {str(time[row])!r}")
+            numbers = dates
+        table["__time__"] = numbers
+    xs, ys, names, rows = [], [], [], []
+    for sid, idx in sids.groupby(sids, sort=False).groups.items():
+        g = table.loc[idx]
+        if config.time:
+            g = g.sort_values("__time__", kind="stable")
+            dup = g["__time__"].duplicated()
+            if dup.any():
+                raise DataError(f"{label}: column {config.time!r}, row {dup.idxmax()}: duplicate time in series {_plain(sid)!r}")
+        if labels is not None:
+            own = labels.loc[idx]
+            first = own.iloc[0]
+            other = own[own != first]
+            if len(other):
+                raise DataError(f"{label}: column {config.label!r}, row {other.index[0]}: series {_plain(sid)!r} has label {other.iloc[0]!r} here but {first!r} in row {own.index[0]}")
+            ys.append(first)
+        else:
+            ys.append(None)
+        xs.append(g[list(channels)].to_numpy(np.float32))
+        names.append(_plain(sid))
+        rows.append(int(idx.min()))
+    return Samples(xs, ys, names, rows, label), list(channels)
+
+
+def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool) -> Samples:
+    label = frame.attrs["label"]
+    if labelled:
+        _require_columns(frame, [config.label])
+    has_label = config.label in frame.columns
+    steps = [c for c in frame.columns if c != config.label]
+    if not steps:
+        raise DataError(f"{label}: no value columns besides {config.label!r}")
+    values = np.column_stack([_numeric(frame, c, allow_nan=True).to_numpy() for c in steps])  # (N, T)
+    labels = label_values(frame, config.label) if has_label else None
+    xs = []
+    for r, row in enumerate(values):
+        present = ~np.isnan(row)
+        n = int(present.sum())
+        if n == 0:
+            raise DataError(f"{label}: row {frame.index[r]}: empty sequence (no values)")
+        if not present[:n].all():  # a gap: an empty cell before the last value
+            gap = int(np.argmin(present))
+            raise DataError(f"{label}: column {steps[gap]!r}, row {frame.index[r]}: missing value inside the sequence (only trailing cells may be empty)")
+        xs.append(row[:n, None].astype(np.float32))  # (L, 1)
+    ys = list(labels) if labels is not None else [None] * len(xs)
+    rows = [int(i) for i in frame.index]
+    return Samples(xs, ys, list(rows), rows, label)
+
+
+def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> None:
+    """A sample longer than the model's maximum length (steps, or tokens for text) is an error naming it."""
+    unit = "tokens" if what == "text" else "steps"
+    for x, key, row in zip(samples.x, samples.keys, samples.rows):
+        if len(x) > max_length:
+            who = f"{what} {key!r}" if key != row else what
+            raise DataError(f"{samples.source}: row {row}: {who} has {len(x)} {unit}; the model takes at most {max_length}")
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def read_texts(source, config: TextDataConfig, *, role: str = "training", labelled: bool = True) -> Samples:
+    """Texts (raw strings) and labels; an empty text is an error naming its row.
+
+    A CSV is read with every cell as text, so "NA" or "null" stay words rather than becoming
+    missing values.
+    """
+    frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
+    if not isinstance(source, pd.DataFrame):
+        raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        raw.columns = [str(c).strip() for c in raw.columns]
+        frame = raw.set_axis(frame.index).copy()
+        frame.attrs["label"] = str(source)
+    label = frame.attrs["label"]
+    _require_columns(frame, [config.text] + ([config.label] if labelled else []))
+    texts = []
+    for row, value in frame[config.text].items():
+        if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+            raise DataError(f"{label}: column {config.text!r}, row {row}: empty text")
+        texts.append(str(value))
+    has_label = config.label in frame.columns
+    labels = list(label_values(frame, config.label)) if has_label else [None] * len(texts)
+    rows = [int(i) for i in frame.index]
+    return Samples(texts, labels, list(rows), rows, label)
+
+
+# -- splits ----------------------------------------------------------------------------------
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: ``fraction`` of each class (rounded, at least one when the class
+    has two or more samples) goes to validation, chosen by a seeded shuffle; order is kept."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        if len(members) < 2:
+            continue
+        k = min(max(1, int(round(len(members) * fraction))), len(members) - 1)
+        val.extend(rng.permutation(members)[:k].tolist())
+    val = np.sort(np.asarray(val, dtype=np.int64))
+    train = np.setdiff1d(np.arange(len(y)), val)
+    return train, val
+
+
+def pad(sequences: list[np.ndarray], dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded batch (N, L_max, ...) with zeros, and the lengths (N,)."""
+    lengths = np.asarray([len(s) for s in sequences], dtype=np.int64)
+    shape = (len(sequences), int(lengths.max(initial=1))) + tuple(np.shape(sequences[0])[1:])
+    out = np.zeros(shape, dtype=dtype)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = s
+    return out, lengths

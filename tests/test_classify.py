@@ -1,0 +1,356 @@
+"""Sequence and text classification: tables, tokenizer, training, export, executor verify, bad input."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from coreml_lstm.classify import SequenceClassifier, TextClassifier, Tokenizer, load_classifier, predict_classes, verify_classifier
+from coreml_lstm.classify.data import SequenceDataConfig, read_sequences, stratified_split
+from coreml_lstm.classify.model import NetConfig, SequenceNet
+from coreml_lstm.classify.train import classification_metrics
+from coreml_lstm.errors import ConfigError, DataError
+from coreml_lstm.export import read_metadata
+
+TINY = dict(hidden_size=8, epochs=25, patience=25, batch_size=16, lr=1e-2)
+
+
+def err(fn, *a, **k) -> str:
+    with pytest.raises(DataError) as e:
+        fn(*a, **k)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def gestures(n: int = 48, seed: int = 0, lengths=(6, 14)) -> pd.DataFrame:
+    """Long table: 'up' / 'down' / 'flat' trends on channel a, noise on b, unequal lengths, rows shuffled."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n):
+        label = ("up", "down", "flat")[s % 3]
+        slope = {"up": 1.0, "down": -1.0, "flat": 0.0}[label]
+        for t in range(int(rng.integers(*lengths))):
+            rows.append({"id": f"s{s}", "t": t, "a": 5 + slope * 0.4 * t + 0.1 * rng.normal(), "b": rng.normal(), "label": label})
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # time sorting is the reader's job
+
+
+@pytest.fixture(scope="module")
+def seq_clf():
+    return SequenceClassifier(series_id="id", time="t", conv_channels=[8, 8], conv_kernels=[5, 3], bidirectional=True, **TINY).fit(gestures())
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def test_long_layout_sorts_by_time_and_keeps_unequal_lengths():
+    frame = pd.DataFrame({"id": ["b", "a", "b", "a", "a"], "t": [1, 2, 0, 0, 1], "x": [11.0, 2.0, 10.0, 0.0, 1.0], "label": ["q", "p", "q", "p", "p"]})
+    samples, channels = read_sequences(frame, SequenceDataConfig(series_id="id", time="t"))
+    assert channels == ["x"]
+    assert samples.keys == ["b", "a"] and samples.labels == ["q", "p"]
+    np.testing.assert_array_equal(samples.x[0][:, 0], [10, 11])
+    np.testing.assert_array_equal(samples.x[1][:, 0], [0, 1, 2])
+    assert samples.rows == [1, 2]  # first source row of each series
+
+
+def test_wide_layout_trailing_empty_cells_make_shorter_sequences(tmp_path):
+    p = tmp_path / "w.csv"
+    p.write_text("label,t0,t1,t2,t3\n1,0.5,1.5,2.5,3.5\n2,9,8,,\n1,1,2,3,\n")
+    samples, channels = read_sequences(p, SequenceDataConfig(layout="wide"))
+    assert channels == ["value"] and [len(x) for x in samples.x] == [4, 2, 3]
+    np.testing.assert_array_equal(samples.x[1][:, 0], [9, 8])
+    assert samples.labels == [1, 2, 1]  # integer labels stay integers
+
+
+def test_wide_layout_fits_with_integer_labels():
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):
+        n = int(rng.integers(4, 9))
+        vals = (np.arange(n) * (1 if i % 2 else -1)).astype(float) + 0.1 * rng.normal(size=n)
+        rows.append([i % 2 + 1] + list(vals) + [np.nan] * (8 - n))
+    frame = pd.DataFrame(rows, columns=["label"] + [f"t{k}" for k in range(8)])
+    clf = SequenceClassifier(layout="wide", **TINY).fit(frame)
+    assert clf.classes_ == [1, 2] and clf.max_length_ == 8
+    assert clf.metrics_["accuracy"] >= 0.75
+    assert clf.predict([np.arange(6.0), -np.arange(3.0)]) == [2, 1]
+
+
+def test_string_labels_classes_metrics_and_normaliser_from_training_rows_only(seq_clf):
+    assert seq_clf.classes_ == ["down", "flat", "up"]
+    assert seq_clf.channels_ == ["a", "b"]
+    assert seq_clf.metrics_["accuracy"] >= 0.8
+    assert np.asarray(seq_clf.metrics_["confusion"]).sum() == seq_clf.metrics_["n"]
+    # The normaliser comes from the training part of the split, not the validation part.
+    frame = gestures()
+    samples, _ = read_sequences(frame, SequenceDataConfig(series_id="id", time="t"))
+    y = np.asarray([seq_clf.classes_.index(v) for v in samples.labels])
+    train, val = stratified_split(y, 0.2, seed=0)
+    rows = np.concatenate([samples.x[i] for i in train])
+    np.testing.assert_allclose(seq_clf.normalizer_.mean, rows.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(seq_clf.normalizer_.std, rows.std(0), rtol=1e-6)
+    everything = np.concatenate(samples.x)
+    assert not np.allclose(seq_clf.normalizer_.mean, everything.mean(0), rtol=1e-6)
+
+
+def test_padded_batches_give_each_sample_its_own_result():
+    """Packing and masking: a sample padded inside a batch gets exactly what it gets alone."""
+    torch.manual_seed(0)
+    for cell, bi in (("lstm", True), ("gru", False)):
+        net = SequenceNet(NetConfig(cell=cell, hidden_size=6, bidirectional=bi, conv_channels=[4, 4], conv_kernels=[3, 3]), 3, n_channels=2).eval()
+        xs = [torch.randn(n, 2) for n in (3, 7, 5)]
+        batch = torch.zeros(3, 7, 2)
+        for i, x in enumerate(xs):
+            batch[i, : len(x)] = x
+        with torch.no_grad():
+            together = net.logits(batch, torch.tensor([3, 7, 5]))
+            alone = torch.cat([net.logits(x[None]) for x in xs])
+        np.testing.assert_allclose(together.numpy(), alone.numpy(), atol=1e-6)
+
+
+def test_metrics_by_hand():
+    m = classification_metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["accuracy"] == pytest.approx(0.6)
+    # F1: a = 0.5, b = 0.8, c = 0 -> macro 0.4333
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_same_seed_same_model():
+    a = SequenceClassifier(series_id="id", time="t", **{**TINY, "epochs": 3}).fit(gestures())
+    b = SequenceClassifier(series_id="id", time="t", **{**TINY, "epochs": 3}).fit(gestures())
+    for k, v in a.model_.state_dict().items():
+        torch.testing.assert_close(v, b.model_.state_dict()[k], rtol=0, atol=0)
+
+
+def test_save_and_load_without_pickle(tmp_path, seq_clf):
+    d = seq_clf.save(tmp_path / "run")
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "validation.safetensors"]
+    back = load_classifier(d)
+    assert isinstance(back, SequenceClassifier) and back.classes_ == seq_clf.classes_
+    table = gestures(9, seed=5)
+    np.testing.assert_allclose(back.predict_proba(table), seq_clf.predict_proba(table), atol=1e-6)
+    with pytest.raises(ConfigError, match="holds a SequenceClassifier, not a TextClassifier"):
+        TextClassifier.load(d)
+
+
+# -- bad input, one line each ----------------------------------------------------------------
+
+
+def test_only_one_class():
+    frame = gestures()
+    frame["label"] = "up"
+    assert err(SequenceClassifier(series_id="id", time="t").fit, frame) == "training data: column 'label': only one class ('up'); a classifier needs at least two"
+
+
+def test_one_series_with_two_labels(tmp_path):
+    p = tmp_path / "g.csv"
+    p.write_text("id,t,a,label\ns0,0,1.0,up\ns0,1,2.0,up\ns1,0,1.0,down\ns0,2,3.0,down\n")
+    assert err(SequenceClassifier(series_id="id", time="t").fit, p) == f"{p}: column 'label', row 4: series 's0' has label 'down' here but 'up' in row 1"
+
+
+def test_missing_columns_and_non_numeric_cells(tmp_path):
+    frame = gestures(6)
+    assert err(SequenceClassifier(series_id="id", time="t", label="gesture").fit, frame) == (
+        "training data: missing column 'gesture'; columns are: id, t, a, b, label")
+    bad = frame.copy().astype({"a": object})
+    bad.loc[3, "a"] = "n/a"
+    assert err(SequenceClassifier(series_id="id", time="t").fit, bad) == "training data: column 'a', row 4: non-numeric value 'n/a'"
+    p = tmp_path / "w.csv"
+    p.write_text("label,t0,t1,t2\nx,1,,3\ny,1,2,3\n")
+    assert err(SequenceClassifier(layout="wide").fit, p) == f"{p}: column 't1', row 1: missing value inside the sequence (only trailing cells may be empty)"
+
+
+def test_empty_text(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text('text,label\nhello there,a\n"   ",b\n')
+    assert err(TextClassifier().fit, p) == f"{p}: column 'text', row 2: empty text"
+    frame = pd.DataFrame({"text": ["fine words", "?!", "more words"], "label": ["a", "b", "a"]})
+    assert err(TextClassifier().fit, frame) == "training data: column 'text', row 2: empty text (no tokens: '?!')"
+
+
+def test_sequence_longer_than_the_maximum(seq_clf):
+    long = gestures(3, seed=9, lengths=(40, 41))
+    first = long.loc[0, "id"]  # rows are shuffled: the series that starts at row 1
+    assert err(seq_clf.predict, long) == f"input data: row 1: sequence {first!r} has 40 steps; the model takes at most {seq_clf.max_length_}"
+
+
+# -- tokenizer -------------------------------------------------------------------------------
+
+TRICKY = [
+    "Don't STOP—rock-n-roll!!",
+    "Café au lait, CAFE\u0301 (decomposed) & naïve coöperation",
+    "İstanbul ΣΊΣΥΦΟΣ straße",
+    "numbers 3.14 and ١٢٣ and ² and snake_case_words",
+    "emoji 🙂👍🏽 tab\tnew\nline   spaces",
+    "unseen zyzzyva qwxv words",
+]
+
+
+def test_word_split_rule():
+    tok = Tokenizer(level="word")
+    assert tok.split(TRICKY[0]) == ["don't", "stop", "rock", "n", "roll"]
+    assert tok.split(TRICKY[1]) == ["café", "au", "lait", "café", "decomposed", "naïve", "coöperation"]  # NFC joins e + U+0301
+    assert tok.split("numbers 3.14 ²") == ["numbers", "3", "14", "²"]
+    assert tok.split("emoji 🙂 x") == ["emoji", "x"]
+    assert Tokenizer(level="word", lowercase=False).split("Hi THERE") == ["Hi", "THERE"]
+    assert Tokenizer(level="char").split("Ab c") == ["a", "b", " ", "c"]
+
+
+@pytest.mark.parametrize("level", ["word", "char"])
+def test_tokenizer_rebuilt_from_json_gives_identical_ids(tmp_path, level):
+    tok = Tokenizer(level=level, max_vocab=25).fit(TRICKY[:5])
+    path = tok.save(tmp_path / "vocab.json")
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    assert stored["tokens"][:2] == [None, None] and stored["unicode_version"] == unicodedata.unidata_version
+    back = Tokenizer.load(path)
+    for text in TRICKY + ["", "ALL CAPS UNSEEN"]:
+        assert back.encode(text) == tok.encode(text), text
+    ids = tok.encode(TRICKY[5])
+    assert 1 in ids and 0 not in ids  # out-of-vocabulary words map to 1; 0 is padding only
+    assert len(tok.tokens) == 27
+
+
+# -- export and executor verify --------------------------------------------------------------
+
+
+def spec_of(path):
+    from coreml_lstm._coremltools import coremltools
+
+    return coremltools().models.MLModel(str(path), skip_model_load=True).get_spec()
+
+
+def test_sequence_export_is_a_flexible_fp32_classifier(tmp_path, seq_clf):
+    path = seq_clf.export(tmp_path / "g.mlpackage", precision="fp16", target="iOS17")
+    spec = spec_of(path)
+    (inp,) = spec.description.input
+    array = inp.type.multiArrayType
+    assert inp.name == "sequence" and array.dataType == array.FLOAT32
+    assert [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges] == [(1, 1), (1, seq_clf.max_length_), (2, 2)]
+    assert [o.name for o in spec.description.output] == ["classLabel", "classLabel_probs", "probabilities"]
+    assert spec.description.predictedFeatureName == "classLabel" and spec.description.predictedProbabilitiesName == "classLabel_probs"
+    assert spec.description.output[2].type.multiArrayType.dataType == array.FLOAT32
+    meta = read_metadata(dict(spec.description.metadata.userDefined))
+    assert meta["classes"] == ["down", "flat", "up"] and meta["channels"] == ["a", "b"]
+    assert meta["max_length"] == seq_clf.max_length_ and meta["precision"] == "fp16"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_sequence_package_matches_torch_at_several_lengths(tmp_path, seq_clf, precision):
+    path = seq_clf.export(tmp_path / "g.mlpackage", precision=precision, target="iOS17")
+    report = verify_classifier(path, seq_clf)
+    ran = report.ran
+    lengths = {c.output.split("length ")[1].rstrip(")") for c in ran}
+    assert len(lengths) >= 2
+    assert {c.mode for c in ran} == {"fp32", "fp16"}
+    assert {c.output.split(" ")[0] for c in ran} == {"probabilities", "classLabel", "classLabel_probs"}
+    assert report.status == "passed", "\n".join(c.line() for c in report.failed)
+    bar = 1e-4 if precision == "fp32" else 5e-2
+    assert max(c.max_abs for c in ran if c.output.startswith("probabilities") and c.mode == "fp32") <= bar
+
+
+def test_a_wrong_weight_fails_verify(tmp_path, seq_clf):
+    path = seq_clf.export(tmp_path / "g.mlpackage", precision="fp32", target="iOS17")
+    blob = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    offset = int.from_bytes(data[64 + 16 : 64 + 24], "little")  # the first record's data
+    values = np.frombuffer(bytes(data[offset : offset + 64]), np.float32) + 0.5
+    data[offset : offset + 64] = values.astype(np.float32).tobytes()
+    blob.write_bytes(bytes(data))
+    report = verify_classifier(path, seq_clf, modes=("fp32",))
+    assert report.status == "failed"
+    assert any(c.output.startswith("probabilities") for c in report.failed)
+
+
+def test_predict_from_the_package_matches_the_python_model(tmp_path, seq_clf):
+    path = seq_clf.export(tmp_path / "g.mlpackage", target="iOS16")
+    table = gestures(12, seed=3)
+    frame, backend = predict_classes(path, table, top_k=2, backend="executor")
+    assert backend == "executor"
+    assert list(frame.columns) == ["id", "label", "top1", "top1_p", "top2", "top2_p"]
+    assert frame["label"].tolist() == seq_clf.predict(table)
+    np.testing.assert_allclose(frame["top1_p"], seq_clf.predict_proba(table).max(-1), atol=1e-5)
+    long = gestures(2, seed=4, lengths=(30, 31))
+    first = long.loc[0, "id"]
+    assert err(predict_classes, path, long, backend="executor") == f"input data: row 1: sequence {first!r} has 30 steps; the model takes at most {seq_clf.max_length_}"
+
+
+def reviews(n: int = 64, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    good, bad = ["great", "lovely", "superb", "Excellent"], ["awful", "boring", "bad", "Terrible"]
+    filler = ["the", "film", "was", "really", "plot", "and", "acting", "quite"]
+    rows = []
+    for i in range(n):
+        label = ("pos", "neg")[i % 2]
+        words = list(rng.choice(filler, int(rng.integers(2, 7)))) + [str(rng.choice(good if label == "pos" else bad))]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words) + "!", "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_text_classifier_export_verify_and_predict(tmp_path):
+    clf = TextClassifier(embedding_dim=8, **{**TINY, "epochs": 40}).fit(reviews())
+    assert clf.metrics_["accuracy"] >= 0.75
+    path = clf.export(tmp_path / "r.mlpackage", precision="fp16", target="iOS16")
+    vocab = tmp_path / "r.vocab.json"
+    assert vocab.is_file() and Tokenizer.load(vocab).tokens == clf.tokenizer_.tokens
+    spec = spec_of(path)
+    (inp,) = spec.description.input
+    assert inp.name == "tokens" and inp.type.multiArrayType.dataType == inp.type.multiArrayType.INT32  # never fp16 ids
+    meta = read_metadata(dict(spec.description.metadata.userDefined))
+    assert meta["tokenizer"]["level"] == "word" and meta["tokenizer"]["vocabulary_file"] == "r.vocab.json"
+    assert meta["tokenizer"]["vocab_size"] == clf.tokenizer_.vocab_size
+    report = verify_classifier(path, clf)
+    assert report.status == "passed", "\n".join(c.line() for c in report.failed)
+    assert len({c.output for c in report.ran if c.output.startswith("probabilities")}) >= 2
+    texts = pd.DataFrame({"text": ["A superb film", "boring and awful plot", "zyzzyva!"]})
+    frame, _ = predict_classes(path, texts, backend="executor")
+    assert frame["label"].tolist() == clf.predict(texts["text"].tolist())
+    assert frame["label"].tolist()[:2] == ["pos", "neg"]
+    too_long = pd.DataFrame({"text": ["the film " * 20]})
+    assert err(predict_classes, path, too_long, backend="executor") == f"input data: row 1: text has 40 tokens; the model takes at most {clf.max_length_}"
+
+
+# -- the executor's classify kernel ----------------------------------------------------------
+
+
+def test_classify_kernel_picks_the_first_maximum_and_builds_the_dictionary():
+    from coreml_lstm.executor.ops.reduction import Classify
+
+    kernel = Classify.__new__(Classify)
+    label, probs = kernel.compute(probabilities=np.array([[0.2, 0.4, 0.4]], np.float32), classes=["a", "b", "c"])
+    assert str(label) == "b"
+    assert probs == pytest.approx({"a": 0.2, "b": 0.4, "c": 0.4})
+    label, probs = kernel.compute(probabilities=np.array([0.9, 0.1]), classes=[np.array(7, np.int64), np.array(3, np.int64)])
+    assert int(label) == 7 and set(probs) == {7, 3}
+    with pytest.raises(ValueError, match="3 classes for 2 probabilities"):
+        kernel.compute(probabilities=np.array([0.5, 0.5]), classes=["a", "b", "c"])
+
+
+# -- the functions the CLI calls -------------------------------------------------------------
+
+
+def test_cli_functions_train_export_verify_and_dispatch(tmp_path):
+    from coreml_lstm.classify import (evaluate_package, export_classifier_checkpoint, is_classifier_checkpoint,
+                                      is_classifier_package, train_classifier, verify_classifier_package)
+
+    frame = gestures()
+    clf = train_classifier(frame, task="classify", out=tmp_path / "run", progress=False, series_id="id", time="t", **{**TINY, "epochs": 10})
+    assert is_classifier_checkpoint(tmp_path / "run") and not is_classifier_checkpoint(tmp_path)
+    path = export_classifier_checkpoint(tmp_path / "run", tmp_path / "g.mlpackage", target="iOS17")
+    assert is_classifier_package(path)
+    report = verify_classifier_package(path, tmp_path / "run", table=gestures(6, seed=7))
+    assert report.status == "passed" and report.samples >= 6
+    metrics = evaluate_package(path, frame, backend="executor")
+    assert metrics["accuracy"] == pytest.approx(clf.evaluate(frame)["accuracy"])
+    with pytest.raises(ConfigError, match="task: 'regress' is not one of classify, text-classify"):
+        train_classifier(frame, task="regress")
+    with pytest.raises(ConfigError, match="schedule: 'step' is not one of none, cosine"):
+        SequenceClassifier(schedule="step")
+    with pytest.raises(ConfigError, match="unknown option 'windw'"):
+        SequenceClassifier(windw=3)
