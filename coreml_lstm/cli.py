@@ -83,6 +83,13 @@ def _export_config(precision, target, author, license_, description, model_versi
 def train_options(f):
     options = [
         click.argument("csv", required=False, type=click.Path(dir_okay=True, path_type=Path)),
+        click.option("--task", type=click.Choice(["forecast", "classify", "text-classify"]), default="forecast", show_default=True, help="forecast: the next values of --target; classify: a label per sequence; text-classify: a label per text."),
+        click.option("--label", help="classify / text-classify: the label column (default: label)."),
+        click.option("--layout", type=click.Choice(["long", "wide"]), help="classify: long (one row per step, --series-id names the sample) or wide (one row per sample: label, t0 ... tn)."),
+        click.option("--channel", "channels", multiple=True, help="classify, long layout: a channel column (repeat; default: the numeric columns)."),
+        click.option("--text", "text_column", help="text-classify: the text column (default: text)."),
+        click.option("--max-length", type=click.IntRange(min=1), help="classify / text-classify: the longest sequence the export takes (default: the longest in training)."),
+        click.option("--conv", help="classify: channels of an LSTM-FCN convolution branch, e.g. 128,256,128."),
         click.option("--target", "targets", multiple=True, help="Target column (repeat for several outputs). Default with no CSV: the embedded sunspots."),
         click.option("--feature", "features", multiple=True, help="Extra input column (repeat). Default: the other numeric columns."),
         click.option("--time", "time_column", help="Time column to sort by."),
@@ -113,7 +120,58 @@ def train_options(f):
     return f
 
 
-def _train(csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet):
+def _train_classifier(task, csv, validation, label, layout, channels, text_column, max_length, conv, series_id, time_column, val_fraction,
+                      cell, hidden_size, num_layers, dropout, bidirectional, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, **forecast_only):
+    from .classify import train_classifier
+
+    if csv is None:
+        raise click.UsageError(f"--task {task} needs a CSV")
+    given = [flag for flag, used in (("--target", forecast_only["targets"]), ("--feature", forecast_only["features"]),
+                                     ("--head", forecast_only["head"] != "point")) if used]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: only with --task forecast")
+    if cell == "rnn":
+        raise click.UsageError(f"--task {task}: --cell must be lstm or gru")
+    options = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional,
+                   weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                   schedule="none" if schedule == "plateau" else schedule, seed=seed, val_fraction=val_fraction)
+    if label:
+        options["label"] = label
+    if max_length:
+        options["max_length"] = max_length
+    if task == "classify":
+        options.update({k: v for k, v in dict(layout=layout, series_id=series_id, time=time_column, channels=list(channels) or None).items() if v})
+        if conv:
+            try:
+                options["conv_channels"] = [int(c) for c in conv.split(",")]
+            except ValueError:
+                raise click.BadParameter(f"{conv!r} is not a comma-separated list of integers", param_hint="--conv") from None
+    elif text_column:
+        options["text"] = text_column
+    return train_classifier(csv, task=task, validation=validation, progress=not quiet, **options)
+
+
+def format_classification(metrics: dict) -> str:
+    classes = [str(c) for c in metrics.get("classes", [])]
+    lines = [f"accuracy {metrics['accuracy']:.4f}   macro F1 {metrics['macro_f1']:.4f}   ({metrics.get('n', '?')} samples)"]
+    if classes and metrics.get("confusion"):
+        width = max(8, *(len(c) for c in classes))
+        lines.append("confusion (rows: true, columns: predicted):")
+        lines.append(" " * width + " " + " ".join(f"{c:>{width}}" for c in classes))
+        for c, row in zip(classes, metrics["confusion"]):
+            lines.append(f"{c:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv):
+    if task != "forecast":
+        return _train_classifier(task, csv, validation, label, layout, channels, text_column, max_length, conv, series_id, time_column, val_fraction,
+                                 cell, hidden_size, num_layers, dropout, bidirectional, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet,
+                                 targets=targets, features=features, head=head)
+    classify_only = {"--label": label, "--layout": layout, "--channel": channels, "--text": text_column, "--max-length": max_length, "--conv": conv}
+    given = [k for k, v in classify_only.items() if v]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: only with --task classify or text-classify")
     from .api import Forecaster
     from .datasets import DEFAULT, load_sunspots
 
@@ -161,13 +219,16 @@ def format_metrics(metrics: dict) -> str:
 @export_options
 @json_option
 def train(out, export_path, deployment_target, precision, author, license_, description, model_version, compress, as_json, **kwargs):
-    """Train a forecaster on a CSV (or the embedded sunspots data) and save a checkpoint.
+    """Train a forecaster or classifier on a CSV (or the embedded sunspots data); save a checkpoint.
 
     \b
     Example:
         coreml-lstm train                      # embedded yearly sunspots
         coreml-lstm train sales.csv --target units --time date --series-id store \\
             --window 28 --horizon 7 --out runs/sales --export models/sales.mlpackage
+        coreml-lstm train motion.csv --task classify --series-id id --time t --label activity \\
+            --bidirectional --out runs/motion --export models/motion.mlpackage
+        coreml-lstm train reviews.csv --task text-classify --text review --label stars --out runs/reviews
     """
     config = _export_config(precision, deployment_target, author, license_, description, model_version, compress)  # checked before training
     if export_path is not None:
@@ -176,6 +237,19 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         check_destination(export_path)  # fail before training, not after
     forecaster = _train(**kwargs)
     forecaster.save(out)
+    if kwargs["task"] != "forecast":
+        result = {"checkpoint": str(out), "task": kwargs["task"], "metrics": forecaster.metrics_}
+        if export_path is not None:
+            forecaster.export(export_path, **{k: v for k, v in config.to_dict().items() if k not in ("streaming", "max_chunk")})
+            result["package"] = str(export_path)
+        if as_json:
+            echo_json(result)
+            return
+        if forecaster.metrics_:
+            click.echo("validation metrics:")
+            click.echo(format_classification(forecaster.metrics_))
+        click.echo(f"checkpoint: {out}" + (f"\npackage: {export_path}" if export_path is not None else ""))
+        return
     result = {"checkpoint": str(out), "metrics": forecaster.metrics_, "best_epoch": forecaster.history_["best_epoch"] + 1, "epochs_run": len(forecaster.history_["val_loss"])}
     if export_path is not None:
         forecaster.export(export_path, **config.to_dict())
@@ -212,9 +286,17 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     from .checkpoint import Checkpoint
     from .export import export_checkpoint
 
+    from .classify import is_classifier_checkpoint, load_classifier
+
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
-    ckpt = Checkpoint.load(checkpoint)
-    path = export_checkpoint(ckpt, output, config)
+    if is_classifier_checkpoint(checkpoint):
+        if streaming:
+            raise click.UsageError("--streaming: classifiers take a whole sequence per call")
+        ckpt = load_classifier(checkpoint)
+        path = ckpt.export(output, **{k: v for k, v in config.to_dict().items() if k not in ("streaming", "max_chunk")})
+    else:
+        ckpt = Checkpoint.load(checkpoint)
+        path = export_checkpoint(ckpt, output, config)
     swift_files = _write_swift(path, swift_dir, ckpt) if swift_dir else []
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress,
@@ -351,10 +433,15 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
     from . import executor
     from .checkpoint import Checkpoint
     from .export import INPUT_NAME, read_metadata
-    from .fsutil import write_text
     from .streaming import consecutive_rows
-    from .verify import to_junit, verify_program, verify_streaming
+    from .verify import verify_program, verify_streaming
 
+    from .classify import is_classifier_checkpoint, verify_classifier_package
+
+    if is_classifier_checkpoint(checkpoint):
+        report = verify_classifier_package(package, checkpoint, table=csv, modes=(mode,) if mode else ("fp32", "fp16"), tolerances=_tolerances(atol, rtol))
+        _report_out(report, package, checkpoint, junit, as_json)
+        return
     ckpt = Checkpoint.load(checkpoint)
     if csv is not None:
         from .data import prediction_windows
@@ -374,12 +461,20 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
     else:
         feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
         report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
+    _report_out(report, package, checkpoint, junit, as_json)
+
+
+def _report_out(report, package, checkpoint, junit, as_json) -> None:
+    """A verify report to stdout (lines or JSON) and optionally JUnit XML; exit 1 if it failed."""
+    from .fsutil import write_text
+    from .verify import to_junit
+
     if junit:
         write_text(junit, to_junit(report))
     if as_json:
         echo_json(report.to_dict())
     else:
-        click.echo(f"verify {package} against {checkpoint} on {report.samples} windows:")
+        click.echo(f"verify {package} against {checkpoint} on {report.samples} samples:")
         for check in report.checks:
             click.echo("  " + check.line())
         click.echo(f"result: {report.status}")
@@ -395,21 +490,31 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
 @click.option("--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="Table with the package's input columns.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classifiers: classes shown per sample.")
 @click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
 @json_option
-def predict(package, csv_path, out, last, backend, mode, as_json):
-    """Predict in original units from a CSV, using the columns and window the package records.
+def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
+    """Predict from a CSV with the columns (and window) the package records.
+
+    Forecasters print predictions in original units (mixtures: mean, std and quantiles);
+    classifiers print the label and the top-k classes with their probabilities.
 
     \b
     Example:
         coreml-lstm predict models/sunspots.mlpackage --csv recent.csv --last
+        coreml-lstm predict models/motion.mlpackage --csv new.csv --top-k 3
     """
+    from .classify import is_classifier_package, predict_classes
     from .fsutil import write_text
     from .predict import predict_table
 
-    frame, used = predict_table(package, csv_path, backend=backend, mode=mode, last_only=last)
-    click.echo(f"{len(frame)} forecasts through {used}", err=True)
+    if is_classifier_package(package):
+        frame, used = predict_classes(package, csv_path, top_k=top_k, backend=backend, mode=mode)
+        click.echo(f"{len(frame)} samples classified through {used}", err=True)
+    else:
+        frame, used = predict_table(package, csv_path, backend=backend, mode=mode, last_only=last)
+        click.echo(f"{len(frame)} forecasts through {used}", err=True)
     text = frame.to_json(orient="records", indent=2) if as_json else frame.to_csv(index=False)
     if out is not None:
         write_text(out, text)

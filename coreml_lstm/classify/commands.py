@@ -136,7 +136,7 @@ def predict_classes(package, table, *, top_k: int = 3, backend: str = "auto", mo
     return top_k_frame(samples.keys, probs, list(meta["classes"]), top_k, key), runner.name
 
 
-def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32", "fp16"), backends=("executor", "coreml")):
+def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32", "fp16"), backends=("executor", "coreml"), tolerances=None):
     """Compare a classifier package with its checkpoint's torch model. Used by ``coreml-lstm verify``.
 
     Args:
@@ -155,7 +155,7 @@ def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32",
     if table is not None:
         arrays, _, _ = package_inputs(package, table)
         samples = verify_samples(clf, arrays)
-    return verify_classifier(package, clf, samples, modes=tuple(modes), backends=tuple(backends))
+    return verify_classifier(package, clf, samples, modes=tuple(modes), backends=tuple(backends), tolerances=tolerances)
 
 
 def evaluate_package(package, table, *, backend: str = "auto", mode: str = "fp32") -> dict:

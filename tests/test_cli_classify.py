@@ -1,0 +1,82 @@
+"""Classification through the command line: train --task, export, verify (and --junit), predict."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from coreml_lstm.cli import main
+
+from .test_classify import gestures, reviews
+
+TINY = ["--hidden-size", "8", "--epochs", "15", "--patience", "15", "--batch-size", "16", "--lr", "1e-2", "--quiet"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cls")
+    gestures().to_csv(d / "g.csv", index=False)
+    r = run("train", d / "g.csv", "--task", "classify", "--series-id", "id", "--time", "t", "--bidirectional", *TINY,
+            "--out", d / "ckpt", "--export", d / "g.mlpackage", "--json")
+    assert r.exit_code == 0, r.output
+    return d, json.loads(r.stdout)
+
+
+def test_train_classify_reports_accuracy_and_writes_a_classifier(sequence):
+    d, result = sequence
+    assert result["task"] == "classify" and 0 <= result["metrics"]["accuracy"] <= 1
+    assert result["metrics"]["classes"] == ["down", "flat", "up"]
+    info = json.loads(run("inspect", d / "g.mlpackage", "--json").stdout)
+    assert {o["name"] for o in info["outputs"]} >= {"probabilities"}
+
+
+def test_verify_and_predict_a_classifier(sequence, tmp_path):
+    from junitparser import JUnitXml
+
+    d, _ = sequence
+    r = run("verify", d / "ckpt", d / "g.mlpackage", "--junit", tmp_path / "v.xml")
+    assert r.exit_code == 0, r.output
+    assert "result: passed" in r.stdout
+    suite = next(iter(JUnitXml.fromfile(str(tmp_path / "v.xml"))))
+    assert suite.tests >= 2 and suite.failures == 0
+    r = run("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--top-k", "2", "--backend", "executor")
+    assert r.exit_code == 0, r.output
+    header = r.stdout.splitlines()[0].split(",")
+    assert header == ["id", "label", "top1", "top1_p", "top2", "top2_p"]
+    assert len(r.stdout.splitlines()) == 1 + 48
+
+
+def test_text_classify_end_to_end(tmp_path):
+    reviews().to_csv(tmp_path / "r.csv", index=False)
+    r = run("train", tmp_path / "r.csv", "--task", "text-classify", *TINY, "--out", tmp_path / "ckpt", "--export", tmp_path / "r.mlpackage")
+    assert r.exit_code == 0, r.output
+    assert "accuracy" in r.stdout and "confusion" in r.stdout
+    assert (tmp_path / "r.vocab.json").is_file()
+    r = run("verify", tmp_path / "ckpt", tmp_path / "r.mlpackage", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["status"] == "passed"
+
+
+def test_option_conflicts_are_usage_errors(tmp_path):
+    gestures(12).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--target", "a")
+    assert r.exit_code == 2 and "--target: only with --task forecast" in r.output
+    r = run("train", tmp_path / "g.csv", "--label", "label", "--target", "a")
+    assert r.exit_code == 2 and "--label: only with --task classify or text-classify" in r.output
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--cell", "rnn")
+    assert r.exit_code == 2 and "--cell must be lstm or gru" in r.output
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--conv", "8,x")
+    assert r.exit_code == 2 and "is not a comma-separated list of integers" in r.output
+
+
+def test_classifier_bad_input_is_one_line(tmp_path):
+    frame = gestures(12)
+    frame["label"] = "up"
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    r = run("train", tmp_path / "one.csv", "--task", "classify", "--series-id", "id", *TINY)
+    assert r.exit_code == 1
+    assert r.output.startswith("Error: ") and r.output.count("\n") == 1 and "one class" in r.output
