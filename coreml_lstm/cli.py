@@ -310,12 +310,13 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
 def _write_swift(package, out_dir, checkpoint=None) -> list:
     """The wrapper, and with a checkpoint the golden vectors (checked here first) and the XCTest."""
     from .errors import ParityError
-    from .golden import check_golden, golden_vectors, write_golden
+    from .golden import check_golden, classifier_golden, golden_vectors, write_golden
     from .swift import generate, type_name
 
     if checkpoint is None:
         return generate(package, out_dir)
-    golden = golden_vectors(checkpoint, package)
+    classifier = hasattr(checkpoint, "classes_")
+    golden = classifier_golden(checkpoint, package) if classifier else golden_vectors(checkpoint, package)
     report = check_golden(package, golden)
     if report.status != "passed":
         failed = "; ".join(c.line() for c in report.failed)
@@ -337,8 +338,12 @@ def swift(package, out_dir, checkpoint):
         coreml-lstm swift models/sunspots.mlpackage --out ios/ --checkpoint runs/sunspots
     """
     from .checkpoint import Checkpoint
+    from .classify import is_classifier_checkpoint, load_classifier
 
-    for p in _write_swift(package, out_dir, Checkpoint.load(checkpoint) if checkpoint else None):
+    loaded = None
+    if checkpoint:
+        loaded = load_classifier(checkpoint) if is_classifier_checkpoint(checkpoint) else Checkpoint.load(checkpoint)
+    for p in _write_swift(package, out_dir, loaded):
         click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 

@@ -29,7 +29,8 @@ FORMAT = "coreml-lstm golden 1"
 
 def _array(a) -> dict:
     a = np.asarray(a)
-    return {"shape": list(a.shape), "data": a.astype(np.float64 if a.dtype.kind == "f" else np.int64).ravel().tolist()}
+    kind = "float32" if a.dtype.kind == "f" else "int32"
+    return {"shape": list(a.shape), "dtype": kind, "data": a.astype(np.float64 if kind == "float32" else np.int64).ravel().tolist()}
 
 
 def _unarray(d: dict, dtype) -> np.ndarray:
@@ -90,6 +91,53 @@ def golden_vectors(checkpoint, package: str | Path, *, calls: int = 3, chunk: in
             for feeds, outs in records
         ],
     }
+
+
+# Strings whose tokens test the written rules: case, punctuation, apostrophes, digits, accents
+# (composed and decomposed), non-Latin scripts, symbols, and words no vocabulary holds.
+TOKENIZER_PROBES = (
+    "Don't STOP -- rock-n-roll!",
+    "snake_case, CamelCase & 42 numbers: 3.14",
+    "Cafe\u0301 vs Caf\u00e9, na\u00efve \u00dcber",
+    "\u0395\u039b\u039b\u0391\u0394\u0391 \u65e5\u672c\u8a9e \u0645\u0631\u062d\u0628\u0627",
+    "emoji \U0001f600 and tabs\tand\nnewlines",
+    "zzyzx qwxv",
+)
+
+
+def classifier_golden(clf, package: str | Path, *, calls: int = 3) -> dict:
+    """Golden calls for a classifier package: validation samples at two or more lengths, each
+    with PyTorch's class probabilities; for a text classifier also the token ids of a few texts
+    (the vocabulary's first words and :data:`TOKENIZER_PROBES`), so the app's tokenizer is
+    checked against the one that trained the model."""
+    import torch
+
+    from . import executor
+    from .classify.export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT
+    from .classify.verify import verify_samples
+
+    program = executor.load(package)
+    model = clf._fitted().eval()
+    text = clf.task == "text-classify"
+    name = TEXT_INPUT if text else SEQUENCE_INPUT
+    samples = verify_samples(clf, [x for x, _ in clf.validation_samples_][:calls])
+    precision = program_precision(program)
+    tol = DEFAULT_TOLERANCES[precision]
+    records = []
+    with torch.no_grad():
+        for x in samples:
+            feed = np.asarray(x, np.int32 if text else np.float32)[None]
+            probs = model(torch.as_tensor(feed).long() if text else torch.as_tensor(feed)).numpy()
+            records.append({"inputs": {name: _array(feed)}, "outputs": {PROB_OUTPUT: _array(probs)}})
+    golden = {"format": FORMAT, "package": Path(package).name, "precision": precision,
+              "tolerance": {"atol": tol.atol, "rtol": tol.rtol}, "stateful": False, "calls": records,
+              "classes": [str(c) for c in clf.classes_]}
+    if text:
+        tok = clf.tokenizer_
+        words = [t for t in tok.tokens[2:12] if t is not None]
+        texts = [" ".join(words)] + list(TOKENIZER_PROBES)
+        golden["tokenizer"] = [{"text": t, "ids": tok.encode(t)} for t in texts]
+    return golden
 
 
 def write_golden(path: str | Path, golden: dict) -> Path:

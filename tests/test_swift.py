@@ -145,3 +145,46 @@ def test_type_names():
     assert type_name("models/sunspots-fp16.mlpackage") == "SunspotsFp16"
     assert type_name("3d.mlpackage") == "Model3d"
     assert identifier("h_in") == "hIn" and identifier("window") == "window"
+
+
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory):
+    from coreml_lstm.classify import SequenceClassifier, TextClassifier
+
+    from .test_classify import TINY, gestures, reviews
+
+    d = tmp_path_factory.mktemp("swift-cls")
+    SequenceClassifier(series_id="id", time="t", **TINY).fit(gestures()).save(d / "seq")
+    TextClassifier(**TINY).fit(reviews()).save(d / "text")
+    return d
+
+
+@pytest.mark.parametrize("kind", ["seq", "text"])
+def test_classifier_swift_parses_names_the_features_and_golden_vectors_replay(classifiers, tmp_path, kind):
+    package = tmp_path / f"{kind}-clf.mlpackage"
+    r = CliRunner().invoke(main, ["export", str(classifiers / kind), str(package), "--swift", str(tmp_path / "ios")])
+    assert r.exit_code == 0, r.output
+    name = type_name(package)
+    program = executor.load(package)
+    declared = {t.name for t in program.inputs} | {t.name for t in program.outputs}
+    for file in (f"{name}.swift", f"{name}Tests.swift"):
+        assert syntax_errors((tmp_path / "ios" / file).read_bytes()) == [], file
+    wrapper = (tmp_path / "ios" / f"{name}.swift").read_bytes()
+    assert set(feature_enum(wrapper, name).values()) == declared
+    assert b"public struct Prediction" in wrapper and b"func top(_ k: Int)" in wrapper
+    golden = read_golden(tmp_path / "ios" / f"{name}.golden.json")
+    assert len({c["inputs"][program.inputs[0].name]["shape"][1] for c in golden["calls"]}) >= 2  # two lengths
+    report = check_golden(package, golden)
+    assert report.status == "passed", [c.line() for c in report.checks]
+    if kind == "text":
+        assert b"public struct Tokenizer" in wrapper and b"make(int32: ids" in wrapper
+        assert golden["calls"][0]["inputs"]["tokens"]["dtype"] == "int32"
+        from coreml_lstm.classify import load_classifier
+
+        tok = load_classifier(classifiers / "text").tokenizer_
+        assert [p["ids"] for p in golden["tokenizer"]] == [tok.encode(p["text"]) for p in golden["tokenizer"]]
+        assert any(1 in p["ids"] for p in golden["tokenizer"])  # out-of-vocabulary words are probed
+        tests = (tmp_path / "ios" / f"{name}Tests.swift").read_bytes()
+        assert b"testTokenizerFollowsTheStoredRules" in tests and b'forResource: "text-clf.vocab"' in tests
+    tests = (tmp_path / "ios" / f"{name}Tests.swift").read_bytes()
+    assert f'forResource: "{kind}-clf", withExtension: "mlmodelc"'.encode() in tests

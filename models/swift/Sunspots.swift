@@ -135,6 +135,22 @@ extension Sunspots {
             return array
         }
 
+        /// A new Int32 array of `shape` holding row-major `values` (token ids: never through Float).
+        public static func make(int32 values: [Int32], shape: [Int]) throws -> MLMultiArray {
+            let count = shape.reduce(1, *)
+            guard values.count == count else {
+                throw SunspotsError.shape("expected \(count) ids for shape \(shape), got \(values.count)")
+            }
+            let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .int32)
+            array.withUnsafeMutableBufferPointer(ofType: Int32.self) { buffer, strides in
+                // (1, L): the last axis is the only one longer than 1.
+                for (i, value) in values.enumerated() {
+                    buffer[i * strides[shape.count - 1]] = value
+                }
+            }
+            return array
+        }
+
         /// The values of a Float32 or Float64 array, row-major, whatever its strides.
         public static func read(_ array: MLMultiArray) throws -> Tensor {
             let shape = array.shape.map { $0.intValue }
