@@ -115,23 +115,30 @@ public enum MultiArray {{
         }}
         let array = try MLMultiArray(shape: shape.map {{ NSNumber(value: $0) }}, dataType: .float32)
         array.withUnsafeMutableBufferPointer(ofType: Float.self) {{ buffer, strides in
-            var index = [Int](repeating: 0, count: shape.count)
-            for value in values {{
-                var offset = 0
-                for d in 0..<shape.count {{
-                    offset += index[d] * strides[d]
-                }}
-                buffer[offset] = value
-                var d = shape.count - 1
-                while d >= 0 {{
-                    index[d] += 1
-                    if index[d] < shape[d] {{ break }}
-                    index[d] = 0
-                    d -= 1
-                }}
-            }}
+            offsets(shape: shape, strides: strides) {{ flat, offset in buffer[offset] = values[flat] }}
         }}
         return array
+    }}
+
+    /// Calls body(row-major position, memory offset) for every element of an array of `shape`
+    /// laid out with `strides` (in elements).
+    public static func offsets(shape: [Int], strides: [Int], _ body: (Int, Int) -> Void) {{
+        let count = shape.reduce(1, *)
+        var index = [Int](repeating: 0, count: shape.count)
+        for flat in 0..<count {{
+            var offset = 0
+            for d in 0..<shape.count {{
+                offset += index[d] * strides[d]
+            }}
+            body(flat, offset)
+            var d = shape.count - 1
+            while d >= 0 {{
+                index[d] += 1
+                if index[d] < shape[d] {{ break }}
+                index[d] = 0
+                d -= 1
+            }}
+        }}
     }}
 
     /// A new Int32 array of `shape` holding row-major `values` (token ids: never through Float).
@@ -156,31 +163,14 @@ public enum MultiArray {{
         let strides = array.strides.map {{ $0.intValue }}
         let count = shape.reduce(1, *)
         var values = [Float](repeating: 0, count: count)
-        func offsets(_ body: (Int, Int) -> Void) {{
-            var index = [Int](repeating: 0, count: shape.count)
-            for flat in 0..<count {{
-                var offset = 0
-                for d in 0..<shape.count {{
-                    offset += index[d] * strides[d]
-                }}
-                body(flat, offset)
-                var d = shape.count - 1
-                while d >= 0 {{
-                    index[d] += 1
-                    if index[d] < shape[d] {{ break }}
-                    index[d] = 0
-                    d -= 1
-                }}
-            }}
-        }}
         switch array.dataType {{
         case .float32:
             array.withUnsafeBufferPointer(ofType: Float.self) {{ buffer in
-                offsets {{ flat, offset in values[flat] = buffer[offset] }}
+                offsets(shape: shape, strides: strides) {{ flat, offset in values[flat] = buffer[offset] }}
             }}
         case .double:
             array.withUnsafeBufferPointer(ofType: Double.self) {{ buffer in
-                offsets {{ flat, offset in values[flat] = Float(buffer[offset]) }}
+                offsets(shape: shape, strides: strides) {{ flat, offset in values[flat] = Float(buffer[offset]) }}
             }}
         default:
             throw {name}Error.output("unexpected MLMultiArray data type \\(array.dataType.rawValue)")
@@ -313,6 +303,22 @@ def _output_struct(name: str, program, mixture: bool) -> str:
     return "\n".join("    " + l if l else "" for l in lines) + "\n"
 
 
+def _load_model(name: str) -> list[str]:
+    """Init lines shared by every wrapper: load or compile the model, read its toolkit metadata."""
+    return [
+        "        let compiled = url.pathExtension == \"mlmodelc\" ? url : try MLModel.compileModel(at: url)",
+        "        let loaded = try MLModel(contentsOf: compiled, configuration: configuration)",
+        "        model = loaded",
+        "        let metadata = loaded.modelDescription.metadata[MLModelMetadataKey.creatorDefinedKey] as? [String: String] ?? [:]",
+        "        func entry<T: Decodable>(_ key: String, as type: T.Type) throws -> T {",
+        "            guard let text = metadata[\"coreml_lstm.\" + key] else {",
+        f"                throw {name}Error.metadata(\"the package has no metadata entry coreml_lstm.\\(key)\")",
+        "            }",
+        "            return try JSONDecoder().decode(T.self, from: Data(text.utf8))",
+        "        }",
+    ]
+
+
 def wrapper(name: str, program, meta: dict) -> str:
     from . import __version__
 
@@ -346,16 +352,7 @@ def wrapper(name: str, program, meta: dict) -> str:
         "",
         "    /// Loads a compiled model (.mlmodelc) or compiles a package (.mlpackage) first.",
         "    public init(contentsOf url: URL, configuration: MLModelConfiguration = MLModelConfiguration()) throws {",
-        "        let compiled = url.pathExtension == \"mlmodelc\" ? url : try MLModel.compileModel(at: url)",
-        "        let loaded = try MLModel(contentsOf: compiled, configuration: configuration)",
-        "        model = loaded",
-        "        let metadata = loaded.modelDescription.metadata[MLModelMetadataKey.creatorDefinedKey] as? [String: String] ?? [:]",
-        "        func entry<T: Decodable>(_ key: String, as type: T.Type) throws -> T {",
-        "            guard let text = metadata[\"coreml_lstm.\" + key] else {",
-        f"                throw {name}Error.metadata(\"the package has no metadata entry coreml_lstm.\\(key)\")",
-        "            }",
-        "            return try JSONDecoder().decode(T.self, from: Data(text.utf8))",
-        "        }",
+        *_load_model(name),
         "        inputColumns = try entry(\"input_columns\", as: [String].self)",
         "        targetColumns = try entry(\"target_columns\", as: [String].self)",
         "        window = try entry(\"window\", as: Int.self)",
@@ -703,16 +700,7 @@ def classifier_wrapper(name: str, program, meta: dict) -> str:
         "    /// Loads a compiled model (.mlmodelc) or compiles a package (.mlpackage) first"
         + (" and reads the vocabulary file written next to the package." if text else "."),
         f"    public init(contentsOf url: URL{vocab_arg}, configuration: MLModelConfiguration = MLModelConfiguration()) throws {{",
-        "        let compiled = url.pathExtension == \"mlmodelc\" ? url : try MLModel.compileModel(at: url)",
-        "        let loaded = try MLModel(contentsOf: compiled, configuration: configuration)",
-        "        model = loaded",
-        "        let metadata = loaded.modelDescription.metadata[MLModelMetadataKey.creatorDefinedKey] as? [String: String] ?? [:]",
-        "        func entry<T: Decodable>(_ key: String, as type: T.Type) throws -> T {",
-        "            guard let text = metadata[\"coreml_lstm.\" + key] else {",
-        f"                throw {name}Error.metadata(\"the package has no metadata entry coreml_lstm.\\(key)\")",
-        "            }",
-        "            return try JSONDecoder().decode(T.self, from: Data(text.utf8))",
-        "        }",
+        *_load_model(name),
         "        classes = try entry(\"classes\", as: [ClassName].self).map { $0.text }",
         "        maxLength = try entry(\"max_length\", as: Int.self)",
     ]

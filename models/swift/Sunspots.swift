@@ -116,23 +116,30 @@ extension Sunspots {
             }
             let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .float32)
             array.withUnsafeMutableBufferPointer(ofType: Float.self) { buffer, strides in
-                var index = [Int](repeating: 0, count: shape.count)
-                for value in values {
-                    var offset = 0
-                    for d in 0..<shape.count {
-                        offset += index[d] * strides[d]
-                    }
-                    buffer[offset] = value
-                    var d = shape.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < shape[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
+                offsets(shape: shape, strides: strides) { flat, offset in buffer[offset] = values[flat] }
             }
             return array
+        }
+
+        /// Calls body(row-major position, memory offset) for every element of an array of `shape`
+        /// laid out with `strides` (in elements).
+        public static func offsets(shape: [Int], strides: [Int], _ body: (Int, Int) -> Void) {
+            let count = shape.reduce(1, *)
+            var index = [Int](repeating: 0, count: shape.count)
+            for flat in 0..<count {
+                var offset = 0
+                for d in 0..<shape.count {
+                    offset += index[d] * strides[d]
+                }
+                body(flat, offset)
+                var d = shape.count - 1
+                while d >= 0 {
+                    index[d] += 1
+                    if index[d] < shape[d] { break }
+                    index[d] = 0
+                    d -= 1
+                }
+            }
         }
 
         /// A new Int32 array of `shape` holding row-major `values` (token ids: never through Float).
@@ -157,31 +164,14 @@ extension Sunspots {
             let strides = array.strides.map { $0.intValue }
             let count = shape.reduce(1, *)
             var values = [Float](repeating: 0, count: count)
-            func offsets(_ body: (Int, Int) -> Void) {
-                var index = [Int](repeating: 0, count: shape.count)
-                for flat in 0..<count {
-                    var offset = 0
-                    for d in 0..<shape.count {
-                        offset += index[d] * strides[d]
-                    }
-                    body(flat, offset)
-                    var d = shape.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < shape[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
-            }
             switch array.dataType {
             case .float32:
                 array.withUnsafeBufferPointer(ofType: Float.self) { buffer in
-                    offsets { flat, offset in values[flat] = buffer[offset] }
+                    offsets(shape: shape, strides: strides) { flat, offset in values[flat] = buffer[offset] }
                 }
             case .double:
                 array.withUnsafeBufferPointer(ofType: Double.self) { buffer in
-                    offsets { flat, offset in values[flat] = Float(buffer[offset]) }
+                    offsets(shape: shape, strides: strides) { flat, offset in values[flat] = Float(buffer[offset]) }
                 }
             default:
                 throw SunspotsError.output("unexpected MLMultiArray data type \(array.dataType.rawValue)")
