@@ -2,8 +2,9 @@
 
 On Linux, importing coremltools logs one "Failed to load _ML...Proxy" line per runtime class
 (the runtime ships for macOS only) and a warning that this torch release is newer than the
-ones it was tested with. Both are expected here and say nothing about the user's model;
-everything else the converter logs is kept.
+ones it was tested with. Both are expected here and say nothing about the user's model (nor
+does the note that a tuple of outputs will be flattened, which every multi-output export of
+the toolkit triggers on purpose); everything else the converter logs is kept.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import contextlib
 import functools
 import logging
 
-_NOISE = ("Failed to load _ML", "has not been tested with coremltools")
+# The third: the toolkit's modules return tuples on purpose (one tensor per named output), and the
+# converter says it flattens them on every multi-output conversion.
+_NOISE = ("Failed to load _ML", "has not been tested with coremltools", "Tuple detected at graph output")
 
 
 class _DropImportNoise(logging.Filter):
