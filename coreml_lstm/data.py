@@ -171,14 +171,14 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
     return frame
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         names = ", ".join(repr(c) for c in missing)
         raise DataError(f"{frame.attrs['label']}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(frame.columns)}")
 
 
-def _numeric(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
+def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
     """The column as float64; a non-number or an infinity is an error naming its row."""
     label = frame.attrs["label"]
     raw = frame[column]
@@ -213,7 +213,7 @@ def _looks_numeric(series: pd.Series) -> bool:
 def resolve_columns(frame: pd.DataFrame, config: DataConfig) -> tuple[list[str], list[str]]:
     """(input_columns, target_columns): targets first, then the features."""
     keys = [c for c in (config.time, config.series_id) if c]
-    _require_columns(frame, list(config.target) + list(config.features or []) + keys)
+    require_columns(frame, list(config.target) + list(config.features or []) + keys)
     if config.features is None:
         features = [c for c in frame.columns if c not in config.target and c not in keys and _looks_numeric(frame[c])]
     else:
@@ -245,7 +245,7 @@ def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[t
     Each returned frame keeps the source row numbers as its index and has a ``__time__`` column.
     """
     label = frame.attrs["label"]
-    values = pd.DataFrame({c: _numeric(frame, c, allow_nan=True) for c in columns}, index=frame.index)
+    values = pd.DataFrame({c: numeric_column(frame, c, allow_nan=True) for c in columns}, index=frame.index)
     values["__time__"] = _time_values(frame, config.time) if config.time else frame.index.to_series()
     sid_col = config.series_id
     if sid_col:
@@ -408,7 +408,7 @@ def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, l
     """
     table = read_table(frame, role="input")
     keys = [c for c in (config.time, config.series_id) if c]
-    _require_columns(table, list(input_columns) + keys)
+    require_columns(table, list(input_columns) + keys)
     W = config.window
     xs, key_rows = [], []
     for sid, g in clean(table, config, list(input_columns)):

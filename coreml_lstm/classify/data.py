@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..data import _numeric, _require_columns, read_table
+from ..data import numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -197,13 +197,13 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     if channels is None:
         channels = config.channels
     if channels is None:
-        _require_columns(frame, keys + [config.label])
+        require_columns(frame, keys + [config.label])
         skip = set(keys) | {config.label}
         channels = [c for c in frame.columns if c not in skip]
         if not channels:
             raise DataError(f"{label}: no channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
-    _require_columns(frame, keys + list(channels) + ([config.label] if labelled else []))
-    values = {c: _numeric(frame, c, allow_nan=True) for c in channels}
+    require_columns(frame, keys + list(channels) + ([config.label] if labelled else []))
+    values = {c: numeric_column(frame, c, allow_nan=True) for c in channels}
     for c in channels:
         if values[c].isna().any():
             raise DataError(f"{label}: column {c!r}, row {values[c].isna().idxmax()}: missing value")
@@ -248,12 +248,12 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
 def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool) -> Samples:
     label = frame.attrs["label"]
     if labelled:
-        _require_columns(frame, [config.label])
+        require_columns(frame, [config.label])
     has_label = config.label in frame.columns
     steps = [c for c in frame.columns if c != config.label]
     if not steps:
         raise DataError(f"{label}: no value columns besides {config.label!r}")
-    values = np.column_stack([_numeric(frame, c, allow_nan=True).to_numpy() for c in steps])  # (N, T)
+    values = np.column_stack([numeric_column(frame, c, allow_nan=True).to_numpy() for c in steps])  # (N, T)
     labels = label_values(frame, config.label) if has_label else None
     xs = []
     for r, row in enumerate(values):
@@ -295,7 +295,7 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
         frame = raw.set_axis(frame.index).copy()
         frame.attrs["label"] = str(source)
     label = frame.attrs["label"]
-    _require_columns(frame, [config.text] + ([config.label] if labelled else []))
+    require_columns(frame, [config.text] + ([config.label] if labelled else []))
     texts = []
     for row, value in frame[config.text].items():
         if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
