@@ -8,21 +8,23 @@ wheel (``aeon/datasets/data/<Name>/<Name>_TRAIN.ts``), parsed here (aeon's own l
     python scripts/bench_classify.py --quick    # 1 seed, fewer epochs
     python scripts/bench_classify.py --sets GunPoint --seeds 0 1
 
-Measured with ``python scripts/bench_classify.py`` (torch 2.13 CPU, 1 training thread, a 2-core
-machine shared with other work); accuracy is the mean over seeds 0, 1, 2 +- half the range:
+Measured with ``python scripts/bench_classify.py`` (torch 2.13 CPU, 1 training thread, 2 cores);
+accuracy is the mean over seeds 0, 1, 2 +- half the range. Each set and seed trains both
+CANDIDATES and reports the TEST accuracy of the one with the better validation accuracy on the
+held-out part of TRAIN; the test split plays no part in any choice:
 
     set                         accuracy     min  1NN-DTW  ROCKET  vs DTW vs ROCKET
     GunPoint              0.9978 ± 0.0033  0.9933   0.9067  1.0000 +0.0911   -0.0022
-    ArrowHead             0.7829 ± 0.0257  0.7543   0.7029  0.8143 +0.0800   -0.0314
+    ArrowHead             0.7524 ± 0.0029  0.7486   0.7029  0.8143 +0.0495   -0.0619
     ItalyPowerDemand      0.9647 ± 0.0029  0.9611   0.9504  0.9696 +0.0143   -0.0049
     BasicMotions          1.0000 ± 0.0000  1.0000   0.9750  0.9900 +0.0250   +0.0100
-    JapaneseVowels        0.9784 ± 0.0027  0.9757   0.9490  0.9620 +0.0294   +0.0164
-    seeds [0, 1, 2], 667 s in all, 2 cores
+    JapaneseVowels        0.9748 ± 0.0041  0.9703   0.9490  0.9620 +0.0258   +0.0128
+    seeds [0, 1, 2], 1301 s in all, 2 cores
 
-Per seed: GunPoint 0.9933 1.0 1.0; ArrowHead 0.7543 0.8057 0.7886; ItalyPowerDemand 0.9670
-0.9660 0.9611; BasicMotions 1.0 1.0 1.0; JapaneseVowels 0.9811 0.9784 0.9757.
-The settings in CONFIGS were chosen by looking at these test accuracies (ArrowHead's wider conv
-branch in particular), so the numbers are optimistic next to a protocol that tunes on TRAIN only.
+Chosen per seed: ArrowHead wide-fcn, lstm-fcn, lstm-fcn; every other set lstm-fcn (validation
+accuracy often ties at 1.0 on these small splits; a tie keeps the first candidate).
+Against DTW with a learned warping window (UCR DataSummary: GunPoint 0.913, ArrowHead 0.800,
+ItalyPowerDemand 0.955) ArrowHead falls short; the table uses full-window DTW, as noted below.
 """
 
 from __future__ import annotations
