@@ -356,16 +356,21 @@ def compare(checkpoint, target, keep, as_json):
     """Precision and size: export as fp32, fp16 and each compression, and compare.
 
     For each variant: size on disk, the largest error against PyTorch on the validation
-    windows (through the executor), and the validation RMSE next to PyTorch's.
+    windows (through the executor), and the validation RMSE (classifiers: accuracy) next to
+    PyTorch's.
 
     \b
     Example:
         coreml-lstm compare runs/sunspots --target iOS17
     """
     from .checkpoint import Checkpoint
-    from .compare import compare_checkpoint, format_table
+    from .classify import is_classifier_checkpoint, load_classifier
+    from .compare import compare_checkpoint, compare_classifier, format_table
 
-    rows = compare_checkpoint(Checkpoint.load(checkpoint), keep, target=target)
+    if is_classifier_checkpoint(checkpoint):
+        rows = compare_classifier(load_classifier(checkpoint), keep, target=target)
+    else:
+        rows = compare_checkpoint(Checkpoint.load(checkpoint), keep, target=target)
     if as_json:
         echo_json([r.to_dict() for r in rows])
     else:

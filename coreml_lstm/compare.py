@@ -32,8 +32,9 @@ class Row:
     weights_bytes: int  # of which weights/weight.bin
     output: str  # the output the errors and the metric are measured on
     max_abs_error: float  # package vs torch, over all validation windows
-    rmse: float  # package predictions vs validation targets, original units
-    torch_rmse: float
+    rmse: float  # package predictions vs validation targets, original units (classifiers: accuracy)
+    torch_rmse: float  # the same of the torch model
+    metric: str = "RMSE"  # "RMSE" (forecasters) or "accuracy" (classifiers)
 
     @property
     def rmse_change(self) -> float:
@@ -87,6 +88,42 @@ def compare_checkpoint(checkpoint, directory: str | Path | None = None, *, targe
     return rows
 
 
+def compare_classifier(clf, directory: str | Path | None = None, *, target: str = "iOS16", variants=VARIANTS) -> list[Row]:
+    """:func:`compare_checkpoint` for a fitted classifier: errors on the class probabilities and
+    accuracy on its stored validation samples (each fed at its own length)."""
+    import torch
+
+    from . import executor
+    from .classify.export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT
+
+    samples = clf.validation_samples_
+    if not samples:
+        raise ConfigError("compare: the classifier holds no validation samples")
+    text = clf.task == "text-classify"
+    name = TEXT_INPUT if text else SEQUENCE_INPUT
+    feeds = [{name: np.asarray(x, np.int32 if text else np.float32)[None]} for x, _ in samples]
+    labels = np.asarray([y for _, y in samples])
+    model = clf._fitted().eval()
+    with torch.no_grad():
+        want = np.concatenate([model(torch.as_tensor(f[name]).long() if text else torch.as_tensor(f[name])).numpy() for f in feeds])
+    torch_accuracy = float((want.argmax(-1) == labels).mean())
+    with tempfile.TemporaryDirectory() as scratch:
+        out_dir = Path(directory or scratch)
+        rows: list[Row] = []
+        for variant, precision, compress in variants:
+            path = clf.export(out_dir / f"{variant}.mlpackage", precision=precision, target=target, compress=compress)
+            program = executor.load(path)
+            got = np.concatenate([np.asarray(program.predict(f, mode=precision)[PROB_OUTPUT]) for f in feeds])
+            size = package_size(path)
+            rows.append(Row(
+                variant=variant, precision=precision, compress=compress, size_bytes=size,
+                size_ratio=size / (rows[0].size_bytes if rows else size), weights_bytes=_weights_size(path), output=PROB_OUTPUT,
+                max_abs_error=float(np.abs(got.astype(np.float64) - want).max()),
+                rmse=float((got.argmax(-1) == labels).mean()), torch_rmse=torch_accuracy, metric="accuracy",
+            ))
+    return rows
+
+
 def _weights_size(path: Path) -> int:
     blob = Path(path) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     return blob.stat().st_size if blob.exists() else 0
@@ -97,13 +134,15 @@ def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [f"{'variant':<11} {'compute':<7} {'size':>9} {'vs fp32':>7} {'weights':>9} {'max |error|':>11} {'RMSE':>9} {'change':>9}"]
+    metric = rows[0].metric
+    lines = [f"{'variant':<11} {'compute':<7} {'size':>9} {'vs fp32':>7} {'weights':>9} {'max |error|':>11} {metric:>9} {'change':>9}"]
     for r in rows:
         lines.append(
             f"{r.variant:<11} {r.precision:<7} {r.size_bytes / 1024:>7.1f}KB {r.size_ratio:>7.2f} {r.weights_bytes / 1024:>7.1f}KB "
             f"{r.max_abs_error:>11.2e} {r.rmse:>9.4f} {r.rmse_change:>+9.4f}"
         )
     lines.append("size: all files of the package; weights: its weight.bin (the rest is the program and metadata).")
+    where = "RMSE on the validation windows in original units" if metric == "RMSE" else "accuracy on the validation samples"
     lines.append(f"error: package vs PyTorch on output {rows[0].output!r}, executor in each program's own precision; "
-                 f"RMSE on the validation windows in original units (PyTorch: {rows[0].torch_rmse:.4f}).")
+                 f"{where} (PyTorch: {rows[0].torch_rmse:.4f}).")
     return "\n".join(lines)

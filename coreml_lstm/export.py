@@ -71,9 +71,11 @@ def check_destination(path: str | Path) -> Path:
     return path
 
 
-def _trace(module: torch.nn.Module, example: torch.Tensor):
+def trace(module: torch.nn.Module, example):
+    """TorchScript trace in eval mode (``example``: a tensor or a tuple of them)."""
     with warnings.catch_warnings():
-        # TorchScript warns that an RNN traced in eval mode ignores dropout: intended here.
+        # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
+        # shape checks become constants: both intended, the shapes come from the export.
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*dropout.*")
         return torch.jit.trace(module.eval(), example, check_trace=False)
@@ -141,7 +143,7 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shape
     ct = coremltools()
     preflight(module)
     examples = tuple(t for _, t, _ in inputs)
-    traced = _trace(module, examples if len(examples) > 1 else examples[0])
+    traced = trace(module, examples if len(examples) > 1 else examples[0])
     shapes = shapes or {}
     tensor_inputs = [
         ct.TensorType(name=name, shape=shapes.get(name, tuple(t.shape)), dtype=np.int32 if not t.is_floating_point() else np.float32)

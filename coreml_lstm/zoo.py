@@ -9,7 +9,6 @@ and compares with torch. This module imports torch and coremltools; the executor
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ._coremltools import coremltools, no_converter_progress
-from .export import compress
+from .export import compress, trace
 
 # Executor vs torch, max abs error (fp32) / abs and rel (fp16): the bars of the parity promise.
 FP32_BAR = 1e-5
@@ -256,10 +255,7 @@ def convert(case: Case, directory: str | Path):
         # Tracing runs forward once: keep the buffers as they were (zeros).
         saved = {k: v.clone() for k, v in module.named_buffers()}
     with torch.no_grad():
-        with warnings.catch_warnings():
-            # nn.RNN's shape checks turn into trace constants: intended, shapes come from the case.
-            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-            traced = torch.jit.trace(module, examples if len(examples) > 1 else examples[0], check_trace=False)
+        traced = trace(module, examples if len(examples) > 1 else examples[0])
     if case.stateful:
         for k, v in saved.items():
             dict(module.named_buffers())[k].copy_(v)

@@ -254,6 +254,17 @@ def test_sequence_package_matches_torch_at_several_lengths(tmp_path, seq_clf, pr
     assert max(c.max_abs for c in ran if c.output.startswith("probabilities") and c.mode == "fp32") <= bar
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gru_sequence_package_matches_torch(tmp_path, bidirectional):
+    # nn.GRU converts to a while_loop (not MIL's gru op): the executor runs that loop.
+    clf = SequenceClassifier(series_id="id", time="t", cell="gru", bidirectional=bidirectional, **{**TINY, "epochs": 5}).fit(gestures())
+    path = clf.export(tmp_path / "gru.mlpackage")
+    report = verify_classifier(path, clf, modes=("fp32",))
+    assert report.status == "passed", "\n".join(c.line() for c in report.failed)
+    assert len({c.output.split("length ")[1] for c in report.ran}) >= 2
+    assert max(c.max_abs for c in report.ran if c.output.startswith("probabilities")) <= 1e-4
+
+
 def test_a_wrong_weight_fails_verify(tmp_path, seq_clf):
     path = seq_clf.export(tmp_path / "g.mlpackage", precision="fp32", target="iOS17")
     blob = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"

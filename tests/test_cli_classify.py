@@ -80,3 +80,15 @@ def test_classifier_bad_input_is_one_line(tmp_path):
     r = run("train", tmp_path / "one.csv", "--task", "classify", "--series-id", "id", *TINY)
     assert r.exit_code == 1
     assert r.output.startswith("Error: ") and r.output.count("\n") == 1 and "one class" in r.output
+
+
+def test_compare_a_classifier(sequence):
+    d, _ = sequence
+    r = run("compare", d / "ckpt", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {row["variant"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == {"fp32", "fp16", "int8", "palettize6", "palettize4", "prune50"}
+    assert all(row["metric"] == "accuracy" and row["output"] == "probabilities" for row in rows.values())
+    assert rows["fp32"]["max_abs_error"] < 1e-4 and rows["fp32"]["rmse"] == rows["fp32"]["torch_rmse"]
+    assert rows["int8"]["weights_bytes"] < rows["fp32"]["weights_bytes"]
+    assert "accuracy" in run("compare", d / "ckpt").stdout

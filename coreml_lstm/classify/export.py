@@ -23,7 +23,7 @@ import torch
 
 from .._coremltools import coremltools, no_converter_progress
 from ..errors import ExportError
-from ..export import ExportConfig, _trace, check_destination, save, set_metadata
+from ..export import ExportConfig, check_destination, compress, save, set_metadata, trace
 
 SEQUENCE_INPUT, TEXT_INPUT = "sequence", "tokens"
 LABEL_OUTPUT, DICT_OUTPUT, PROB_OUTPUT = "classLabel", "classLabel_probs", "probabilities"
@@ -99,11 +99,11 @@ def convert_classifier(model, classes: list, example: torch.Tensor, input_name: 
         example: (1, L, C) float32 values or (1, L) int32 token ids, L <= max_length.
         input_name: the package's input name.
         max_length: the upper bound of the flexible sequence axis.
-        config: precision and deployment target.
+        config: precision, deployment target and weight compression.
         descriptions: {input or output name: text} for the package's feature descriptions.
     """
     ct = coremltools()
-    traced = _trace(model, example)
+    traced = trace(model, example)
     seq = ct.RangeDim(lower_bound=1, upper_bound=max_length, default=int(example.shape[1]))
     shape = (1, seq) + tuple(example.shape[2:])
     dtype = np.float32 if example.is_floating_point() else np.int32  # never let ids become fp16
@@ -122,6 +122,8 @@ def convert_classifier(model, classes: list, example: torch.Tensor, input_name: 
     except Exception as exc:
         raise ExportError(f"conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     mlmodel = _keep_probabilities(mlmodel, len(classes))
+    if config.compress:
+        mlmodel = compress(mlmodel, config.compress)
     for name, text in descriptions.items():
         if name == input_name:
             mlmodel.input_description[name] = text
