@@ -62,8 +62,10 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("swift")
     point = Forecaster("y0", time="t", **FAST).fit(sine_table(120))
     mixture = Forecaster("y0", time="t", head="mixture", mixtures=2, **FAST).fit(sine_table(150))
+    gru = Forecaster("y0", time="t", cell="gru", **FAST).fit(sine_table(120))
     point.save(d / "point")
     mixture.save(d / "mixture")
+    gru.save(d / "gru")
     return d
 
 
@@ -71,6 +73,7 @@ CASES = {
     "point": ("point", []),
     "mixture-explicit": ("mixture", ["--streaming", "explicit", "--max-chunk", "16"]),
     "mixture-states": ("mixture", ["--streaming", "states", "--target", "iOS18", "--max-chunk", "16"]),
+    "gru-explicit": ("gru", ["--streaming", "explicit", "--max-chunk", "16"]),
 }
 
 
@@ -101,6 +104,7 @@ def test_export_swift_parses_names_the_features_and_golden_vectors_replay(models
         assert b"makeState()" in wrapper and b"using: state" in wrapper
     if any(t.name == "h_in" for t in program.inputs):
         assert b"hIn = hOut" in wrapper and b"func reset() throws" in wrapper
+        assert (b"cIn = cOut" in wrapper) == any(t.name == "c_in" for t in program.inputs)
     if any(t.name == "weights" for t in program.outputs):
         assert b"public struct Mixture" in wrapper and b"func quantile" in wrapper
 
