@@ -9,6 +9,7 @@ import copy
 import math
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,16 +32,18 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
 
+    SCHEDULES: ClassVar[tuple[str, ...]] = SCHEDULES
+
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1, got {getattr(self, name)!r}")
         if self.patience < 0:
             raise ConfigError(f"patience: must be >= 0, got {self.patience!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.schedule not in self.SCHEDULES:
+            raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(self.SCHEDULES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -84,7 +84,7 @@ def test_regression_metrics_by_hand():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(epochs=0), "epochs: must be >= 1, got 0"),
+        (dict(epochs=0), "epochs: must be an integer >= 1, got 0"),
         (dict(schedule="warm"), "schedule: 'warm' is not one of none, plateau, cosine"),
         (dict(lr=0.0), "lr: must be > 0, got 0.0"),
     ],

@@ -11,51 +11,32 @@ import copy
 import math
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..train import seed_everything
+from ..train import TrainConfig, seed_everything
 from .data import pad
 
-SCHEDULES = ("none", "cosine")
-
-
 @dataclass
-class ClassifyTrainConfig:
-    epochs: int = 200
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.0
+class ClassifyTrainConfig(TrainConfig):
+    """The forecaster's training settings, with a classifier's defaults and two more options."""
+
     patience: int = 40  # epochs without a better validation score before stopping
-    label_smoothing: float = 0.0
-    grad_clip: float = 1.0
-    schedule: str = "none"  # none | cosine (learning rate annealed to 0 over the epochs: a calm finish)
-    refit: bool = False  # after early stopping, train again on train + validation for the best epoch count
-    seed: int = 0
     threads: int | None = 1  # small recurrent nets train several times faster on one thread than two
+    label_smoothing: float = 0.0
+    refit: bool = False  # after early stopping, train again on train + validation for the best epoch count
+
+    # cosine: the learning rate annealed to 0 over the epochs, a calm finish
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("none", "cosine")
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be an integer >= 1, got {getattr(self, name)!r}")
-        if self.patience < 0:
-            raise ConfigError(f"patience: must be >= 0, got {self.patience!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        super().__post_init__()
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifyTrainConfig":
-        return cls(**d)
 
 
 @dataclass
