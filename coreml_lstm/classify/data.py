@@ -29,7 +29,25 @@ LAYOUTS = ("long", "wide")
 
 
 @dataclass
-class SequenceDataConfig:
+class _ClassifyData:
+    """What sequence and text tables share: the split fraction, the maximum length, (de)serialising."""
+
+    def __post_init__(self):
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+
+@dataclass
+class SequenceDataConfig(_ClassifyData):
     label: str = "label"
     layout: str = "long"  # long | wide (see the module docstring)
     series_id: str | None = "id"  # long layout: the column naming each sample
@@ -45,38 +63,15 @@ class SequenceDataConfig:
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
             raise DataError("series_id: the long layout needs a series id column")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SequenceDataConfig":
-        return cls(**d)
+        super().__post_init__()
 
 
 @dataclass
-class TextDataConfig:
+class TextDataConfig(_ClassifyData):
     text: str = "text"
     label: str = "label"
     max_length: int | None = None  # in tokens; None: the longest training text
     val_fraction: float = 0.2
-
-    def __post_init__(self):
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TextDataConfig":
-        return cls(**d)
 
 
 @dataclass
