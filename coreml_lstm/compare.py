@@ -58,34 +58,21 @@ def compare_checkpoint(checkpoint, directory: str | Path | None = None, *, targe
         target: deployment target of every export.
         variants: ``(name, precision, compression)`` triples; the first is the size reference.
     """
-    from . import executor
-
     if checkpoint.validation_x is None or checkpoint.validation_y is None or not len(checkpoint.validation_x):
         raise ConfigError("compare: the checkpoint holds no validation windows")
     if checkpoint.model_config.head not in ("point", "mixture"):
         raise ConfigError(f"compare: head {checkpoint.model_config.head!r} is not supported")
     x, y = checkpoint.validation_x, checkpoint.validation_y
     feeds = [{"window": x[i : i + 1]} for i in range(len(x))]
-    with tempfile.TemporaryDirectory() as scratch:
-        out_dir = Path(directory or scratch)
-        rows: list[Row] = []
-        reference_size = None
-        for name, precision, compress in variants:
-            path = export_checkpoint(checkpoint, out_dir / f"{name}.mlpackage", ExportConfig(precision=precision, target=target, compress=compress))
-            program = executor.load(path)
-            names = [o.name for o in program.outputs]
-            output = "forecast" if "forecast" in names else "prediction"
-            want = np.concatenate([r[output] for r in run_torch(checkpoint.build_model(), feeds, names)])  # (N, horizon, targets)
-            got = np.concatenate([program.predict(f, mode=precision)[output] for f in feeds])
-            size = package_size(path)
-            reference_size = reference_size or size
-            rows.append(Row(
-                variant=name, precision=precision, compress=compress, size_bytes=size, size_ratio=size / reference_size,
-                weights_bytes=_weights_size(path),
-                output=output, max_abs_error=float(np.abs(got.astype(np.float64) - want).max()),
-                rmse=_rmse(got, y), torch_rmse=_rmse(want, y),
-            ))
-    return rows
+    model = checkpoint.build_model()
+    names = model.output_names()
+    output = "forecast" if checkpoint.model_config.head == "point" else "prediction"
+    want = np.concatenate([r[output] for r in run_torch(model, feeds, names)])  # (N, horizon, targets)
+
+    def export(path, precision, compress):
+        return export_checkpoint(checkpoint, path, ExportConfig(precision=precision, target=target, compress=compress))
+
+    return _measure(variants, directory, export, feeds, output, want, lambda pred: _rmse(pred, y), "RMSE")
 
 
 def compare_classifier(clf, directory: str | Path | None = None, *, target: str = "iOS16", variants=VARIANTS) -> list[Row]:
@@ -93,7 +80,6 @@ def compare_classifier(clf, directory: str | Path | None = None, *, target: str 
     accuracy on its stored validation samples (each fed at its own length)."""
     import torch
 
-    from . import executor
     from .classify.export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT
 
     samples = clf.validation_samples_
@@ -106,20 +92,32 @@ def compare_classifier(clf, directory: str | Path | None = None, *, target: str 
     model = clf._fitted().eval()
     with torch.no_grad():
         want = np.concatenate([model(torch.as_tensor(f[name]).long() if text else torch.as_tensor(f[name])).numpy() for f in feeds])
-    torch_accuracy = float((want.argmax(-1) == labels).mean())
+
+    def export(path, precision, compress):
+        return clf.export(path, precision=precision, target=target, compress=compress)
+
+    return _measure(variants, directory, export, feeds, PROB_OUTPUT, want, lambda pred: float((pred.argmax(-1) == labels).mean()), "accuracy")
+
+
+def _measure(variants, directory, export, feeds: list[dict], output: str, want: np.ndarray, score, metric: str) -> list[Row]:
+    """Export each variant, run it through the executor in its own precision on ``feeds``, and
+    compare ``output`` with torch's ``want``; ``score(predictions)`` is the validation metric."""
+    from . import executor
+
+    reference = score(want)
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(directory or scratch)
-        rows: list[Row] = []
         for variant, precision, compress in variants:
-            path = clf.export(out_dir / f"{variant}.mlpackage", precision=precision, target=target, compress=compress)
+            path = export(out_dir / f"{variant}.mlpackage", precision, compress)
             program = executor.load(path)
-            got = np.concatenate([np.asarray(program.predict(f, mode=precision)[PROB_OUTPUT]) for f in feeds])
+            got = np.concatenate([np.asarray(program.predict(f, mode=precision)[output]) for f in feeds])
             size = package_size(path)
             rows.append(Row(
                 variant=variant, precision=precision, compress=compress, size_bytes=size,
-                size_ratio=size / (rows[0].size_bytes if rows else size), weights_bytes=_weights_size(path), output=PROB_OUTPUT,
+                size_ratio=size / (rows[0].size_bytes if rows else size), weights_bytes=_weights_size(path), output=output,
                 max_abs_error=float(np.abs(got.astype(np.float64) - want).max()),
-                rmse=float((got.argmax(-1) == labels).mean()), torch_rmse=torch_accuracy, metric="accuracy",
+                rmse=score(got), torch_rmse=reference, metric=metric,
             ))
     return rows
 
