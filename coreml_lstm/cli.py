@@ -283,19 +283,15 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     Example:
         coreml-lstm export runs/model models/model.mlpackage --precision fp16 --target iOS17
     """
-    from .checkpoint import Checkpoint
     from .export import export_checkpoint
 
-    from .classify import is_classifier_checkpoint, load_classifier
-
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
-    if is_classifier_checkpoint(checkpoint):
+    ckpt = _load_checkpoint(checkpoint)
+    if _is_classifier(ckpt):
         if streaming:
             raise click.UsageError("--streaming: classifiers take a whole sequence per call")
-        ckpt = load_classifier(checkpoint)
         path = ckpt.export(output, **{k: v for k, v in config.to_dict().items() if k not in ("streaming", "max_chunk")})
     else:
-        ckpt = Checkpoint.load(checkpoint)
         path = export_checkpoint(ckpt, output, config)
     swift_files = _write_swift(path, swift_dir, ckpt) if swift_dir else []
     if as_json:
@@ -307,6 +303,18 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
             click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 
+def _load_checkpoint(path):
+    """A forecaster's Checkpoint or a fitted classifier, whichever the directory holds."""
+    from .checkpoint import Checkpoint
+    from .classify import is_classifier_checkpoint, load_classifier
+
+    return load_classifier(path) if is_classifier_checkpoint(path) else Checkpoint.load(path)
+
+
+def _is_classifier(loaded) -> bool:
+    return hasattr(loaded, "classes_")
+
+
 def _write_swift(package, out_dir, checkpoint=None) -> list:
     """The wrapper, and with a checkpoint the golden vectors (checked here first) and the XCTest."""
     from .errors import ParityError
@@ -315,8 +323,7 @@ def _write_swift(package, out_dir, checkpoint=None) -> list:
 
     if checkpoint is None:
         return generate(package, out_dir)
-    classifier = hasattr(checkpoint, "classes_")
-    golden = classifier_golden(checkpoint, package) if classifier else golden_vectors(checkpoint, package)
+    golden = classifier_golden(checkpoint, package) if _is_classifier(checkpoint) else golden_vectors(checkpoint, package)
     report = check_golden(package, golden)
     if report.status != "passed":
         failed = "; ".join(c.line() for c in report.failed)
@@ -337,13 +344,7 @@ def swift(package, out_dir, checkpoint):
     Example:
         coreml-lstm swift models/sunspots.mlpackage --out ios/ --checkpoint runs/sunspots
     """
-    from .checkpoint import Checkpoint
-    from .classify import is_classifier_checkpoint, load_classifier
-
-    loaded = None
-    if checkpoint:
-        loaded = load_classifier(checkpoint) if is_classifier_checkpoint(checkpoint) else Checkpoint.load(checkpoint)
-    for p in _write_swift(package, out_dir, loaded):
+    for p in _write_swift(package, out_dir, _load_checkpoint(checkpoint) if checkpoint else None):
         click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 
@@ -363,14 +364,10 @@ def compare(checkpoint, target, keep, as_json):
     Example:
         coreml-lstm compare runs/sunspots --target iOS17
     """
-    from .checkpoint import Checkpoint
-    from .classify import is_classifier_checkpoint, load_classifier
     from .compare import compare_checkpoint, compare_classifier, format_table
 
-    if is_classifier_checkpoint(checkpoint):
-        rows = compare_classifier(load_classifier(checkpoint), keep, target=target)
-    else:
-        rows = compare_checkpoint(Checkpoint.load(checkpoint), keep, target=target)
+    loaded = _load_checkpoint(checkpoint)
+    rows = (compare_classifier if _is_classifier(loaded) else compare_checkpoint)(loaded, keep, target=target)
     if as_json:
         echo_json([r.to_dict() for r in rows])
     else:
@@ -442,11 +439,10 @@ def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, jun
     """
     from . import executor
     from .checkpoint import Checkpoint
+    from .classify import is_classifier_checkpoint, verify_classifier_package
     from .export import INPUT_NAME, read_metadata
     from .streaming import consecutive_rows
     from .verify import verify_program, verify_streaming
-
-    from .classify import is_classifier_checkpoint, verify_classifier_package
 
     if is_classifier_checkpoint(checkpoint):
         report = verify_classifier_package(package, checkpoint, table=csv, modes=(mode,) if mode else ("fp32", "fp16"), tolerances=_tolerances(atol, rtol))
