@@ -149,10 +149,7 @@ public enum MultiArray {{
         }}
         let array = try MLMultiArray(shape: shape.map {{ NSNumber(value: $0) }}, dataType: .int32)
         array.withUnsafeMutableBufferPointer(ofType: Int32.self) {{ buffer, strides in
-            // (1, L): the last axis is the only one longer than 1.
-            for (i, value) in values.enumerated() {{
-                buffer[i * strides[shape.count - 1]] = value
-            }}
+            offsets(shape: shape, strides: strides) {{ flat, offset in buffer[offset] = values[flat] }}
         }}
         return array
     }}
@@ -319,18 +316,25 @@ def _load_model(name: str) -> list[str]:
     ]
 
 
-def wrapper(name: str, program, meta: dict) -> str:
+def _assemble(name: str, program, body: list[str], extra_helpers: str = "", states_note: str = "") -> str:
+    """Header, imports, the error enum, the feature-name enum, the wrapper class (``body``) and
+    its helper types, nested in an extension so two generated wrappers can share a target."""
     from . import __version__
 
+    errors, helpers = _RUNTIME.format(name=name).split("//--extension--\n")
+    nested = "\n".join("    " + line if line else "" for line in (helpers + extra_helpers).strip("\n").splitlines())
+    return "".join([
+        _HEADER.format(version=__version__, package=f"{name}.mlpackage", states_note=states_note),
+        "import CoreML\nimport Foundation\n", errors, _feature_enum(name, program),
+        "\n".join(body) + "\n",
+        f"\n// MARK: - Helpers\n\nextension {name} {{\n{nested}\n}}\n",
+    ])
+
+
+def wrapper(name: str, program, meta: dict) -> str:
     streaming = meta.get("streaming")
     mixture = meta.get("head") == "mixture"
     states = [s.name for s in program.states]
-    errors, helpers = _RUNTIME.format(name=name).split("//--extension--\n")
-    if mixture:
-        helpers += _MIXTURE
-    parts = [_HEADER.format(version=__version__, package=f"{name}.mlpackage",
-                            states_note="; the stream needs iOS 18 / macOS 15 (MLState)" if states else ""),
-             "import CoreML\nimport Foundation\n", errors, _feature_enum(name, program)]
     inp = program.inputs[0]
     body = [
         "",
@@ -379,11 +383,8 @@ def wrapper(name: str, program, meta: dict) -> str:
     else:
         body += _stream(name, program, states)
     body.append("}")
-    parts.append("\n".join(body) + "\n")
-    # Helper types live in the wrapper's namespace, so two generated wrappers can share a target.
-    nested = "\n".join("    " + line if line else "" for line in helpers.strip("\n").splitlines())
-    parts.append(f"\n// MARK: - Helpers\n\nextension {name} {{\n{nested}\n}}\n")
-    return "".join(parts)
+    return _assemble(name, program, body, _MIXTURE if mixture else "",
+                     "; the stream needs iOS 18 / macOS 15 (MLState)" if states else "")
 
 
 def _stream(name: str, program, states: list[str]) -> list[str]:
@@ -672,14 +673,8 @@ public struct Tokenizer {
 
 
 def classifier_wrapper(name: str, program, meta: dict) -> str:
-    from . import __version__
-
     text = meta.get("task") == "text-classify"
     inp = program.inputs[0]
-    errors, helpers = _RUNTIME.format(name=name).split("//--extension--\n")
-    helpers += _CLASSIFIER_HELPERS + (_TOKENIZER if text else "")
-    parts = [_HEADER.format(version=__version__, package=f"{name}.mlpackage", states_note=""),
-             "import CoreML\nimport Foundation\n", errors, _feature_enum(name, program)]
     body = [
         "",
         f"/// {program.metadata.get('short_description') or name}",
@@ -745,7 +740,4 @@ def classifier_wrapper(name: str, program, meta: dict) -> str:
             "    }",
         ]
     body.append("}")
-    parts.append("\n".join(body) + "\n")
-    nested = "\n".join("    " + line if line else "" for line in helpers.strip("\n").splitlines())
-    parts.append(f"\n// MARK: - Helpers\n\nextension {name} {{\n{nested}\n}}\n")
-    return "".join(parts)
+    return _assemble(name, program, body, _CLASSIFIER_HELPERS + (_TOKENIZER if text else ""))

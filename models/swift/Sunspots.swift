@@ -150,10 +150,7 @@ extension Sunspots {
             }
             let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .int32)
             array.withUnsafeMutableBufferPointer(ofType: Int32.self) { buffer, strides in
-                // (1, L): the last axis is the only one longer than 1.
-                for (i, value) in values.enumerated() {
-                    buffer[i * strides[shape.count - 1]] = value
-                }
+                offsets(shape: shape, strides: strides) { flat, offset in buffer[offset] = values[flat] }
             }
             return array
         }
