@@ -81,7 +81,7 @@ def trace(module: torch.nn.Module, example):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
-# Layers Core ML cannot take, found before tracing: (test, message).
+# Layers Core ML cannot take, found before tracing: the message says what to use instead.
 def _unsupported(module: torch.nn.Module) -> str | None:
     if isinstance(module, torch.nn.LSTM) and module.proj_size:
         return "nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"
