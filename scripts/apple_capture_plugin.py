@@ -84,6 +84,8 @@ class _Capture:
         self.raises: list[list[Path]] = []  # open pytest.raises blocks: the cases captured inside
         self.stats = {
             "family": self.family,
+            "per_function": config.getoption("--apple-per-function"),
+            "seed": config.getoption("--apple-seed"),
             "collected": 0,
             "neuralnetwork": 0,
             "not_sampled": 0,

@@ -73,7 +73,14 @@ TORCH_FILES = ("test_torch_ops.py",)
 
 # Cases that are artefacts of the test rather than behaviour to reproduce: node id patterns
 # (fnmatch) with the reason. Every entry is printed with the report.
+_FP16_IN_FP32 = (
+    "fp32 variant of a test with fp16 tensors: the expected values are computed from the unrounded "
+    "fp32 weights and inputs (torch or numpy in fp32, then cast), the program holds them in fp16, and "
+    "the tolerance stays at the fp32 default (atol 1e-4), below one fp16 step of the outputs"
+)
 EXCLUDED: dict[str, str] = {
+    "*/test_recurrent.py::*precision='fp32'*dtype=<class 'numpy.float16'>*": _FP16_IN_FP32,
+    "*/test_conv.py::*precision='fp32'*numpy.float16*": _FP16_IN_FP32,
     "*::test_ios17_invalid_indices[*validate_indices=False*": (
         "out-of-range indices with validate_indices=False: the MIL spec leaves the result undefined; "
         "the test only asserts that Core ML's result differs from one arbitrary value"
