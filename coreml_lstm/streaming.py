@@ -44,7 +44,8 @@ def state_names(model) -> tuple[str, ...]:
 
 def _push(window: torch.Tensor, x: torch.Tensor, length: int) -> torch.Tensor:
     """The rows buffer (1, W, F + 1) after appending the chunk x (1, L, F), flagged as fed."""
-    rows = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)  # (1, L, F + 1)
+    # x * 0 + 1 rather than ones_like: with a flexible length ones_like converts to fill_like.
+    rows = torch.cat([x, x[..., :1] * 0.0 + 1.0], dim=-1)  # (1, L, F + 1)
     return torch.cat([window, rows], dim=1)[:, -length:]  # (1, W, F + 1)
 
 
