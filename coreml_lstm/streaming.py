@@ -42,6 +42,12 @@ def state_names(model) -> tuple[str, ...]:
     return ("h", "c") if model.config.cell == "lstm" else ("h",)
 
 
+def state_description(name: str) -> str:
+    if name == "window":
+        return "The last window rows fed, each with a last column that is 1 for a fed row"
+    return f"Recurrent {name} state"
+
+
 def _push(window: torch.Tensor, x: torch.Tensor, length: int) -> torch.Tensor:
     """The rows buffer (1, W, F + 1) after appending the chunk x (1, L, F), flagged as fed."""
     # x * 0 + 1 rather than ones_like: with a flexible length ones_like converts to fill_like.
