@@ -605,12 +605,15 @@ def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_p
 @main.command(context_settings=CONTEXT)
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for the PNGs (default: the checkpoint).")
-def plot(checkpoint, out):
+@click.option("--backtest", "backtest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also backtest.png: the forecasts from the last --origins origins of this table against the truth.")
+@click.option("--origins", type=click.IntRange(min=1), default=5, show_default=True, help="With --backtest: origins per series.")
+def plot(checkpoint, out, backtest_csv, origins):
     """Save forecast.png (validation series, predicted mean, 50% / 90% bands) and training.png.
 
     \b
     Example:
         coreml-lstm plot runs/sunspots
+        coreml-lstm plot runs/sales --backtest sales.csv --origins 8
     """
     from .checkpoint import Checkpoint
     from .plot import plot_checkpoint
@@ -620,6 +623,11 @@ def plot(checkpoint, out):
         raise click.UsageError(f"{checkpoint} holds no validation windows to plot")
     for path in plot_checkpoint(ckpt, out or checkpoint):
         click.echo(str(path))
+    if backtest_csv is not None:
+        from .api import Forecaster
+
+        result = Forecaster.load(checkpoint).backtest(backtest_csv, origins=origins)
+        click.echo(str(result.plot(Path(out or checkpoint) / "backtest.png")))
 
 
 # -- backtest --------------------------------------------------------------------------------

@@ -64,10 +64,6 @@ def infer_season(times) -> int:
     return season_of_frequency(frequency(series))
 
 
-def describe(season: int) -> str:
-    return "no season" if season <= 1 else f"season {season}"
-
-
 def seasonal_lag(season: int, available: int) -> int:
     """The lag the seasonal-naive forecast uses: the season, or 1 when the history is shorter."""
     return season if 1 < season <= available else 1

@@ -235,6 +235,8 @@ def test_backtest_origins_and_baselines(tmp_path):
     assert (tmp_path / "bt.png").stat().st_size > 10_000
     r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "all.csv")])
     assert r.exit_code == 0 and "skill vs seasonal naive" in r.stdout
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "ckpt"), "--backtest", str(tmp_path / "all.csv"), "--origins", "2"])
+    assert r.exit_code == 0 and (tmp_path / "ckpt" / "backtest.png").is_file(), r.output
     frame.head(20).to_csv(tmp_path / "short.csv", index=False)
     r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "short.csv")])
     assert r.exit_code == 1 and f"the table has 20 rows; a backtest with window {W} + horizon 6 needs at least {W + 6}" in r.output
