@@ -700,6 +700,9 @@ def demo(out, package_path, swift_dir, epochs, quiet):
     f.save(out)
     click.echo("validation metrics (original units):")
     click.echo(format_metrics(f.metrics_))
+    _echo_baselines(f.metrics_)
+    for warning in f.metrics_.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"2/4 export: {package_path} (fp32, iOS16) and Swift in {swift_dir}", err=True)
     f.export(package_path, description="LSTM forecaster of the yearly sunspot number from the previous 24 years.")
     ckpt = Checkpoint.load(out)
