@@ -40,9 +40,15 @@ class Forecaster:
         target: target column(s); their own past is always an input.
         features: extra input columns (default: the other numeric columns).
         time, series_id: optional time column to sort by and series column.
-        window, horizon: look-back length and number of steps predicted at once.
-        val_fraction: the chronological validation split when no validation table is given.
+        window, horizon: look-back length and number of steps predicted at once; None (the
+            default) picks them from the season and the series length (see data.default_lengths).
+        season: the season length (None: from the time column's frequency, 1 without one).
+        val_fraction: the chronological validation split when no validation table is given (at
+            least one horizon of each series).
         missing: "error" | "drop" | "ffill".
+        scaling: "window" (each window in its own frame, the default) or "global" (z-scores from
+            the training part): see :mod:`coreml_lstm.model`.
+        log: model the targets' logarithms (multiplicative seasonality); every target must be > 0.
         cell, hidden_size, num_layers, dropout, bidirectional: the network.
         head, mixtures: "point" (one value per target and step, trained by MSE) or "mixture"
             (a Gaussian mixture of ``mixtures`` components per value, trained by NLL).
@@ -57,10 +63,13 @@ class Forecaster:
         *,
         time: str | None = None,
         series_id: str | None = None,
-        window: int = 24,
-        horizon: int = 1,
+        window: int | None = None,
+        horizon: int | None = None,
+        season: int | None = None,
         val_fraction: float = 0.2,
         missing: str = "error",
+        scaling: str = "window",
+        log: bool = False,
         cell: str = "lstm",
         hidden_size: int = 32,
         num_layers: int = 2,
@@ -79,8 +88,9 @@ class Forecaster:
     ):
         self.target = _as_list(target)
         self.features = _as_list(features)
-        self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, val_fraction=val_fraction, missing=missing)
-        self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures)
+        self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, season=season, val_fraction=val_fraction, missing=missing, log=log)
+        self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures,
+                                        scaling=scaling, log=log)
         self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed)
         self.progress = progress
         self.checkpoint_: Checkpoint | None = None
@@ -94,13 +104,19 @@ class Forecaster:
             raise ConfigError("target: name at least one target column")
         config = data_mod.DataConfig(target=self.target, features=self.features, **self.data_kwargs)
         dataset = data_mod.prepare(train, validation, config)
+        config = dataset.config  # window, horizon and season resolved from the data
         torch.manual_seed(self.train_config.seed)  # the initial weights repeat too
-        model = RecurrentModel(self.model_config, len(dataset.input_columns), len(dataset.target_columns), config.horizon)
+        model = RecurrentModel(self.model_config, len(dataset.input_columns), len(dataset.target_columns), config.horizon, config.window)
         model.set_normalizer(dataset.normalizer)
+        start = model.start_from_baseline(config.season, dataset.train.x, dataset.train.y)
         loss_fn = mse_loss if self.model_config.head == "point" else mixture_nll
         history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress)
         outputs = self._outputs(model, dataset.validation.x)
-        metrics = regression_metrics(dataset.validation.y, outputs[0] if self.model_config.head == "point" else outputs[3], dataset.target_columns)
+        point = outputs[0] if self.model_config.head == "point" else outputs[3]
+        metrics = regression_metrics(dataset.validation.y, point, dataset.target_columns)
+        metrics.update(validation_baselines(dataset, point))
+        if start:
+            metrics["start"] = start  # the classical forecast training started from
         if self.model_config.head == "mixture":
             w, mu, s = outputs[:3]
             metrics["probabilistic"] = probabilistic_metrics(w, mu, s, dataset.validation.y, dataset.target_columns)
@@ -111,7 +127,9 @@ class Forecaster:
 
     @property
     def metrics_(self) -> dict:
-        """Validation metrics in original units (RMSE, MAE, MAPE per target and step)."""
+        """Validation metrics in original units (RMSE, MAE, MAPE per target and step), the
+        baselines on the same windows (``vs_baselines``: naive, seasonal naive, MASE, skill) and
+        ``warnings`` (a sentence when the model is worse than seasonal naive)."""
         return self._fitted().metrics
 
     @property
@@ -127,11 +145,10 @@ class Forecaster:
         model.eval()
         parts = []
         for i in range(0, len(x), batch_size):
-            last, _ = model.run_rnn(model.normalize_inputs(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32))))
-            parts.append([o.numpy() for o in model.raw_outputs(last)])
+            parts.append([o.numpy() for o in model.outputs(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32)))])
         if not parts:
             with torch.no_grad():
-                empty = model.raw_outputs(torch.zeros(1, model.head.in_features))
+                empty = model.outputs(torch.ones(1, model.window or 1, model.n_inputs))
             return [np.zeros((0,) + tuple(o.shape[1:]), np.float32) for o in empty]
         return [np.concatenate(p) for p in zip(*parts)]
 
@@ -162,6 +179,22 @@ class Forecaster:
         if self.model_config.head == "mixture":
             return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
         return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)
+
+    def backtest(self, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False):
+        """Rolling-origin evaluation over the last ``origins`` forecast origins of each series.
+
+        From each origin the model forecasts ``horizon`` steps at once from the window before it,
+        as the exported package does, next to naive and seasonal naive. ``refit`` trains a fresh
+        model (these settings) on the rows before each origin; without it the fitted model is
+        used as it is (honest only for origins after the data it was fitted on).
+
+        Returns:
+            A :class:`coreml_lstm.backtest.Backtest` (``.table()``, ``.to_dict()``, ``.plot(path)``).
+        """
+        from .backtest import backtest
+
+        self._fitted()
+        return backtest(self, data, origins=origins, step=step, refit=refit, progress=progress)
 
     # -- persistence and export --------------------------------------------------------------
 
@@ -195,6 +228,17 @@ class Forecaster:
         if self.checkpoint_ is None:
             raise ConfigError("this Forecaster is not fitted yet: call fit() or Forecaster.load()")
         return self.checkpoint_
+
+
+def validation_baselines(dataset, point: np.ndarray) -> dict:
+    """``vs_baselines`` (the model against naive and seasonal naive on the validation windows) and
+    ``warnings`` for the metrics."""
+    from .baselines import compare, mase_scale, window_forecasts
+
+    config = dataset.config
+    base = window_forecasts(dataset.validation, config.season, config.horizon)
+    report = compare(dataset.validation.y, point, base, mase_scale(dataset.insample, config.season), dataset.target_columns, config.season)
+    return {"vs_baselines": report, "warnings": [report["warning"]] if report["warning"] else []}
 
 
 def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:

@@ -56,7 +56,7 @@ class Checkpoint:
 
     def build_model(self) -> RecurrentModel:
         """A fresh module with the stored weights, in eval mode."""
-        model = RecurrentModel(self.model_config, len(self.input_columns), len(self.target_columns), self.horizon)
+        model = RecurrentModel(self.model_config, len(self.input_columns), len(self.target_columns), self.horizon, self.window)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

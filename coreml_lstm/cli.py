@@ -96,8 +96,11 @@ def train_options(f):
         click.option("--series-id", help="Column naming the series when the table holds several."),
         click.option("--validation", type=click.Path(path_type=Path), help="Validation CSV (default: the last --val-fraction of each series)."),
         click.option("--val-fraction", type=float, default=0.2, show_default=True),
-        click.option("--window", type=click.IntRange(min=1), default=24, show_default=True, help="Look-back length."),
-        click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True, help="Steps ahead predicted at once."),
+        click.option("--window", type=click.IntRange(min=1), help="Look-back length (default: from the season, horizon and series length)."),
+        click.option("--horizon", type=click.IntRange(min=1), help="Steps ahead predicted at once (default: one season, 1 without a season)."),
+        click.option("--season", type=click.IntRange(min=1), help="Season length for the baselines and defaults (default: from the --time column's frequency: hourly 24, daily 7, weekly 52, monthly 12, quarterly 4, else 1)."),
+        click.option("--scaling", type=click.Choice(["window", "global"]), default="window", show_default=True, help="window: each window in its own frame (last value, mean absolute deviation); global: z-scores of the training part."),
+        click.option("--log", "log_", is_flag=True, help="Model log(target) (multiplicative seasonality); every target value must be > 0."),
         click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True, help="What to do with empty cells."),
         click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True, help="Recurrent unit."),
         click.option("--hidden-size", type=click.IntRange(min=1), default=32, show_default=True),
@@ -127,7 +130,8 @@ def _train_classifier(task, csv, validation, label, layout, channels, text_colum
     if csv is None:
         raise click.UsageError(f"--task {task} needs a CSV")
     given = [flag for flag, used in (("--target", forecast_only["targets"]), ("--feature", forecast_only["features"]),
-                                     ("--head", forecast_only["head"] != "point")) if used]
+                                     ("--head", forecast_only["head"] != "point"), ("--season", forecast_only["season"]),
+                                     ("--log", forecast_only["log_"]), ("--scaling", forecast_only["scaling"] != "window")) if used]
     if given:
         raise click.UsageError(f"{', '.join(given)}: only with --task forecast")
     if cell == "rnn":
@@ -163,11 +167,11 @@ def format_classification(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv):
+def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv):
     if task != "forecast":
         return _train_classifier(task, csv, validation, label, layout, channels, text_column, max_length, conv, series_id, time_column, val_fraction,
                                  cell, hidden_size, num_layers, dropout, bidirectional, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet,
-                                 targets=targets, features=features, head=head)
+                                 targets=targets, features=features, head=head, season=season, log_=log_, scaling=scaling)
     classify_only = {"--label": label, "--layout": layout, "--channel": channels, "--text": text_column, "--max-length": max_length, "--conv": conv}
     given = [k for k, v in classify_only.items() if v]
     if given:
@@ -186,12 +190,22 @@ def _train(task, csv, targets, features, time_column, series_id, validation, val
             raise click.UsageError("--target is required with a CSV")
     forecaster = Forecaster(
         list(targets), list(features) or None, time=time_column, series_id=series_id, window=window, horizon=horizon,
-        val_fraction=val_fraction, missing=missing, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
+        season=season, scaling=scaling, log=log_, val_fraction=val_fraction, missing=missing, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
         dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures, weight_decay=weight_decay,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
         schedule=schedule, seed=seed, progress=not quiet,
     )
     return forecaster.fit(source, validation)
+
+
+def _echo_baselines(metrics: dict) -> None:
+    """The model next to naive and seasonal naive on the validation windows."""
+    from .baselines import format_report
+
+    if metrics.get("vs_baselines"):
+        start = f" (training started from {metrics['start']})" if metrics.get("start") else ""
+        click.echo(f"against the baselines on the same windows{start}:")
+        click.echo(format_report(metrics["vs_baselines"]))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -254,11 +268,15 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
     if export_path is not None:
         forecaster.export(export_path, **config.to_dict())
         result["package"] = str(export_path)
+    for warning in forecaster.metrics_.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(result)
         return
-    click.echo(f"validation metrics (original units), best epoch {result['best_epoch']} of {result['epochs_run']}:")
+    best = f"best epoch {result['best_epoch']} of {result['epochs_run']}" + (" (the untrained start)" if result["best_epoch"] == 0 else "")
+    click.echo(f"validation metrics (original units), {best}:")
     click.echo(format_metrics(forecaster.metrics_))
+    _echo_baselines(forecaster.metrics_)
     click.echo(f"checkpoint: {out}  (metrics in {out / 'metrics.json'})")
     if export_path is not None:
         click.echo(f"package: {export_path}")
@@ -587,12 +605,15 @@ def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_p
 @main.command(context_settings=CONTEXT)
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for the PNGs (default: the checkpoint).")
-def plot(checkpoint, out):
+@click.option("--backtest", "backtest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also backtest.png: the forecasts from the last --origins origins of this table against the truth.")
+@click.option("--origins", type=click.IntRange(min=1), default=5, show_default=True, help="With --backtest: origins per series.")
+def plot(checkpoint, out, backtest_csv, origins):
     """Save forecast.png (validation series, predicted mean, 50% / 90% bands) and training.png.
 
     \b
     Example:
         coreml-lstm plot runs/sunspots
+        coreml-lstm plot runs/sales --backtest sales.csv --origins 8
     """
     from .checkpoint import Checkpoint
     from .plot import plot_checkpoint
@@ -602,6 +623,52 @@ def plot(checkpoint, out):
         raise click.UsageError(f"{checkpoint} holds no validation windows to plot")
     for path in plot_checkpoint(ckpt, out or checkpoint):
         click.echo(str(path))
+    if backtest_csv is not None:
+        from .api import Forecaster
+
+        result = Forecaster.load(checkpoint).backtest(backtest_csv, origins=origins)
+        click.echo(str(result.plot(Path(out or checkpoint) / "backtest.png")))
+
+
+# -- backtest --------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--origins", type=click.IntRange(min=1), default=5, show_default=True, help="Forecast origins per series (the last ones).")
+@click.option("--step", type=click.IntRange(min=1), help="Rows between origins (default: the horizon).")
+@click.option("--refit", is_flag=True, help="Train a fresh model (same settings) on the rows before each origin.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG of the forecasts against the truth.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar while refitting.")
+@json_option
+def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, as_json):
+    """Rolling-origin evaluation: forecast the horizon at once from each of the last origins.
+
+    Each origin's forecast comes from the window before it, as the package computes it, next to
+    naive and seasonal naive from the same history; MASE is scaled by the in-sample
+    seasonal-naive MAE before the first origin. Without --refit the checkpoint's model is used
+    as it is: give a table whose last rows it was not trained on.
+
+    \b
+    Example:
+        coreml-lstm backtest runs/sales sales.csv --origins 8 --plot runs/sales/backtest.png
+        coreml-lstm backtest runs/sales sales.csv --refit --json
+    """
+    from .api import Forecaster
+
+    result = Forecaster.load(checkpoint).backtest(csv, origins=origins, step=step, refit=refit, progress=not quiet)
+    if plot_path is not None:
+        result.plot(plot_path)
+    warning = result.summary()["warning"]
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        echo_json(result.to_dict() | ({"plot": str(plot_path)} if plot_path else {}))
+        return
+    click.echo(result.table())
+    if plot_path is not None:
+        click.echo(f"plot: {plot_path}")
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -633,6 +700,9 @@ def demo(out, package_path, swift_dir, epochs, quiet):
     f.save(out)
     click.echo("validation metrics (original units):")
     click.echo(format_metrics(f.metrics_))
+    _echo_baselines(f.metrics_)
+    for warning in f.metrics_.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"2/4 export: {package_path} (fp32, iOS16) and Swift in {swift_dir}", err=True)
     f.export(package_path, description="LSTM forecaster of the yearly sunspot number from the previous 24 years.")
     ckpt = Checkpoint.load(out)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .season import infer_season
 
 MISSING = ("error", "drop", "ffill")
 CSV_SUFFIXES = (".csv", ".txt")
@@ -28,10 +29,12 @@ class DataConfig:
     features: list[str] | None = None  # None: numeric columns other than target, time and series_id
     time: str | None = None  # sort by this column (numbers or dates)
     series_id: str | None = None  # several series in one table; windows never cross two
-    window: int = 24  # look-back length
-    horizon: int = 1  # steps ahead, predicted at once
+    window: int | None = None  # look-back length; None: from the season, horizon and series length
+    horizon: int | None = None  # steps ahead, predicted at once; None: one season (1 without a season)
     val_fraction: float = 0.2  # chronological split of each series when no validation table is given
     missing: str = "error"  # empty cells: error | drop | ffill
+    season: int | None = None  # season length for baselines and defaults; None: from the time column
+    log: bool = False  # the model sees log(target): every target value must be > 0
 
     def __post_init__(self):
         self.target = [self.target] if isinstance(self.target, str) else list(self.target or [])
@@ -39,9 +42,9 @@ class DataConfig:
             self.features = [self.features] if isinstance(self.features, str) else list(self.features)
         if not self.target:
             raise DataError("target: name at least one target column")
-        for name in ("window", "horizon"):
+        for name in ("window", "horizon", "season"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
                 raise DataError(f"{name}: must be an integer >= 1, got {value!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
@@ -93,6 +96,10 @@ class Windows:
     y: np.ndarray  # (N, horizon, T) float32, raw units
     series: np.ndarray  # (N,) series id of each window (None for a single series)
     time: np.ndarray  # (N,) time (or row number) of each window's first target step
+    # Where each window's first target step lies in its series, and each series' raw target
+    # values (n, T): the baselines look back further than the window (a season may be longer).
+    origin: np.ndarray | None = None  # (N,) int
+    history: dict | None = field(default=None, repr=False)  # {series id: (n, T) float64}
 
     def __len__(self) -> int:
         return len(self.x)
@@ -106,6 +113,8 @@ class Dataset:
     train: Windows
     validation: Windows
     normalizer: Normalizer = field(repr=False)
+    # The training part of each series' raw targets {series id: (n, T)}: the in-sample scale of MASE.
+    insample: dict = field(default_factory=dict, repr=False)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -289,9 +298,9 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _too_short(label: str, sid, n: int, need: int, what: str) -> DataError:
+def _too_short(label: str, sid, n: int, need: int, what: str, hint: str = "") -> DataError:
     who = f"series {sid!r}" if sid is not None else "the table"
-    return DataError(f"{label}: {who} has {n} rows; {what} needs at least {need}")
+    return DataError(f"{label}: {who} has {n} rows; {what} needs at least {need}" + (f" ({hint})" if hint else ""))
 
 
 # -- windows -------------------------------------------------------------------------------
@@ -309,18 +318,55 @@ def _series_windows(g: pd.DataFrame, inputs: list[str], targets: list[str], wind
     xs = _slide(a, window)[s] if len(s) else np.zeros((0, window, len(inputs)), np.float32)
     ys = _slide(t[window:], horizon)[s] if len(s) else np.zeros((0, horizon, len(targets)), np.float32)
     times = g["__time__"].to_numpy()[s + window] if len(s) else np.zeros(0)
-    return Windows(np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.array([sid] * len(s), dtype=object), times)
+    history = {sid: g[targets].to_numpy(np.float64)}
+    return Windows(np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.array([sid] * len(s), dtype=object), times, s + window, history)
 
 
 def _concat(parts: list[Windows], window: int, horizon: int, n_in: int, n_out: int) -> Windows:
     if not parts:
-        return Windows(np.zeros((0, window, n_in), np.float32), np.zeros((0, horizon, n_out), np.float32), np.zeros(0, object), np.zeros(0))
+        return Windows(np.zeros((0, window, n_in), np.float32), np.zeros((0, horizon, n_out), np.float32), np.zeros(0, object), np.zeros(0),
+                       np.zeros(0, np.int64), {})
     return Windows(
         np.concatenate([p.x for p in parts]),
         np.concatenate([p.y for p in parts]),
         np.concatenate([p.series for p in parts]),
         np.concatenate([np.asarray(p.time, dtype=object) for p in parts]),
+        np.concatenate([p.origin for p in parts]),
+        {k: v for p in parts for k, v in p.history.items()},
     )
+
+
+def check_positive(label: str, g: pd.DataFrame, columns: list[str]) -> None:
+    """Log scaling: every value must be > 0; the first that is not is named by column and row."""
+    for col in columns:
+        bad = ~(g[col] > 0)
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(f"{label}: column {col!r}, row {row}: value {_plain(g.loc[row, col])!r} is not positive; log scaling needs every target value > 0 (train without --log)")
+
+
+def validation_rows(n: int, val_fraction: float, horizon: int) -> int:
+    """Rows held out at the end of a series for validation: the fraction, and at least one horizon."""
+    return max(1, int(math.ceil(n * val_fraction)), horizon)
+
+
+def default_lengths(config: DataConfig, n: int, season: int, *, split: bool) -> tuple[int, int]:
+    """(window, horizon) where the config leaves them None, from the season and the shortest series.
+
+    Horizon: one season ahead (1 without a season), at most a tenth of the series. Window: two
+    seasons or two horizons and at least 24 steps, shrunk until the training part of the shortest
+    series (``n`` rows) still yields a third of its rows (and at least 8) as training windows.
+    """
+    horizon = config.horizon
+    if horizon is None:
+        horizon = max(1, min(season, n // 10)) if season > 1 else 1
+    window = config.window
+    if window is None:
+        n_val = validation_rows(n, config.val_fraction, horizon) if split else 0
+        rows = n - n_val
+        fits = rows - horizon + 1 - max(8, rows // 3)  # the longest window leaving that many windows
+        window = max(1, min(max(24, 2 * season, 2 * horizon), fits))
+    return int(window), int(horizon)
 
 
 def _stats(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -341,24 +387,29 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     """
     if config is None:
         raise DataError("prepare: a DataConfig naming the target column(s) is required")
-    W, H = config.window, config.horizon
     frame = read_table(train, role="training")
     inputs, targets = resolve_columns(frame, config)
     series = clean(frame, config, inputs)
     label = frame.attrs["label"]
+    if config.log:
+        for _, g in series:
+            check_positive(label, g, targets)
+    config = _resolved(config, series, split=validation is None)
+    W, H = config.window, config.horizon
     train_parts, val_parts, stat_rows = [], [], []
 
     if validation is None:
         for sid, g in series:
             n = len(g)
-            n_val = max(1, int(math.ceil(n * config.val_fraction)))
+            n_val = validation_rows(n, config.val_fraction, H)
             split = n - n_val  # rows [split, n) hold the validation targets
             # A training window's targets end before the split; a validation window's start at or after it.
             train_starts = range(0, split - W - H + 1)
             val_starts = range(max(split - W, 0), n - W - H + 1)
             if len(train_starts) == 0 or len(val_starts) == 0:
-                need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - max(1, math.ceil(m * config.val_fraction)) >= W + H)
-                raise _too_short(label, sid, n, need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split")
+                need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - validation_rows(m, config.val_fraction, H) >= W + H)
+                raise _too_short(label, sid, n, need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split",
+                                 hint="use a smaller window or horizon, or give a separate validation table")
             train_parts.append(_series_windows(g, inputs, targets, W, H, sid, train_starts))
             val_parts.append(_series_windows(g, inputs, targets, W, H, sid, val_starts))
             stat_rows.append(g.iloc[:split])
@@ -376,12 +427,18 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
             train_parts.append(_series_windows(g, inputs, targets, W, H, sid, range(len(g) - W - H + 1)))
             stat_rows.append(g)
         for sid, g in clean(vframe, config, inputs):
+            if config.log:
+                check_positive(vframe.attrs["label"], g, targets)
             if len(g) < W + H:
                 raise _too_short(vframe.attrs["label"], sid, len(g), W + H, f"window {W} + horizon {H}")
             val_parts.append(_series_windows(g, inputs, targets, W, H, sid, range(len(g) - W - H + 1)))
 
-    in_mean, in_std = _stats([g[inputs].to_numpy() for g in stat_rows])
     t_idx = [inputs.index(c) for c in targets]
+    blocks = [g[inputs].to_numpy() for g in stat_rows]
+    in_mean, in_std = _stats(blocks)
+    if config.log:  # the model normalises log(target): its statistics are those of the logs
+        t_mean, t_std = _stats([np.log(b[:, t_idx]) for b in blocks])
+        in_mean[t_idx], in_std[t_idx] = t_mean, t_std
     normalizer = Normalizer(in_mean, in_std, in_mean[t_idx].copy(), in_std[t_idx].copy())
     return Dataset(
         config=config,
@@ -390,7 +447,19 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         train=_concat(train_parts, W, H, len(inputs), len(targets)),
         validation=_concat(val_parts, W, H, len(inputs), len(targets)),
         normalizer=normalizer,
+        insample={sid: g[targets].to_numpy(np.float64) for (sid, _), g in zip(series, stat_rows)},
     )
+
+
+def _resolved(config: DataConfig, series: list, *, split: bool) -> DataConfig:
+    """The config with season, window and horizon filled in from the data where they were None."""
+    season = config.season
+    if season is None:
+        longest = max((g for _, g in series), key=len)
+        season = infer_season(longest["__time__"]) if config.time else 1
+    n = min(len(g) for _, g in series)
+    window, horizon = default_lengths(config, n, season, split=split)
+    return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon})
 
 
 def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, last_only: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
@@ -411,7 +480,10 @@ def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, l
     require_columns(table, list(input_columns) + keys)
     W = config.window
     xs, key_rows = [], []
+    targets = [c for c in config.target if c in input_columns]
     for sid, g in clean(table, config, list(input_columns)):
+        if config.log:
+            check_positive(table.attrs["label"], g, targets)
         if len(g) < W:
             raise _too_short(table.attrs["label"], sid, len(g), W, f"window {W}")
         a = g[list(input_columns)].to_numpy(np.float32)

@@ -257,14 +257,27 @@ def _user_metadata(checkpoint, config: ExportConfig) -> dict:
             "window": checkpoint.window,
             "horizon": checkpoint.horizon,
             "normalizer": checkpoint.normalizer.to_dict(),
+            "scaling": checkpoint.model_config.scaling,
+            "log": checkpoint.model_config.log,
+            "season": checkpoint.data_config.season,
             "model": checkpoint.model_config.to_dict(),
             "precision": config.precision,
             "validation_metrics": (checkpoint.metrics or {}).get("overall"),
             "probabilistic_metrics": ((checkpoint.metrics or {}).get("probabilistic") or {}).get("overall"),
+            "baseline_metrics": _baseline_summary(checkpoint.metrics),
             "streaming": config.streaming,
             "compression": config.compress,
             "max_chunk": config.max_chunk if config.streaming else None,
         }
+
+
+def _baseline_summary(metrics) -> dict | None:
+    """Validation MASE of the model and the baselines, the skill and any warning (or None)."""
+    report = (metrics or {}).get("vs_baselines")
+    if not report:
+        return None
+    return {"season": report["season"], "mase": report["mase"], "skill": report["skill"], "warning": report["warning"],
+            **{f"{name}_mase": b["mase"] for name, b in report["baselines"].items()}}
 
 
 def _output_specs(checkpoint, model) -> list[tuple[str, str]]:
@@ -285,7 +298,7 @@ def _output_specs(checkpoint, model) -> list[tuple[str, str]]:
 
 def _export_streaming(checkpoint, path: Path, config: ExportConfig) -> Path:
     """A chunk of steps in, the forecast from its last step out, the recurrent state carried."""
-    from .streaming import state_names, state_shape, wrap
+    from .streaming import state_description, state_names, state_shape, wrap
 
     ct = coremltools()
     model = checkpoint.build_model()
@@ -301,8 +314,8 @@ def _export_streaming(checkpoint, path: Path, config: ExportConfig) -> Path:
     states = None
     if config.streaming == "explicit":
         for n in names:
-            inputs.append((f"{n}_in", torch.zeros(shape), f"Recurrent {n} state from the previous call's {n}_out (zeros to start a stream); shape {shape}."))
-        outputs += [(f"{n}_out", f"Recurrent {n} state after this chunk: pass it as {n}_in next call; shape {shape}.") for n in names]
+            inputs.append((f"{n}_in", torch.zeros(shape), f"{state_description(n)} from the previous call's {n}_out (zeros to start a stream); shape {shape}."))
+        outputs += [(f"{n}_out", f"{state_description(n)} after this chunk: pass it as {n}_in next call; shape {shape}.") for n in names]
     else:
         states = [ct.StateType(wrapped_type=ct.TensorType(shape=shape, dtype=np.float16), name=f"{n}_state") for n in names]
     saved = {k: v.clone() for k, v in module.named_buffers()}

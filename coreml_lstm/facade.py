@@ -9,8 +9,9 @@
     regressor.export("Regressor.mlpackage")            # state carried between predictions
 
 A thin layer over :class:`coreml_lstm.api.Forecaster` with a mixture head; the exported package
-keeps the recurrent state between calls (explicit state inputs/outputs by default, Core ML states
-with ``streaming="states"`` for iOS18+).
+keeps its state between calls (explicit state inputs/outputs by default, Core ML states with
+``streaming="states"`` for iOS18+): the last ``window`` rows with window scaling (the default),
+the recurrent state with ``ModelParameters(scaling="global")`` (see :mod:`coreml_lstm.streaming`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ModelParameters:
     patience: int = 20
     validation_fraction: float = 0.2  # used only without validation_data
     seed: int = 0
+    scaling: str = "window"  # window: each window in its own frame (the stream state is the last rows); global
 
 
 class RecurrentGaussianMixtureRegressor:
@@ -73,7 +75,7 @@ class RecurrentGaussianMixtureRegressor:
             val_fraction=p.validation_fraction, cell=self.hidden_unit, hidden_size=self.hidden_size,
             num_layers=self.num_layers, head="mixture", mixtures=self.mixtures, epochs=p.max_iterations,
             batch_size=p.batch_size, lr=p.learning_rate, weight_decay=p.weight_decay, patience=p.patience,
-            seed=p.seed, progress=self.progress,
+            seed=p.seed, scaling=p.scaling, progress=self.progress,
         ).fit(data, p.validation_data)
         return self
 

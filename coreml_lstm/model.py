@@ -1,7 +1,21 @@
 """The recurrent forecaster: a torch module that takes raw feature values and returns raw targets.
 
-Normalisation lives inside the module as buffers, so the traced graph (and so the Core ML package)
-carries it: an app feeds raw sensor values and reads predictions in original units.
+Normalisation lives inside the module, so the traced graph (and so the Core ML package) carries
+it: an app feeds raw sensor values and reads predictions in original units. Two scalings:
+
+window  (default) each window is put in its own frame: the targets (their logs with ``log``)
+        minus the window's last value, divided by the window's mean absolute deviation (plus a
+        floor, so a constant window divides by a small number, not zero); extra features are
+        z-scored with training statistics. The network predicts in that frame and the output is
+        mapped back (level + scale * prediction), so a series that trends out of its training
+        range looks, to the network, like the windows it trained on (RevIN, DeepAR's mean
+        scaling, ES-RNN's level normalisation). Next to the recurrent net a linear "highway"
+        maps the window's normalised targets straight to the horizon (LSTNet's autoregressive
+        component, DLinear); it starts as the seasonal-naive forecast and the recurrent head
+        starts at zero, so training begins from "repeat last season" and only moves away from it
+        where validation says that helps.
+global  every value is z-scored with the training part's mean and standard deviation (the
+        toolkit's original model): fine for a series that stays in its training range.
 """
 
 from __future__ import annotations
@@ -17,6 +31,8 @@ CELLS = ("lstm", "gru", "rnn")
 MIXTURE_OUTPUTS = ("weights", "means", "scales", "prediction", "variance")
 MIN_SCALE = 1e-3  # in normalised units: 0.1% of the target's standard deviation
 HEADS = ("point", "mixture")
+SCALINGS = ("window", "global")
+FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
 
 
 @dataclass
@@ -28,12 +44,19 @@ class ModelConfig:
     bidirectional: bool = False
     head: str = "point"  # point: horizon x targets values; mixture: a Gaussian mixture per value
     mixtures: int = 3  # components per value when head == "mixture"
+    scaling: str = "window"  # window | global: see the module docstring
+    log: bool = False  # model log(target) (multiplicative seasonality); targets must be > 0
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
         if self.head not in HEADS:
             raise ConfigError(f"head: {self.head!r} is not one of {', '.join(HEADS)}")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling: {self.scaling!r} is not one of {', '.join(SCALINGS)}")
+        if self.log and self.head == "mixture":
+            # The package's mixture is Gaussian in original units; one over logs is not.
+            raise ConfigError("log: a mixture head's components are Gaussians in original units; use the point head with log, or a mixture without it")
         for name in ("hidden_size", "num_layers", "mixtures"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -49,7 +72,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**d)
+        # Checkpoints written before window scaling existed hold a globally scaled model.
+        return cls(**{"scaling": "global", "log": False, **d})
 
 
 def _recurrent(config: ModelConfig, input_size: int) -> nn.Module:
@@ -68,13 +92,15 @@ class RecurrentModel(nn.Module):
     """Recurrent encoder over a window plus a linear head for every horizon step and target.
 
     ``forward(x)`` maps raw inputs (B, window, F) to raw predictions (B, horizon, T) for a point
-    head; a mixture head returns the distribution (see :mod:`coreml_lstm.mixture`).
+    head; a mixture head returns the distribution (see :mod:`coreml_lstm.mixture`). The first T
+    input columns are the targets' own past. Window scaling needs ``window`` (the highway's
+    input length); global scaling takes any length.
     """
 
-    def __init__(self, config: ModelConfig, n_inputs: int, n_targets: int, horizon: int):
+    def __init__(self, config: ModelConfig, n_inputs: int, n_targets: int, horizon: int, window: int | None = None):
         super().__init__()
         self.config = config
-        self.n_inputs, self.n_targets, self.horizon = n_inputs, n_targets, horizon
+        self.n_inputs, self.n_targets, self.horizon, self.window = n_inputs, n_targets, horizon, window
         self.rnn = _recurrent(config, n_inputs)
         width = config.hidden_size * (2 if config.bidirectional else 1)
         per_value = 1 if config.head == "point" else 3 * config.mixtures
@@ -84,16 +110,121 @@ class RecurrentModel(nn.Module):
         self.register_buffer("input_std", torch.ones(n_inputs))
         self.register_buffer("target_mean", torch.zeros(n_targets))
         self.register_buffer("target_std", torch.ones(n_targets))
+        if config.scaling == "window":
+            if not window:
+                raise ConfigError("scaling window: the model needs the window length")
+            self.register_buffer("target_floor", torch.full((n_targets,), FLOOR))
+            self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
+
+    @property
+    def windowed(self) -> bool:
+        return self.config.scaling == "window"
 
     def set_normalizer(self, normalizer) -> None:
         """Copy a :class:`coreml_lstm.data.Normalizer` into the module's buffers."""
         for name in ("input_mean", "input_std", "target_mean", "target_std"):
             getattr(self, name).copy_(torch.as_tensor(getattr(normalizer, name), dtype=torch.float32))
+        if self.windowed:
+            self.target_floor.copy_(FLOOR * self.target_std)
 
-    # -- the pieces (all in normalised units) ---------------------------------------------------
+    STARTS = ("naive", "seasonal naive", "naive with drift", "seasonal naive with drift")
+
+    def baseline_weights(self, kind: str, season: int) -> torch.Tensor | None:
+        """The highway weights (horizon, W) that make it the baseline ``kind`` in the window frame
+        (z: the window minus its last value, over its scale; z[W-1] = 0), or None where the window
+        is too short for it.
+
+        naive                       0 (the last value is the frame's origin)
+        seasonal naive              z[W - m + h % m]
+        naive with drift            the window's slope: -(h + 1) / (W - 1) * z[0]
+        seasonal naive with drift   seasonal naive + (1 + h // m) times the mean seasonal
+                                    difference of the window, (sum of the last m - sum of the first
+                                    m) / (W - m)
+        """
+        W, H, m = self.window, self.horizon, season
+        weight = torch.zeros(H, W)
+        seasonal = kind.startswith("seasonal")
+        if seasonal and not 1 < m < W:
+            return None
+        if kind == "naive with drift" and W < 2:
+            return None
+        for h in range(H):
+            if seasonal:
+                weight[h, W - m + h % m] += 1.0
+            if kind == "naive with drift":
+                weight[h, 0] -= (h + 1) / (W - 1)
+            if kind == "seasonal naive with drift":
+                c = (1 + h // m) / (W - m)
+                weight[h, W - m :] += c
+                weight[h, :m] -= c
+        return weight
+
+    @torch.no_grad()
+    def start_from_baseline(self, season: int, x=None, y=None) -> str:
+        """Make the untrained model a classical forecast: the highway one of :attr:`STARTS` (the
+        one with the lowest loss on the windows x (N, W, F), y (N, horizon, T), or seasonal naive
+        without them) and the recurrent head zero. Global scaling has no highway: nothing changes.
+
+        Returns:
+            The start's name ("" with global scaling).
+        """
+        if not self.windowed:
+            return ""
+        self.highway.bias.zero_()
+        candidates = {k: w for k in self.STARTS if (w := self.baseline_weights(k, season)) is not None}
+        chosen = "seasonal naive" if "seasonal naive" in candidates else "naive"
+        if x is not None and len(x):
+            z, ctx = self.frame(torch.as_tensor(x, dtype=torch.float32))
+            t = self.target_frame(torch.as_tensor(y, dtype=torch.float32), ctx)  # (N, horizon, T)
+            zt = z[..., : self.n_targets].transpose(1, 2)  # (N, T, W)
+            losses = {k: float(((zt @ w.T).transpose(1, 2) - t).pow(2).mean()) for k, w in candidates.items()}
+            chosen = min(losses, key=losses.get)
+        self.highway.weight.copy_(candidates[chosen])
+        if self.config.head == "point":
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+        else:
+            # Identical components would get identical gradients forever: keep torch's random
+            # start, shrunk so the components sit near the baseline.
+            self.head.weight.mul_(0.1)
+        return chosen
+
+    # -- frames: raw values <-> the network's units ---------------------------------------------
+
+    def _targets_in(self, x: torch.Tensor) -> torch.Tensor:
+        y = x[..., : self.n_targets]
+        return torch.log(y) if self.config.log else y
+
+    def frame(self, x: torch.Tensor):
+        """Raw window (B, W, F) -> (normalised inputs (B, W, F), (level, scale) to map outputs back).
+
+        Window scaling: level and scale are (B, 1, T), the window's own; global: (T,) constants.
+        """
+        T = self.n_targets
+        y = self._targets_in(x)  # (B, W, T)
+        if not self.windowed:
+            z = torch.cat([y, x[..., T:]], dim=-1) if self.config.log else x
+            return (z - self.input_mean) / self.input_std, (self.target_mean, self.target_std)
+        level = y[:, -1:, :]  # (B, 1, T): the last value
+        d = y - level
+        # Mean absolute deviation, not a standard deviation: no squares, so fp16 programs do not
+        # overflow on series in the thousands.
+        scale = (d - d.mean(dim=1, keepdim=True)).abs().mean(dim=1, keepdim=True) + self.target_floor  # (B, 1, T)
+        z = d / scale
+        if self.n_inputs > T:
+            z = torch.cat([z, (x[..., T:] - self.input_mean[T:]) / self.input_std[T:]], dim=-1)
+        return z, (level, scale)
+
+    def target_frame(self, y: torch.Tensor, ctx) -> torch.Tensor:
+        """Raw targets (B, horizon, T) in the frame of :meth:`frame` (what the network predicts)."""
+        level, scale = ctx
+        y = torch.log(y) if self.config.log else y
+        return (y - level) / scale
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.input_mean) / self.input_std
+        return self.frame(x)[0]
+
+    # -- the pieces (all in normalised units) ---------------------------------------------------
 
     def run_rnn(self, z: torch.Tensor, state=None):
         """Normalised inputs (B, L, F) -> (last step's output (B, H*dirs), final recurrent state)."""
@@ -113,38 +244,54 @@ class RecurrentModel(nn.Module):
         return logits, means, scales
 
     def forward_normalized(self, z: torch.Tensor):
-        """Normalised window (B, W, F) -> :meth:`head_normalized` of the last step."""
+        """Normalised window (B, W, F) -> the prediction in the frame: :meth:`head_normalized` of the
+        last step, plus the highway's forecast with window scaling."""
         last, _ = self.run_rnn(z)
-        return self.head_normalized(last)
+        out = self.head_normalized(last)
+        if not self.windowed:
+            return out
+        ar = self.highway(z[..., : self.n_targets].transpose(1, 2)).transpose(1, 2)  # (B, horizon, T)
+        if self.config.head == "point":
+            return out + ar
+        logits, means, scales = out
+        return logits, means + ar.unsqueeze(-1), scales
 
-    def raw_outputs(self, last: torch.Tensor) -> tuple:
-        """The package's outputs in original units, from the last step's recurrent output.
+    def from_frame(self, out, ctx) -> tuple:
+        """The package's outputs in original units from the frame's prediction.
 
         Point head: (forecast (B, horizon, T),). Mixture head: (weights, means, scales (B, horizon,
         T, K), prediction = mixture mean, variance = mixture variance (B, horizon, T)).
         """
-        out = self.head_normalized(last)
+        level, scale = ctx
         if self.config.head == "point":
-            return (out * self.target_std + self.target_mean,)
+            y = out * scale + level
+            return (torch.exp(y) if self.config.log else y,)
         logits, mu, s = out
         w = torch.softmax(logits, dim=-1)
         mean_n = (w * mu).sum(-1)  # (B, horizon, T)
         # Spread around the mixture mean: no cancellation between two large terms (safe in fp16).
         var_n = (w * (s * s + (mu - mean_n.unsqueeze(-1)) ** 2)).sum(-1)
-        std, mean = self.target_std, self.target_mean
         return (
             w,
-            mu * std.unsqueeze(-1) + mean.unsqueeze(-1),
-            s * std.unsqueeze(-1),
-            mean_n * std + mean,
-            var_n * std * std,
+            mu * scale.unsqueeze(-1) + level.unsqueeze(-1),
+            s * scale.unsqueeze(-1),
+            mean_n * scale + level,
+            var_n * scale * scale,
         )
+
+    def raw_outputs(self, last: torch.Tensor) -> tuple:
+        """Global scaling: the outputs in original units from the last step's recurrent output."""
+        return self.from_frame(self.head_normalized(last), (self.target_mean, self.target_std))
+
+    def outputs(self, x: torch.Tensor) -> tuple:
+        """Raw inputs (B, W, F) -> every output in original units, as a tuple (see :meth:`from_frame`)."""
+        z, ctx = self.frame(x)
+        return self.from_frame(self.forward_normalized(z), ctx)
 
     def output_names(self) -> tuple[str, ...]:
         return ("forecast",) if self.config.head == "point" else MIXTURE_OUTPUTS
 
     def forward(self, x: torch.Tensor):
         """Raw inputs (B, W, F) -> raw predictions: a tensor (point) or the mixture's tuple."""
-        last, _ = self.run_rnn(self.normalize_inputs(x))
-        out = self.raw_outputs(last)
+        out = self.outputs(x)
         return out[0] if self.config.head == "point" else out

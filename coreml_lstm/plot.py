@@ -31,8 +31,7 @@ def plot_checkpoint(checkpoint, out_dir: str | Path) -> list[Path]:
     model = checkpoint.build_model()
     x, y = checkpoint.validation_x, checkpoint.validation_y
     with torch.no_grad():
-        last, _ = model.run_rnn(model.normalize_inputs(torch.as_tensor(np.array(x))))
-        outs = [o.numpy() for o in model.raw_outputs(last)]
+        outs = [o.numpy() for o in model.outputs(torch.as_tensor(np.array(x)))]
     mixture = checkpoint.model_config.head == "mixture"
     targets = checkpoint.target_columns
     fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3.2 * len(targets)), squeeze=False)
@@ -71,3 +70,33 @@ def plot_checkpoint(checkpoint, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(out_dir / "training.png")
     return paths
+
+
+def plot_backtest(result, path: str | Path, max_panels: int = 6) -> Path:
+    """The truth and each origin's ``horizon``-step forecast (with seasonal naive, dashed), one
+    panel per series and target (at most ``max_panels``); written atomically to ``path``."""
+    plt = _pyplot()
+    panels = [(sid, k, name) for sid in result.history for k, name in enumerate(result.targets)][:max_panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)), squeeze=False)
+    for ax, (sid, k, name) in zip(axes[:, 0], panels):
+        first_row, times, values = result.history[sid]
+        ax.plot(times, values[:, k], color="black", lw=1.2, label="actual")
+        first = True
+        for i, o in enumerate(o for o in result.origins if o["series"] == sid):
+            start = o["origin"] - first_row
+            span = times[start : start + result.horizon]
+            color = f"C{i % 9 + 1}"
+            ax.plot(span, np.asarray(o["model"])[: len(span), k], color=color, lw=1.6, label="model" if first else None)
+            ax.plot(span, np.asarray(o["seasonal_naive"])[: len(span), k], color=color, lw=1.0, ls="--", label="seasonal naive" if first else None)
+            ax.axvline(span[0], color=color, lw=0.6, alpha=0.5)
+            first = False
+        who = "" if sid is None else f"series {sid}, "
+        ax.set_title(f"{who}{name}: {result.horizon}-step forecasts from {len(result.origins)} origins ({'refit' if result.refit else 'no refit'})")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

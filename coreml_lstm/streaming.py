@@ -1,11 +1,22 @@
-"""Persistent recurrent state for prediction step by step: the two export styles' torch modules.
+"""Persistent state for prediction step by step: the two export styles' torch modules.
 
-explicit  ``x`` (1, L, F) chunk plus ``h_in`` (and ``c_in`` for an LSTM), each (layers*dirs, 1, H),
-          in; the model's outputs plus ``h_out`` (and ``c_out``) out. Any deployment target.
-states    iOS18+: the state lives in Core ML states ``h_state`` (and ``c_state``), fp16 as Core ML
-          requires, updated in place by every call (an app passes one MLState per stream).
+explicit  ``x`` (1, L, F) chunk plus the state inputs ``<name>_in`` in; the model's outputs plus
+          ``<name>_out`` out. Any deployment target.
+states    iOS18+: the state lives in Core ML states ``<name>_state``, fp16 as Core ML requires,
+          updated in place by every call (an app passes one MLState per stream).
 
-Either way the outputs after a chunk are the forecast from the last step of everything fed so far.
+What the state is depends on the scaling:
+
+global    the recurrent state ``h`` (and ``c`` for an LSTM), each (layers*dirs, 1, H): the outputs
+          after a chunk are the forecast from the last step of everything fed so far.
+window    the last ``window`` rows fed, ``window`` (1, W, F + 1): each row plus a flag that is 1 for
+          a fed row and 0 for the zeros a stream starts with. Each call appends its chunk, keeps the
+          last W rows, and runs the window model on them, so the window's scaling statistics (its
+          last value and mean absolute deviation) are always those of the last W rows fed, and
+          the outputs after a chunk equal the window package's on those rows. Until W rows have
+          been fed, the missing rows count as copies of the latest row. Core ML states are fp16,
+          so the ``states`` style keeps the rows to ~3 significant digits (and below 65504);
+          ``explicit`` keeps them in fp32.
 """
 
 from __future__ import annotations
@@ -18,12 +29,60 @@ STYLES = ("explicit", "states")
 
 
 def state_shape(model) -> tuple[int, int, int]:
+    """The shape of every state of a streaming export of ``model``."""
     cfg = model.config
+    if model.windowed:
+        return (1, model.window, model.n_inputs + 1)
     return (cfg.num_layers * (2 if cfg.bidirectional else 1), 1, cfg.hidden_size)
 
 
 def state_names(model) -> tuple[str, ...]:
+    if model.windowed:
+        return ("window",)
     return ("h", "c") if model.config.cell == "lstm" else ("h",)
+
+
+def state_description(name: str) -> str:
+    if name == "window":
+        return "The last window rows fed, each with a last column that is 1 for a fed row"
+    return f"Recurrent {name} state"
+
+
+def _push(window: torch.Tensor, x: torch.Tensor, length: int) -> torch.Tensor:
+    """The rows buffer (1, W, F + 1) after appending the chunk x (1, L, F), flagged as fed."""
+    # x * 0 + 1 rather than ones_like: with a flexible length ones_like converts to fill_like.
+    rows = torch.cat([x, x[..., :1] * 0.0 + 1.0], dim=-1)  # (1, L, F + 1)
+    return torch.cat([window, rows], dim=1)[:, -length:]  # (1, W, F + 1)
+
+
+def _rows(window: torch.Tensor) -> torch.Tensor:
+    """The buffer's rows (1, W, F), rows not fed yet replaced by the latest row."""
+    values, fed = window[..., :-1], window[..., -1:]
+    return fed * values + (1.0 - fed) * values[:, -1:]
+
+
+class ExplicitWindow(nn.Module):
+    """Window scaling: the last W rows travel as the state."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, window_in):
+        window = _push(window_in, x, self.model.window)
+        return (*self.model.outputs(_rows(window)), window)
+
+
+class StatefulWindow(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.register_buffer("window_state", torch.zeros(state_shape(model)))
+
+    def forward(self, x):
+        window = _push(self.window_state, x, self.model.window)
+        self.window_state[:] = window  # slice assignment: TorchScript conversion of copy_ fails
+        return self.model.outputs(_rows(window))
 
 
 class ExplicitLSTM(nn.Module):
@@ -79,10 +138,28 @@ class StatefulH(nn.Module):
 
 
 def wrap(model, style: str) -> nn.Module:
+    if model.windowed:
+        return (ExplicitWindow if style == "explicit" else StatefulWindow)(model).eval()
     lstm = model.config.cell == "lstm"
     if style == "explicit":
         return (ExplicitLSTM if lstm else ExplicitH)(model).eval()
     return (StatefulLSTM if lstm else StatefulH)(model).eval()
+
+
+@torch.no_grad()
+def one_pass(model, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """What a fresh stream gives after being fed the rows x (L, F), computed in one pass.
+
+    Returns:
+        (the outputs in original units, the final states in :func:`state_names` order), as numpy.
+    """
+    x = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))[None]  # (1, L, F)
+    if model.windowed:
+        window = _push(torch.zeros(state_shape(model)), x, model.window)
+        return [o.numpy() for o in model.outputs(_rows(window))], [window.numpy()]
+    last, final = model.run_rnn(model.normalize_inputs(x))
+    finals = final if isinstance(final, tuple) else (final,)
+    return [o.numpy() for o in model.raw_outputs(last)], [f.numpy() for f in finals]
 
 
 def consecutive_rows(x):

@@ -60,6 +60,9 @@ class History:
     best_epoch: int = 0
     best_val_loss: float = math.inf
     stopped_early: bool = False
+    # The untrained model's validation loss: with window scaling it is the seasonal-naive
+    # forecast, kept (best_epoch -1) when no epoch beats it.
+    initial_val_loss: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,12 +80,16 @@ def seed_everything(seed: int) -> None:
 
 
 def _tensors(windows, model) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw windows -> normalised tensors, computed once rather than per batch."""
+    """Raw windows -> normalised tensors in the model's frame, computed once rather than per batch.
+
+    With window scaling each window has its own frame (level and scale), so its targets are
+    expressed in it: the loss is measured in units of each window's scale.
+    """
     x = torch.as_tensor(windows.x, dtype=torch.float32)  # (N, W, F)
     y = torch.as_tensor(windows.y, dtype=torch.float32)  # (N, horizon, T)
     with torch.no_grad():
-        z = model.normalize_inputs(x)
-        t = (y - model.target_mean) / model.target_std
+        z, ctx = model.frame(x)  # (N, W, F)
+        t = model.target_frame(y, ctx)  # (N, horizon, T)
     return z.contiguous(), t.contiguous()
 
 
@@ -134,6 +141,9 @@ def fit(model: nn.Module, dataset, config: TrainConfig, *, loss_fn=mse_loss, pro
 
     history = History()
     best_state = _snapshot(model)
+    if getattr(model, "windowed", False):  # the start is a real forecast (seasonal naive): a candidate
+        history.initial_val_loss = evaluate(model, loss_fn, z_val, t_val)
+        history.best_val_loss, history.best_epoch = history.initial_val_loss, -1
     bar = None
     if progress:
         from tqdm.auto import tqdm

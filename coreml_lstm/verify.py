@@ -224,10 +224,8 @@ def verify_streaming(
         model: the :class:`coreml_lstm.model.RecurrentModel` it came from.
         sequence: (L, F) raw inputs; L a multiple of ``chunk`` is fed in L / chunk calls.
     """
-    import torch
-
     from . import executor
-    from .streaming import state_names, state_shape
+    from .streaming import one_pass, state_names, state_shape
 
     program = executor.load(package)
     stateful = bool(program.states)
@@ -251,12 +249,8 @@ def verify_streaming(
         return result
 
     def reference(x):
-        with torch.no_grad():
-            z = model.normalize_inputs(torch.as_tensor(np.array(x[None])))
-            last, final = model.run_rnn(z)
-            outs = [o.numpy() for o in model.raw_outputs(last)]
-        finals = final if isinstance(final, tuple) else (final,)
-        return dict(zip(out_names, outs)) | {f"{n}_out": f.numpy() for n, f in zip(names, finals)}
+        outs, finals = one_pass(model, x)
+        return dict(zip(out_names, outs)) | {f"{n}_out": f for n, f in zip(names, finals)}
 
     report = Report(package=str(package), samples=len(chunks))
     backend = f"executor:{'states' if stateful else 'explicit'}"

@@ -1,7 +1,7 @@
 """The mixture regressor on the embedded sunspots data, next to a K = 1 (plain Gaussian) model.
 
-Both use the same network and data: 2-layer LSTM, hidden 16, window 24, weight decay 1e-3, the
-last 10% of the years (1978-2008) as validation. Prints NLL, CRPS, interval coverage, RMSE and
+Both use the same network and data: 2-layer LSTM, hidden 16, window 24, weight decay 1e-3, global
+scaling, the last 10% of the years (1978-2008) as validation. Prints NLL, CRPS, interval coverage, RMSE and
 MAE in original units for each; the central 90% interval should cover 85-95% of the targets.
 
     python scripts/mixture_report.py [--mixtures 3] [--seeds 0 1 2]
@@ -15,7 +15,10 @@ import statistics
 from coreml_lstm import Forecaster
 from coreml_lstm.datasets import DEFAULT, load_sunspots
 
-SETTINGS = dict(time=DEFAULT["time"], window=24, hidden_size=16, num_layers=2, weight_decay=1e-3, val_fraction=0.1, head="mixture", progress=False)
+# Global scaling: the README's numbers are this model's. (With window scaling, the default now, seed
+# 0 gives K = 3 NLL 4.007 against 4.139 for K = 1, and covers 30 of the 31 targets, 0.968.)
+SETTINGS = dict(time=DEFAULT["time"], window=24, hidden_size=16, num_layers=2, weight_decay=1e-3, val_fraction=0.1, head="mixture",
+                scaling="global", progress=False)
 
 
 def fit(k: int, seed: int) -> Forecaster:

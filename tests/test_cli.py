@@ -11,7 +11,9 @@ from coreml_lstm.cli import main
 
 from .conftest import sine_table
 
-FAST = ["--window", "8", "--hidden-size", "8", "--epochs", "3", "--quiet"]
+# The original (global) scaling: a 3-epoch window-scaled model can stay at its classical start,
+# whose recurrent head is zero, and then a changed recurrent weight (the verify test) changes nothing.
+FAST = ["--window", "8", "--hidden-size", "8", "--epochs", "3", "--quiet", "--scaling", "global"]
 
 
 def run(*args):

@@ -158,7 +158,7 @@ def test_column_errors(tmp_path):
 def test_short_series_and_validation_columns(tmp_path):
     p = write(tmp_path, series_csv(6))
     assert err(prepare, p, config=DataConfig(target="y", time="t", window=4)) == (
-        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7"
+        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7 (use a smaller window or horizon, or give a separate validation table)"
     )
     two = pd.DataFrame({"sid": ["a"] * 20 + ["b"] * 3, "y": np.arange(23.0)})
     assert err(prepare, two, None, DataConfig(target="y", series_id="sid", window=2), ) .startswith("training data: series 'b' has 3 rows")

@@ -34,7 +34,8 @@ def test_mixture_crps_matches_monte_carlo():
 
 def test_outputs_are_a_valid_distribution_in_original_units():
     torch.manual_seed(0)
-    m = RecurrentModel(ModelConfig(head="mixture", mixtures=4, hidden_size=8), n_inputs=2, n_targets=2, horizon=3).eval()
+    # Global scaling: the frame is the fixed (target_mean, target_std) set here.
+    m = RecurrentModel(ModelConfig(head="mixture", mixtures=4, hidden_size=8, scaling="global"), n_inputs=2, n_targets=2, horizon=3).eval()
     m.target_mean.copy_(torch.tensor([100.0, -5.0]))
     m.target_std.copy_(torch.tensor([10.0, 0.5]))
     w, mu, s, mean, var = m(torch.randn(5, 6, 2))

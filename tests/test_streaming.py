@@ -1,4 +1,8 @@
-"""Persistent state: explicit-state and Core ML-state exports, fed in chunks, against one torch pass."""
+"""Persistent state: explicit-state and Core ML-state exports, fed in chunks, against one torch pass.
+
+Window-scaled models carry their last window rows as the state; globally scaled ones the
+recurrent state (see coreml_lstm/streaming.py).
+"""
 
 import numpy as np
 import pytest
@@ -13,8 +17,9 @@ from .conftest import FAST, sine_table
 @pytest.fixture(scope="module")
 def fitted():
     return {
-        cell: Forecaster("y0", time="t", cell=cell, head="mixture", mixtures=2, **FAST).fit(sine_table(150))
+        (cell, scaling): Forecaster("y0", time="t", cell=cell, head="mixture", mixtures=2, scaling=scaling, **FAST).fit(sine_table(150))
         for cell in ("lstm", "gru")
+        for scaling in ("window", "global")
     }
 
 
@@ -24,50 +29,64 @@ def sequence(n=30):
 
 
 @pytest.mark.parametrize(
-    "cell, style, target, precision",
+    "cell, scaling, style, target, precision",
     [
-        ("lstm", "explicit", "iOS16", "fp32"),
-        ("lstm", "explicit", "iOS17", "fp16"),
-        ("lstm", "states", "iOS18", "fp32"),
-        ("lstm", "states", "iOS18", "fp16"),
-        ("gru", "explicit", "iOS16", "fp32"),
-        ("gru", "states", "iOS18", "fp16"),
+        ("lstm", "window", "explicit", "iOS16", "fp32"),
+        ("lstm", "window", "explicit", "iOS17", "fp16"),
+        ("lstm", "window", "states", "iOS18", "fp32"),
+        ("lstm", "window", "states", "iOS18", "fp16"),
+        ("gru", "window", "explicit", "iOS16", "fp32"),
+        ("gru", "global", "states", "iOS18", "fp16"),
+        ("lstm", "global", "explicit", "iOS16", "fp32"),
     ],
 )
-def test_three_chunks_match_one_pass(tmp_path, fitted, cell, style, target, precision):
-    f = fitted[cell]
+def test_three_chunks_match_one_pass(tmp_path, fitted, cell, scaling, style, target, precision):
+    f = fitted[cell, scaling]
     path = f.export(tmp_path / "s.mlpackage", streaming=style, target=target, precision=precision, max_chunk=16)
-    report = verify_streaming(str(path), f.model_, sequence(30), chunk=10)
+    # Chunks shorter than the window (8): the window state really spans calls.
+    report = verify_streaming(str(path), f.model_, sequence(18), chunk=6)
     for check in report.checks:
         print(check.line())
     assert report.status == "passed"
-    assert any("3x10 vs one pass" in c.backend for c in report.checks)
+    assert any("3x6 vs one pass" in c.backend for c in report.checks)
     assert any("reset vs fresh start" in c.backend for c in report.checks)
     if style == "explicit":
-        assert any(c.output == "h_out" for c in report.checks)
+        assert any(c.output == ("window_out" if scaling == "window" else "h_out") for c in report.checks)
 
 
-def test_the_streaming_check_can_fail(tmp_path, fitted):
+@pytest.mark.parametrize("scaling", ["window", "global"])
+def test_the_streaming_check_can_fail(tmp_path, fitted, scaling):
     """Carrying no state (a reset before every chunk) must not pass as carrying it."""
     import coreml_lstm.executor as ex
 
-    f = fitted["lstm"]
+    f = fitted["lstm", scaling]
     path = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=16)
     prog = ex.load(path)
     seq = sequence(30)
     zeros = {t.name: np.zeros(t.shape, np.float32) for t in prog.inputs if t.name.endswith("_in")}
-    forgetful = prog.predict({"x": seq[None, 20:30], **zeros})["prediction"]
-    report = verify_streaming(str(path), f.model_, seq, chunk=10)
+    forgetful = prog.predict({"x": seq[None, 25:30], **zeros})["prediction"]
+    report = verify_streaming(str(path), f.model_, seq, chunk=5)
     carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.backend][0]
     assert carried.status == "passed" and carried.max_abs < 1e-3
-    full = f.predict_distribution(seq[None])["prediction"]
+    # The stream's forecast is the model's on what it has seen: the last window (window scaling)
+    # or the whole sequence (global scaling).
+    full = f.predict_distribution(seq[None, -f.checkpoint_.window :] if scaling == "window" else seq[None])["prediction"]
+    np.testing.assert_allclose(prog.predict({"x": seq[None, 25:30], **_carried_state(prog, seq[:25])})["prediction"], full, rtol=1e-4, atol=1e-4)
     assert np.abs(forgetful - full).max() > 10 * carried.max_abs
+
+
+def _carried_state(prog, rows, chunk=5):
+    state = {t.name: np.zeros(t.shape, np.float32) for t in prog.inputs if t.name.endswith("_in")}
+    for i in range(0, len(rows), chunk):
+        out = prog.predict({"x": rows[None, i : i + chunk], **state})
+        state = {k: np.asarray(out[k[: -len("_in")] + "_out"], np.float32) for k in state}
+    return state
 
 
 def test_bad_streaming_input(tmp_path, fitted):
     import coreml_lstm.executor as ex
 
-    f = fitted["lstm"]
+    f = fitted["lstm", "global"]
     with pytest.raises(ConfigError) as e:
         f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS17")
     assert str(e.value) == "streaming states: Core ML states need deployment target iOS18 or macOS15; got iOS17 (use --streaming explicit for earlier targets)"
@@ -92,7 +111,7 @@ def test_cli_export_streaming_and_run_with_state_file(tmp_path, fitted):
 
     from coreml_lstm.cli import main
 
-    f = fitted["lstm"]
+    f = fitted["lstm", "global"]
     f.save(tmp_path / "ckpt")
     runner = CliRunner()
     r = runner.invoke(main, ["export", str(tmp_path / "ckpt"), str(tmp_path / "s.mlpackage"), "--streaming", "states", "--target", "iOS17"])

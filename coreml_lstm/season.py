@@ -1,0 +1,70 @@
+"""The season length of a series, from the frequency of its time column.
+
+A regular calendar time column implies a season: hourly 24 (a day), daily 7 (a week), business
+daily 5, weekly 52, monthly 12, quarterly 4, yearly 1 (none); other sub-daily steps that divide a
+day give the steps per day (half-hourly 48). Numbers (a year as 1700, a step counter) and
+irregular times imply no season (1): the user says ``season=`` then.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+DAY_SECONDS = 86400
+
+
+def frequency(times) -> str | None:
+    """pandas' name for the step of a sorted datetime sequence (e.g. 'MS', 'W-SUN', '30min'), or None."""
+    values = pd.DatetimeIndex(pd.Series(times).dropna().drop_duplicates().sort_values())
+    if len(values) < 3:
+        return None
+    try:
+        return pd.infer_freq(values)
+    except (TypeError, ValueError):
+        return None
+
+
+def season_of_frequency(freq: str | None) -> int:
+    """The season length a pandas frequency implies (1 for yearly, unknown or irregular)."""
+    if not freq:
+        return 1
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        return 1
+    off = pd.offsets
+    n = max(int(offset.n), 1)
+    if isinstance(offset, (off.YearBegin, off.YearEnd, off.BYearBegin, off.BYearEnd)):
+        return 1
+    if isinstance(offset, (off.QuarterBegin, off.QuarterEnd, off.BQuarterBegin, off.BQuarterEnd)):
+        return 4 // n if 4 % n == 0 else 1
+    if isinstance(offset, (off.MonthBegin, off.MonthEnd, off.BusinessMonthBegin, off.BusinessMonthEnd, off.SemiMonthBegin, off.SemiMonthEnd)):
+        per_year = 24 if isinstance(offset, (off.SemiMonthBegin, off.SemiMonthEnd)) else 12
+        return per_year // n if per_year % n == 0 else 1
+    if isinstance(offset, off.Week):
+        return 52 if n == 1 else 1
+    if isinstance(offset, off.BusinessDay):
+        return 5 if n == 1 else 1
+    try:
+        seconds = offset.nanos / 1e9
+    except ValueError:  # a calendar offset with no fixed length that is none of the above
+        return 1
+    if seconds == DAY_SECONDS:
+        return 7
+    if 0 < seconds < DAY_SECONDS and DAY_SECONDS % seconds == 0:
+        return int(DAY_SECONDS // seconds)  # steps per day
+    return 1
+
+
+def infer_season(times) -> int:
+    """The season length of a time column's values: see the module docstring. 1 when unknown."""
+    series = pd.Series(times)
+    if not pd.api.types.is_datetime64_any_dtype(series):
+        return 1
+    return season_of_frequency(frequency(series))
+
+
+def seasonal_lag(season: int, available: int) -> int:
+    """The lag the seasonal-naive forecast uses: the season, or 1 when the history is shorter."""
+    return season if 1 < season <= available else 1
+

@@ -1,0 +1,307 @@
+"""The toolkit's default forecaster against naive, seasonal naive and ETS on public series.
+
+Series (the rule, fixed before any result was seen): every regularly spaced, univariate
+forecasting series with a time index in the data folder of the sktime wheel (Airline, Lynx,
+PBS_dataset, ShampooSales, solar; sktime's other files are classification, annotation or
+multivariate regression sets), plus, for the frequencies that folder lacks, the statsmodels
+dataset with a regular time index at that frequency: co2 (weekly; its gaps filled by linear
+interpolation, the usual treatment; its last 1000 weeks, to bound the run time) and macrodata
+(quarterly; its first series, realgdp). That
+covers yearly, quarterly, monthly, weekly and half-hourly series, with and without trend and
+season. The files are read from the installed wheels (``pip install ".[bench]"`` for statsmodels,
+``pip install --no-deps sktime==1.2.0`` for sktime's files: its dependencies pin an older pandas);
+sktime is never imported.
+
+Protocol: the horizon is M4's for the frequency (yearly 6, quarterly 8, monthly 18, weekly 13,
+daily 14, sub-daily 48) capped at a sixth of the series; the last horizon is held out; each
+method fits on the rest and forecasts the horizon at once from the end of it. The model is
+``Forecaster(target, time=..., horizon=H)`` with nothing else set (``--head mixture`` adds that
+one option): everything it chooses (window, season, early stopping) it chooses by validation on
+the training part; nothing here was tuned on the held-out horizons. ETS is statsmodels' ETSModel
+with the AICc-best of additive errors x trend {none, additive, damped} x season {none, additive,
+and multiplicative for positive series} (the AutoETS search), fitted on the same training part
+(initial states by maximum likelihood; for seasons longer than 24, statsmodels' heuristic start).
+MASE divides by the in-sample MAE of the one-step seasonal-naive forecast on the training part.
+
+Each (series, seed, head) result is written to ``--results DIR`` as its own JSON file (written
+whole, then renamed), so several processes can run different seeds at once; the table is made
+from whatever files DIR holds for the requested seeds. ``--quick`` trains 1 seed with 40 epochs
+on three short series: a smoke test, not the benchmark.
+
+    python scripts/bench_forecast.py                      # all series, seeds 0-2
+    python scripts/bench_forecast.py --seeds 1 &          # parallel-safe: one process per seed
+    python scripts/bench_forecast.py --head mixture       # + central 90% interval coverage
+    python scripts/bench_forecast.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAX_POINTS = 1000  # longer series (co2) keep their last 1000 points, so that a run takes minutes
+M4_HORIZON = {"yearly": 6, "quarterly": 8, "monthly": 18, "weekly": 13, "daily": 14, "sub-daily": 48}
+SEASON = {"yearly": 1, "quarterly": 4, "monthly": 12, "weekly": 52, "daily": 7}
+
+
+def _sktime_data() -> Path:
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("sktime is not installed: pip install --no-deps sktime (the benchmark reads the CSV files in its wheel)")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+def _sk(name: str, time_col: str | None, value_col: str, parse=None) -> pd.DataFrame:
+    frame = pd.read_csv(_sktime_data() / name / f"{name}.csv")
+    if time_col is None:
+        time_col = frame.columns[0]
+    times = pd.to_datetime(frame[time_col], format=parse) if parse else frame[time_col]
+    return pd.DataFrame({"time": times, "value": frame[value_col].astype(float)})
+
+
+def load_airline():
+    return _sk("Airline", "Date", "Passengers", "%Y-%m")
+
+
+def load_lynx():
+    f = pd.read_csv(_sktime_data() / "Lynx" / "Lynx.csv")  # header ",0": year, count
+    return pd.DataFrame({"time": pd.to_datetime(f.iloc[:, 0].astype(int).astype(str), format="%Y"), "value": f.iloc[:, 1].astype(float)})
+
+
+def load_pbs():
+    return _sk("PBS_dataset", "Month", "Scripts", "%Y %b")
+
+
+def load_shampoo():
+    return _sk("ShampooSales", "Time", "Sales", "%Y-%m")
+
+
+def load_solar():
+    f = _sk("solar", "datetime_gmt", "solar_gen")
+    f["time"] = pd.to_datetime(f["time"], utc=True).dt.tz_localize(None)
+    return f
+
+
+def load_co2():
+    import statsmodels.api as sm
+
+    d = sm.datasets.co2.load_pandas().data["co2"].interpolate()
+    return pd.DataFrame({"time": d.index, "value": d.to_numpy(float)})
+
+
+def load_realgdp():
+    import statsmodels.api as sm
+
+    d = sm.datasets.macrodata.load_pandas().data
+    times = pd.PeriodIndex.from_fields(year=d["year"].astype(int), quarter=d["quarter"].astype(int), freq="Q").to_timestamp()
+    return pd.DataFrame({"time": times, "value": d["realgdp"].to_numpy(float)})
+
+
+# name: (loader, frequency, what it shows)
+SERIES = {
+    "airline": (load_airline, "monthly", "trend, multiplicative season"),
+    "co2": (load_co2, "weekly", "trend, season"),
+    "lynx": (load_lynx, "yearly", "no trend, a ~10-year cycle, no calendar season"),
+    "pbs": (load_pbs, "monthly", "intermittent counts (0-3), no trend"),
+    "realgdp": (load_realgdp, "quarterly", "trend, seasonally adjusted"),
+    "shampoo": (load_shampoo, "monthly", "trend, 36 points"),
+    "solar": (load_solar, "sub-daily", "daily season (48 half-hours), no trend"),
+}
+QUICK = ("airline", "shampoo", "lynx")
+
+
+def frequency_season(freq: str, frame: pd.DataFrame) -> int:
+    if freq == "sub-daily":
+        step = (frame["time"].iloc[1] - frame["time"].iloc[0]).total_seconds()
+        return int(round(86400 / step))
+    return SEASON[freq]
+
+
+def split(name: str):
+    loader, freq, _ = SERIES[name]
+    frame = loader().reset_index(drop=True).iloc[-MAX_POINTS:].reset_index(drop=True)
+    h = min(M4_HORIZON[freq], len(frame) // 6)
+    return frame.iloc[:-h].reset_index(drop=True), frame.iloc[-h:].reset_index(drop=True), h, frequency_season(freq, frame)
+
+
+def mase(y, pred, train, m) -> float:
+    y, pred, train = (np.asarray(a, np.float64) for a in (y, pred, train))
+    lag = m if m < len(train) else 1
+    scale = np.mean(np.abs(train[lag:] - train[:-lag]))
+    return float(np.mean(np.abs(y - pred)) / scale)
+
+
+def seasonal_naive(train, h, m):
+    lag = m if m < len(train) else 1
+    return np.asarray(train[-lag:])[np.arange(h) % lag]
+
+
+def ets_forecast(train, h, m) -> tuple[np.ndarray, str]:
+    """The AICc-best ETS model (AutoETS's search over additive-error models) and its name."""
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    y = np.asarray(train, np.float64)
+    seasons = [None] + (["add"] + (["mul"] if (y > 0).all() else []) if 1 < m and 2 * m <= len(y) else [])
+    # Estimating 52 (or 48) initial seasonal states by maximum likelihood takes statsmodels tens of
+    # minutes per model: long seasons start from its heuristic (classical decomposition) instead.
+    init = "estimated" if m <= 24 else "heuristic"
+    best = None
+    for trend, damped in ((None, False), ("add", False), ("add", True)):
+        for season in seasons:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit = ETSModel(y, error="add", trend=trend, damped_trend=damped, seasonal=season,
+                                   seasonal_periods=m if season else None, initialization_method=init).fit(disp=False, maxiter=200)
+                score = fit.aicc
+            except Exception:  # a combination the data cannot support (too short for the season)
+                continue
+            if np.isfinite(score) and (best is None or score < best[0]):
+                name = f"ETS(A,{'N' if trend is None else 'Ad' if damped else 'A'},{'N' if season is None else season[0].upper()})"
+                best = (score, fit, name)
+    return np.asarray(best[1].forecast(h)), best[2]
+
+
+def run_model(name: str, seed: int, head: str, quick: bool) -> dict:
+    import torch
+
+    from coreml_lstm import Forecaster
+    from coreml_lstm.data import prediction_windows
+    from coreml_lstm.mixture import quantile
+
+    torch.set_num_threads(1)  # one core per process: seeds run side by side
+    train, test, h, m = split(name)
+    extra = {"head": head} if head != "point" else {}
+    if quick:
+        extra["epochs"] = 40
+    start = time.perf_counter()
+    f = Forecaster("value", time="time", horizon=h, seed=seed, progress=False, **extra).fit(train)
+    seconds = time.perf_counter() - start
+    x, _ = prediction_windows(train, f.checkpoint_.data_config, f.checkpoint_.input_columns, last_only=True)
+    result = {
+        "series": name, "seed": seed, "head": head, "quick": quick, "horizon": h, "season": m,
+        "window": f.checkpoint_.window, "inferred_season": f.checkpoint_.data_config.season,
+        "best_epoch": f.history_["best_epoch"] + 1, "seconds": seconds,
+        "validation_mase": f.metrics_["vs_baselines"]["mase"],
+        "validation_snaive_mase": f.metrics_["vs_baselines"]["baselines"]["seasonal_naive"]["mase"],
+    }
+    y = test["value"].to_numpy(np.float64)
+    if head == "mixture":
+        d = f.predict_distribution(x)
+        pred = d["prediction"][0, :, 0]
+        w, mu, s = d["weights"][0, :, 0], d["means"][0, :, 0], d["scales"][0, :, 0]
+        lo, hi = quantile(w, mu, s, 0.05), quantile(w, mu, s, 0.95)
+        result["coverage90"] = float(np.mean((y >= lo) & (y <= hi)))
+    else:
+        pred = f.predict_windows(x)[0, :, 0]
+    result["mase"] = mase(y, pred, train["value"], m)
+    result["forecast"] = [float(v) for v in pred]
+    return result
+
+
+def baselines(name: str) -> dict:
+    train, test, h, m = split(name)
+    y, tr = test["value"].to_numpy(np.float64), train["value"].to_numpy(np.float64)
+    ets, ets_name = ets_forecast(tr, h, m)
+    return {
+        "naive": mase(y, np.repeat(tr[-1], h), tr, m),
+        "seasonal_naive": mase(y, seasonal_naive(tr, h, m), tr, m),
+        "ets": mase(y, ets, tr, m),
+        "ets_model": ets_name,
+        "n_train": len(tr), "horizon": h, "season": m,
+    }
+
+
+def _write(path: Path, value: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--series", nargs="*", choices=sorted(SERIES), help="default: all (quick: airline, shampoo, lynx)")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="default 0 1 2 (quick: 0)")
+    p.add_argument("--head", choices=["point", "mixture"], default="point")
+    p.add_argument("--quick", action="store_true", help="1 seed, 40 epochs, three short series: a smoke test")
+    p.add_argument("--results", type=Path, default=Path("/tmp/bench_forecast"), help="one JSON per (series, seed, head); reused if present")
+    p.add_argument("--rerun", action="store_true", help="train again even when a result file exists")
+    p.add_argument("--report-only", action="store_true", help="print the table from the result files; train nothing")
+    args = p.parse_args(argv)
+    names = args.series or (list(QUICK) if args.quick else list(SERIES))
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    tag = f"{args.head}{'-quick' if args.quick else ''}"
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    base = {}
+    for name in names:
+        path = args.results / f"{name}.baselines.json"
+        if path.exists() and not args.rerun:
+            base[name] = json.loads(path.read_text())
+        elif not args.report_only:
+            base[name] = baselines(name)
+            _write(path, base[name])
+    runs: dict[tuple, dict] = {}
+    for name in names:
+        for seed in seeds:
+            path = args.results / f"{name}.{tag}.seed{seed}.json"
+            if path.exists() and not args.rerun:
+                runs[name, seed] = json.loads(path.read_text())
+                continue
+            if args.report_only:
+                continue
+            print(f"{name} seed {seed} ({args.head}) ...", file=sys.stderr, flush=True)
+            runs[name, seed] = run_model(name, seed, args.head, args.quick)
+            _write(path, runs[name, seed])
+            r = runs[name, seed]
+            print(f"  MASE {r['mase']:.3f} (window {r['window']}, best epoch {r['best_epoch']}, {r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    print_table(names, seeds, base, runs, args.head, args.quick)
+    return 0
+
+
+def print_table(names, seeds, base, runs, head, quick) -> None:
+    cover = head == "mixture"
+    print(f"MASE on the held-out horizon (seeds {', '.join(map(str, seeds))}; model: mean +- half the range over seeds){' [QUICK: not the benchmark]' if quick else ''}")
+    cols = f"| series | freq | n | h | model | naive | seasonal naive | ETS |" + (" 90% coverage |" if cover else "")
+    print(cols)
+    print("|" + " --- |" * (cols.count("|") - 1))
+    means = {k: [] for k in ("model", "naive", "seasonal_naive", "ets", "coverage")}
+    for name in names:
+        got = [runs[name, s] for s in seeds if (name, s) in runs]
+        b = base.get(name)
+        if not got or b is None:
+            print(f"| {name} | (missing: {len(got)} of {len(seeds)} seeds) |")
+            continue
+        v = np.array([r["mase"] for r in got])
+        half = (v.max() - v.min()) / 2
+        row = f"| {name} | {SERIES[name][1]} | {b['n_train']} | {b['horizon']} | {v.mean():.3f} +- {half:.3f} | {b['naive']:.3f} | {b['seasonal_naive']:.3f} | {b['ets']:.3f} ({b['ets_model']}) |"
+        if cover:
+            c = np.array([r["coverage90"] for r in got])
+            row += f" {c.mean():.3f} |"
+            means["coverage"].append(c.mean())
+        print(row + ("" if len(got) == len(seeds) else f" ({len(got)} of {len(seeds)} seeds)"))
+        means["model"].append(v.mean())
+        for k in ("naive", "seasonal_naive", "ets"):
+            means[k].append(b[k])
+    if means["model"]:
+        row = f"| mean | | | | {np.mean(means['model']):.3f} | {np.mean(means['naive']):.3f} | {np.mean(means['seasonal_naive']):.3f} | {np.mean(means['ets']):.3f} |"
+        print(row + (f" {np.mean(means['coverage']):.3f} |" if cover else ""))
+        worse = [n for n in names if all((n, s) in runs for s in seeds) and n in base
+                 and np.mean([runs[n, s]["mase"] for s in seeds]) >= base[n]["seasonal_naive"]]
+        print(f"targets: better than seasonal naive on every series: {'yes' if not worse else 'no (' + ', '.join(worse) + ')'}; "
+              f"mean MASE {np.mean(means['model']):.3f} vs ETS {np.mean(means['ets']):.3f}: {'at most' if np.mean(means['model']) <= np.mean(means['ets']) else 'above'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

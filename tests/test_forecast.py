@@ -1,0 +1,242 @@
+"""Forecasting out of the box: window scaling, seasons, defaults from the data, baselines, backtests."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coreml_lstm import Forecaster
+from coreml_lstm.baselines import compare, mase_scale, window_forecasts
+from coreml_lstm.cli import main
+from coreml_lstm.data import DataConfig, prepare
+from coreml_lstm.errors import ConfigError, DataError
+from coreml_lstm.model import ModelConfig, RecurrentModel
+from coreml_lstm.season import infer_season
+
+TINY = dict(hidden_size=8, num_layers=1, epochs=3, batch_size=16, progress=False)
+
+
+def seasonal_trend(n, *, start="2000-01-01", freq="MS", season=12, slope=1.0, seed=0):
+    """A positive series with a linear trend, a season and a little noise, with a date column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = 100 + slope * t + 10 * np.sin(2 * np.pi * t / season) + rng.normal(0, 0.5, n)
+    return pd.DataFrame({"date": pd.date_range(start, periods=n, freq=freq), "y": y})
+
+
+# -- seasons and defaults -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freq, season", [("h", 24), ("30min", 48), ("D", 7), ("B", 5), ("W-SUN", 52), ("MS", 12), ("ME", 12), ("QS", 4), ("YS", 1)])
+def test_season_from_the_time_column(freq, season):
+    assert infer_season(pd.Series(pd.date_range("2001-01-01", periods=40, freq=freq))) == season
+
+
+def test_no_season_from_numbers_or_irregular_times():
+    assert infer_season(pd.Series(np.arange(1700, 1800))) == 1
+    assert infer_season(pd.to_datetime(pd.Series(["2020-01-01", "2020-01-02", "2020-01-09", "2020-03-01"]))) == 1
+
+
+def test_defaults_follow_the_season_and_can_be_overridden():
+    frame = seasonal_trend(120)
+    ds = prepare(frame, config=DataConfig(target="y", time="date"))
+    assert (ds.config.season, ds.config.horizon, ds.config.window) == (12, 12, 24)
+    ds = prepare(frame, config=DataConfig(target="y", time="date", season=4, horizon=2, window=10))
+    assert (ds.config.season, ds.config.horizon, ds.config.window) == (4, 2, 10)
+
+
+def test_a_small_series_trains_and_an_impossible_one_says_what_to_change(tmp_path):
+    frame = seasonal_trend(30)  # 30 monthly points, 6 ahead: the window shrinks, validation is one horizon
+    f = Forecaster("y", time="date", horizon=6, **TINY).fit(frame)
+    cfg = f.checkpoint_.data_config
+    assert cfg.window + cfg.horizon <= 30 - 6 and len(f.dataset_.train) >= 8 and len(f.dataset_.validation) >= 1
+    path = tmp_path / "short.csv"
+    frame.head(10).to_csv(path, index=False)
+    with pytest.raises(DataError) as e:
+        Forecaster("y", time="date", horizon=6, window=4, **TINY).fit(path)
+    assert str(e.value) == (f"{path}: the table has 10 rows; window 4 + horizon 6 with a 0.2 validation split needs at least 16 "
+                            "(use a smaller window or horizon, or give a separate validation table)")
+
+
+def test_log_needs_positive_targets_and_says_where(tmp_path):
+    frame = seasonal_trend(60)
+    frame.loc[41, "y"] = 0.0
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError) as e:
+        Forecaster("y", time="date", log=True, **TINY).fit(path)
+    assert str(e.value) == f"{path}: column 'y', row 42: value 0.0 is not positive; log scaling needs every target value > 0 (train without --log)"
+    with pytest.raises(ConfigError, match="log: a mixture head"):
+        Forecaster("y", log=True, head="mixture")
+
+
+def test_old_checkpoints_hold_globally_scaled_models():
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("scaling", "log")}
+    assert ModelConfig.from_dict(old).scaling == "global"
+
+
+# -- the model's frame and its start ----------------------------------------------------------
+
+
+def _model(window, horizon, season, kind, n_features=1):
+    model = RecurrentModel(ModelConfig(hidden_size=4, num_layers=1), n_features, 1, horizon, window)
+    weights = model.baseline_weights(kind, season)
+    if weights is None:
+        return None
+    model.start_from_baseline(season)  # zeroes the head
+    with torch.no_grad():
+        model.highway.weight.copy_(weights)
+    return model.eval()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    window=st.integers(3, 20), horizon=st.integers(1, 8), season=st.integers(2, 8), seed=st.integers(0, 10_000),
+    level=st.floats(-1e3, 1e3), spread=st.floats(1e-2, 1e2),
+    kind=st.sampled_from(["naive", "seasonal naive", "naive with drift", "seasonal naive with drift"]),
+)
+def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, season, seed, level, spread, kind):
+    model = _model(window, horizon, season, kind)
+    if model is None:  # the window is too short for it
+        assert kind.startswith("seasonal") and season >= window
+        return
+    x = level + spread * np.random.default_rng(seed).standard_normal(window)
+    h = np.arange(horizon)
+    expected = {
+        "naive": np.full(horizon, x[-1]),
+        "seasonal naive": x[window - season + h % season] if season < window else None,
+        "naive with drift": x[-1] + (h + 1) * (x[-1] - x[0]) / max(window - 1, 1),
+        "seasonal naive with drift": (x[window - season + h % season] + (1 + h // season) * np.mean(x[season:] - x[:-season])) if season < window else None,
+    }[kind]
+    with torch.no_grad():
+        got = model(torch.as_tensor(x, dtype=torch.float32)[None, :, None])[0, :, 0].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * spread + 1e-4 * abs(level))
+
+
+def test_window_scaling_is_equivariant_and_a_constant_window_is_finite():
+    model = RecurrentModel(ModelConfig(hidden_size=8, num_layers=1), 1, 1, 3, 12).eval()
+    x = torch.randn(4, 12, 1)
+    with torch.no_grad():
+        base = model(x)
+        # The same shape at another level and scale: the forecast moves and stretches with it.
+        torch.testing.assert_close(model(1000.0 + 50.0 * x), 1000.0 + 50.0 * base, rtol=1e-4, atol=1e-2)
+        flat = model(torch.full((1, 12, 1), 7.0))
+    assert torch.isfinite(flat).all()
+
+
+# -- a trend continued far outside the training range ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trend_model():
+    frame = seasonal_trend(150, slope=2.0)
+    return Forecaster("y", time="date", horizon=6, **{**TINY, "epochs": 8}).fit(frame)
+
+
+@pytest.mark.parametrize("precision, target", [("fp32", "iOS16"), ("fp16", "iOS17")])
+def test_the_package_follows_a_trend_far_outside_the_training_range(tmp_path, trend_model, precision, target):
+    import coreml_lstm.executor as ex
+
+    f = trend_model
+    W = f.checkpoint_.window
+    far = seasonal_trend(1000 + W, slope=2.0, seed=1)["y"].to_numpy(np.float32)[-W - 6 :]  # levels ~2100 vs training 100-400
+    window, truth = far[:W], far[W:]
+    path = f.export(tmp_path / "m.mlpackage", precision=precision, target=target)
+    got = ex.load(path).predict({"window": window[None, :, None]}, mode=precision)["forecast"][0, :, 0]
+    want = f.predict_windows(window[None, :, None])[0, :, 0]
+    tol = 1e-4 if precision == "fp32" else 5e-2
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # Sensible: near the continued trend (its season is +-10), not stuck at the training range.
+    assert np.abs(want - truth).max() < 30, (want, truth)
+    assert want.min() > 1.5 * f.dataset_.train.y.max()
+
+
+def test_global_scaling_is_kept_as_an_option(trend_model):
+    frame = seasonal_trend(150, slope=2.0)
+    g = Forecaster("y", time="date", horizon=6, scaling="global", **{**TINY, "epochs": 8}).fit(frame)
+    assert g.checkpoint_.model_config.scaling == "global" and not hasattr(g.model_, "highway")
+    W = g.checkpoint_.window
+    far = seasonal_trend(1000 + W, slope=2.0, seed=1)["y"].to_numpy(np.float32)[-W - 6 : -6]
+    # Global z-scores saturate the recurrent net far from the training range: the reason for window scaling.
+    assert np.abs(g.predict_windows(far[None, :, None]) - trend_model.predict_windows(far[None, :, None])).max() > 100
+
+
+# -- baselines -------------------------------------------------------------------------------
+
+
+def test_baselines_by_hand():
+    frame = pd.DataFrame({"t": range(12), "y": [1.0, 2, 3, 4, 1, 2, 3, 5, 1, 2, 3, 6]})
+    ds = prepare(frame, config=DataConfig(target="y", time="t", window=4, horizon=2, season=4, val_fraction=0.25))
+    base = window_forecasts(ds.validation, 4, 2)
+    # The first validation window's targets start at row 9 (0-based): naive repeats row 8's value,
+    # seasonal naive rows 5 and 6.
+    assert ds.validation.origin[0] == 9
+    np.testing.assert_array_equal(base["naive"][0, :, 0], [1, 1])
+    np.testing.assert_array_equal(base["seasonal_naive"][0, :, 0], [2, 3])
+    # In-sample seasonal differences of rows 0-8: |1-1|, |2-2|, |3-3|, |5-4|, |1-1| -> 1/5.
+    np.testing.assert_allclose(mase_scale(ds.insample, 4), [0.2])
+    y = ds.validation.y
+    report = compare(y, base["seasonal_naive"] + 1.0, base, mase_scale(ds.insample, 4), ["y"], 4)
+    assert report["warning"] and "worse than seasonal naive" in report["warning"]
+    assert report["skill"] < 0
+    good = compare(y, y, base, mase_scale(ds.insample, 4), ["y"], 4)
+    assert good["warning"] is None and good["mase"] == 0 and good["skill"] == 1
+
+
+def test_train_reports_the_baselines_and_warns(tmp_path):
+    # White noise around a level: nothing beats seasonal naive by much; 1 epoch of a tiny net with a
+    # huge learning rate is worse than it, and says so.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"date": pd.date_range("2000-01-01", periods=80, freq="MS"), "y": 50 + rng.normal(0, 1, 80)})
+    csv = tmp_path / "noise.csv"
+    frame.to_csv(csv, index=False)
+    r = CliRunner().invoke(main, ["train", str(csv), "--target", "y", "--time", "date", "--horizon", "3", "--hidden-size", "4",
+                                  "--epochs", "1", "--lr", "5", "--quiet", "--scaling", "global", "--out", str(tmp_path / "ckpt")])
+    assert r.exit_code == 0, r.output
+    assert "seasonal naive" in r.stdout and "MASE" in r.stdout and "skill vs seasonal naive" in r.stdout
+    assert "warning: the model is worse than seasonal naive (season 12)" in r.stderr
+    saved = json.loads((tmp_path / "ckpt" / "metrics.json").read_text())["metrics"]
+    assert saved["warnings"] and saved["vs_baselines"]["baselines"]["seasonal_naive"]["mase"] > 0
+
+
+# -- backtest ----------------------------------------------------------------------------------
+
+
+def test_backtest_origins_and_baselines(tmp_path):
+    frame = seasonal_trend(96)
+    f = Forecaster("y", time="date", horizon=6, **TINY).fit(frame.head(72))
+    bt = f.backtest(frame, origins=4, step=6)
+    assert [o["origin"] for o in bt.origins] == [72, 78, 84, 90]
+    o = bt.origins[-1]
+    y = frame["y"].to_numpy()
+    np.testing.assert_allclose(o["naive"][:, 0], np.repeat(y[89], 6))
+    np.testing.assert_allclose(o["seasonal_naive"][:, 0], y[78:84])
+    np.testing.assert_allclose(o["y"][:, 0], y[90:96])
+    W = f.checkpoint_.window
+    np.testing.assert_allclose(o["model"], f.predict_windows(y[None, 90 - W : 90, None].astype(np.float32))[0], rtol=1e-6)
+    s = bt.summary()
+    assert set(s["methods"]) == {"model", "naive", "seasonal_naive"} and s["methods"]["model"]["mase"] > 0
+    refit = f.backtest(frame, origins=1, refit=True)
+    # The refitted forecast is that of a model with the same settings trained on the rows before the origin.
+    again = Forecaster("y", time="date", horizon=6, window=W, season=12, **TINY).fit(frame.head(90))
+    assert refit.refit and len(refit.origins) == 1
+    np.testing.assert_allclose(refit.origins[0]["model"], again.predict_windows(y[None, 90 - W : 90, None].astype(np.float32))[0], rtol=1e-6)
+    f.save(tmp_path / "ckpt")
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "all.csv"), "--origins", "3", "--json", "--plot", str(tmp_path / "bt.png")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["origins"]) == 3 and out["summary"]["methods"]["seasonal_naive"]["mase"] is not None
+    assert (tmp_path / "bt.png").stat().st_size > 10_000
+    r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "all.csv")])
+    assert r.exit_code == 0 and "skill vs seasonal naive" in r.stdout
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "ckpt"), "--backtest", str(tmp_path / "all.csv"), "--origins", "2"])
+    assert r.exit_code == 0 and (tmp_path / "ckpt" / "backtest.png").is_file(), r.output
+    frame.head(20).to_csv(tmp_path / "short.csv", index=False)
+    r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "short.csv")])
+    assert r.exit_code == 1 and f"the table has 20 rows; a backtest with window {W} + horizon 6 needs at least {W + 6}" in r.output
