@@ -53,7 +53,7 @@ class Rounder:
             for start in range(0, flat.size, step):
                 self._round(flat[start : start + step], True)
             return x
-        with np.errstate(over="ignore"):  # the overflow to inf is meant
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is meant; signalling NaNs stay NaN
             for start in range(0, flat.size, step):
                 self._round(flat[start : start + step], False)
         return x

@@ -122,7 +122,7 @@ class ConvTranspose(Kernel):
         full[n, g * C_out/G + o, p * s + k * d] += x[n, g * C_in/G + c, p] * weight[g * C_in/G + c, o, k]
     of size F = (D - 1) * s + (K - 1) * d + 1 per axis; the output is the window of F that the
     padding leaves: custom crops pad[2i] before and pad[2i + 1] after; valid keeps all of F; same
-    keeps D * s, cropping total = F - D * s with total // 2 before (same_lower: the larger half).
+    keeps D * s, cropping total = max(F - D * s, 0) with total // 2 before (same_lower: the larger half).
     ``output_shape`` (N, C_out, *D_out) fixes the size instead, cropped from the same start;
     positions past F are zero. Shapes: x (N, C_in, *D); weight (C_in, C_out / groups, *K);
     bias (C_out,).
@@ -184,7 +184,7 @@ class ConvTranspose(Kernel):
             p = ints(pad, 2 * sp, 0, "pad")
             starts = [p[2 * i] for i in range(sp)]
         elif pad_type in ("same", "same_lower"):
-            totals = [full[i] - sizes[i] for i in range(sp)]
+            totals = [max(full[i] - sizes[i], 0) for i in range(sp)]  # a longer output is zero past F
             starts = [t // 2 if pad_type == "same" else t - t // 2 for t in totals]
         else:
             starts = [0] * sp
