@@ -113,9 +113,13 @@ class L2Norm(Kernel):
 
 @kernel("local_response_norm", opset="iOS15")
 class LocalResponseNorm(Kernel):
-    """Across channels (axis 1), as torch.nn.LocalResponseNorm:
+    """Across the channel axis, -3 (C of [N,] C, H, W), with torch.nn.LocalResponseNorm's window:
         y_c = x_c / (k + alpha / size * sum_{j = c - size // 2}^{c + (size - 1) // 2} x_j^2) ^ beta
-    channels outside [0, C) contributing 0. Shapes: x (N, C, *D), rank 3 to 5.
+    channels outside [0, C) contributing 0. Shapes: x of rank 3 to 5.
+
+    The MIL text calls axis 1 the channels; Core ML normalises across axis -3, which is axis 1 for
+    the rank-4 NCHW inputs converters emit. Apple's smoke test pins it: its expected values for a
+    (1, 3, 2) input (which Core ML matches to 1e-4) normalise each value by itself alone.
     """
 
     def compute(self, *, x, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -123,11 +127,11 @@ class LocalResponseNorm(Kernel):
         size = int(size)
         if x.ndim < 3 or size < 1:
             raise ValueError(f"local_response_norm: x of shape {x.shape} with size {size}")
-        sq = np.square(x)
+        sq = np.moveaxis(np.square(x), -3, 0)  # (C, ...)
         before, after = size // 2, (size - 1) // 2
-        padded = np.pad(sq, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
-        csum = np.concatenate([np.zeros_like(padded[:, :1]), np.cumsum(padded, axis=1)], axis=1)
-        window = csum[:, size:] - csum[:, :-size]  # (N, C, *D): the sum over each channel's window
+        padded = np.pad(sq, [(before, after)] + [(0, 0)] * (x.ndim - 1))
+        csum = np.concatenate([np.zeros_like(padded[:1]), np.cumsum(padded, axis=0)], axis=0)
+        window = np.moveaxis(csum[size:] - csum[:-size], 0, -3)  # the sum over each channel's window
         return (x / np.power(float(k) + float(alpha) / size * window, float(beta))).astype(np.float32)
 
 

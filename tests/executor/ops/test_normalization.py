@@ -61,7 +61,16 @@ def test_l2_norm_over_the_last_three_axes(x, eps):
 
 @settings(max_examples=25, deadline=None)
 @given(X, st.integers(1, 5), st.sampled_from([1e-4, 0.01]), st.sampled_from([0.75, 1.0]), st.sampled_from([1.0, 2.0]))
-def test_local_response_norm_matches_torch(x, size, alpha, beta, k):
-    want = torch.nn.LocalResponseNorm(size, alpha, beta, k)(torch.as_tensor(x)).numpy()
+def test_local_response_norm_is_torchs_across_axis_minus_3(x, size, alpha, beta, k):
+    """torch normalises across axis 1: the same as Core ML's axis -3 for rank 4, moved for the others."""
+    moved = np.ascontiguousarray(np.moveaxis(x, -3, 1))
+    want = np.moveaxis(torch.nn.LocalResponseNorm(size, alpha, beta, k)(torch.as_tensor(moved)).numpy(), 1, -3)
     got = run("local_response_norm", x=x, size=np.int32(size), alpha=np.float32(alpha), beta=np.float32(beta), k=np.float32(k))
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_local_response_norm_on_apples_smoke_case():
+    """coremltools' TestNormalizationLocalResponseNorm smoke values (rank 3: axis 0 holds the channels)."""
+    x = np.array([[[1.0, -7.0], [5.0, -6.0], [-3.0, -5.0]]], dtype=np.float32)
+    want = [[[0.99996257, -6.98716545], [4.99531746, -5.99191284], [-2.99898791, -4.99531746]]]
+    np.testing.assert_allclose(run("local_response_norm", x=x, size=np.int32(2)), want, atol=1e-6)
