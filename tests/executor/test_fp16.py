@@ -58,3 +58,24 @@ def test_bounded_rounding_skips_nothing_it_needs():
     r = Rounder(1000)
     assert r(x, bounded=True) is x
     assert_same(x, want)
+
+
+def test_every_fp16_value_of_an_fp16_run_is_an_fp16_value(tmp_path):
+    """What lets the runner skip rounding the outputs of ``keeps_fp16`` kernels (data movement,
+    recurrent ops): in fp16 mode every value the program declares fp16 holds an fp16 value."""
+    import coreml_lstm.executor as ex
+    from coreml_lstm.zoo import cases, convert
+
+    chosen = [c for c in cases() if c.name in ("lstm2-iOS17-fp16", "gru2-iOS17-fp16", "bilstm2-fp16")]
+    assert len(chosen) == 3
+    for case in chosen:
+        _, feeds, path, _ = convert(case, tmp_path)
+        program = ex.load(path)
+        declared = program.value_dtypes()
+        values = program.run(feeds, mode="fp16", intermediate=True)
+        kept = {op.outputs[0].name for op in program.block.ops if op.kernel.keeps_fp16}
+        checked = [n for n, v in values.items() if declared.get(n) == np.float16 and isinstance(v, np.ndarray)]
+        assert kept & set(checked), case.name  # the skip was exercised
+        for name in checked:
+            v = values[name]
+            assert v.dtype == np.float32 and np.array_equal(v, round_fp16(v)), f"{case.name}: {name}"

@@ -51,7 +51,7 @@ def _channel(param, x: np.ndarray, op: str, name: str = "alpha") -> np.ndarray:
     return p.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
-def _unary(op_type: str, fn, doc: str):
+def _unary(op_type: str, fn, doc: str, keeps_fp16: bool = False):
     @kernel(op_type, opset="iOS15")
     class Unary(Kernel):
         def compute(self, *, x):
@@ -59,11 +59,12 @@ def _unary(op_type: str, fn, doc: str):
 
     Unary.__name__ = Unary.__qualname__ = "".join(p.title() for p in op_type.split("_"))
     Unary.__doc__ = doc
+    Unary.keeps_fp16 = keeps_fp16
     return Unary
 
 
-_unary("relu", lambda x: np.maximum(x, np.float32(0)), "max(x, 0).")
-_unary("relu6", lambda x: np.minimum(np.maximum(x, np.float32(0)), np.float32(6)), "min(max(x, 0), 6).")
+_unary("relu", lambda x: np.maximum(x, np.float32(0)), "max(x, 0).", keeps_fp16=True)
+_unary("relu6", lambda x: np.minimum(np.maximum(x, np.float32(0)), np.float32(6)), "min(max(x, 0), 6).", keeps_fp16=True)
 _unary("sigmoid", sigmoid, "1 / (1 + e^-x).")
 _unary("silu", lambda x: x * sigmoid(x), "x * sigmoid(x) (SiLU, swish).")
 _unary("softplus", lambda x: np.logaddexp(np.float32(0), x), "ln(1 + e^x), computed without overflow.")

@@ -65,6 +65,7 @@ class MaxPool(_Pool):
     """y = max over each window; padding is -inf, so it never wins."""
 
     fill = -np.inf
+    keeps_fp16 = True  # picks values of x
 
     def compute(self, *, x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
         win, axes, _, _ = self._windows(x, kernel_sizes, strides, pad_type, pad, ceil_mode)

@@ -87,6 +87,8 @@ def _steps(T: int, backward: bool):
 
 
 class _Recurrent(Kernel):
+    keeps_fp16 = True  # in fp16 mode the state, hence every output, is rounded as it is made
+
     def _fp16(self) -> bool:
         """Whether this run emulates fp16 for this op (its outputs are fp16)."""
         return self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
@@ -129,9 +131,11 @@ class Lstm(_Recurrent):
             seqs.append(seq[::-1] if direction == "reverse" else seq)
             hs.append(h)
             cs.append(c)
-        h, c = np.concatenate(hs, axis=-1), np.concatenate(cs, axis=-1)
-        out = np.concatenate(seqs, axis=-1) if bool(output_sequence) else h[None]
-        return out, h, c
+        if len(runs) == 1:  # no concatenation: the sequence stays a view of the step buffer
+            h, c, out = hs[0], cs[0], seqs[0]
+        else:
+            h, c, out = np.concatenate(hs, axis=-1), np.concatenate(cs, axis=-1), np.concatenate(seqs, axis=-1)
+        return (out if bool(output_sequence) else h[None]), h, c
 
     @staticmethod
     def _run(x, h, c, w_ih, w_hh, b, peephole, backward, ra, ca, a, clip, fp16):
