@@ -28,8 +28,8 @@ MANTISSAS = st.one_of(st.integers(0, (1 << 23) - 1), st.sampled_from([0, 0x1000,
 PATTERNS = st.builds(lambda s, e, m: (s << 31) | (e << 23) | m, st.integers(0, 1), EXPONENTS, MANTISSAS)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(PATTERNS, min_size=1, max_size=300))
+@settings(max_examples=120, deadline=None)
+@given(st.lists(PATTERNS, min_size=1, max_size=200))
 def test_rounding_equals_the_cast_on_every_class_of_bit_pattern(bits):
     x = np.array(bits, dtype=np.uint32).view(np.float32)
     assert_same(round_fp16(x), cast(x))
@@ -66,8 +66,8 @@ def test_every_fp16_value_of_an_fp16_run_is_an_fp16_value(tmp_path):
     import coreml_lstm.executor as ex
     from coreml_lstm.zoo import cases, convert
 
-    chosen = [c for c in cases() if c.name in ("lstm2-iOS17-fp16", "gru2-iOS17-fp16", "bilstm2-fp16")]
-    assert len(chosen) == 3
+    chosen = [c for c in cases() if c.name in ("lstm2-iOS17-fp16", "gru2-iOS17-fp16")]  # lstm op; gru as a while_loop
+    assert len(chosen) == 2
     for case in chosen:
         _, feeds, path, _ = convert(case, tmp_path)
         program = ex.load(path)

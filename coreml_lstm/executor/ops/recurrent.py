@@ -65,7 +65,7 @@ def _f32(v):
 def _project(x, w, b):
     """x (T, B, I) @ w.T (+ b) -> (T, B, G), one matmul for all steps."""
     T, B, I = x.shape
-    out = (x.reshape(T * B, I) @ w.T).reshape(T, B, -1)
+    out = (x.reshape(T * B, I) @ w.T).reshape(T, B, w.shape[0])
     return out + b if b is not None else out
 
 
@@ -216,13 +216,14 @@ class Lstm(_Recurrent):
             np.multiply(i, z, out=tmp)
             np.add(c, tmp, out=c)
             if fp16:
-                rounder(c, bounded)
+                rounder(c, bounded, zero_sign=False)
             np.tanh(c, out=tmp)
             h = U[write, I : I + H]
             np.multiply(o, tmp, out=h)
             if fp16:
-                rounder(h, True)
+                rounder(h, True, zero_sign=False)
         seq = U[:T, I : I + H] if backward else U[1:, I : I + H]  # (T, H, B)
+        h = U[0 if backward else T, I : I + H]  # the last step's h (the initial one when T = 0)
         return seq.transpose(0, 2, 1), h.T.copy(), c.T.copy()
 
 
