@@ -13,9 +13,9 @@ vectorised integer and float passes over a uint32 view:
     * 2^112 * 2^-112   exact for results <= 65504 (fp16's max); 65536 and above overflow to inf
     | sign    puts back the sign of a result that rounded to zero (x - x is +0)
 
-It equals the cast for every float32 (``tests/executor/test_fp16.py`` checks every class of bit
-pattern; an exhaustive check over all 2^32 patterns passed once), except that a NaN keeps its whole
-payload where the cast keeps its top 10 bits: it is a NaN either way.
+It equals the cast bit for bit on every float32 (``tests/executor/test_fp16.py`` checks every class
+of bit pattern; ``scripts/check_fp16_rounding.py`` checks all 2^32 of them), except that a NaN
+keeps its whole payload where the cast keeps its top 10 bits: it is a NaN either way.
 """
 
 from __future__ import annotations
