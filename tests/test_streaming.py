@@ -41,8 +41,8 @@ def test_three_chunks_match_one_pass(tmp_path, fitted, cell, style, target, prec
     for check in report.checks:
         print(check.line())
     assert report.status == "passed"
-    assert any("3x10 vs one pass" in c.backend for c in report.checks)
-    assert any("reset vs fresh start" in c.backend for c in report.checks)
+    assert any("3x10 vs one pass" == c.size for c in report.checks)
+    assert any("reset vs fresh start" == c.size for c in report.checks)
     if style == "explicit":
         assert any(c.output == "h_out" for c in report.checks)
 
@@ -58,7 +58,7 @@ def test_the_streaming_check_can_fail(tmp_path, fitted):
     zeros = {t.name: np.zeros(t.shape, np.float32) for t in prog.inputs if t.name.endswith("_in")}
     forgetful = prog.predict({"x": seq[None, 20:30], **zeros})["prediction"]
     report = verify_streaming(str(path), f.model_, seq, chunk=10)
-    carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.backend][0]
+    carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.size][0]
     assert carried.status == "passed" and carried.max_abs < 1e-3
     full = f.predict_distribution(seq[None])["prediction"]
     assert np.abs(forgetful - full).max() > 10 * carried.max_abs
