@@ -381,6 +381,10 @@ class Adapter:
         """Inputs to compare on (default: random values inside every flexible range)."""
         return random_samples(self.inputs, n, seed)
 
+    def sample_of(self, feeds: dict) -> Sample:
+        """A one-call sample of given feeds, labelled with the sizes of the flexible inputs."""
+        return Sample.one(feeds, shape_label(self.inputs, feeds))
+
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
         """Samples from a table (``verify --csv``); only the toolkit's own kinds read tables."""
         raise ConfigError("--csv: only the toolkit's own checkpoints read tables; give the inputs as --inputs FEEDS.npz")
@@ -393,8 +397,7 @@ class Adapter:
         """
         import torch
 
-        module = self.module()
-        module.eval()
+        module = eval_mode(self.module())
         saved = {k: v.detach().clone() for k, v in module.named_buffers()}
         names = [o.name for o in self.outputs]
         records, carried = [], {}
@@ -456,6 +459,14 @@ class Adapter:
         """Predictions for the rows of a table (``predict --csv``): (frame, backend used, what)."""
         raise ConfigError(f"{package}: predict --csv reads tables for the toolkit's own packages; run any package on named arrays with "
                           "coreml-lstm run --inputs FEEDS.npz")
+
+
+def eval_mode(module):
+    """``module.eval()``; a ``torch.export`` module (which refuses eval()) is already fixed in its mode."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
 
 
 def _tensor(value):

@@ -355,20 +355,9 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
 
 def _write_swift(package, out_dir, adapter=None) -> list:
     """The wrapper, and with the model's adapter the golden vectors (checked here first) and the XCTest."""
-    from .errors import ParityError
-    from .golden import check_golden, golden, write_golden
-    from .swift import generate, type_name
+    from .swift import write
 
-    if adapter is None:
-        return generate(package, out_dir)
-    vectors = golden(adapter, package)
-    report = check_golden(package, vectors)
-    if report.status != "passed":
-        failed = "; ".join(c.line() for c in report.failed)
-        raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
-    name = f"{type_name(package)}.golden.json"
-    golden_path = write_golden(Path(out_dir) / name, vectors)
-    return [*generate(package, out_dir, golden=name, adapter=adapter), golden_path]
+    return write(package, out_dir, adapter)
 
 
 @main.command(context_settings=CONTEXT)
@@ -450,12 +439,11 @@ def _tolerances(atol, rtol):
     }
 
 
-def _feeds_samples(paths) -> list:
+def _feeds_samples(adapter, paths) -> list:
     """One sample per FEEDS file (.npz or .json of named arrays)."""
-    from .adapter import Sample
     from .runner import read_arrays
 
-    return [Sample.one(read_arrays(p)) for p in paths]
+    return [adapter.sample_of(read_arrays(p)) for p in paths]
 
 
 @main.command(context_settings=CONTEXT)
@@ -495,7 +483,7 @@ def verify(model, package, csv, feeds, inputs, outputs, samples, mode, atol, rto
     if feeds and csv:
         raise click.UsageError("--inputs and --csv: give one of them")
     if feeds:
-        chosen = _feeds_samples(feeds)
+        chosen = _feeds_samples(adapter, feeds)
     elif csv is not None:
         chosen = adapter.samples_from_table(csv, samples or 64)
     else:

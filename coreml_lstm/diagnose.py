@@ -186,6 +186,7 @@ def match_torch(module, program, package, feeds: dict, env32: dict, fp16: dict) 
     """
     import torch
 
+    from .adapter import eval_mode
     from .user_model import ModuleAdapter
 
     adapter = ModuleAdapter.for_package(module, package)
@@ -201,7 +202,7 @@ def match_torch(module, program, package, feeds: dict, env32: dict, fp16: dict) 
         hooks.append(sub.register_forward_hook(hook))
     saved = {k: v.detach().clone() for k, v in module.named_buffers()}
     try:
-        module.eval()
+        eval_mode(module)
         with torch.no_grad():
             module(*args)
     finally:

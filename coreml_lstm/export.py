@@ -78,12 +78,14 @@ def check_destination(path: str | Path) -> Path:
 
 def trace(module: torch.nn.Module, example):
     """TorchScript trace in eval mode (``example``: a tensor or a tuple of them)."""
+    from .adapter import eval_mode
+
     with warnings.catch_warnings():
         # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
         # shape checks become constants: both intended, the shapes come from the export.
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*dropout.*")
-        return torch.jit.trace(module.eval(), example, check_trace=False)
+        return torch.jit.trace(eval_mode(module), example, check_trace=False)
 
 
 # Layers Core ML cannot take, found before tracing: the message says what to use instead.
@@ -173,6 +175,35 @@ def _quiet_embedding_note():
         logger.removeFilter(note)
 
 
+class _OpErrors(logging.Filter):
+    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error for the
+    one-line message (and out of stderr: the ExportError says it)."""
+
+    PATTERN = re.compile(r"converting '([^']+)' op \(located at: '([^']*)'\)")
+
+    def __init__(self):
+        super().__init__()
+        self.failed: tuple[str, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self.PATTERN.search(record.getMessage())
+        if m:
+            self.failed = self.failed or (m.group(1), m.group(2))
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _op_errors():
+    logger = logging.getLogger("coremltools")  # the torch frontend logs through the package logger
+    errors = _OpErrors()
+    logger.addFilter(errors)
+    try:
+        yield errors
+    finally:
+        logger.removeFilter(errors)
+
+
 def convert_adapter(adapter, config: ExportConfig):
     """Trace the adapter's module and convert it to an ML Program in memory (not yet saved).
 
@@ -189,7 +220,10 @@ def convert_adapter(adapter, config: ExportConfig):
     traced = adapter.traced()
     if traced is None:
         preflight(module)
-        traced = trace(module, _example_arg(adapter.examples()))
+        try:
+            traced = trace(module, _example_arg(adapter.examples()))
+        except Exception as exc:
+            raise ExportError(f"tracing the module failed: {type(exc).__name__}: {_first_line(exc)}") from exc
     inputs = [i.to_coreml() for i in adapter.inputs]
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
     kwargs = {}
@@ -198,8 +232,9 @@ def convert_adapter(adapter, config: ExportConfig):
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
     precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
+    errors = _OpErrors()
     try:
-        with no_converter_progress(), _quiet_embedding_note():
+        with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:
             mlmodel = ct.convert(
                 traced,
                 inputs=inputs,
@@ -217,7 +252,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced)) from exc
+        raise ExportError(refusal(exc, traced, errors.failed)) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -233,45 +268,77 @@ def _example_arg(examples: tuple):
     return examples if len(examples) != 1 else examples[0]
 
 
-def refusal(exc: Exception, traced=None) -> str:
-    """One line for a conversion coremltools refused: the torch op and, where the trace records
-    it, the layer (module path) the op belongs to."""
+def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    op = None
-    for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?",
-                    r"op '([\w:.]+)'"):
-        m = re.search(pattern, text)
-        if m:
-            op = m.group(1)
-            break
-    where = layer_of_op(traced, op) if op and traced is not None else None
-    if op:
-        layer = f"layer {where[0]!r} ({where[1]}): " if where else ""
-        return f"conversion failed: {layer}torch op {op!r} has no Core ML conversion in coremltools ({type(exc).__name__}: {first})"
-    return f"conversion failed: {type(exc).__name__}: {first}"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-def layer_of_op(traced, op: str):
-    """(module path, module type) of the first node of torch op ``op`` in a TorchScript trace."""
+# Hints for ops that fail for a reason a user can fix in the module.
+_HINTS = {
+    "int": "a size of a flexible dimension used as a number (e.g. x.shape[1] in a reshape): use -1, flatten or unflatten instead",
+}
+
+
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) -> str:
+    """One line for a conversion coremltools refused: the torch op and, where the trace records
+    it, the layer (module path) the op belongs to.
+
+    ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
+    message (``convert function for op 'x' not implemented``).
+    """
+    text = str(exc).strip()
+    first = _first_line(exc)
+    op, where = (failed or (None, None))
+    if op is None:
+        for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?"):
+            m = re.search(pattern, text)
+            if m:
+                op = m.group(1)
+                break
+    if op is None:
+        return f"conversion failed: {type(exc).__name__}: {first}"
+    layer = layer_of(traced, op, where) if traced is not None else None
+    named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
+    hint = f" ({_HINTS[op]})" if op in _HINTS else ""
+    if "not implemented" in text:
+        return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools"
+    return f"conversion failed: {named}torch op {op!r} does not convert{hint}: {type(exc).__name__}: {first}"
+
+
+def layer_of(traced, op: str, where: str | None = None):
+    """(module path, module type) of a failing torch op in a TorchScript trace.
+
+    ``where`` is the converter's location: a module path, or the name of the value the op makes;
+    without it, the first node of that op kind.
+    """
     try:
         graph = traced.inlined_graph
     except Exception:
         return None
-    kinds = {op, f"aten::{op}", f"aten::{op.removeprefix('aten::')}"}
+
+    def module_at(path: str):
+        sub = traced
+        for part in path.split("."):
+            sub = getattr(sub, part, None) if part else sub
+            if sub is None:
+                return None
+        return sub
+
+    def kind_of(sub) -> str:
+        return getattr(sub, "original_name", None) or type(sub).__name__
+
+    if where and "/" not in where and module_at(where) is not None and where.split(".")[0] in dict(traced.named_children()):
+        return (where, kind_of(module_at(where)))
+    short = op.split("::")[-1]
     for node in graph.nodes():
-        if node.kind() in kinds or node.kind().split("::")[-1] == op.split("::")[-1]:
+        names = [o.debugName() for o in node.outputs()]
+        if (where and where.split("/")[-1] in names) or (not where and node.kind().split("::")[-1] == short):
             scope = node.scopeName()
             if not scope:
-                return ("<forward>", type(traced).__name__)
+                return ("forward", kind_of(traced))
             path = scope.split("/")[-1].removeprefix("__module.")
-            sub = traced
-            for part in path.split("."):
-                sub = getattr(sub, part, None)
-                if sub is None:
-                    break
-            kind = getattr(sub, "original_name", None) or type(sub).__name__ if sub is not None else "?"
-            return (path, kind)
+            sub = module_at(path)
+            return (path, kind_of(sub) if sub is not None else "?")
     return None
 
 

@@ -65,6 +65,33 @@ def generate(package: str | Path, out_dir: str | Path, *, golden: str | None = N
     return paths
 
 
+def write(package: str | Path, out_dir: str | Path, adapter=None, *, module=None) -> list[Path]:
+    """The wrapper; with the model (its ``adapter``, or a torch ``module`` the package came from)
+    also golden vectors from PyTorch, replayed through the executor before they are written, and
+    the XCTest that replays them on the device.
+
+    Returns:
+        The paths written (wrapper, test, golden file).
+    """
+    from .errors import ParityError
+    from .golden import check_golden, golden, write_golden
+
+    if adapter is None and module is not None:
+        from .user_model import ModuleAdapter
+
+        adapter = ModuleAdapter.for_package(module, package)
+    if adapter is None:
+        return generate(package, out_dir)
+    vectors = golden(adapter, package)
+    report = check_golden(package, vectors)
+    if report.status != "passed":
+        failed = "; ".join(c.line() for c in report.failed)
+        raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
+    name = f"{type_name(package)}.golden.json"
+    golden_path = write_golden(Path(out_dir) / name, vectors)
+    return [*generate(package, out_dir, golden=name, adapter=adapter), golden_path]
+
+
 # -- the wrapper -------------------------------------------------------------------------------
 
 _HEADER = """\

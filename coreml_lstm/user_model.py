@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, parse_dim, parse_dtype, parse_shape, random_samples
+from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape, random_samples
 from .errors import ConfigError, ExportError
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -101,7 +101,7 @@ class ModuleAdapter(Adapter):
             raise ConfigError("inputs: expected {name: shape} or a list of ct.TensorType")
         specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
         torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
-        module.eval()
+        eval_mode(module)
         with torch.no_grad():
             saved = {k: v.detach().clone() for k, v in module.named_buffers()}
             out = module(*tensors)
@@ -340,8 +340,7 @@ def load_model_file(path) -> Loaded:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise ConfigError(f"{path}: not a readable TorchScript archive ({type(exc).__name__}: {_first_line(exc)})") from None
-    module.eval()
-    return Loaded(module, module, [a.name for a in module.forward.schema.arguments[1:]])
+    return Loaded(module.eval(), module, [a.name for a in module.forward.schema.arguments[1:]])
 
 
 @contextlib.contextmanager
@@ -438,9 +437,9 @@ def parse_input_option(text: str) -> Input:
     name, shape, dtype, lo, hi = m.groups()
     try:
         dims, _ = parse_shape(shape)
+        inp = Input(name, dims, parse_dtype(dtype) if dtype else FLOAT32)
     except ConfigError as exc:
         raise ConfigError(f"--input {text!r}: {exc}") from None
-    inp = Input(name, dims, parse_dtype(dtype) if dtype else FLOAT32)
     if lo is not None:
         low, high = float(lo), float(hi)
         if low > high:

@@ -153,8 +153,10 @@ def run_torch(module, feeds: list[dict], output_names: list[str]) -> list[dict]:
     """The reference: torch outputs for each feed dict, as numpy, by output name."""
     import torch
 
+    from .adapter import eval_mode
+
     results = []
-    module.eval()
+    eval_mode(module)
     with torch.no_grad():
         for feed in feeds:
             out = module(*[torch.as_tensor(v) for v in feed.values()])
