@@ -315,7 +315,7 @@ def convert(model, output, inputs, outputs, target, samples, precision, author, 
     else:
         click.echo(f"package: {path} ({precision}, {target}" + (f", {compress}" if compress else "") + ")")
         _report_lines(report, path, model)
-    if report.status == "failed":
+    if report.status != "passed":  # failed, or no check could run (the package stays: it converted)
         sys.exit(1)
 
 
@@ -470,7 +470,8 @@ def verify(model, package, csv, feeds, inputs, outputs, samples, mode, atol, rto
     the report gives, per output, input size and backend, the max absolute and relative error
     and the tolerance. The executor runs everywhere; Core ML runs on macOS and is reported as
     skipped elsewhere. Streaming packages are fed --chunks chunks of --chunk steps with the state
-    carried and compared with one pass, and a reset with a fresh start. Exit 1 if any check fails.
+    carried and compared with one pass, and a reset with a fresh start. Exit 1 if any check
+    fails, or if none could run.
 
     \b
     Example:
@@ -510,7 +511,7 @@ def _report_out(report, package, checkpoint, junit, as_json) -> None:
         echo_json(report.to_dict())
     else:
         _report_lines(report, package, checkpoint)
-    if report.status == "failed":
+    if report.status != "passed":  # failed, or no check could run: never a pass
         sys.exit(1)
 
 

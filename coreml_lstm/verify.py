@@ -219,10 +219,9 @@ def verify_package(
         The report, one check per output, input size, backend and mode; nothing is raised for a
         failed check.
     """
-    from . import executor
     from .adapter import group
 
-    program = executor.load(package)
+    program, unsupported = _load(package)
     samples = adapter.samples() if samples is None else list(samples)
     if not samples:
         raise ConfigError("verify: no inputs to compare on")
@@ -251,7 +250,10 @@ def verify_package(
                 report.checks.append(dict_check(DICT_OUTPUT, got, list(adapter.classes), backend, mode, size, names[0]))
 
     carry = dict(adapter.carry)
-    if "executor" in backends:
+    if "executor" in backends and unsupported:
+        for name in names:
+            report.checks.append(Check(name, "executor", "-", "skipped", reason=f"the executor cannot run this program: {unsupported}"))
+    elif "executor" in backends:
         for mode in modes:
             def predict(feeds, state, mode=mode):
                 return program.predict(feeds, mode=mode, state=state)
@@ -276,6 +278,36 @@ def verify_package(
 
                 add([run_sample(predict, s, carry, model.make_state if program.states else None) for s in samples], f"coreml:{units}", run_mode)
     return report
+
+
+class _Declared:
+    """What a package declares (inputs, outputs, states, metadata) when the executor cannot load
+    its program: the checks it cannot run are reported as skipped, Core ML still runs on macOS."""
+
+    def __init__(self, package):
+        from .executor.package import read_model
+        from .executor.program import _description
+
+        spec, _ = read_model(package)
+        desc = spec.description
+        self.inputs = [_description(f) for f in desc.input]
+        self.outputs = [_description(f) for f in desc.output]
+        self.states = [_description(f) for f in desc.state]
+        self.metadata = {"user": dict(desc.metadata.userDefined)}
+
+    def value_dtypes(self) -> dict:
+        return {}
+
+
+def _load(package):
+    """(the program, None), or (what the package declares, why the executor cannot run it)."""
+    from . import executor
+    from .errors import UnsupportedOpError
+
+    try:
+        return executor.load(package), None
+    except UnsupportedOpError as exc:
+        return _Declared(package), str(exc)
 
 
 def _check_features(adapter, program, package) -> None:
