@@ -35,6 +35,7 @@ import numpy as np
 from .errors import ConfigError
 
 FLOAT32, INT32 = np.dtype(np.float32), np.dtype(np.int32)
+STREAM = 3  # calls per sample for a model with state: the state must carry from call to call
 DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32}
 
 
@@ -378,8 +379,13 @@ class Adapter:
         return tuple(torch.as_tensor(np.zeros(i.default_shape(), np.int32 if i.dtype == INT32 else np.float32)) for i in self.inputs)
 
     def samples(self, n: int = 8, seed: int = 0) -> list[Sample]:
-        """Inputs to compare on (default: random values inside every flexible range)."""
-        return random_samples(self.inputs, n, seed)
+        """Inputs to compare on (default: random values inside every flexible range; a model
+        with state gets streams of :data:`STREAM` calls, each stream on a fresh state)."""
+        if not (self.states or self.carry):
+            return random_samples(self.inputs, n, seed)
+        calls = random_samples(self.inputs, n * STREAM, seed)
+        streams = [calls[k : k + STREAM] for k in range(0, len(calls), STREAM)]
+        return [Sample([c.calls[0] for c in part], f"{len(part)} calls: " + "; ".join(c.label for c in part)) for part in streams]
 
     def sample_of(self, feeds: dict) -> Sample:
         """A one-call sample of given feeds, labelled with the sizes of the flexible inputs."""
@@ -513,11 +519,11 @@ def load(path, *, package=None, inputs=None, outputs=None, **options) -> Adapter
 def for_package(package) -> type[Adapter]:
     """The adapter class of a saved package, from the task its metadata records (any other
     package: a plain module)."""
-    from . import executor
     from .export import read_metadata
+    from .verify import load_declared
 
-    task = read_metadata(executor.load(package).metadata.get("user", {})).get("task")
-    return kind_class(task)
+    program, _ = load_declared(package)
+    return kind_class(read_metadata(program.metadata.get("user", {})).get("task"))
 
 
 def kind_class(task: str | None) -> type[Adapter]:

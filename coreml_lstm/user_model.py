@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape, random_samples
+from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape
 from .errors import ConfigError, ExportError
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -117,9 +117,9 @@ class ModuleAdapter(Adapter):
     def for_package(cls, module, package, *, inputs=None, outputs=None) -> "ModuleAdapter":
         """The adapter of ``module`` with the inputs, outputs and states a saved package declares
         (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
-        from . import executor
+        from .verify import load_declared
 
-        program = executor.load(package)
+        program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
         declared = [Input.from_spec(t) for t in program.inputs]
         if inputs:
             given = {i.name: i for i in inputs}
@@ -567,7 +567,7 @@ def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
         return out
     if n < 1:
         raise ConfigError(f"samples: must be >= 1, got {n}")
-    return random_samples(adapter.inputs, n)
+    return adapter.samples(n)
 
 
 def _as_array(name, value) -> np.ndarray:

@@ -221,7 +221,7 @@ def verify_package(
     """
     from .adapter import group
 
-    program, unsupported = _load(package)
+    program, unsupported = load_declared(package)
     samples = adapter.samples() if samples is None else list(samples)
     if not samples:
         raise ConfigError("verify: no inputs to compare on")
@@ -299,7 +299,7 @@ class _Declared:
         return {}
 
 
-def _load(package):
+def load_declared(package):
     """(the program, None), or (what the package declares, why the executor cannot run it)."""
     from . import executor
     from .errors import UnsupportedOpError

@@ -149,8 +149,31 @@ def test_metadata_names_and_dtypes_of_a_converted_module(tmp_path):
     assert spec.description.metadata.author == "Ada"
     user = dict(spec.description.metadata.userDefined)
     assert json.loads(user["labels"]) == ["a", "b"] and user["coreml_lstm.task"] == "module"
-    # Integer inputs are drawn inside the example's values (0..4999 here, within the vocabulary).
     del m
+
+
+def test_a_package_the_executor_cannot_run_is_skipped_never_passed(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import coreml_lstm.executor
+    from coreml_lstm.cli import main
+    from coreml_lstm.errors import UnsupportedOpError
+
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    path, report = coreml_lstm.convert(model, torch.randn(1, 4), tmp_path / "l.mlpackage", samples=1)
+    assert report.status == "passed"
+    torch.jit.save(torch.jit.trace(model, torch.randn(1, 4)), str(tmp_path / "l.pt"))
+
+    def no_kernel(package):
+        raise UnsupportedOpError("op 'linear' has no executor kernel for opset CoreML6 (iOS16)")
+
+    monkeypatch.setattr(coreml_lstm.executor, "load", no_kernel)
+    report = coreml_lstm.verify(model, path, samples=2)
+    assert report.status == "skipped" and not report.ran
+    assert report.checks[0].reason == "the executor cannot run this program: op 'linear' has no executor kernel for opset CoreML6 (iOS16)"
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "l.pt"), str(path)])
+    assert r.exit_code == 1 and r.stdout.endswith("result: skipped\n")
+    assert "SKIPPED output [executor]: the executor cannot run this program: op 'linear'" in r.stdout
 
 
 def test_model_files_are_never_unpickled():

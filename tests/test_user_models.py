@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 import coreml_lstm
-from coreml_lstm.errors import ConfigError, ExportError
+from coreml_lstm.errors import ConfigError, CoreMLLSTMError
 
-from .user_models import BY_NAME, MODELS, feeds_for
+from .user_models import BY_NAME, MODELS
 
 CASES = [(m.name, t, p) for m in MODELS for t, p in m.configs()]
 ROTATION = int(os.environ.get("COREML_LSTM_ROTATION", datetime.date.today().toordinal()))
@@ -52,11 +53,8 @@ def converted(tmp_path_factory):
                 path, report = coreml_lstm.convert(module, examples, root / f"{name}-{target}-{precision}.mlpackage", inputs=model.inputs,
                                                    outputs=model.outputs, states=model.states, precision=precision, target=target,
                                                    compress=model.compress, samples=model.samples)
-                feeds = feeds_for(model)
-                if feeds is not None:
-                    report = coreml_lstm.verify(module, path, feeds)
                 cache[key] = (module, path, report)
-            except ExportError as exc:
+            except CoreMLLSTMError as exc:  # a refusal, kept: the case asserts its message
                 cache[key] = exc
         if isinstance(cache[key], Exception):
             raise cache[key]
@@ -78,9 +76,9 @@ def test_user_model_converts_and_matches_torch(case, converted, request):
         pytest.skip(f"outside today's rotation ({ROTATION}); COREML_LSTM_USER_MODELS=all or -m slow runs every case")
     model = BY_NAME[name]
     if (target, precision) in model.refused:
-        with pytest.raises(ExportError) as err:
+        with pytest.raises(CoreMLLSTMError) as err:
             converted(*case)
-        assert model.refused[(target, precision)] in str(err.value)
+        assert str(err.value).startswith(model.refused[(target, precision)])
         return
     module, path, report = converted(*case)
     assert report.status == "passed", "\n" + _table(report)
@@ -122,7 +120,8 @@ def test_a_mutated_weight_fails_verify_naming_the_output(converted, tmp_path):
 
         assert_parity(module, bad, samples=3)
     text = str(err.value)
-    assert text.startswith("parity failed: bad.mlpackage vs AttentionPool\n") and "FAILED  weights" in text
+    assert text.startswith("parity failed: bad.mlpackage vs AttentionPool\n")
+    assert re.search(r"^FAILED +weights +x \(1, \d+, 6\) +executor +fp32 ", text, flags=re.M), text
 
 
 def test_verify_takes_given_inputs_and_shapes(converted):

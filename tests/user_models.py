@@ -28,10 +28,10 @@ class UserModel:
     states: list | None = None
     compress: str | None = None
     targets: tuple = TARGETS
-    # (target, precision) -> why coremltools refuses it; those are checked to fail, not to pass.
+    # (target, precision) -> the start of the one-line refusal (coremltools or convert's own check);
+    # those cases are checked to fail with it, not to pass.
     refused: dict = field(default_factory=dict)
     samples: int = 4
-    note: str = ""
 
     def configs(self) -> list[tuple[str, str]]:
         return [(t, p) for t in self.targets for p in PRECISIONS]
@@ -297,23 +297,7 @@ MODELS = [
     UserModel("int8-weights", _quant("int8"), {"x": (1, "1..32", 8)}, ["y"], compress="int8"),
     UserModel("palettize4-weights", _quant("palettize4"), {"x": (1, "1..32", 8)}, ["y"], compress="palettize4"),
     UserModel("stateful-lstm", _build(StatefulLSTM, 14, x=lambda: torch.randn(1, 5, 4)), {"x": (1, "1..16", 4)}, ["y"], states=["h", "c"],
-              targets=("iOS18",), note="Core ML states need iOS18"),
+              refused={(t, p): "states: Core ML states need deployment target iOS18 or macOS15" for t in ("iOS15", "iOS17") for p in PRECISIONS}),
 ]
 
 BY_NAME = {m.name: m for m in MODELS}
-
-
-def feeds_for(model: UserModel, samples: int | None = None):
-    """The inputs a model is checked on: None (random inputs inside every range: convert's own
-    default; integer inputs inside the example's values, so masked-gru's lengths stay within
-    1..T) or, for the stateful model, streams of three calls on one fresh state each."""
-    if not model.states:
-        return None
-    from coreml_lstm.adapter import Sample
-
-    rng = np.random.default_rng(0)
-    streams = []
-    for k in range(samples or model.samples):
-        length = (1, 16, 7, 3)[k % 4]
-        streams.append(Sample([{"x": rng.standard_normal((1, length, 4)).astype(np.float32)} for _ in range(3)], f"3 calls of x (1, {length}, 4)"))
-    return streams
