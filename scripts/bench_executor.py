@@ -1,11 +1,14 @@
-"""Executor time over torch eager time for a 2-layer LSTM (input 8, hidden 64, sequence 100).
+"""Executor time over torch eager fp32 time for a 2-layer LSTM (input 8, hidden 64, sequence 100).
 
-Both run the same model on the same batch, interleaved run by run; the executor runs the saved
-package from disk. The script prints medians of --repeats runs per batch size and mode, the
-ratio executor / torch (targets in fp32 mode: <= 1.5 at batch 64 and 1024, <= 3 at batch 1), and the executor's import
-time in a fresh interpreter without torch (target < 0.3 s).
+For each batch size (1, 64, 1024) the script converts the model twice at that batch, an fp32 and
+an fp16 package (iOS17: the recurrence itself runs in fp16), and times three things interleaved
+run by run so that they see the same load: torch eager fp32, the executor on the fp32 package in
+fp32 mode, and the executor on the fp16 package in fp16 mode (every fp16 value rounded as the
+program makes it). It prints the median of --repeats runs of each and the ratios executor / torch
+against the targets (fp32: <= 3 at batch 1, <= 1.5 at 64 and 1024; fp16: <= 1.5 at 64 and 1024),
+then the executor's import time in a fresh interpreter without torch (target < 0.3 s).
 
-    python scripts/bench_executor.py [--repeats 7]
+    python scripts/bench_executor.py [--repeats 15] [--batches 1 64 1024]
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import torch
 
 from coreml_lstm.zoo import Case, convert, lstm
 
+TARGETS = {("fp32", 1): 3.0, ("fp32", 64): 1.5, ("fp32", 1024): 1.5, ("fp16", 64): 1.5, ("fp16", 1024): 1.5}
+
 
 def median_times(fns, repeats: int) -> list[float]:
-    """Median wall time of each function, run interleaved so that both see the same noise."""
+    """Median wall time of each function, run interleaved so that all see the same noise."""
     for fn in fns:
         fn()  # warm-up
     times = [[] for _ in fns]
@@ -42,35 +47,42 @@ def import_time() -> tuple[float, bool]:
     return statistics.median(float(r[0]) for r in runs), any(r[1] == "True" for r in runs)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
-    args = ap.parse_args()
+def package(batch: int, precision: str, directory: str):
+    """(torch module, feeds, executor program) for the benchmark model converted at ``batch``."""
     import coreml_lstm.executor as ex
 
-    print(f"2-layer LSTM, input 8, hidden 64, sequence 100; median of {args.repeats}; torch threads {torch.get_num_threads()}")
+    case = Case(f"bench-b{batch}-{precision}", lstm(2, inputs=8, hidden=64), "iOS17", precision)
+    module, _, _, _ = convert(case, directory)  # the zoo builds the model at its example shape...
+    x = np.random.default_rng(0).standard_normal((batch, 100, 8)).astype(np.float32)
+    case.build = lambda: (module, {"x": x})  # ...re-converted at this batch and length
+    module, feeds, path, _ = convert(case, directory)
+    return module, feeds, ex.load(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
+    args = ap.parse_args()
+
+    print(f"2-layer LSTM, input 8, hidden 64, sequence 100; median of {args.repeats} interleaved runs; "
+          f"torch threads {torch.get_num_threads()}")
     print(f"{'batch':>6} {'mode':>5} {'torch ms':>10} {'executor ms':>12} {'ratio':>7} {'target':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        for batch in (1, 64, 1024):
-            for precision in ("fp32", "fp16"):
-                case = Case(f"bench-b{batch}-{precision}", lstm(2, inputs=8, hidden=64), "iOS17", precision)
-                module, _, path, _ = convert(case, tmp)
-                x = np.random.default_rng(0).standard_normal((batch, 100, 8)).astype(np.float32)
-                # The zoo converts at its example shape; re-convert at this batch and length.
-                case.build = _builder(module, x)
-                module, feeds, path, _ = convert(case, tmp)
-                program = ex.load(path)
-                xt = torch.as_tensor(x)
-                with torch.no_grad():
-                    t_torch, t_exec = median_times([lambda: module(xt), lambda: program.predict(feeds, mode=precision)], args.repeats)
-                target = {1: 3.0, 64: 1.5, 1024: 1.5}[batch] if precision == "fp32" else float("nan")
-                print(f"{batch:>6} {precision:>5} {t_torch * 1e3:>10.2f} {t_exec * 1e3:>12.2f} {t_exec / t_torch:>7.2f} {target:>7.1f}", flush=True)
+        for batch in args.batches:
+            module, feeds, p32 = package(batch, "fp32", tmp)
+            _, feeds16, p16 = package(batch, "fp16", tmp)
+            xt = torch.as_tensor(feeds["x"])
+            with torch.no_grad():
+                t_torch, t32, t16 = median_times(
+                    [lambda: module(xt), lambda: p32.predict(feeds, mode="fp32"), lambda: p16.predict(feeds16, mode="fp16")], args.repeats
+                )
+            for mode, t in (("fp32", t32), ("fp16", t16)):
+                target = TARGETS.get((mode, batch))
+                print(f"{batch:>6} {mode:>5} {t_torch * 1e3:>10.2f} {t * 1e3:>12.2f} {t / t_torch:>7.2f} "
+                      f"{'-' if target is None else f'{target:.1f}':>7}", flush=True)
     seconds, torch_loaded = import_time()
     print(f"executor import time: {seconds:.3f} s (median of 5 fresh interpreters; target < 0.3 s); torch imported: {torch_loaded}")
-
-
-def _builder(module, x):
-    return lambda: (module, {"x": x})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import FeedError, PackageError
 from . import registry
+from .fp16 import round_fp16
 from .package import WeightFile, read_model
 from .values import decode_value, tensor_type
 
@@ -105,6 +106,9 @@ class Kernel:
 
     variadic: tuple[str, ...] = ()  # inputs that always arrive as a list
     needs_env = False  # control flow: compute also receives env=<the scope dict>
+    # In fp16 mode its fp16 outputs are fp16 values already (data movement of fp16 values, kernels
+    # that round what they make): the runner skips rounding them again.
+    keeps_fp16 = False
 
     def __init__(self, op: Op, program: "Program"):
         self.op, self.program = op, program
@@ -116,7 +120,7 @@ class Kernel:
         Recurrent kernels call it on their state at every time step; values stay float32 arrays.
         """
         if self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs and self.op.outputs[0].dtype == np.float16:
-            return x.astype(np.float16).astype(np.float32)
+            return round_fp16(x)
         return x
 
     def compute(self, **inputs):  # pragma: no cover - every kernel overrides it
@@ -257,7 +261,7 @@ class Program:
         if dtype == np.float16:
             # Held as float32 either way so kernels compute in fp32; fp16 mode rounds to fp16 values.
             if mode == "fp16":
-                return value.astype(np.float16).astype(np.float32)
+                return round_fp16(value)
             return value.astype(np.float32, copy=False)
         if value.dtype != dtype:
             return value.astype(dtype)
@@ -290,8 +294,12 @@ class Program:
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(op.outputs):
                 raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
+            keep = mode == "fp16" and kernel.keeps_fp16
             for out, value in zip(op.outputs, results):
-                env[out.name] = self._cast(value, out, mode)
+                if keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32:
+                    env[out.name] = value
+                else:
+                    env[out.name] = self._cast(value, out, mode)
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
@@ -328,7 +336,7 @@ class Program:
         if mode == "fp16":
             for name, (dtype, _, _) in self.function_inputs.items():
                 if dtype == np.float16 and name in env:
-                    env[name] = env[name].astype(np.float16).astype(np.float32)
+                    env[name] = round_fp16(env[name])
         if self.states:
             if state is None:
                 raise FeedError(f"this model is stateful: pass state=program.make_state() (states: {', '.join(s.name for s in self.states)})")

@@ -1,3 +1,18 @@
 """Kernels, one module per family of MIL ops; importing this registers them all."""
 
-from . import compression, control_flow, elementwise, linear, recurrent, reduction, state, tensor  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    attention,
+    compression,
+    control_flow,
+    conv,
+    elementwise,
+    linear,
+    normalization,
+    pool,
+    quantization,
+    recurrent,
+    reduction,
+    state,
+    tensor,
+)

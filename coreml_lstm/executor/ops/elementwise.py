@@ -1,4 +1,6 @@
-"""Elementwise unary and binary ops, activations, comparisons and logic (numpy broadcasting = MIL's)."""
+"""Elementwise unary and binary ops, comparisons and logic (numpy broadcasting = MIL's).
+
+Activations (relu, sigmoid, softmax, ...) live in ``activation.py``."""
 
 from __future__ import annotations
 
@@ -42,15 +44,6 @@ for _name, _fn, _doc in [
     _binary(_name, _fn, _doc)
 
 
-def sigmoid(x):
-    x = np.asarray(x, dtype=np.float32)
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # = 1 / (1 + e^-x), without overflow
-
-
-def softplus(x):
-    return np.logaddexp(0.0, x).astype(np.asarray(x).dtype if np.asarray(x).dtype.kind == "f" else np.float32)
-
-
 def _unary(op_type: str, fn, doc: str):
     @kernel(op_type, opset="iOS15")
     class Unary(Kernel):
@@ -70,9 +63,6 @@ for _name, _fn, _doc in [
     ("sin", np.sin, "sin x"),
     ("cos", np.cos, "cos x"),
     ("tanh", np.tanh, "tanh x"),
-    ("sigmoid", sigmoid, "1 / (1 + e^-x)"),
-    ("relu", lambda x: np.maximum(x, 0), "max(x, 0)"),
-    ("softplus", softplus, "ln(1 + e^x)"),
     ("sign", np.sign, "sign(x)"),
     ("floor", np.floor, "floor(x)"),
     ("ceil", np.ceil, "ceil(x)"),
@@ -116,46 +106,6 @@ class Clip(Kernel):
         return np.minimum(np.maximum(x, alpha), beta)
 
 
-@kernel("leaky_relu", opset="iOS15")
-class LeakyRelu(Kernel):
-    """x if x >= 0 else alpha * x (alpha default 0.01)."""
-
-    def compute(self, *, x, alpha=0.01):
-        return np.where(x >= 0, x, x * alpha)
-
-
-@kernel("elu", opset="iOS15")
-class Elu(Kernel):
-    """x if x > 0 else alpha * (e^x - 1)."""
-
-    def compute(self, *, x, alpha=1.0):
-        return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
-
-
-@kernel("gelu", opset="iOS15")
-class Gelu(Kernel):
-    """x * Phi(x) (EXACT), or the tanh / sigmoid approximations."""
-
-    def compute(self, *, x, mode="EXACT"):
-        from math import erf, pi, sqrt
-
-        if mode == "TANH_APPROXIMATION":
-            return 0.5 * x * (1 + np.tanh(np.sqrt(2 / pi) * (x + 0.044715 * x**3)))
-        if mode == "SIGMOID_APPROXIMATION":
-            return x * sigmoid(1.702 * x)
-        return 0.5 * x * (1 + np.vectorize(erf)(x / sqrt(2)).astype(x.dtype))
-
-
-@kernel("softmax", opset="iOS15")
-class Softmax(Kernel):
-    """exp(x - max) / sum(exp(x - max)) along ``axis`` (default -1)."""
-
-    def compute(self, *, x, axis=-1):
-        axis = int(axis)
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
-
-
 @kernel("select", opset="iOS15")
 class Select(Kernel):
     """cond ? a : b, broadcast."""
@@ -167,6 +117,8 @@ class Select(Kernel):
 @kernel("identity", opset="iOS15")
 class Identity(Kernel):
     """x."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x):
         return x

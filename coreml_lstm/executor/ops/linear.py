@@ -1,4 +1,9 @@
-"""Linear algebra and normalisation: linear, matmul, layer_norm, batch_norm, conv (1-D/2-D)."""
+"""Linear algebra (MIL ``linear`` family): linear, matmul, einsum.
+
+Values the program declares fp16 are held in float32 and multiplied in float32; int32 stays
+int32. iOS17 changes only typing (weight / bias / y may have a dtype other than x's), so the
+iOS17 kernels re-register the iOS15 ones.
+"""
 
 from __future__ import annotations
 
@@ -8,103 +13,80 @@ from ..program import Kernel
 from ..registry import kernel
 
 
+def _operand(v) -> np.ndarray:
+    """Float values as float32 (fp16 immediates arrive as float16); integers unchanged."""
+    v = np.asarray(v)
+    return v.astype(np.float32) if v.dtype.kind == "f" and v.dtype != np.float32 else v
+
+
 @kernel("linear", opset="iOS15")
 class Linear(Kernel):
-    """x @ weight.T + bias. x: (..., D_in), weight: (D_out, D_in), bias: (D_out,)."""
+    """x @ weight.T + bias. x: (*D, D_in) of rank 1 to 3; weight: (D_out, D_in); bias: (D_out,) -> (*D, D_out)."""
 
     def compute(self, *, x, weight, bias=None):
-        y = np.matmul(x, np.asarray(weight, dtype=np.result_type(x, np.float32)).T)
-        return y + bias if bias is not None else y
+        x, weight = _operand(x), _operand(weight)
+        if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: x of shape {x.shape} does not match weight of shape {weight.shape}")
+        y = np.matmul(x, weight.T)
+        if bias is not None:
+            y = y + _operand(bias)
+        return y.astype(x.dtype, copy=False) if x.dtype.kind in "iu" else y
+
+
+@kernel("linear", opset="iOS17")
+class LinearIOS17(Linear):
+    """iOS17: weight and bias may have a dtype other than x's; maths unchanged."""
 
 
 @kernel("matmul", opset="iOS15")
 class Matmul(Kernel):
-    """x @ y with optional transposes of the last two axes; batch axes broadcast."""
+    """x @ y, numpy's rules: batch axes (all but the last two) broadcast; a rank-1 x is a row
+    (1, K) and a rank-1 y a column (K, 1), the added axis removed from the result; two rank-1
+    operands give their dot product (rank 0). ``transpose_x`` / ``transpose_y`` swap the last two
+    axes first and do nothing to a rank-1 operand.
+    """
 
     def compute(self, *, x, y, transpose_x=False, transpose_y=False):
-        x, y = np.asarray(x), np.asarray(y)
-        if bool(transpose_x):
+        x, y = _operand(x), _operand(y)
+        if bool(transpose_x) and x.ndim > 1:
             x = np.swapaxes(x, -1, -2)
-        if bool(transpose_y):
+        if bool(transpose_y) and y.ndim > 1:
             y = np.swapaxes(y, -1, -2)
-        if x.ndim == 1 or y.ndim == 1:
-            return np.matmul(x, y)
+        if x.shape[-1] != y.shape[-2 if y.ndim > 1 else -1]:
+            raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not multiply")
         return np.matmul(x, y)
 
 
-@kernel("layer_norm", opset="iOS15")
-class LayerNorm(Kernel):
-    """(x - mean) / sqrt(var + epsilon) * gamma + beta over ``axes`` (default: all)."""
-
-    def compute(self, *, x, axes=None, gamma=None, beta=None, epsilon=1e-5):
-        axes = tuple(range(x.ndim)) if axes is None else tuple(int(a) for a in np.asarray(axes).reshape(-1))
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-        y = (x - mean) / np.sqrt(var + epsilon)
-        if gamma is not None:
-            y = y * gamma
-        if beta is not None:
-            y = y + beta
-        return y
+@kernel("matmul", opset="iOS17")
+class MatmulIOS17(Matmul):
+    """iOS17: x and y may have different dtypes (computed in float32 either way)."""
 
 
-@kernel("batch_norm", opset="iOS15")
-class BatchNorm(Kernel):
-    """(x - mean) / sqrt(variance + epsilon) * gamma + beta, per channel (axis 1)."""
-
-    def compute(self, *, x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        y = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + epsilon)
-        if gamma is not None:
-            y = y * gamma.reshape(shape)
-        if beta is not None:
-            y = y + beta.reshape(shape)
-        return y
-
-
-@kernel("conv", opset="iOS15")
-class Conv(Kernel):
-    """1-D or 2-D convolution (cross-correlation), NC[H]W, groups, strides, dilations, pads.
-
-    x: (N, C_in, *S), weight: (C_out, C_in / groups, *K), bias: (C_out,).
+@kernel("einsum", opset="iOS15")
+class Einsum(Kernel):
+    """Tensor product written as an einsum equation of two operands, ``"nchw,nwhu->nchu"`` or
+    ``"chw,whr->chr"`` and their renamings: a matmul over axes -1 of the first and -3 of the second,
+    the other axes batch. Size-1 batch axes broadcast against the other operand (which numpy's
+    einsum would refuse), so each letter's size is the largest it has in either operand.
     """
 
-    def compute(self, *, x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
-        spatial = x.ndim - 2
-        strides = [1] * spatial if strides is None else [int(s) for s in np.asarray(strides).reshape(-1)]
-        dilations = [1] * spatial if dilations is None else [int(d) for d in np.asarray(dilations).reshape(-1)]
-        k = weight.shape[2:]
-        eff = [(k[i] - 1) * dilations[i] + 1 for i in range(spatial)]
-        if pad_type == "custom":
-            p = [int(v) for v in np.asarray(pad).reshape(-1)]
-            pads = [(p[2 * i], p[2 * i + 1]) for i in range(spatial)]
-        elif pad_type == "same":
-            pads = []
-            for i in range(spatial):
-                n = x.shape[2 + i]
-                out = -(-n // strides[i])
-                total = max((out - 1) * strides[i] + eff[i] - n, 0)
-                pads.append((total // 2, total - total // 2))
-        else:
-            pads = [(0, 0)] * spatial
-        x = np.pad(x, [(0, 0), (0, 0)] + pads)
-        groups = int(groups)
-        n, c_in = x.shape[:2]
-        c_out = weight.shape[0]
-        out_sizes = [(x.shape[2 + i] - eff[i]) // strides[i] + 1 for i in range(spatial)]
-        # Gather the receptive fields, then one matmul per group.
-        cols = []
-        for offs in np.ndindex(*k):
-            index = [slice(None), slice(None)]
-            for i in range(spatial):
-                start = offs[i] * dilations[i]
-                index.append(slice(start, start + (out_sizes[i] - 1) * strides[i] + 1, strides[i]))
-            cols.append(x[tuple(index)])
-        patches = np.stack(cols, axis=2)  # (N, C_in, prod(K), *out)
-        patches = patches.reshape(n, groups, c_in // groups, -1, *out_sizes)
-        w = weight.reshape(groups, c_out // groups, c_in // groups, -1)
-        y = np.einsum("ngckS,gock->ngoS", patches.reshape(n, groups, c_in // groups, w.shape[-1], -1), w)
-        y = y.reshape(n, c_out, *out_sizes)
-        if bias is not None:
-            y = y + bias.reshape((1, -1) + (1,) * spatial)
-        return y
+    variadic = ("values",)
+
+    def compute(self, *, values, equation):
+        if len(values) != 2:
+            raise ValueError(f"einsum: expected 2 operands, got {len(values)}")
+        a, b = (_operand(v) for v in values)
+        equation = str(equation).replace(" ", "")
+        lhs, _, _ = equation.partition("->")
+        terms = lhs.split(",")
+        if len(terms) != 2 or "." in lhs or any(len(t) != v.ndim for t, v in zip(terms, (a, b))):
+            raise ValueError(f"einsum: equation {equation!r} does not fit operands of shapes {a.shape} and {b.shape}")
+        size = {}
+        for term, v in zip(terms, (a, b)):
+            for letter, n in zip(term, v.shape):
+                if size.get(letter, 1) not in (1, n) and n != 1:
+                    raise ValueError(f"einsum: axis {letter!r} has sizes {size[letter]} and {n}")
+                size[letter] = max(size.get(letter, 1), n)
+        a = np.broadcast_to(a, tuple(size[c] for c in terms[0]))
+        b = np.broadcast_to(b, tuple(size[c] for c in terms[1]))
+        return np.einsum(equation, a, b, optimize=True)

@@ -1,14 +1,26 @@
-"""Recurrent ops: lstm, gru, rnn. Sequence-major: x is (T, B, I).
+"""Recurrent ops (MIL ``recurrent`` family): lstm, gru, rnn. Sequence-major: x is (T, B, I).
 
-The input projection of every step is one matmul before the time loop; the loop does only the
-recurrent matmul and the gate maths. In fp16 mode the state is rounded to fp16 at every step,
-as a program running in fp16 carries it.
+Semantics, as Apple's op tests pin them (their numpy and torch references, which Core ML passes):
+- ``direction="reverse"`` runs from step T-1 down to 0 and returns ``output_sequence`` in
+  processing order: output[k] is the state after k + 1 steps, i.e. after reading x[T-1-k].
+  A ``bidirectional`` lstm instead returns its backward half in input order (output[t] belongs to
+  x[t]), as torch does; the converter emits nn.LSTM as "forward" or "bidirectional" only.
+- lstm ``clip`` clips the cell state c after its update, before it feeds o (peephole) and h.
+- gru applies the reset gate to the state before the recurrent matmul, W_o (r * h); iOS18's
+  ``reset_after=True`` applies it after, r * (W_o h + b_ho), as torch's nn.GRU.
+
+The input projection of every step is one matmul before the time loop (or folded into the
+step's matmul); the loop does the recurrent matmul and the gate maths. In fp16 mode the state
+is rounded to fp16 at every step, as a program running in fp16 carries it.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..fp16 import Rounder
 from ..program import Kernel
 from ..registry import kernel
 
@@ -17,13 +29,20 @@ def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # 1 / (1 + e^-x) without overflow
 
 
+def _hard_sigmoid(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)  # MIL's defaults alpha = 0.2, beta = 0.5
+
+
+# The activations MIL's recurrent ops name, each with the default parameters the op implies
+# (the ops take no alpha / beta): scaled_tanh is alpha tanh(beta x) with alpha = beta = 1.
 ACTIVATIONS = {
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0),
     "linear": lambda x: x,
-    "hard_sigmoid": lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0),
-    "scaled_tanh": np.tanh,  # MIL's default alpha = beta = 1
+    "hard_sigmoid": _hard_sigmoid,
+    "sigmoid_hard": _hard_sigmoid,
+    "scaled_tanh": np.tanh,
 }
 
 
@@ -39,34 +58,54 @@ def _act(name) -> callable:
     return ACTIVATIONS[name]
 
 
+def _f32(v):
+    return None if v is None else np.asarray(v, np.float32)
+
+
 def _project(x, w, b):
     """x (T, B, I) @ w.T (+ b) -> (T, B, G), one matmul for all steps."""
     T, B, I = x.shape
-    out = (x.reshape(T * B, I) @ w.T).reshape(T, B, -1)
+    out = (x.reshape(T * B, I) @ w.T).reshape(T, B, w.shape[0])
     return out + b if b is not None else out
 
 
-def _directions(direction: str, forward, backward):
+def _directions(direction: str, forward, backward, allowed=("forward", "reverse", "bidirectional")):
+    """[(weights, runs backward)] per direction."""
+    if direction not in allowed:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(allowed)}")
     if direction == "forward":
         return [(forward, False)]
     if direction == "reverse":
         return [(forward, True)]
-    if direction == "bidirectional":
-        return [(forward, False), (backward, True)]
-    raise ValueError(f"direction {direction!r} is not one of forward, reverse, bidirectional")
+    if any(w is None for w in backward[:2]):
+        raise ValueError("a bidirectional lstm needs weight_ih_back and weight_hh_back")
+    return [(forward, False), (backward, True)]
+
+
+def _steps(T: int, backward: bool):
+    return range(T - 1, -1, -1) if backward else range(T)
+
+
+class _Recurrent(Kernel):
+    keeps_fp16 = True  # in fp16 mode the state, hence every output, is rounded as it is made
+
+    def _fp16(self) -> bool:
+        """Whether this run emulates fp16 for this op (its outputs are fp16)."""
+        return self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
 
 
 @kernel("lstm", opset="iOS15")
-class Lstm(Kernel):
+class Lstm(_Recurrent):
     """Long short-term memory over a sequence.
 
     Gates, weights in ifoz order (MIL; torch is ifgo and its two biases are summed):
         i = ra(W_i x + R_i h + b_i [+ p_i * c_prev])      f = ra(W_f x + R_f h + b_f [+ p_f * c_prev])
-        z = ca(W_z x + R_z h + b_z)                       c = f * c_prev + i * z
+        z = ca(W_z x + R_z h + b_z)                       c = clip(f * c_prev + i * z)
         o = ra(W_o x + R_o h + b_o [+ p_o * c])           h = o * a(c)
     Shapes: x (T, B, I); initial_h, initial_c (B, D*H) as [forward | backward]; weight_ih (4H, I);
-    weight_hh (4H, H); bias (4H,). Outputs: output (T or 1, B, D*H), h (B, D*H), c (B, D*H).
-    The backward direction runs from t = T-1 down to 0 and its output at t belongs to input step t.
+    weight_hh (4H, H); bias (4H,); peephole (3H,) in ifo order. Outputs: output (T or 1, B, D*H),
+    h (B, D*H), c (B, D*H). Output order: see the module docstring (reverse: processing order;
+    bidirectional: the backward half in input order).
     """
 
     def compute(self, *, x, initial_h, initial_c, weight_ih, weight_hh, bias=None, peephole=None,
@@ -74,52 +113,60 @@ class Lstm(Kernel):
                 direction="forward", output_sequence=False, recurrent_activation="sigmoid",
                 cell_activation="tanh", activation="tanh", clip=None):
         x = np.asarray(x, dtype=np.float32)
-        H = weight_hh.shape[1]
+        H = np.shape(weight_hh)[1]
         ra, ca, a = _act(recurrent_activation), _act(cell_activation), _act(activation)
-        fp16 = self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
-        runs = _directions(_text(direction), (weight_ih, weight_hh, bias, peephole), (weight_ih_back, weight_hh_back, bias_back, peephole_back))
+        fp16 = self._fp16()
+        direction = _text(direction)
+        runs = _directions(direction, (weight_ih, weight_hh, bias, peephole), (weight_ih_back, weight_hh_back, bias_back, peephole_back))
+        initial_h, initial_c = np.asarray(initial_h, np.float32), np.asarray(initial_c, np.float32)
+        if initial_h.shape != (x.shape[1], len(runs) * H) or initial_c.shape != initial_h.shape:
+            raise ValueError(f"lstm: initial_h {initial_h.shape} and initial_c {initial_c.shape} for x {x.shape}, "
+                             f"{len(runs)} direction(s) of hidden size {H}")
         seqs, hs, cs = [], [], []
         for d, ((w_ih, w_hh, b, p), backward) in enumerate(runs):
-            h0 = np.asarray(initial_h, np.float32)[:, d * H : (d + 1) * H]
-            c0 = np.asarray(initial_c, np.float32)[:, d * H : (d + 1) * H]
-            seq, h, c = self._run(x, h0, c0, np.asarray(w_ih, np.float32), np.asarray(w_hh, np.float32),
-                                  None if b is None else np.asarray(b, np.float32), p, backward, ra, ca, a, clip, fp16)
-            seqs.append(seq)
+            h0 = initial_h[:, d * H : (d + 1) * H]
+            c0 = initial_c[:, d * H : (d + 1) * H]
+            seq, h, c = self._run(x, h0, c0, _f32(w_ih), _f32(w_hh), _f32(b), _f32(p), backward, ra, ca, a,
+                                  None if clip is None else float(clip), fp16)
+            seqs.append(seq[::-1] if direction == "reverse" else seq)
             hs.append(h)
             cs.append(c)
-        h, c = np.concatenate(hs, axis=-1), np.concatenate(cs, axis=-1)
-        out = np.concatenate(seqs, axis=-1) if bool(output_sequence) else h[None]
-        return out, h, c
+        if len(runs) == 1:  # no concatenation: the sequence stays a view of the step buffer
+            h, c, out = hs[0], cs[0], seqs[0]
+        else:
+            h, c, out = np.concatenate(hs, axis=-1), np.concatenate(cs, axis=-1), np.concatenate(seqs, axis=-1)
+        return (out if bool(output_sequence) else h[None]), h, c
 
     @staticmethod
     def _run(x, h, c, w_ih, w_hh, b, peephole, backward, ra, ca, a, clip, fp16):
+        """One direction: (output sequence in input order (T, B, H), final h, final c)."""
         if ra is _sigmoid and ca is np.tanh and a is np.tanh and peephole is None and clip is None:
             return Lstm._run_fast(x, h, c, w_ih, w_hh, b, backward, fp16)
-        T = x.shape[0]
+        T, B = x.shape[:2]
         H = w_hh.shape[1]
         xw = _project(x, w_ih, b)  # (T, B, 4H)
         r_t = np.ascontiguousarray(w_hh.T)  # (H, 4H)
-        h = np.ascontiguousarray(h, dtype=np.float32)
-        seq = np.empty((T, x.shape[1], H), dtype=np.float32)
+        h, c = np.array(h, np.float32), np.array(c, np.float32)
+        seq = np.empty((T, B, H), dtype=np.float32)
         p_i = p_f = p_o = None
         if peephole is not None:
-            p = np.asarray(peephole, np.float32)
-            p_i, p_f, p_o = p[:H], p[H : 2 * H], p[2 * H :]
-        steps = range(T - 1, -1, -1) if backward else range(T)
-        for t in steps:
+            p_i, p_f, p_o = peephole[:H], peephole[H : 2 * H], peephole[2 * H :]
+        rc, rh = (Rounder(B * H), Rounder(B * H)) if fp16 else (None, None)
+        for t in _steps(T, backward):
             g = xw[t] + h @ r_t  # (B, 4H) in ifoz order
             gi, gf, go, gz = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-            if clip is not None:
-                gz = np.clip(gz, -float(clip), float(clip))
             if p_i is not None:
                 gi, gf = gi + p_i * c, gf + p_f * c
-            i, f, z = ra(gi), ra(gf), ca(gz)
-            c = f * c + i * z
-            o = ra(go + p_o * c) if p_o is not None else ra(go)
-            h = o * a(c)
+            c = ra(gf) * c + ra(gi) * ca(gz)
+            if clip is not None:
+                c = np.clip(c, -clip, clip)
+            c = np.ascontiguousarray(c, dtype=np.float32)
             if fp16:
-                c = c.astype(np.float16).astype(np.float32)
-                h = h.astype(np.float16).astype(np.float32)
+                rc(c)
+            o = ra(go + p_o * c) if p_o is not None else ra(go)
+            h = np.ascontiguousarray(o * a(c), dtype=np.float32)
+            if fp16:
+                rh(h)
             seq[t] = h
         return seq, h, c
 
@@ -134,6 +181,9 @@ class Lstm(Kernel):
         Values are feature-major, (features, B), so each gate is a contiguous block of the
         (4H, B) gate matrix; sigmoid(v) = (tanh(v / 2) + 1) / 2 with the i, f, o rows of the
         weights halved beforehand (exact: a power of two), so one tanh serves all four gates.
+        In fp16 mode c and h are rounded in place; with these activations |h| <= 1 and
+        |c_t| <= |c_{t-1}| + 1, so when |c_0| + T stays clear of fp16's max nothing can overflow
+        and the rounding skips its overflow passes.
         """
         T, B, I = x.shape
         H = w_hh.shape[1]
@@ -151,10 +201,12 @@ class Lstm(Kernel):
         c = np.array(c.T, dtype=np.float32, order="C")  # (H, B), a copy: updated in place below
         g = np.empty((4 * H, B), np.float32)
         tmp = np.empty((H, B), np.float32)
-        half_tmp = np.empty((H, B), np.float16)  # fp16 mode: the state is rounded through it
         sig = g[: 3 * H]
         i, f, o, z = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-        for t in range(T - 1, -1, -1) if backward else range(T):
+        rounder = Rounder(H * B) if fp16 else None
+        c_max = float(np.max(np.abs(c), initial=0.0))
+        bounded = math.isfinite(c_max) and (c_max + T) * math.exp(T * 2.0**-10) < 65504.0
+        for t in _steps(T, backward):
             read, write = (t + 1, t) if backward else (t, t + 1)
             np.matmul(w, U[read], out=g)
             np.tanh(g, out=g)  # z is done; i, f, o are tanh(v / 2)
@@ -164,15 +216,14 @@ class Lstm(Kernel):
             np.multiply(i, z, out=tmp)
             np.add(c, tmp, out=c)
             if fp16:
-                np.copyto(half_tmp, c, casting="same_kind")
-                np.copyto(c, half_tmp)
+                rounder(c, bounded, zero_sign=False)
             np.tanh(c, out=tmp)
             h = U[write, I : I + H]
             np.multiply(o, tmp, out=h)
             if fp16:
-                np.copyto(half_tmp, h, casting="same_kind")
-                np.copyto(h, half_tmp)
+                rounder(h, True, zero_sign=False)
         seq = U[:T, I : I + H] if backward else U[1:, I : I + H]  # (T, H, B)
+        h = U[0 if backward else T, I : I + H]  # the last step's h (the initial one when T = 0)
         return seq.transpose(0, 2, 1), h.T.copy(), c.T.copy()
 
 
@@ -182,28 +233,29 @@ class LstmIOS17(Lstm):
 
 
 @kernel("rnn", opset="iOS15")
-class Rnn(Kernel):
+class Rnn(_Recurrent):
     """Simple recurrence h_t = activation(W_ih x_t + W_hh h_{t-1} + bias), one summed bias.
 
     Shapes: x (T, B, I); initial_h (B, H); weight_ih (H, I); weight_hh (H, H); bias (H,).
-    Outputs: output (T or 1, B, H) and h (B, H).
+    Outputs: output (T or 1, B, H) and h (B, H); "reverse" returns the sequence in processing order.
     """
 
     def compute(self, *, x, initial_h, weight_ih, weight_hh, bias=None, direction="forward",
                 output_sequence=False, activation="tanh"):
         x = np.asarray(x, np.float32)
         act = _act(activation)
-        fp16 = self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
-        xw = _project(x, np.asarray(weight_ih, np.float32), None if bias is None else np.asarray(bias, np.float32))
-        r_t = np.ascontiguousarray(np.asarray(weight_hh, np.float32).T)
-        h = np.asarray(initial_h, np.float32)
+        fp16 = self._fp16()
+        backward = _directions(_text(direction), None, None, ("forward", "reverse"))[0][1]
+        xw = _project(x, _f32(weight_ih), _f32(bias))
+        r_t = np.ascontiguousarray(_f32(weight_hh).T)
+        h = np.array(initial_h, np.float32)
         seq = np.empty((x.shape[0], x.shape[1], r_t.shape[1]), np.float32)
-        backward = _text(direction) == "reverse"
-        for t in range(x.shape[0] - 1, -1, -1) if backward else range(x.shape[0]):
-            h = act(xw[t] + h @ r_t)
+        rounder = Rounder(h.size) if fp16 else None
+        for k, t in enumerate(_steps(x.shape[0], backward)):
+            h = np.ascontiguousarray(act(xw[t] + h @ r_t), dtype=np.float32)
             if fp16:
-                h = h.astype(np.float16).astype(np.float32)
-            seq[t] = h
+                rounder(h)
+            seq[k] = h  # processing order
         return (seq if bool(output_sequence) else h[None]), h
 
 
@@ -213,41 +265,49 @@ class RnnIOS17(Rnn):
 
 
 @kernel("gru", opset="iOS15")
-class Gru(Kernel):
-    """Gated recurrent unit, MIL layout (weights and bias in r, o, z order):
-        r = ra(W_r x + R_r h + b_r)    z = ra(W_z x + R_z h + b_z)
-        o = a(W_o x + b_o + r * (R_o h))    h = (1 - z) * o + z * h_prev
+class Gru(_Recurrent):
+    """Gated recurrent unit, MIL layout (weights and biases in r, o, z order):
+        r = ra(W_r x + R_r h + b_r)      z = ra(W_z x + R_z h + b_z)
+        o = a(W_o x + b_o + R_o (r * h))      h = (1 - z) * o + z * h_prev
     Shapes: x (T, B, I); initial_h (B, H); weight_ih (3H, I); weight_hh (3H, H); bias (3H,).
-    (torch's nn.GRU is not converted to this op but to a while_loop; this follows the MIL definition.)
+    Outputs: output (T or 1, B, H), h (B, H); "reverse" returns the sequence in processing order.
+    (torch's nn.GRU is not converted to this op but to a while_loop.)
     """
 
     def compute(self, *, x, initial_h, weight_ih, weight_hh, bias=None, direction="forward",
-                output_sequence=False, recurrent_activation="sigmoid", activation="tanh",
-                reset_after=False, input_bias=None):
+                output_sequence=False, recurrent_activation="sigmoid", activation="tanh"):
+        return self._gru(x, initial_h, weight_ih, weight_hh, None, bias, direction, output_sequence,
+                         recurrent_activation, activation, reset_after=False)
+
+    def _gru(self, x, initial_h, weight_ih, weight_hh, input_bias, bias, direction, output_sequence,
+             recurrent_activation, activation, reset_after):
         x = np.asarray(x, np.float32)
         ra, a = _act(recurrent_activation), _act(activation)
-        w_hh = np.asarray(weight_hh, np.float32)
+        w_hh = _f32(weight_hh)
         H = w_hh.shape[1]
-        fp16 = self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
-        b_h = np.zeros(3 * H, np.float32) if bias is None else np.asarray(bias, np.float32)
-        b_i = None if input_bias is None else np.asarray(input_bias, np.float32)
-        xw = _project(x, np.asarray(weight_ih, np.float32), b_i)
-        h = np.asarray(initial_h, np.float32)
+        fp16 = self._fp16()
+        b_h = np.zeros(3 * H, np.float32) if bias is None else _f32(bias)
+        xw = _project(x, _f32(weight_ih), _f32(input_bias))  # (T, B, 3H), input bias folded in
+        r_rz = np.ascontiguousarray(np.concatenate([w_hh[:H], w_hh[2 * H :]]).T)  # (H, 2H): r, z
+        r_o = np.ascontiguousarray(w_hh[H : 2 * H].T)  # (H, H)
+        b_r, b_o, b_z = b_h[:H], b_h[H : 2 * H], b_h[2 * H :]
+        h = np.array(initial_h, np.float32)
         seq = np.empty((x.shape[0], x.shape[1], H), np.float32)
-        backward = _text(direction) == "reverse"
-        for t in range(x.shape[0] - 1, -1, -1) if backward else range(x.shape[0]):
+        backward = _directions(_text(direction), None, None, ("forward", "reverse"))[0][1]
+        rounder = Rounder(h.size) if fp16 else None
+        for k, t in enumerate(_steps(x.shape[0], backward)):
             xt = xw[t]
-            hr = h @ w_hh.T  # (B, 3H)
-            r = ra(xt[:, :H] + hr[:, :H] + b_h[:H])
-            z = ra(xt[:, 2 * H :] + hr[:, 2 * H :] + b_h[2 * H :])
-            if bool(reset_after):
-                o = a(xt[:, H : 2 * H] + r * (hr[:, H : 2 * H] + b_h[H : 2 * H]))
+            hrz = h @ r_rz  # (B, 2H)
+            r = ra(xt[:, :H] + hrz[:, :H] + b_r)
+            z = ra(xt[:, 2 * H :] + hrz[:, H:] + b_z)
+            if reset_after:
+                o = a(xt[:, H : 2 * H] + r * (h @ r_o + b_o))
             else:
-                o = a(xt[:, H : 2 * H] + b_h[H : 2 * H] + r * hr[:, H : 2 * H])
-            h = (1 - z) * o + z * h
+                o = a(xt[:, H : 2 * H] + (r * h) @ r_o + b_o)
+            h = np.ascontiguousarray((1 - z) * o + z * h, dtype=np.float32)
             if fp16:
-                h = h.astype(np.float16).astype(np.float32)
-            seq[t] = h
+                rounder(h)
+            seq[k] = h  # processing order
         return (seq if bool(output_sequence) else h[None]), h
 
 
@@ -258,4 +318,13 @@ class GruIOS17(Gru):
 
 @kernel("gru", opset="iOS18")
 class GruIOS18(GruIOS17):
-    """iOS18 adds ``reset_after`` (apply r to the recurrent product plus its bias) and ``input_bias``."""
+    """iOS18 adds ``reset_after`` (default False): True applies r after the recurrent product,
+    o = a(W_o x + b_io + r * (R_o h + b_ho)), torch's nn.GRU; and ``input_bias`` (3H,), the b_i*
+    terms added to the input projection (``bias`` then holds the b_h* terms).
+    """
+
+    def compute(self, *, x, initial_h, weight_ih, weight_hh, bias=None, direction="forward",
+                output_sequence=False, recurrent_activation="sigmoid", activation="tanh",
+                reset_after=False, input_bias=None):
+        return self._gru(x, initial_h, weight_ih, weight_hh, input_bias, bias, direction, output_sequence,
+                         recurrent_activation, activation, reset_after=bool(reset_after))

@@ -67,15 +67,6 @@ class ReduceArgmin(Kernel):
         return out.astype(np.int32)
 
 
-@kernel("l2_norm", opset="iOS15")
-class L2Norm(Kernel):
-    """x / sqrt(max(sum(x^2 over the last rank-1 axes... ), epsilon)) per batch item."""
-
-    def compute(self, *, x, axes=None, epsilon=1e-6):
-        axes = tuple(range(1, x.ndim)) if axes is None else tuple(int(a) for a in np.asarray(axes).reshape(-1))
-        return x / np.sqrt(np.maximum(np.sum(x * x, axis=axes, keepdims=True), epsilon))
-
-
 @kernel("classify", opset="iOS15")
 class Classify(Kernel):
     """A classifier's outputs: the most probable class and the {class: probability} dictionary.

@@ -24,6 +24,8 @@ class Const(Kernel):
 class Transpose(Kernel):
     """Permute axes: out.shape[i] = x.shape[perm[i]]."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, perm):
         return np.transpose(x, _ints(perm))
 
@@ -31,6 +33,8 @@ class Transpose(Kernel):
 @kernel("reshape", opset="iOS15")
 class Reshape(Kernel):
     """Reshape to ``shape``; -1 is inferred, 0 copies the input dim at the same index."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, shape):
         shape = _ints(shape)
@@ -57,6 +61,8 @@ class ReshapeIOS17(Reshape):
 class Squeeze(Kernel):
     """Remove size-1 axes (all of them when ``axes`` is absent)."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, axes=None):
         if axes is None:
             return np.squeeze(x)
@@ -67,6 +73,8 @@ class Squeeze(Kernel):
 class ExpandDims(Kernel):
     """Insert size-1 axes at ``axes`` (positions in the output)."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, axes):
         axes = _ints(axes)
         rank = np.ndim(x) + len(axes)
@@ -76,6 +84,8 @@ class ExpandDims(Kernel):
 @kernel("split", opset="iOS15")
 class Split(Kernel):
     """Split along ``axis`` into ``num_splits`` equal parts or parts of ``split_sizes``."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, axis, num_splits=None, split_sizes=None):
         axis = int(axis)
@@ -93,6 +103,8 @@ class Concat(Kernel):
     a vector of shape (n,), whatever ``axis`` and ``interleave`` say. Flexible-shape programs build shapes
     this way from ``gather``-ed scalar dimensions.
     """
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     variadic = ("values",)
 
@@ -112,6 +124,8 @@ class Concat(Kernel):
 @kernel("stack", opset="iOS15")
 class Stack(Kernel):
     """Stack ``values`` along a new ``axis``."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     variadic = ("values",)
 
@@ -141,6 +155,8 @@ def _strided(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze
 class SliceByIndex(Kernel):
     """x[begin:end:stride] per axis; masks ignore begin / end, squeeze_mask drops the axis."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
         return np.asarray(x)[_strided(x, begin, end, stride, begin_mask, end_mask, squeeze_mask)]
 
@@ -148,6 +164,8 @@ class SliceByIndex(Kernel):
 @kernel("slice_by_size", opset="iOS15")
 class SliceBySize(Kernel):
     """x[begin : begin + size] per axis; size -1 runs to the end."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, begin, size):
         begin, size = _ints(begin), _ints(size)
@@ -168,6 +186,8 @@ class SliceUpdate(Kernel):
 @kernel("gather", opset="iOS15")
 class Gather(Kernel):
     """x taken at ``indices`` along ``axis`` (negative indices count from the end)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, indices, axis=0, validate_indices=False):
         return np.take(np.asarray(x), np.asarray(indices).astype(np.int64), axis=int(axis))
@@ -192,6 +212,8 @@ class GatherIOS16(Gather):
 @kernel("gather_along_axis", opset="iOS15")
 class GatherAlongAxis(Kernel):
     """out[..i..] = x[..indices[..i..]..] along ``axis`` (take_along_axis)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, indices, axis=0, validate_indices=False):
         return np.take_along_axis(np.asarray(x), np.asarray(indices).astype(np.int64), axis=int(axis))
@@ -261,6 +283,8 @@ class Fill(Kernel):
 class Reverse(Kernel):
     """x reversed along ``axes`` (all axes when absent)."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, axes=None):
         return np.flip(x, axis=None if axes is None else tuple(_ints(axes)))
 
@@ -268,6 +292,8 @@ class Reverse(Kernel):
 @kernel("tile", opset="iOS15")
 class Tile(Kernel):
     """x repeated ``reps`` times along each axis."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, reps):
         return np.tile(x, _ints(reps))
