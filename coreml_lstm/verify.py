@@ -233,7 +233,7 @@ def verify_package(
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     _check_features(adapter, program, package)
     names = [o.name for o in adapter.outputs]
-    want = [adapter.reference(s) for s in samples]
+    want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples))
 
@@ -246,7 +246,7 @@ def verify_package(
             if adapter.classes is not None:
                 probs = np.stack([np.asarray(want[i][names[0]], np.float64) for i in idx])
                 got = [results[i] for i in idx]
-                report.checks.append(label_check(LABEL_OUTPUT, got, probs, list(adapter.classes), tol, backend, mode, size, names[0]))
+                report.checks.append(label_check(LABEL_OUTPUT, got, probs, list(adapter.classes), tol, backend, mode, size))
                 report.checks.append(dict_check(DICT_OUTPUT, got, list(adapter.classes), backend, mode, size, names[0]))
 
     carry = dict(adapter.carry)
@@ -278,6 +278,21 @@ def verify_package(
 
                 add([run_sample(predict, s, carry, model.make_state if program.states else None) for s in samples], f"coreml:{units}", run_mode)
     return report
+
+
+def _reference(adapter, sample, k: int) -> dict:
+    """Torch's outputs for one sample; a module that fails on it is a one-line error naming the sample."""
+    from .errors import CoreMLLSTMError
+
+    try:
+        return adapter.reference(sample)
+    except CoreMLLSTMError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        where = f" ({sample.label})" if sample.label else ""
+        raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {text[0] if text else ''}; "
+                          "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges as --input NAME:SHAPE:DTYPE:LO..HI)") from None
 
 
 class _Declared:
@@ -327,7 +342,7 @@ def _label(value):
     return value.item() if value.ndim == 0 else value.reshape(-1)[0]
 
 
-def label_check(name, results, ref, classes, tol: Tolerance, backend, mode, size="", probs_name="probabilities") -> Check:
+def label_check(name, results, ref, classes, tol: Tolerance, backend, mode, size="") -> Check:
     """classLabel against torch's argmax; a flip inside a near-tie (top-2 gap within tolerance) is allowed."""
     flat = ref.reshape(len(ref), -1)
     want = flat.argmax(-1)
