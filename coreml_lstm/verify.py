@@ -368,6 +368,8 @@ def dict_check(name, results, classes, backend, mode, size="", probs_name="proba
     worst, missing = 0.0, 0
     for r in results:
         d, p = r[name], np.asarray(r[probs_name], np.float64).reshape(-1)
+        if isinstance(d, np.ndarray) and d.dtype == object and d.size == 1:  # a dictionary wrapped as a (1,) array
+            d = d.reshape(-1)[0]
         keys = {str(k): v for k, v in d.items()}
         for c, v in zip(classes, p):
             if str(c) not in keys:
