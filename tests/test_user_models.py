@@ -83,7 +83,8 @@ def test_user_model_converts_and_matches_torch(case, converted, request):
     module, path, report = converted(*case)
     assert report.status == "passed", "\n" + _table(report)
     executor = [c for c in report.ran if c.backend == "executor"]
-    assert executor and {c.mode for c in executor} == {precision}
+    # A stateful program keeps its states in fp16 whatever the compute precision: fp16 numerics and bar.
+    assert executor and {c.mode for c in executor} == {"fp16" if model.states else precision}
     bar = 1e-4 if precision == "fp32" and not model.states else 5e-2
     assert all(c.tolerance.atol == bar and c.tolerance.rtol == bar for c in executor)
     assert {c.output for c in executor} == set(model.outputs)
