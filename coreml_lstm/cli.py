@@ -282,6 +282,61 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         click.echo(f"package: {export_path}")
 
 
+# -- convert ---------------------------------------------------------------------------------
+
+
+def model_argument(f):
+    """A model: a forecaster or classifier checkpoint directory, a TorchScript archive or a .pt2 program."""
+    return click.argument("model", type=click.Path(path_type=Path))(f)
+
+
+def _load_model(model, package=None, inputs=(), outputs=(), **options):
+    """The adapter of MODEL (see coreml_lstm.adapter.load): the one place the CLI learns what kind of model it has."""
+    from .adapter import load
+
+    return load(model, package=package, inputs=list(inputs), outputs=list(outputs), **options)
+
+
+@main.command(context_settings=CONTEXT)
+@model_argument
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]",
+              help="An input: its shape with ranges (x:1..64,100,16), dtype float32 or int32, and the values random checks draw (ids:1,32:int32:0..999). Repeat per input.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME", help="An output's name, in the order the model returns them (repeat).")
+@click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
+@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")
+@export_options
+@json_option
+def convert(model, output, inputs, outputs, target, samples, precision, author, license_, description, model_version, compress, as_json):
+    """Convert your own model to Core ML and check the package against it (exit 1 if it differs).
+
+    MODEL is a TorchScript archive (torch.jit.save) or a torch.export program (.pt2); neither is
+    loaded by unpickling arbitrary objects. Shapes take ranges (lo..hi), which Core ML accepts
+    at run time; the check runs the saved package through the executor at the smallest, the
+    largest and in-between sizes.
+
+    \b
+    Example:
+        coreml-lstm convert har.pt models/har.mlpackage --input x:1,1..512,6 --output logits
+        coreml-lstm convert tagger.pt2 models/tagger.mlpackage --input ids:1,1..64:int32:0..4999
+    """
+    from .export import check_destination, export
+    from .verify import verify_package
+
+    config = _export_config(precision, target, author, license_, description, model_version, compress)
+    check_destination(output)
+    adapter = _load_model(model, inputs=inputs, outputs=outputs)
+    path = export(adapter, output, config)
+    report = verify_package(adapter, path, adapter.samples(samples))
+    if as_json:
+        echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict()})
+    else:
+        click.echo(f"package: {path} ({precision}, {target}" + (f", {compress}" if compress else "") + ")")
+        _report_lines(report, path, model)
+    if report.status != "passed":  # failed, or no check could run (the package stays: it converted)
+        sys.exit(1)
+
+
 # -- export ----------------------------------------------------------------------------------
 
 
@@ -301,17 +356,12 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     Example:
         coreml-lstm export runs/model models/model.mlpackage --precision fp16 --target iOS17
     """
-    from .export import export_checkpoint
+    from .export import export as export_package
 
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
-    ckpt = _load_checkpoint(checkpoint)
-    if _is_classifier(ckpt):
-        if streaming:
-            raise click.UsageError("--streaming: classifiers take a whole sequence per call")
-        path = ckpt.export(output, **{k: v for k, v in config.to_dict().items() if k not in ("streaming", "max_chunk")})
-    else:
-        path = export_checkpoint(ckpt, output, config)
-    swift_files = _write_swift(path, swift_dir, ckpt) if swift_dir else []
+    adapter = _load_model(checkpoint, streaming=streaming, max_chunk=max_chunk)
+    path = export_package(adapter, output, config)
+    swift_files = _write_swift(path, swift_dir, adapter) if swift_dir else []
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress,
                    "swift": [str(p) for p in swift_files]})
@@ -321,53 +371,31 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
             click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 
-def _load_checkpoint(path):
-    """A forecaster's Checkpoint or a fitted classifier, whichever the directory holds."""
-    from .checkpoint import Checkpoint
-    from .classify import is_classifier_checkpoint, load_classifier
+def _write_swift(package, out_dir, adapter=None) -> list:
+    """The wrapper, and with the model's adapter the golden vectors (checked here first) and the XCTest."""
+    from .swift import write
 
-    return load_classifier(path) if is_classifier_checkpoint(path) else Checkpoint.load(path)
-
-
-def _is_classifier(loaded) -> bool:
-    return hasattr(loaded, "classes_")
-
-
-def _write_swift(package, out_dir, checkpoint=None) -> list:
-    """The wrapper, and with a checkpoint the golden vectors (checked here first) and the XCTest."""
-    from .errors import ParityError
-    from .golden import check_golden, classifier_golden, golden_vectors, write_golden
-    from .swift import generate, type_name
-
-    if checkpoint is None:
-        return generate(package, out_dir)
-    golden = classifier_golden(checkpoint, package) if _is_classifier(checkpoint) else golden_vectors(checkpoint, package)
-    report = check_golden(package, golden)
-    if report.status != "passed":
-        failed = "; ".join(c.line() for c in report.failed)
-        raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
-    name = f"{type_name(package)}.golden.json"
-    golden_path = write_golden(Path(out_dir) / name, golden)
-    return [*generate(package, out_dir, golden=name), golden_path]
+    return write(package, out_dir, adapter)
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the Swift files.")
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), help="The package's checkpoint: also write golden vectors from PyTorch and an XCTest replaying them.")
-def swift(package, out_dir, checkpoint):
-    """Generate a typed Swift wrapper for an existing package (and, with its checkpoint, a test).
+@click.option("--checkpoint", "model", type=click.Path(exists=True, path_type=Path), help="The package's checkpoint or model file: also write golden vectors from PyTorch and an XCTest replaying them.")
+def swift(package, out_dir, model):
+    """Generate a typed Swift wrapper for an existing package (and, with its model, a test).
 
     \b
     Example:
         coreml-lstm swift models/sunspots.mlpackage --out ios/ --checkpoint runs/sunspots
+        coreml-lstm swift models/har.mlpackage --out ios/ --checkpoint har.pt
     """
-    for p in _write_swift(package, out_dir, _load_checkpoint(checkpoint) if checkpoint else None):
+    for p in _write_swift(package, out_dir, _load_model(model, package=package) if model else None):
         click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target of every export.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the packages in this directory.")
 @json_option
@@ -382,10 +410,9 @@ def compare(checkpoint, target, keep, as_json):
     Example:
         coreml-lstm compare runs/sunspots --target iOS17
     """
-    from .compare import compare_checkpoint, compare_classifier, format_table
+    from .compare import compare_adapter, format_table
 
-    loaded = _load_checkpoint(checkpoint)
-    rows = (compare_classifier if _is_classifier(loaded) else compare_checkpoint)(loaded, keep, target=target)
+    rows = compare_adapter(_load_model(checkpoint), keep, target=target)
     if as_json:
         echo_json([r.to_dict() for r in rows])
     else:
@@ -430,62 +457,65 @@ def _tolerances(atol, rtol):
     }
 
 
+def _feeds_samples(adapter, paths) -> list:
+    """One sample per FEEDS file (.npz or .json of named arrays)."""
+    from .runner import read_arrays
+
+    return [adapter.sample_of(read_arrays(p)) for p in paths]
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_argument
 @package_argument
-@click.option("--csv", type=click.Path(path_type=Path), help="Compare on the windows of this table (default: the checkpoint's validation windows).")
-@click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision).")
+@click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data).")
+@click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Compare on these inputs (.npz or .json of named arrays, one call each; repeat).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]", help="Model files: an input's shape and value range for the random samples (default: the package's declared shapes).")
+@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: the outputs to compare, in the order the model returns them (default: the package's).")
+@click.option("--samples", "--limit", "samples", type=click.IntRange(min=1), help="Compare on at most this many samples (checkpoints: validation windows or samples, default 64; model files: random draws, default 8).")
+@click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision; classifiers: both).")
 @click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
 @click.option("--rtol", type=float, help="Relative tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
-@click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True, help="Compare on at most this many windows.")
 @click.option("--chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Streaming packages: steps per call.")
 @click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write the checks as JUnit XML here (one test case per output and check).")
 @json_option
-def verify(checkpoint, package, csv, mode, atol, rtol, limit, chunk, chunks, junit, as_json):
-    """Check that a package computes what its PyTorch checkpoint computes.
+def verify(model, package, csv, feeds, inputs, outputs, samples, mode, atol, rtol, chunk, chunks, junit, as_json):
+    """Check that a package computes what its PyTorch model computes.
 
-    Runs both on the same raw windows and reports, per output and backend, the shape, max
-    absolute and relative error and the tolerance. The executor runs everywhere; Core ML runs
-    on macOS and is reported as skipped elsewhere. Streaming packages are fed --chunks chunks of
-    --chunk steps with the state carried and compared with one pass over the same rows, and a
-    reset with a fresh start. Exit 1 if any check fails.
+    MODEL is the checkpoint the package was exported from, or a TorchScript archive / .pt2
+    program. Both run on the same inputs (the checkpoint's validation data, --csv, --inputs, or
+    random inputs inside every flexible range at the smallest, largest and in-between sizes) and
+    the report gives, per output, input size and backend, the max absolute and relative error
+    and the tolerance. The executor runs everywhere; Core ML runs on macOS and is reported as
+    skipped elsewhere. Streaming packages are fed --chunks chunks of --chunk steps with the state
+    carried and compared with one pass, and a reset with a fresh start. Exit 1 if any check
+    fails, or if none could run.
 
     \b
     Example:
         coreml-lstm verify runs/sunspots models/sunspots.mlpackage
+        coreml-lstm verify har.pt models/har.mlpackage --samples 16 --junit reports/har.xml
     """
-    from . import executor
-    from .checkpoint import Checkpoint
-    from .classify import is_classifier_checkpoint, verify_classifier_package
-    from .export import INPUT_NAME, read_metadata
-    from .streaming import consecutive_rows
-    from .verify import verify_program, verify_streaming
+    from .verify import verify_package
 
-    if is_classifier_checkpoint(checkpoint):
-        report = verify_classifier_package(package, checkpoint, table=csv, modes=(mode,) if mode else ("fp32", "fp16"), tolerances=_tolerances(atol, rtol))
-        _report_out(report, package, checkpoint, junit, as_json)
-        return
-    ckpt = Checkpoint.load(checkpoint)
-    if csv is not None:
-        from .data import prediction_windows
+    adapter = _load_model(model, package=package, inputs=inputs, outputs=outputs, chunk=chunk, chunks=chunks)
+    if feeds and csv:
+        raise click.UsageError("--inputs and --csv: give one of them")
+    if feeds:
+        chosen = _feeds_samples(adapter, feeds)
+    elif csv is not None:
+        chosen = adapter.samples_from_table(csv, samples or 64)
+    else:
+        chosen = adapter.samples(samples) if samples else adapter.samples()
+    report = verify_package(adapter, str(package), chosen, modes=(mode,) if mode else None, tolerances=_tolerances(atol, rtol))
+    _report_out(report, package, model, junit, as_json)
 
-        x, _ = prediction_windows(csv, ckpt.data_config, ckpt.input_columns)
-    elif ckpt.validation_x is not None:
-        x = ckpt.validation_x
-    else:
-        raise click.UsageError("the checkpoint holds no validation windows; give --csv")
-    x = x[-limit:]
-    meta = read_metadata(executor.load(package).metadata.get("user", {}))
-    if meta.get("streaming"):
-        sequence = consecutive_rows(x)[-chunk * chunks :]
-        if len(sequence) < chunk * chunks:
-            raise click.UsageError(f"--chunk {chunk} x --chunks {chunks} needs {chunk * chunks} consecutive rows; the windows give {len(sequence)}")
-        report = verify_streaming(str(package), ckpt.build_model(), sequence, chunk=chunk, mode=mode, tolerances=_tolerances(atol, rtol))
-    else:
-        feeds = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
-        report = verify_program(str(package), ckpt.build_model(), feeds, mode=mode, tolerances=_tolerances(atol, rtol))
-    _report_out(report, package, checkpoint, junit, as_json)
+
+def _report_lines(report, package, model) -> None:
+    click.echo(f"verify {package} against {model} on {report.samples} samples:")
+    for check in report.checks:
+        click.echo("  " + check.line())
+    click.echo(f"result: {report.status}")
 
 
 def _report_out(report, package, checkpoint, junit, as_json) -> None:
@@ -498,12 +528,42 @@ def _report_out(report, package, checkpoint, junit, as_json) -> None:
     if as_json:
         echo_json(report.to_dict())
     else:
-        click.echo(f"verify {package} against {checkpoint} on {report.samples} samples:")
-        for check in report.checks:
-            click.echo("  " + check.line())
-        click.echo(f"result: {report.status}")
-    if report.status == "failed":
+        _report_lines(report, package, checkpoint)
+    if report.status != "passed":  # failed, or no check could run: never a pass
         sys.exit(1)
+
+
+# -- diagnose --------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@package_argument
+@click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Run on these inputs (.npz or .json of named arrays; repeat). Default: random inputs at the smallest, largest and an in-between size.")
+@click.option("--atol", type=float, help="Absolute tolerance (default: the fp16 one, 5e-2).")
+@click.option("--rtol", type=float, help="Relative tolerance (default: the fp16 one, 5e-2).")
+@click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True, help="How many departing ops to list.")
+@json_option
+def diagnose(package, feeds, atol, rtol, limit, as_json):
+    """Where an fp16 package loses precision: the first ops whose fp16 value departs from fp32.
+
+    Runs the program in fp32 and fp16 modes with every intermediate value kept and lists, in
+    program order, the first ops whose outputs differ by more than the tolerance, with op type,
+    name, shape and error: the layers to keep in fp32 (or to rescale).
+
+    \b
+    Example:
+        coreml-lstm diagnose models/har-fp16.mlpackage --inputs feeds.npz
+    """
+    from .diagnose import diagnose as run_diagnosis
+    from .runner import read_arrays
+
+    runs = [read_arrays(p) for p in feeds] or None
+    result = run_diagnosis(package, runs, atol=atol, rtol=rtol)
+    if as_json:
+        echo_json(result.to_dict(limit))
+    else:
+        for line in result.lines(limit):
+            click.echo(line)
 
 
 # -- predict ---------------------------------------------------------------------------------
@@ -529,16 +589,11 @@ def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
         coreml-lstm predict models/sunspots.mlpackage --csv recent.csv --last
         coreml-lstm predict models/motion.mlpackage --csv new.csv --top-k 3
     """
-    from .classify import is_classifier_package, predict_classes
+    from .adapter import for_package
     from .fsutil import write_text
-    from .predict import predict_table
 
-    if is_classifier_package(package):
-        frame, used = predict_classes(package, csv_path, top_k=top_k, backend=backend, mode=mode)
-        click.echo(f"{len(frame)} samples classified through {used}", err=True)
-    else:
-        frame, used = predict_table(package, csv_path, backend=backend, mode=mode, last_only=last)
-        click.echo(f"{len(frame)} forecasts through {used}", err=True)
+    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k)
+    click.echo(f"{len(frame)} {what} through {used}", err=True)
     text = frame.to_json(orient="records", indent=2) if as_json else frame.to_csv(index=False)
     if out is not None:
         write_text(out, text)
@@ -688,11 +743,9 @@ def demo(out, package_path, swift_dir, epochs, quiet):
         coreml-lstm demo
     """
     from .api import Forecaster
-    from .checkpoint import Checkpoint
     from .datasets import DEFAULT, load_sunspots
-    from .export import INPUT_NAME
     from .predict import predict_table
-    from .verify import verify_program
+    from .verify import verify_package
 
     table = load_sunspots()
     click.echo(f"1/4 train: 2-layer LSTM on the embedded {DEFAULT['name']} data ({len(table)} rows, {table[DEFAULT['time']].min()}-{table[DEFAULT['time']].max()})", err=True)
@@ -705,11 +758,10 @@ def demo(out, package_path, swift_dir, epochs, quiet):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"2/4 export: {package_path} (fp32, iOS16) and Swift in {swift_dir}", err=True)
     f.export(package_path, description="LSTM forecaster of the yearly sunspot number from the previous 24 years.")
-    ckpt = Checkpoint.load(out)
-    swift_files = _write_swift(package_path, swift_dir, ckpt)
-    click.echo(f"3/4 verify: executor vs PyTorch on the validation windows", err=True)
-    feeds = [{INPUT_NAME: ckpt.validation_x[i : i + 1]} for i in range(len(ckpt.validation_x))]
-    report = verify_program(str(package_path), ckpt.build_model(), feeds)
+    adapter = _load_model(out, package=package_path)
+    swift_files = _write_swift(package_path, swift_dir, adapter)
+    click.echo("3/4 verify: executor vs PyTorch on the validation windows", err=True)
+    report = verify_package(adapter, str(package_path), adapter.samples(len(adapter.checkpoint.validation_x)))
     for check in report.checks:
         click.echo("  " + check.line())
     click.echo("4/4 predict: the next year from the last 24 through the package", err=True)

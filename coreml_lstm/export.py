@@ -1,13 +1,18 @@
-"""Checkpoint -> Core ML ML Program (.mlpackage), written atomically.
+"""A model (through its adapter, see :mod:`.adapter`) -> Core ML ML Program (.mlpackage), written atomically.
 
-The package takes raw feature values and returns predictions in original units (normalisation
-is traced into the graph), with fp32 inputs and outputs always (never the converter's silent
-fp16 I/O) and the compute precision chosen separately.
+Inputs and outputs always get explicit dtypes (fp32, int32 for integer inputs: never the
+converter's silent fp16 I/O), the compute precision is chosen separately, flexible shapes come
+from the adapter's inputs, and a failed or interrupted save leaves nothing behind. A forecaster
+package takes raw feature values and returns predictions in original units (normalisation is
+traced into the graph).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,12 +78,14 @@ def check_destination(path: str | Path) -> Path:
 
 def trace(module: torch.nn.Module, example):
     """TorchScript trace in eval mode (``example``: a tensor or a tuple of them)."""
+    from .adapter import eval_mode
+
     with warnings.catch_warnings():
         # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
         # shape checks become constants: both intended, the shapes come from the export.
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*dropout.*")
-        return torch.jit.trace(module.eval(), example, check_trace=False)
+        return torch.jit.trace(eval_mode(module), example, check_trace=False)
 
 
 # Layers Core ML cannot take, found before tracing: the message says what to use instead.
@@ -101,7 +108,7 @@ def preflight(module: torch.nn.Module) -> None:
             raise ExportError(f"layer {name or type(module).__name__!r}: {problem}")
 
 
-def compress(mlmodel, method: str):
+def compress(mlmodel, method: str, *, threshold: int = 16):
     """Compress the weights of a converted program with coremltools.optimize.coreml.
 
     int8: linear symmetric per-channel quantization; palettize6 / palettize4: a uniform
@@ -113,7 +120,6 @@ def compress(mlmodel, method: str):
 
     if method not in COMPRESSIONS:
         raise ConfigError(f"compress: {method!r} is not one of {', '.join(COMPRESSIONS)}")
-    threshold = 16
     if method == "int8":
         op, run = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=threshold), cto.linear_quantize_weights
     elif method.startswith("palettize"):
@@ -135,46 +141,264 @@ def convert(module, inputs, outputs, config: ExportConfig, *, states=None, shape
         outputs: list of ``(name, description)``.
         config: precision and deployment target.
         states: optional list of ``ct.StateType`` for iOS18 stateful models.
-        shapes: optional ``{input name: coremltools shape}`` (e.g. with a RangeDim) overriding the example's.
+        shapes: optional ``{input name: shape}`` (sizes, ranges, ``ct.Shape``) overriding the example's.
 
     Returns:
         A ``coremltools.models.MLModel`` (not yet saved).
     """
-    ct = coremltools()
-    preflight(module)
-    examples = tuple(t for _, t, _ in inputs)
-    traced = trace(module, examples if len(examples) > 1 else examples[0])
+    from .adapter import Output, State
+    from .user_model import FixedAdapter, input_from_example
+
     shapes = shapes or {}
-    tensor_inputs = [
-        ct.TensorType(name=name, shape=shapes.get(name, tuple(t.shape)), dtype=np.int32 if not t.is_floating_point() else np.float32)
-        for name, t, _ in inputs
-    ]
-    tensor_outputs = [ct.TensorType(name=name, dtype=np.float32) for name, _ in outputs]
-    precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
+    specs = [input_from_example(name, t, shapes.get(name), description) for name, t, description in inputs]
+    adapter = FixedAdapter(module, specs, [Output(n, d) for n, d in outputs], examples=tuple(t for _, t, _ in inputs))
+    adapter.states = [State(s.name, tuple(s.wrapped_type.shape.shape)) for s in states or ()]
+    return convert_adapter(adapter, config)
+
+
+class _DropPaddingIdxNote(logging.Filter):
+    """The converter warns that nn.Embedding's padding_idx is ignored. It only zeroes the pad row's
+    gradient in training; the row's values are in the weights, so the export computes the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "embedding (gather) layer does not support any inputs" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_embedding_note():
+    logger = logging.getLogger("coremltools")  # the torch frontend logs through the package logger
+    note = _DropPaddingIdxNote()
+    logger.addFilter(note)
     try:
-        with no_converter_progress():
+        yield
+    finally:
+        logger.removeFilter(note)
+
+
+class _OpErrors(logging.Filter):
+    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error for the
+    one-line message (and out of stderr: the ExportError says it)."""
+
+    PATTERN = re.compile(r"converting '([^']+)' op \(located at: '([^']*)'\)")
+
+    def __init__(self):
+        super().__init__()
+        self.failed: tuple[str, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self.PATTERN.search(record.getMessage())
+        if m:
+            self.failed = self.failed or (m.group(1), m.group(2))
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _op_errors():
+    logger = logging.getLogger("coremltools")  # the torch frontend logs through the package logger
+    errors = _OpErrors()
+    logger.addFilter(errors)
+    try:
+        yield errors
+    finally:
+        logger.removeFilter(errors)
+
+
+def convert_adapter(adapter, config: ExportConfig):
+    """Trace the adapter's module and convert it to an ML Program in memory (not yet saved).
+
+    Every input and output gets an explicit dtype (fp32, int32 for integer inputs); flexible
+    shapes come from the adapter's inputs; a classifier (``adapter.classes``) is a Core ML
+    classifier that keeps its ``probabilities`` output. A conversion coremltools refuses raises
+    one ExportError naming the layer (module path) and the torch op where they are known.
+
+    Returns:
+        A ``coremltools.models.MLModel``.
+    """
+    ct = coremltools()
+    module = adapter.module()
+    traced = adapter.traced()
+    if traced is None:
+        preflight(module)
+        try:
+            traced = trace(module, _example_arg(adapter.examples()))
+        except Exception as exc:
+            raise ExportError(f"tracing the module failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+    inputs = [i.to_coreml() for i in adapter.inputs]
+    states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
+    kwargs = {}
+    if adapter.classes is not None:
+        labels = [int(c) for c in adapter.classes] if all(isinstance(c, int) for c in adapter.classes) else [str(c) for c in adapter.classes]
+        kwargs["classifier_config"] = ct.ClassifierConfig(labels)
+    outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
+    precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
+    errors = _OpErrors()
+    try:
+        with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:
             mlmodel = ct.convert(
                 traced,
-                inputs=tensor_inputs,
-                outputs=tensor_outputs,
+                inputs=inputs,
+                outputs=outputs,
                 states=states,
                 convert_to="mlprogram",
                 compute_precision=precision,
                 minimum_deployment_target=getattr(ct.target, config.target),
+                **kwargs,
             )
+        if adapter.classes is not None:
+            mlmodel = keep_probabilities(mlmodel, outputs[0].name, len(adapter.classes))
         if config.compress:
             mlmodel = compress(mlmodel, config.compress)
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(f"conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    spec_inputs = {name: desc for name, _, desc in inputs}
-    spec_outputs = dict(outputs)
-    for name, desc in spec_inputs.items():
-        mlmodel.input_description[name] = desc
-    for name, desc in spec_outputs.items():
-        mlmodel.output_description[name] = desc
+        raise ExportError(refusal(exc, traced, errors.failed)) from exc
+    descriptions = adapter.descriptions()
+    input_names = {i.name for i in adapter.inputs}
+    output_names = {o.name for o in mlmodel.get_spec().description.output}
+    for name, text in descriptions.items():
+        if name in input_names:
+            mlmodel.input_description[name] = text
+        elif name in output_names:
+            mlmodel.output_description[name] = text
     return mlmodel
+
+
+def _example_arg(examples: tuple):
+    return examples if len(examples) != 1 else examples[0]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# Hints for ops that fail for a reason a user can fix in the module.
+_HINTS = {
+    "int": "a size of a flexible dimension used as a number (e.g. x.shape[1] in a reshape): use -1, flatten or unflatten instead",
+}
+
+
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) -> str:
+    """One line for a conversion coremltools refused: the torch op and, where the trace records
+    it, the layer (module path) the op belongs to.
+
+    ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
+    message (``convert function for op 'x' not implemented``).
+    """
+    text = str(exc).strip()
+    first = _first_line(exc)
+    op, where = (failed or (None, None))
+    if op is None:
+        for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?"):
+            m = re.search(pattern, text)
+            if m:
+                op = m.group(1)
+                break
+    if op is None:
+        return f"conversion failed: {type(exc).__name__}: {first}"
+    layer = layer_of(traced, op, where) if traced is not None else None
+    named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
+    hint = f" ({_HINTS[op]})" if op in _HINTS else ""
+    if "not implemented" in text:
+        return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools"
+    return f"conversion failed: {named}torch op {op!r} does not convert{hint}: {type(exc).__name__}: {first}"
+
+
+def layer_of(traced, op: str, where: str | None = None):
+    """(module path, module type) of a failing torch op in a TorchScript trace.
+
+    ``where`` is the converter's location: a module path, or the name of the value the op makes;
+    without it, the first node of that op kind.
+    """
+    try:
+        graph = traced.inlined_graph
+    except Exception:
+        return None
+
+    def module_at(path: str):
+        sub = traced
+        for part in path.split("."):
+            sub = getattr(sub, part, None) if part else sub
+            if sub is None:
+                return None
+        return sub
+
+    def kind_of(sub) -> str:
+        return getattr(sub, "original_name", None) or type(sub).__name__
+
+    if where and "/" not in where and module_at(where) is not None and where.split(".")[0] in dict(traced.named_children()):
+        return (where, kind_of(module_at(where)))
+    short = op.split("::")[-1]
+    for node in graph.nodes():
+        names = [o.debugName() for o in node.outputs()]
+        if (where and where.split("/")[-1] in names) or (not where and node.kind().split("::")[-1] == short):
+            scope = node.scopeName()
+            if not scope:
+                return ("forward", kind_of(traced))
+            path = scope.split("/")[-1].removeprefix("__module.")
+            sub = module_at(path)
+            return (path, kind_of(sub) if sub is not None else "?")
+    return None
+
+
+def _rename_value(block, old: str, new: str) -> None:
+    """Rename a named value of a MIL block: the op output that makes it and every use of it."""
+    for op in block.operations:
+        for out in op.outputs:
+            if out.name == old:
+                out.name = new
+        for arg in op.inputs.values():
+            for binding in arg.arguments:
+                if binding.WhichOneof("binding") == "name" and binding.name == old:
+                    binding.name = new
+    for i, name in enumerate(block.outputs):
+        if name == old:
+            block.outputs[i] = new
+
+
+def keep_probabilities(mlmodel, name: str, n_classes: int):
+    """A converted classifier with the classify op's fp32 input kept as output ``name``.
+
+    coremltools' ClassifierConfig turns the probabilities into the classify op's input and drops
+    them from the outputs; an app (and the parity check) wants the array too.
+    """
+    ct = coremltools()
+    spec = mlmodel.get_spec()
+    function = spec.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    ops = [op for op in block.operations if op.type == "classify"]
+    if len(ops) != 1:
+        raise ExportError(f"expected one classify op in the converted program, found {len(ops)}")
+    source = ops[0].inputs["probabilities"].arguments[0].name
+    if source != name:  # fp16 programs feed classify through a cast named "<x>_cast_to_fp32"
+        _rename_value(block, source, name)
+    block.outputs.append(name)
+    out = spec.description.output.add()
+    out.name = name
+    array = out.type.multiArrayType
+    array.shape.extend([1, n_classes])
+    array.dataType = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+
+
+def export(adapter, path: str | Path, config: ExportConfig | None = None) -> Path:
+    """Convert the adapter's module and save the package atomically, with its metadata.
+
+    Returns:
+        The path written.
+    """
+    config = config or ExportConfig()
+    path = check_destination(path)
+    mlmodel = convert_adapter(adapter, config)
+    if not config.description and adapter.description:
+        config = ExportConfig(**{**config.to_dict(), "description": adapter.description})
+    set_metadata(mlmodel, config, {**adapter.metadata(path), "precision": config.precision, "compression": config.compress})
+    for key, value in adapter.extra_metadata.items():
+        mlmodel.user_defined_metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    save(mlmodel, path)
+    adapter.after_save(path)
+    return path
 
 
 def set_metadata(mlmodel, config: ExportConfig, user: dict) -> None:
@@ -217,113 +441,12 @@ def export_checkpoint(checkpoint, path: str | Path, config: ExportConfig | None 
     Args:
         checkpoint: a :class:`coreml_lstm.checkpoint.Checkpoint`.
         path: destination ending in ``.mlpackage``.
-        config: precision, target and descriptive metadata.
+        config: precision, target, streaming style and descriptive metadata.
 
     Returns:
         The path written.
     """
+    from .forecaster_adapter import ForecasterAdapter
+
     config = config or ExportConfig()
-    path = check_destination(path)
-    if config.streaming:
-        return _export_streaming(checkpoint, path, config)
-    model = checkpoint.build_model()
-    window, horizon = checkpoint.window, checkpoint.horizon
-    n_inputs = len(checkpoint.input_columns)
-    example = torch.as_tensor(
-        np.broadcast_to(checkpoint.normalizer.input_mean, (1, window, n_inputs)).copy(), dtype=torch.float32
-    )  # (1, W, F)
-    cols = ", ".join(checkpoint.input_columns)
-    targets = ", ".join(checkpoint.target_columns)
-    mlmodel = convert(
-        model,
-        inputs=[(INPUT_NAME, example, f"The last {window} rows of [{cols}] in raw units, oldest first; shape (1, {window}, {n_inputs}).")],
-        outputs=_output_specs(checkpoint, model),
-        config=config,
-    )
-    if not config.description:
-        config = ExportConfig(**{**config.to_dict(), "description": f"{checkpoint.model_config.cell.upper()} forecaster of {targets} ({checkpoint.model_config.num_layers} layers, hidden {checkpoint.model_config.hidden_size}) from a {window}-step window."})
-    set_metadata(mlmodel, config, _user_metadata(checkpoint, config))
-    return save(mlmodel, path)
-
-
-def _user_metadata(checkpoint, config: ExportConfig) -> dict:
-    return {
-            "task": "forecast",
-            "head": checkpoint.model_config.head,
-            "input_columns": checkpoint.input_columns,
-            "target_columns": checkpoint.target_columns,
-            "time_column": checkpoint.data_config.time,
-            "series_id_column": checkpoint.data_config.series_id,
-            "window": checkpoint.window,
-            "horizon": checkpoint.horizon,
-            "normalizer": checkpoint.normalizer.to_dict(),
-            "scaling": checkpoint.model_config.scaling,
-            "log": checkpoint.model_config.log,
-            "season": checkpoint.data_config.season,
-            "model": checkpoint.model_config.to_dict(),
-            "precision": config.precision,
-            "validation_metrics": (checkpoint.metrics or {}).get("overall"),
-            "probabilistic_metrics": ((checkpoint.metrics or {}).get("probabilistic") or {}).get("overall"),
-            "baseline_metrics": _baseline_summary(checkpoint.metrics),
-            "streaming": config.streaming,
-            "compression": config.compress,
-            "max_chunk": config.max_chunk if config.streaming else None,
-        }
-
-
-def _baseline_summary(metrics) -> dict | None:
-    """Validation MASE of the model and the baselines, the skill and any warning (or None)."""
-    report = (metrics or {}).get("vs_baselines")
-    if not report:
-        return None
-    return {"season": report["season"], "mase": report["mase"], "skill": report["skill"], "warning": report["warning"],
-            **{f"{name}_mase": b["mase"] for name, b in report["baselines"].items()}}
-
-
-def _output_specs(checkpoint, model) -> list[tuple[str, str]]:
-    """(name, description) of the model's outputs in original units."""
-    h, t, k = checkpoint.horizon, len(checkpoint.target_columns), checkpoint.model_config.mixtures
-    targets = ", ".join(checkpoint.target_columns)
-    if checkpoint.model_config.head == "point":
-        return [(OUTPUT_NAME, f"Predictions of [{targets}] for the next {h} step(s) in original units; shape (1, {h}, {t}).")]
-    dist = f"(1, {h}, {t}, {k}): per step and target, {k} Gaussian components"
-    return [
-        ("weights", f"Mixture weights, summing to 1 over the last axis; {dist}."),
-        ("means", f"Component means in original units; {dist}."),
-        ("scales", f"Component standard deviations in original units; {dist}."),
-        ("prediction", f"Mixture mean of [{targets}] in original units; shape (1, {h}, {t})."),
-        ("variance", f"Mixture variance in squared original units; shape (1, {h}, {t})."),
-    ]
-
-
-def _export_streaming(checkpoint, path: Path, config: ExportConfig) -> Path:
-    """A chunk of steps in, the forecast from its last step out, the recurrent state carried."""
-    from .streaming import state_description, state_names, state_shape, wrap
-
-    ct = coremltools()
-    model = checkpoint.build_model()
-    module = wrap(model, config.streaming)
-    n_inputs = len(checkpoint.input_columns)
-    chunk = min(config.max_chunk, checkpoint.window)
-    example = torch.as_tensor(np.broadcast_to(checkpoint.normalizer.input_mean, (1, chunk, n_inputs)).copy(), dtype=torch.float32)
-    cols = ", ".join(checkpoint.input_columns)
-    inputs = [("x", example, f"The next 1 to {config.max_chunk} rows of [{cols}] in raw units, oldest first; shape (1, L, {n_inputs}).")]
-    shape = state_shape(model)
-    names = state_names(model)
-    outputs = _output_specs(checkpoint, model)
-    states = None
-    if config.streaming == "explicit":
-        for n in names:
-            inputs.append((f"{n}_in", torch.zeros(shape), f"{state_description(n)} from the previous call's {n}_out (zeros to start a stream); shape {shape}."))
-        outputs += [(f"{n}_out", f"{state_description(n)} after this chunk: pass it as {n}_in next call; shape {shape}.") for n in names]
-    else:
-        states = [ct.StateType(wrapped_type=ct.TensorType(shape=shape, dtype=np.float16), name=f"{n}_state") for n in names]
-    saved = {k: v.clone() for k, v in module.named_buffers()}
-    seq_dim = ct.RangeDim(lower_bound=1, upper_bound=config.max_chunk, default=chunk)
-    mlmodel = convert(module, inputs, outputs, config, states=states, shapes={"x": ct.Shape((1, seq_dim, n_inputs))})
-    for k, v in saved.items():  # tracing ran forward once; the stored module keeps zero state
-        dict(module.named_buffers())[k].copy_(v)
-    if not config.description:
-        config = ExportConfig(**{**config.to_dict(), "description": f"Streaming {checkpoint.model_config.cell.upper()} forecaster of {', '.join(checkpoint.target_columns)} ({config.streaming} state)."})
-    set_metadata(mlmodel, config, _user_metadata(checkpoint, config))
-    return save(mlmodel, path)
+    return export(ForecasterAdapter(checkpoint, streaming=config.streaming, max_chunk=config.max_chunk), path, config)

@@ -37,49 +37,26 @@ def _unarray(d: dict, dtype) -> np.ndarray:
     return np.asarray(d["data"], dtype=dtype).reshape(d["shape"])
 
 
-def golden_vectors(checkpoint, package: str | Path, *, calls: int = 3, chunk: int = 10) -> dict:
-    """Golden calls for ``package`` from the PyTorch model of ``checkpoint``.
+def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
+    """Golden calls for ``package`` from the adapter's torch module.
 
-    Window packages get the last ``calls`` validation windows; streaming packages get ``calls``
-    chunks of ``chunk`` consecutive validation rows, the state carried from a zero start.
+    A sample of several calls (a stream) gives its calls, in order, with the state carried by
+    PyTorch; otherwise each of ``adapter.samples(calls)`` gives one call. The adapter may add
+    entries (a classifier's class names and tokenizer probes).
     """
-    import torch
-
     from . import executor
-    from .export import read_metadata
-    from .streaming import consecutive_rows, state_names, state_shape, wrap
+
+    from .adapter import Sample
 
     program = executor.load(package)
-    meta = read_metadata(program.metadata.get("user", {}))
-    if checkpoint.validation_x is None or not len(checkpoint.validation_x):
-        raise ConfigError("golden vectors: the checkpoint holds no validation windows")
-    model = checkpoint.build_model().eval()
-    out_names = [o.name for o in program.outputs]
     stateful = bool(program.states)
+    samples = adapter.samples(calls)
+    streams = [s for s in samples if len(s.calls) > 1]
+    if stateful and not streams:  # the device replays the calls in order on one state: torch must too
+        streams = [Sample([c for s in samples for c in s.calls])]
+    records = adapter.run_torch(streams[0]) if streams else [adapter.run_torch(s)[-1] for s in samples]
     precision = program_precision(program)
     tol = DEFAULT_TOLERANCES["fp16" if stateful else precision]
-    records = []
-    with torch.no_grad():
-        if not meta.get("streaming"):
-            x = checkpoint.validation_x[-calls:]
-            for i in range(len(x)):
-                outs = model(torch.as_tensor(x[i : i + 1]))
-                outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-                records.append(({program.inputs[0].name: x[i : i + 1]}, dict(zip(out_names, outs))))
-        else:
-            rows = consecutive_rows(checkpoint.validation_x)[-calls * chunk :]
-            module = wrap(model, meta["streaming"])
-            names = state_names(model)
-            state = {f"{n}_in": torch.zeros(state_shape(model)) for n in names}
-            for start in range(0, len(rows) - chunk + 1, chunk):
-                x = torch.as_tensor(np.ascontiguousarray(rows[start : start + chunk][None]))
-                if stateful:
-                    outs = module(x)
-                    records.append(({"x": x}, dict(zip(out_names, outs))))
-                else:
-                    outs = dict(zip(out_names, module(x, *state.values())))
-                    records.append(({"x": x, **state}, outs))
-                    state = {f"{n}_in": outs[f"{n}_out"] for n in names}
     return {
         "format": FORMAT,
         "package": Path(package).name,
@@ -90,7 +67,22 @@ def golden_vectors(checkpoint, package: str | Path, *, calls: int = 3, chunk: in
             {"inputs": {k: _array(np.asarray(v)) for k, v in feeds.items()}, "outputs": {k: _array(np.asarray(v)) for k, v in outs.items()}}
             for feeds, outs in records
         ],
+        **adapter.golden_extras(),
     }
+
+
+def golden_vectors(checkpoint, package: str | Path, *, calls: int = 3, chunk: int = 10) -> dict:
+    """Golden calls for a forecaster ``package`` from the PyTorch model of ``checkpoint``.
+
+    Window packages get the last ``calls`` validation windows; streaming packages get ``calls``
+    chunks of ``chunk`` consecutive validation rows, the state carried from a zero start.
+    """
+    from .forecaster_adapter import ForecasterAdapter
+
+    if checkpoint.validation_x is None or not len(checkpoint.validation_x):
+        raise ConfigError("golden vectors: the checkpoint holds no validation windows")
+    adapter = ForecasterAdapter.load_for(checkpoint, package, chunk=chunk, chunks=calls)
+    return golden(adapter, package, calls=calls)
 
 
 # Strings whose tokens test the written rules: case, punctuation, apostrophes, digits, accents
@@ -110,34 +102,9 @@ def classifier_golden(clf, package: str | Path, *, calls: int = 3) -> dict:
     with PyTorch's class probabilities; for a text classifier also the token ids of a few texts
     (the vocabulary's first words and :data:`TOKENIZER_PROBES`), so the app's tokenizer is
     checked against the one that trained the model."""
-    import torch
+    from .classify.adapter import ClassifierAdapter
 
-    from . import executor
-    from .classify.export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT
-    from .classify.verify import verify_samples
-
-    program = executor.load(package)
-    model = clf._fitted().eval()
-    text = clf.task == "text-classify"
-    name = TEXT_INPUT if text else SEQUENCE_INPUT
-    samples = verify_samples(clf, [x for x, _ in clf.validation_samples_][:calls])
-    precision = program_precision(program)
-    tol = DEFAULT_TOLERANCES[precision]
-    records = []
-    with torch.no_grad():
-        for x in samples:
-            feed = np.asarray(x, np.int32 if text else np.float32)[None]
-            probs = model(torch.as_tensor(feed).long() if text else torch.as_tensor(feed)).numpy()
-            records.append({"inputs": {name: _array(feed)}, "outputs": {PROB_OUTPUT: _array(probs)}})
-    golden = {"format": FORMAT, "package": Path(package).name, "precision": precision,
-              "tolerance": {"atol": tol.atol, "rtol": tol.rtol}, "stateful": False, "calls": records,
-              "classes": [str(c) for c in clf.classes_]}
-    if text:
-        tok = clf.tokenizer_
-        words = [t for t in tok.tokens[2:12] if t is not None]
-        texts = [" ".join(words)] + list(TOKENIZER_PROBES)
-        golden["tokenizer"] = [{"text": t, "ids": tok.encode(t)} for t in texts]
-    return golden
+    return golden(ClassifierAdapter(clf, package), package, calls=calls)
 
 
 def write_golden(path: str | Path, golden: dict) -> Path:

@@ -21,9 +21,6 @@ from pathlib import Path
 from .errors import ConfigError
 from .fsutil import write_text
 
-SUPPORTED_TASKS = ("forecast", "classify", "text-classify")
-
-
 def type_name(package: str | Path) -> str:
     """A Swift type name from the package's file name: ``sunspots-fp16.mlpackage`` -> ``SunspotsFp16``."""
     stem = Path(package).name.removesuffix(".mlpackage")
@@ -43,24 +40,56 @@ def _swift_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def generate(package: str | Path, out_dir: str | Path, *, golden: str | None = None) -> list[Path]:
-    """Write the wrapper and, with ``golden`` (a golden file name), the XCTest; return the paths."""
+def generate(package: str | Path, out_dir: str | Path, *, golden: str | None = None, adapter=None) -> list[Path]:
+    """Write the wrapper and, with ``golden`` (a golden file name), the XCTest; return the paths.
+
+    ``adapter`` (an :class:`~coreml_lstm.adapter.Adapter` or its class) writes the wrapper; by
+    default the kind the package's metadata records (any other package: a plain module's wrapper).
+    """
     from . import executor
+    from .adapter import for_package
     from .export import read_metadata
 
     program = executor.load(package)
     meta = read_metadata(program.metadata.get("user", {}))
-    task = meta.get("task")
-    if task not in SUPPORTED_TASKS:
-        raise ConfigError(f"{package}: Swift generation supports {', '.join(SUPPORTED_TASKS)} packages; this one's task is {task!r}")
+    if any(t.dtype.kind not in "fiu" for t in program.inputs):
+        raise ConfigError(f"{package}: Swift generation takes packages whose inputs are arrays")
+    write = (adapter or for_package(package)).swift
     name = type_name(package)
     out_dir = Path(out_dir)
     paths = [out_dir / f"{name}.swift"]
-    write_text(paths[0], (wrapper if task == "forecast" else classifier_wrapper)(name, program, meta))
+    write_text(paths[0], write(name, program, meta))
     if golden:
         paths.append(out_dir / f"{name}Tests.swift")
         write_text(paths[1], xctest(name, program, meta, golden, Path(package).name.removesuffix(".mlpackage")))
     return paths
+
+
+def write(package: str | Path, out_dir: str | Path, adapter=None, *, module=None) -> list[Path]:
+    """The wrapper; with the model (its ``adapter``, or a torch ``module`` the package came from)
+    also golden vectors from PyTorch, replayed through the executor before they are written, and
+    the XCTest that replays them on the device.
+
+    Returns:
+        The paths written (wrapper, test, golden file).
+    """
+    from .errors import ParityError
+    from .golden import check_golden, golden, write_golden
+
+    if adapter is None and module is not None:
+        from .user_model import ModuleAdapter
+
+        adapter = ModuleAdapter.for_package(module, package)
+    if adapter is None:
+        return generate(package, out_dir)
+    vectors = golden(adapter, package)
+    report = check_golden(package, vectors)
+    if report.status != "passed":
+        failed = "; ".join(c.line() for c in report.failed)
+        raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
+    name = f"{type_name(package)}.golden.json"
+    golden_path = write_golden(Path(out_dir) / name, vectors)
+    return [*generate(package, out_dir, golden=name, adapter=adapter), golden_path]
 
 
 # -- the wrapper -------------------------------------------------------------------------------
@@ -169,6 +198,10 @@ public enum MultiArray {{
             array.withUnsafeBufferPointer(ofType: Double.self) {{ buffer in
                 offsets(shape: shape, strides: strides) {{ flat, offset in values[flat] = Float(buffer[offset]) }}
             }}
+        case .int32:
+            array.withUnsafeBufferPointer(ofType: Int32.self) {{ buffer in
+                offsets(shape: shape, strides: strides) {{ flat, offset in values[flat] = Float(buffer[offset]) }}
+            }}
         default:
             throw {name}Error.output("unexpected MLMultiArray data type \\(array.dataType.rawValue)")
         }}
@@ -263,9 +296,10 @@ def _feature_enum(name: str, program) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _output_struct(name: str, program, mixture: bool) -> str:
-    outs = [t for t in program.outputs if not t.name.endswith("_out")]
-    lines = ["", f"/// The outputs of one call, in original units.", "public struct Output {"]
+def _output_struct(name: str, program, mixture: bool, *, carried: bool = False, doc: str = "The outputs of one call, in original units.") -> str:
+    """The ``Output`` struct: one Tensor per output (``carried``: also the ``*_out`` state outputs)."""
+    outs = [t for t in program.outputs if carried or not t.name.endswith("_out")]
+    lines = ["", f"/// {doc}", "public struct Output {"]
     for t in outs:
         doc = (t.description or t.name).replace("\n", " ")
         lines.append(f"    /// {doc}")
@@ -300,12 +334,16 @@ def _output_struct(name: str, program, mixture: bool) -> str:
     return "\n".join("    " + l if l else "" for l in lines) + "\n"
 
 
-def _load_model(name: str) -> list[str]:
-    """Init lines shared by every wrapper: load or compile the model, read its toolkit metadata."""
-    return [
+def _load_model(name: str, metadata: bool = True) -> list[str]:
+    """Init lines shared by every wrapper: load or compile the model (and read its toolkit metadata)."""
+    load = [
         "        let compiled = url.pathExtension == \"mlmodelc\" ? url : try MLModel.compileModel(at: url)",
         "        let loaded = try MLModel(contentsOf: compiled, configuration: configuration)",
         "        model = loaded",
+    ]
+    if not metadata:
+        return load
+    return load + [
         "        let metadata = loaded.modelDescription.metadata[MLModelMetadataKey.creatorDefinedKey] as? [String: String] ?? [:]",
         "        func entry<T: Decodable>(_ key: String, as type: T.Type) throws -> T {",
         "            guard let text = metadata[\"coreml_lstm.\" + key] else {",
@@ -476,7 +514,7 @@ def xctest(name: str, program, meta: dict, golden: str, resource_name: str) -> s
     states = bool(program.states)
     resource = golden.removesuffix(".json")
     available = "    @available(iOS 18.0, macOS 15.0, *)\n" if states else ""
-    vocabulary = (meta.get("tokenizer") or {}).get("vocabulary_file") if meta.get("task") == "text-classify" else None
+    vocabulary = (meta.get("tokenizer") or {}).get("vocabulary_file")
     if vocabulary:
         load = (f"        let vocabulary = try XCTUnwrap(bundle.url(forResource: {_swift_string(vocabulary.removesuffix('.json'))}, withExtension: \"json\"))\n"
                 f"        let wrapper = try {name}(contentsOf: url, vocabulary: vocabulary)")
@@ -741,3 +779,80 @@ def classifier_wrapper(name: str, program, meta: dict) -> str:
         ]
     body.append("}")
     return _assemble(name, program, body, _CLASSIFIER_HELPERS + (_TOKENIZER if text else ""))
+
+
+# -- any module ---------------------------------------------------------------------------------
+
+
+def _shape_doc(t) -> str:
+    if t.enumerated_shapes:
+        return " or ".join(str(tuple(s)) for s in t.enumerated_shapes)
+    if t.shape_range:
+        return "(" + ", ".join(str(lo) if lo == hi else f"{lo}...{hi}" for lo, hi in t.shape_range) + ")"
+    return str(tuple(t.shape))
+
+
+def _shape_check(name: str, t, var: str) -> list[str]:
+    """Swift lines that throw unless ``var`` (a [Int] shape) is one the package accepts."""
+    if t.enumerated_shapes:
+        allowed = ", ".join(str(list(s)) for s in t.enumerated_shapes)
+        cond = f"[{allowed}].contains({var})"
+    elif t.shape_range:
+        bounds = ", ".join(f"({lo}, {hi})" for lo, hi in t.shape_range)
+        cond = f"{var}.count == {len(t.shape_range)} && zip({var}, [{bounds}]).allSatisfy({{ $0.0 >= $0.1.0 && $0.0 <= $0.1.1 }})"
+    else:
+        cond = f"{var} == {list(t.shape)}"
+    return [
+        f"        guard {cond} else {{",
+        f"            throw {name}Error.shape(\"{t.name}: shape \\({var}) is not {_shape_doc(t)}\")",
+        "        }",
+    ]
+
+
+def module_wrapper(name: str, program, meta: dict) -> str:
+    """A wrapper for any package: one typed ``predict`` taking every input as row-major values
+    (Float, or Int32 for integer inputs) with its shape when the shape is flexible, and an
+    ``Output`` with one Tensor per output; ``makeState()`` and ``predict(..., using:)`` for
+    packages with Core ML states."""
+    states = bool(program.states)
+    body = [
+        "",
+        f"/// {program.metadata.get('short_description') or name}",
+        f"public final class {name} {{",
+        "    public let model: MLModel",
+        "",
+        "    /// Loads a compiled model (.mlmodelc) or compiles a package (.mlpackage) first.",
+        "    public init(contentsOf url: URL, configuration: MLModelConfiguration = MLModelConfiguration()) throws {",
+        *_load_model(name, metadata=False),
+        "    }",
+        _output_struct(name, program, False, carried=True, doc="The outputs of one call.").rstrip("\n"),
+    ]
+    params, lines = [], []
+    for t in program.inputs:
+        ident = identifier(t.name)
+        flexible = bool(t.enumerated_shapes or t.shape_range)
+        integer = t.dtype.kind in "iu"
+        params.append(f"{ident}: [{'Int32' if integer else 'Float'}]" + (f", {ident}Shape: [Int]" if flexible else ""))
+        shape = f"{ident}Shape" if flexible else str(list(t.shape))
+        if flexible:
+            lines += _shape_check(name, t, f"{ident}Shape")
+        make = f"MultiArray.make(int32: {ident}, shape: {shape})" if integer else f"MultiArray.make({ident}, shape: {shape})"
+        lines.append(f"        let {ident}Array = try {make}")
+    docs = [f"    ///   - {identifier(t.name)}: {t.name}, {'int32' if t.dtype.kind in 'iu' else 'float32'} of shape {_shape_doc(t)}, row-major"
+            + (f" (give its shape as {identifier(t.name)}Shape)" if t.enumerated_shapes or t.shape_range else "") for t in program.inputs]
+    features = ", ".join(f"{name}Feature.{identifier(t.name)}: MLFeatureValue(multiArray: {identifier(t.name)}Array)" for t in program.inputs)
+
+    def call(signature: str, predict: str) -> list[str]:
+        return ["", "    /// One call of the model.", "    /// - Parameters:", *docs, signature, *lines,
+                f"        let features = try MLDictionaryFeatureProvider(dictionary: [{features}])",
+                f"        return try Output({predict})", "    }"]
+
+    if states:
+        body += ["", "    /// A fresh (zero) state for a sequence of calls.", "    @available(iOS 18.0, macOS 15.0, *)",
+                 "    public func makeState() -> MLState {", "        model.makeState()", "    }"]
+        body += call(f"    @available(iOS 18.0, macOS 15.0, *)\n    public func predict({', '.join(params)}, using state: MLState) throws -> Output {{",
+                     "model.prediction(from: features, using: state)")
+    else:
+        body += call(f"    public func predict({', '.join(params)}) throws -> Output {{", "model.prediction(from: features)")
+    body.append("}")
+    return _assemble(name, program, body, "", "; calls with a state need iOS 18 / macOS 15 (MLState)" if states else "")

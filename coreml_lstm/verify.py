@@ -1,16 +1,22 @@
 """Parity of an exported package with the PyTorch model it came from.
 
-``verify`` runs the checkpoint's torch module and the saved package on the same raw inputs and
-returns a structured :class:`Report`: one :class:`Check` per output and backend with the shape,
-max absolute and relative error, the tolerance, and passed / failed / skipped. The caller (the
-CLI) decides the exit code. A backend that cannot run here (Core ML off macOS) is reported as
-skipped with the reason, never as passed.
+:func:`verify_package` runs a model's torch module (through its adapter, see :mod:`.adapter`)
+and the saved package on the same inputs and returns a structured :class:`Report`: one
+:class:`Check` per output, input size, backend and numerics with the shape, max absolute and
+relative error, the tolerance, and passed / failed / skipped. The caller (the CLI) decides the
+exit code. A backend that cannot run here (Core ML off macOS) is reported as skipped with the
+reason, never as passed.
+
+``coreml_lstm.verify(module, package)`` -- this module called as a function -- checks a user's
+own torch module (see :func:`coreml_lstm.user_model.verify`).
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,16 +53,23 @@ class Check:
     tolerance: Tolerance | None = None
     worst_index: tuple | None = None
     reason: str = ""
+    size: str = ""  # the input size the check ran at ("length 12", "x (1, 64, 16)"); "" when fixed
+
+    @property
+    def label(self) -> str:
+        """The output and, when inputs are flexible, the input size: ``probabilities (length 12)``."""
+        return f"{self.output} ({self.size})" if self.size else self.output
 
     def line(self) -> str:
         if self.status == "skipped":
-            return f"SKIPPED {self.output} [{self.backend}]: {self.reason}"
+            return f"SKIPPED {self.label} [{self.backend}]: {self.reason}"
         tol = self.tolerance
         word = "PASSED " if self.status == "passed" else "FAILED "
         return (
-            f"{word}{self.output} [{self.backend}, {self.mode}] shape {self.shape}: max abs {self.max_abs:.3g}, "
+            f"{word}{self.label} [{self.backend}, {self.mode}] shape {self.shape}: max abs {self.max_abs:.3g}, "
             f"max rel {self.max_rel:.3g} (atol {tol.atol:g}, rtol {tol.rtol:g})"
-            + (f" worst at {self.worst_index}" if self.status == "failed" else "")
+            + (f" worst at {self.worst_index}" if self.status == "failed" and self.worst_index is not None else "")
+            + (f"; {self.reason}" if self.reason and self.status == "failed" else "")
         )
 
 
@@ -85,31 +98,52 @@ class Report:
         return {"package": self.package, "samples": self.samples, "status": self.status, "checks": [asdict(c) for c in self.checks]}
 
 
-def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, backend: str, mode: str) -> Check:
+def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, backend: str, mode: str, size: str = "") -> Check:
     """One output's check: errors of ``got`` (package) against ``want`` (torch)."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    if got.shape != want.shape:
-        return Check(name, backend, mode, "failed", shape=got.shape, max_abs=float("inf"), max_rel=float("inf"), tolerance=tol,
-                     reason=f"shape {got.shape} differs from torch's {want.shape}")
-    err = np.abs(got - want)
-    if not np.isfinite(got).all():
-        err = np.where(np.isfinite(got), err, np.inf)
-    rel = err / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
-    excess = err - (tol.atol + tol.rtol * np.abs(want))
-    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
-    ok = bool((excess <= 0).all())
-    return Check(
-        name, backend, mode, "passed" if ok else "failed", shape=tuple(got.shape),
-        max_abs=float(err.max(initial=0.0)), max_rel=float(rel.max(initial=0.0)), tolerance=tol,
-        worst_index=tuple(int(i) for i in worst),
-    )
+    return compare_many(name, [got], [want], tol, backend=backend, mode=mode, size=size, stacked=False)
+
+
+def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend: str, mode: str, size: str = "",
+                 stacked: bool = True) -> Check:
+    """One output over several samples (each pair may have its own shape): the worst error of all.
+
+    The worst index is ``(sample, *index)`` when ``stacked``; the shape is ``(samples, *shape)``
+    when every sample has one shape.
+    """
+    gots = [np.asarray(g, dtype=np.float64) for g in gots]
+    wants = [np.asarray(w, dtype=np.float64) for w in wants]
+    for k, (g, w) in enumerate(zip(gots, wants)):
+        if g.shape != w.shape:
+            where = f"sample {k}: " if stacked else ""
+            return Check(name, backend, mode, "failed", shape=g.shape, max_abs=float("inf"), max_rel=float("inf"), tolerance=tol,
+                         reason=f"{where}shape {g.shape} differs from torch's {w.shape}", size=size)
+    worst_excess, worst, max_abs, max_rel = -np.inf, (), 0.0, 0.0
+    for k, (got, want) in enumerate(zip(gots, wants)):
+        err = np.abs(got - want)
+        if not np.isfinite(got).all():
+            err = np.where(np.isfinite(got), err, np.inf)
+        rel = err / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
+        excess = err - (tol.atol + tol.rtol * np.abs(want))
+        if excess.size:
+            i = int(np.argmax(excess))
+            if excess.flat[i] > worst_excess:
+                worst_excess = float(excess.flat[i])
+                index = tuple(int(j) for j in np.unravel_index(i, excess.shape))
+                worst = (k, *index) if stacked else index
+        max_abs = max(max_abs, float(err.max(initial=0.0)))
+        max_rel = max(max_rel, float(rel.max(initial=0.0)))
+    shapes = {g.shape for g in gots}
+    shape = ((len(gots), *gots[0].shape) if stacked else gots[0].shape) if len(shapes) == 1 else None
+    ok = worst_excess <= 0
+    return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
+                 max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
+                 reason="" if len(shapes) == 1 else f"{len(shapes)} output shapes")
 
 
 def program_precision(program) -> str:
     """fp16 when the program computes in fp16 anywhere (any op output declared fp16), else fp32."""
     for dtype in program.value_dtypes().values() if hasattr(program, "value_dtypes") else ():
-        if np.dtype(dtype) == np.float16:
+        if dtype is not None and np.dtype(dtype) == np.float16:
             return "fp16"
     meta = program.metadata.get("user", {}).get("coreml_lstm.precision")
     return meta if meta in DEFAULT_TOLERANCES else "fp32"
@@ -119,8 +153,10 @@ def run_torch(module, feeds: list[dict], output_names: list[str]) -> list[dict]:
     """The reference: torch outputs for each feed dict, as numpy, by output name."""
     import torch
 
+    from .adapter import eval_mode
+
     results = []
-    module.eval()
+    eval_mode(module)
     with torch.no_grad():
         for feed in feeds:
             out = module(*[torch.as_tensor(v) for v in feed.values()])
@@ -141,6 +177,208 @@ def coreml_available() -> tuple[bool, str]:
 
 
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+# The outputs coremltools' ClassifierConfig adds to a classifier.
+LABEL_OUTPUT, DICT_OUTPUT = "classLabel", "classLabel_probs"
+
+
+def run_sample(predict, sample, carry: dict, make_state=None) -> dict:
+    """A sample's calls through ``predict(feeds, state)`` on one fresh state; the last call's outputs.
+
+    Explicit state (``carry``: output -> input) goes from each call's outputs to the next call.
+    """
+    state = make_state() if make_state is not None else None
+    carried, out = {}, {}
+    for call in sample.calls:
+        out = predict({**call, **carried}, state)
+        carried = {inp: np.asarray(out[o], np.float32) for o, inp in carry.items()}
+    return out
+
+
+def verify_package(
+    adapter,
+    package,
+    samples: list | None = None,
+    *,
+    modes: tuple | None = None,
+    tolerances: dict[str, Tolerance] | None = None,
+    backends: tuple[str, ...] = ("executor", "coreml"),
+) -> Report:
+    """Run the adapter's torch module and the package on the same samples; compare every output.
+
+    Args:
+        adapter: the model (see :class:`coreml_lstm.adapter.Adapter`).
+        package: path to the .mlpackage.
+        samples: :class:`~coreml_lstm.adapter.Sample` list (default: ``adapter.samples()``).
+        modes: executor numerics to run (default: the adapter's, else the program's precision).
+        tolerances: per precision; defaults to :data:`DEFAULT_TOLERANCES`. A check is held to the
+            fp16 bar when it runs in fp16, when the program computes in fp16 (its weights are
+            fp16 whatever the executor does) or keeps Core ML states (stored in fp16).
+        backends: "executor" (always runs) and/or "coreml" (skipped off macOS).
+
+    Returns:
+        The report, one check per output, input size, backend and mode; nothing is raised for a
+        failed check.
+    """
+    from .adapter import group
+
+    program, unsupported = load_declared(package)
+    samples = adapter.samples() if samples is None else list(samples)
+    if not samples:
+        raise ConfigError("verify: no inputs to compare on")
+    precision = program_precision(program)
+    modes = tuple(modes or adapter.modes or (precision,))
+    for m in modes:
+        if m not in DEFAULT_TOLERANCES:
+            raise ConfigError(f"mode: {m!r} is not one of fp32, fp16")
+    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    _check_features(adapter, program, package)
+    names = [o.name for o in adapter.outputs]
+    want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
+    groups = group(samples)
+    report = Report(package=str(package), samples=len(samples))
+
+    def add(results: list[dict], backend: str, mode: str) -> None:
+        tol = tolerances["fp16" if "fp16" in (mode, precision) or program.states else "fp32"]
+        for size, idx in groups.items():
+            for name in names:
+                report.checks.append(compare_many(name, [results[i][name] for i in idx], [want[i][name] for i in idx], tol,
+                                                  backend=backend, mode=mode, size=size))
+            if adapter.classes is not None:
+                probs = np.stack([np.asarray(want[i][names[0]], np.float64) for i in idx])
+                got = [results[i] for i in idx]
+                report.checks.append(label_check(LABEL_OUTPUT, got, probs, list(adapter.classes), tol, backend, mode, size))
+                report.checks.append(dict_check(DICT_OUTPUT, got, list(adapter.classes), backend, mode, size, names[0]))
+
+    carry = dict(adapter.carry)
+    if "executor" in backends and unsupported:
+        for name in names:
+            report.checks.append(Check(name, "executor", "-", "skipped", reason=f"the executor cannot run this program: {unsupported}"))
+    elif "executor" in backends:
+        for mode in modes:
+            def predict(feeds, state, mode=mode):
+                return program.predict(feeds, mode=mode, state=state)
+
+            add([run_sample(predict, s, carry, program.make_state if program.states else None) for s in samples], "executor", mode)
+    if "coreml" in backends:
+        ok, why = coreml_available()
+        if not ok:
+            for name in names + ([LABEL_OUTPUT, DICT_OUTPUT] if adapter.classes is not None else []):
+                report.checks.append(Check(name, "coreml", "-", "skipped", reason=why))
+        else:  # pragma: no cover - macOS only
+            from ._coremltools import coremltools
+
+            ct = coremltools()
+            for units in COMPUTE_UNITS:
+                model = ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, units))
+                # GPU and Neural Engine compute in fp16 whatever the program says.
+                run_mode = "fp32" if units == "CPU_ONLY" and precision == "fp32" else "fp16"
+
+                def predict(feeds, state, model=model):
+                    return model.predict(feeds, state=state) if state is not None else model.predict(feeds)
+
+                add([run_sample(predict, s, carry, model.make_state if program.states else None) for s in samples], f"coreml:{units}", run_mode)
+    return report
+
+
+def _reference(adapter, sample, k: int) -> dict:
+    """Torch's outputs for one sample; a module that fails on it is a one-line error naming the sample."""
+    from .errors import CoreMLLSTMError
+
+    try:
+        return adapter.reference(sample)
+    except CoreMLLSTMError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        where = f" ({sample.label})" if sample.label else ""
+        raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {text[0] if text else ''}; "
+                          "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges as --input NAME:SHAPE:DTYPE:LO..HI)") from None
+
+
+class _Declared:
+    """What a package declares (inputs, outputs, states, metadata) when the executor cannot load
+    its program: the checks it cannot run are reported as skipped, Core ML still runs on macOS."""
+
+    def __init__(self, package):
+        from .executor.package import read_model
+        from .executor.program import _description
+
+        spec, _ = read_model(package)
+        desc = spec.description
+        self.inputs = [_description(f) for f in desc.input]
+        self.outputs = [_description(f) for f in desc.output]
+        self.states = [_description(f) for f in desc.state]
+        self.metadata = {"user": dict(desc.metadata.userDefined)}
+
+    def value_dtypes(self) -> dict:
+        return {}
+
+
+def load_declared(package):
+    """(the program, None), or (what the package declares, why the executor cannot run it)."""
+    from . import executor
+    from .errors import UnsupportedOpError
+
+    try:
+        return executor.load(package), None
+    except UnsupportedOpError as exc:
+        return _Declared(package), str(exc)
+
+
+def _check_features(adapter, program, package) -> None:
+    """The adapter's inputs and outputs are the package's (same names), or a one-line error."""
+    declared_in = sorted(t.name for t in program.inputs)
+    declared_out = [t.name for t in program.outputs]
+    given_in = sorted(i.name for i in adapter.inputs)
+    if given_in != declared_in:
+        raise ConfigError(f"{package}: its inputs are {', '.join(declared_in)}; the model's are {', '.join(given_in)}")
+    missing = [o.name for o in adapter.outputs if o.name not in declared_out]
+    if missing:
+        raise ConfigError(f"{package}: has no output {missing[0]!r}; its outputs are {', '.join(declared_out)}")
+
+
+def _label(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.reshape(-1)[0]
+
+
+def label_check(name, results, ref, classes, tol: Tolerance, backend, mode, size="") -> Check:
+    """classLabel against torch's argmax; a flip inside a near-tie (top-2 gap within tolerance) is allowed."""
+    flat = ref.reshape(len(ref), -1)
+    want = flat.argmax(-1)
+    top2 = -np.sort(-flat, axis=-1)[:, :2]
+    gap = top2[:, 0] - (top2[:, 1] if flat.shape[1] > 1 else 0)
+    wrong = ties = 0
+    first_wrong = None
+    for k, r in enumerate(results):
+        got = _label(r[name])
+        if str(got) != str(classes[want[k]]):
+            if gap[k] <= 2 * (tol.atol + tol.rtol * top2[k, 0]):
+                ties += 1
+            else:
+                wrong += 1
+                first_wrong = (k,) if first_wrong is None else first_wrong
+    reason = f"{wrong} of {len(results)} labels differ from torch's argmax" + (f"; {ties} near-tie flip(s) allowed" if ties else "")
+    return Check(name, backend, mode, "failed" if wrong else "passed", shape=(len(results),), max_abs=float(wrong), max_rel=0.0,
+                 tolerance=Tolerance(0.0, 0.0), worst_index=first_wrong, reason=reason, size=size)
+
+
+def dict_check(name, results, classes, backend, mode, size="", probs_name="probabilities") -> Check:
+    """The {class: probability} dictionary holds every class with the value of ``probabilities``."""
+    worst, missing = 0.0, 0
+    for r in results:
+        d, p = r[name], np.asarray(r[probs_name], np.float64).reshape(-1)
+        if isinstance(d, np.ndarray) and d.dtype == object and d.size == 1:  # a dictionary wrapped as a (1,) array
+            d = d.reshape(-1)[0]
+        keys = {str(k): v for k, v in d.items()}
+        for c, v in zip(classes, p):
+            if str(c) not in keys:
+                missing += 1
+            else:
+                worst = max(worst, abs(float(keys[str(c)]) - v))
+    ok = missing == 0 and worst <= 1e-6
+    return Check(name, backend, mode, "passed" if ok else "failed", shape=(len(results), len(classes)), max_abs=worst, max_rel=0.0,
+                 tolerance=Tolerance(1e-6, 0.0), reason=f"{missing} class(es) missing from the dictionary" if missing else "", size=size)
 
 
 def verify_program(
@@ -156,7 +394,7 @@ def verify_program(
 
     Args:
         package: path to the .mlpackage.
-        module: the torch module the package was exported from.
+        module: the torch module the package was exported from (inputs in the package's order).
         feeds: list of ``{input name: raw array}``, each one call of the model.
         mode: executor numerics (default: the program's own precision).
         tolerances: per precision; defaults to :data:`DEFAULT_TOLERANCES`.
@@ -165,42 +403,14 @@ def verify_program(
     Returns:
         The report; nothing is raised for a failed check.
     """
-    from . import executor
+    from .adapter import Sample
+    from .user_model import ModuleAdapter
 
     if not feeds:
         raise ConfigError("verify: no inputs to compare on")
-    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    program = executor.load(package)
-    mode = mode or program_precision(program)
-    if mode not in DEFAULT_TOLERANCES:
-        raise ConfigError(f"mode: {mode!r} is not one of fp32, fp16")
-    names = [o.name for o in program.outputs]
-    want = run_torch(module, feeds, names)
-    report = Report(package=str(package), samples=len(feeds))
-
-    def add(results: list[dict], backend: str, run_mode: str) -> None:
-        for name in names:
-            got = np.stack([r[name] for r in results])
-            ref = np.stack([w[name] for w in want])
-            report.checks.append(compare(name, got, ref, tolerances[run_mode], backend=backend, mode=run_mode))
-
-    if "executor" in backends:
-        add([program.predict(f, mode=mode) for f in feeds], "executor", mode)
-    if "coreml" in backends:
-        ok, why = coreml_available()
-        if not ok:
-            for name in names:
-                report.checks.append(Check(name, "coreml", "-", "skipped", reason=why))
-        else:  # pragma: no cover - macOS only
-            from ._coremltools import coremltools
-
-            ct = coremltools()
-            for units in COMPUTE_UNITS:
-                model = ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, units))
-                # GPU and Neural Engine compute in fp16 whatever the program says.
-                run_mode = "fp32" if units == "CPU_ONLY" and mode == "fp32" else "fp16"
-                add([model.predict(f) for f in feeds], f"coreml:{units}", run_mode)
-    return report
+    adapter = ModuleAdapter.for_package(module, package)
+    return verify_package(adapter, package, [Sample.one(f) for f in feeds], modes=(mode,) if mode else None,
+                          tolerances=tolerances, backends=backends)
 
 
 def verify_streaming(
@@ -224,44 +434,11 @@ def verify_streaming(
         model: the :class:`coreml_lstm.model.RecurrentModel` it came from.
         sequence: (L, F) raw inputs; L a multiple of ``chunk`` is fed in L / chunk calls.
     """
-    from . import executor
-    from .streaming import one_pass, state_names, state_shape
+    from .forecaster_adapter import ForecasterAdapter
 
-    program = executor.load(package)
-    stateful = bool(program.states)
-    mode = mode or program_precision(program)
-    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}["fp16" if stateful else mode]
-    sequence = np.asarray(sequence, np.float32)
-    chunks = [sequence[i : i + chunk] for i in range(0, len(sequence), chunk)]
-    names = state_names(model)
-    out_names = [o.name for o in program.outputs if not o.name.endswith("_out")]
-
-    def stream(parts):
-        state = program.make_state() if stateful else {f"{n}_in": np.zeros(state_shape(model), np.float32) for n in names}
-        result = None
-        for part in parts:
-            feeds = {"x": part[None]}
-            if stateful:
-                result = program.predict(feeds, mode=mode, state=state)
-            else:
-                result = program.predict({**feeds, **state}, mode=mode)
-                state = {f"{n}_in": np.asarray(result[f"{n}_out"], np.float32) for n in names}
-        return result
-
-    def reference(x):
-        outs, finals = one_pass(model, x)
-        return dict(zip(out_names, outs)) | {f"{n}_out": f for n, f in zip(names, finals)}
-
-    report = Report(package=str(package), samples=len(chunks))
-    backend = f"executor:{'states' if stateful else 'explicit'}"
-    got, want = stream(chunks), reference(sequence)
-    for name in out_names + ([] if stateful else [f"{n}_out" for n in names]):
-        check = compare(name, got[name], want[name], tol, backend=f"{backend} {len(chunks)}x{chunk} vs one pass", mode=mode)
-        report.checks.append(check)
-    got, want = stream(chunks[-1:]), reference(chunks[-1])
-    for name in out_names:
-        report.checks.append(compare(name, got[name], want[name], tol, backend=f"{backend} reset vs fresh start", mode=mode))
-    return report
+    adapter = ForecasterAdapter.for_model(model, package, chunk=chunk)
+    return verify_package(adapter, package, adapter.stream_samples(sequence), modes=(mode,) if mode else None,
+                          tolerances=tolerances, backends=("executor",))
 
 
 def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
@@ -279,7 +456,7 @@ def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
     )
     ET.SubElement(ET.SubElement(cases, "properties"), "property", name="package", value=report.package)
     for check in report.checks:
-        case = ET.SubElement(cases, "testcase", classname=f"{Path(report.package).name}.{check.backend}.{check.mode}", name=check.output)
+        case = ET.SubElement(cases, "testcase", classname=f"{Path(report.package).name}.{check.backend}.{check.mode}", name=check.label)
         if check.status == "failed":
             ET.SubElement(case, "failure", message=check.line(), type="ParityError").text = json.dumps(asdict(check), default=str)
         elif check.status == "skipped":
@@ -288,3 +465,16 @@ def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
             ET.SubElement(case, "system-out").text = check.line()
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+class _VerifyModule(types.ModuleType):
+    """``coreml_lstm.verify`` is this module and, called, the check of a user's own module: the
+    top-level function the package promises shares the module's name."""
+
+    def __call__(self, module, package, inputs=None, **options):
+        from .user_model import verify
+
+        return verify(module, package, inputs, **options)
+
+
+sys.modules[__name__].__class__ = _VerifyModule

@@ -245,7 +245,7 @@ def test_sequence_package_matches_torch_at_several_lengths(tmp_path, seq_clf, pr
     path = seq_clf.export(tmp_path / "g.mlpackage", precision=precision, target="iOS17")
     report = verify_classifier(path, seq_clf)
     ran = report.ran
-    lengths = {c.output.split("length ")[1].rstrip(")") for c in ran}
+    lengths = {c.label.split("length ")[1].rstrip(")") for c in ran}
     assert len(lengths) >= 2
     assert {c.mode for c in ran} == {"fp32", "fp16"}
     assert {c.output.split(" ")[0] for c in ran} == {"probabilities", "classLabel", "classLabel_probs"}
@@ -261,7 +261,7 @@ def test_gru_sequence_package_matches_torch(tmp_path, bidirectional):
     path = clf.export(tmp_path / "gru.mlpackage")
     report = verify_classifier(path, clf, modes=("fp32",))
     assert report.status == "passed", "\n".join(c.line() for c in report.failed)
-    assert len({c.output.split("length ")[1] for c in report.ran}) >= 2
+    assert len({c.label.split("length ")[1] for c in report.ran}) >= 2
     assert max(c.max_abs for c in report.ran if c.output.startswith("probabilities")) <= 1e-4
 
 
@@ -318,7 +318,7 @@ def test_text_classifier_export_verify_and_predict(tmp_path):
     assert meta["tokenizer"]["vocab_size"] == clf.tokenizer_.vocab_size
     report = verify_classifier(path, clf)
     assert report.status == "passed", "\n".join(c.line() for c in report.failed)
-    assert len({c.output for c in report.ran if c.output.startswith("probabilities")}) >= 2
+    assert len({c.label for c in report.ran if c.output.startswith("probabilities")}) >= 2
     texts = pd.DataFrame({"text": ["A superb film", "boring and awful plot", "zyzzyva!"]})
     frame, _ = predict_classes(path, texts, backend="executor")
     assert frame["label"].tolist() == clf.predict(texts["text"].tolist())

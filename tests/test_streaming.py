@@ -48,8 +48,8 @@ def test_three_chunks_match_one_pass(tmp_path, fitted, cell, scaling, style, tar
     for check in report.checks:
         print(check.line())
     assert report.status == "passed"
-    assert any("3x6 vs one pass" in c.backend for c in report.checks)
-    assert any("reset vs fresh start" in c.backend for c in report.checks)
+    assert any("3x6 vs one pass" == c.size for c in report.checks)
+    assert any("reset vs fresh start" == c.size for c in report.checks)
     if style == "explicit":
         assert any(c.output == ("window_out" if scaling == "window" else "h_out") for c in report.checks)
 
@@ -66,7 +66,7 @@ def test_the_streaming_check_can_fail(tmp_path, fitted, scaling):
     zeros = {t.name: np.zeros(t.shape, np.float32) for t in prog.inputs if t.name.endswith("_in")}
     forgetful = prog.predict({"x": seq[None, 25:30], **zeros})["prediction"]
     report = verify_streaming(str(path), f.model_, seq, chunk=5)
-    carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.backend][0]
+    carried = [c for c in report.checks if c.output == "prediction" and "one pass" in c.size][0]
     assert carried.status == "passed" and carried.max_abs < 1e-3
     # The stream's forecast is the model's on what it has seen: the last window (window scaling)
     # or the whole sequence (global scaling).

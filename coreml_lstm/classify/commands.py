@@ -4,12 +4,11 @@
     export_classifier_checkpoint   coreml-lstm export (a classifier checkpoint)
     predict_classes      coreml-lstm predict (a classifier package): label and top-k per sample
     verify_classifier_package      coreml-lstm verify (a classifier package and its checkpoint)
-    is_classifier_checkpoint / is_classifier_package   which command path to take
+    is_classifier_checkpoint / is_classifier_package   whether a directory or package holds a classifier
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..export import ExportConfig, read_metadata
-from .api import CONFIG, FORMAT, SequenceClassifier, TextClassifier, load_classifier, top_k_frame
+from .api import SequenceClassifier, TextClassifier, load_classifier, top_k_frame
 from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts
-from .export import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, vocabulary_path
+from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, is_classifier_checkpoint, vocabulary_path
 from .tokenizer import Tokenizer
 
 TASKS = ("classify", "text-classify")
@@ -57,17 +56,8 @@ def export_classifier_checkpoint(checkpoint, path, *, precision: str = "fp32", t
     return load_classifier(checkpoint).export(path, precision=precision, target=target, **metadata)
 
 
-def is_classifier_checkpoint(directory) -> bool:
-    """Whether a directory holds a classifier checkpoint (rather than a forecaster's). Used by the CLI to dispatch."""
-    path = Path(directory) / CONFIG
-    try:
-        return json.loads(path.read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
-
-
 def is_classifier_package(package) -> bool:
-    """Whether a package's metadata says it is a classifier. Used by ``predict`` / ``verify`` to dispatch."""
+    """Whether a package's metadata says it is a classifier."""
     from .. import executor
 
     meta = read_metadata(executor.load(package).metadata["user"])
@@ -148,13 +138,13 @@ def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32",
     Returns:
         A :class:`coreml_lstm.verify.Report`; the CLI exits 1 when ``report.status == "failed"``.
     """
-    from .verify import verify_classifier, verify_samples
+    from .verify import verify_classifier
 
     clf = load_classifier(checkpoint)
     samples = None
     if table is not None:
         arrays, _, _ = package_inputs(package, table)
-        samples = verify_samples(clf, arrays)
+        samples = arrays
     return verify_classifier(package, clf, samples, modes=tuple(modes), backends=tuple(backends), tolerances=tolerances)
 
 

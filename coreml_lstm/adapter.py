@@ -1,0 +1,544 @@
+"""One small interface between a model kind and everything that exports, checks or wraps it.
+
+Export, verify, golden vectors, Swift, compare and diagnose take an :class:`Adapter` and never
+ask which kind of model it is. An adapter says:
+
+    module()          the torch module that is traced and is the reference (inputs in order,
+                      outputs in order: a tensor or a tuple of tensors)
+    inputs            named inputs: shape (fixed sizes, ranges, or enumerated shapes), dtype
+    outputs           named outputs
+    states            Core ML states (iOS18+), if the module keeps its state in buffers
+    carry             explicit state: {output name: the input it feeds on the next call}
+    classes           labels, when the package is a Core ML classifier
+    samples(n)        inputs to compare on: real validation data for the toolkit's own kinds,
+                      random values inside every flexible range otherwise
+    metadata(path)    the package's user-defined metadata
+    swift(...)        the Swift wrapper for its packages
+
+Everything else has a default. The kinds live beside the code they adapt:
+:mod:`coreml_lstm.forecaster_adapter`, :mod:`coreml_lstm.classify.adapter` and
+:mod:`coreml_lstm.user_model` (any torch module); :func:`load` and :func:`for_package` pick one
+(the only place that asks which kind a model is).
+
+This module imports numpy only: the shape and sampling helpers serve the executor-side
+commands (``diagnose``) too. Torch is imported where a method needs it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+FLOAT32, INT32 = np.dtype(np.float32), np.dtype(np.int32)
+STREAM = 3  # calls per sample for a model with state: the state must carry from call to call
+DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32}
+
+
+# -- shapes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A flexible dimension: any size from ``lo`` to ``hi``. Dims with the same ``symbol`` (in
+    one input or across inputs) always have the same size."""
+
+    lo: int
+    hi: int
+    default: int | None = None
+    symbol: str | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.lo, int) and isinstance(self.hi, int)) or self.lo < 1:
+            raise ConfigError(f"range {self.lo}..{self.hi}: bounds must be integers >= 1")
+        if self.lo > self.hi:
+            raise ConfigError(f"range {self.lo}..{self.hi}: the lower bound is above the upper bound")
+        if self.default is not None and not self.lo <= self.default <= self.hi:
+            raise ConfigError(f"range {self.lo}..{self.hi}: default {self.default} is outside it")
+
+    def __str__(self) -> str:
+        return (f"{self.symbol}=" if self.symbol and not self.symbol.startswith("_") else "") + f"{self.lo}..{self.hi}"
+
+
+_DIM = re.compile(r"^(?:([A-Za-z_]\w*)=)?(\d+)\.\.(\d+)$")
+
+
+def parse_dim(text) -> int | Dim:
+    """One dimension: ``16``, ``"16"``, ``"1..64"`` or ``"T=1..64"`` (a named range, shared by name)."""
+    if isinstance(text, (bool, np.bool_)):
+        raise ConfigError(f"dimension {text!r}: expected a size or a range lo..hi")
+    if isinstance(text, (int, np.integer)):
+        if text < 1:
+            raise ConfigError(f"dimension {text}: sizes must be >= 1")
+        return int(text)
+    if isinstance(text, Dim):
+        return text
+    if _is_range_dim(text):
+        return Dim(int(text.lower_bound), int(text.upper_bound), _default(text), str(text.symbol))
+    if not isinstance(text, str):
+        raise ConfigError(f"dimension {text!r}: expected a size or a range lo..hi")
+    s = text.strip()
+    if s.isdigit():
+        return parse_dim(int(s))
+    m = _DIM.match(s)
+    if not m:
+        raise ConfigError(f"dimension {text!r}: expected a size (16) or a range (1..64)")
+    return Dim(int(m.group(2)), int(m.group(3)), symbol=m.group(1))
+
+
+def _is_range_dim(value) -> bool:
+    return type(value).__name__ == "RangeDim" and hasattr(value, "lower_bound")
+
+
+def _default(range_dim) -> int | None:
+    d = getattr(range_dim, "default", None)
+    return int(d) if d is not None else None
+
+
+def parse_shape(spec) -> tuple[tuple, list[tuple] | None]:
+    """A shape as coremltools users write it -> (dims, enumerated shapes or None).
+
+    Accepted: a tuple/list of sizes, ranges (``"1..64"``, ``ct.RangeDim``) or both; a string
+    ``"1..64,100,16"``; ``ct.Shape``; ``ct.EnumeratedShapes``; a list of two or more shapes of
+    fixed sizes (enumerated shapes).
+    """
+    kind = type(spec).__name__
+    if kind == "EnumeratedShapes":
+        shapes = [tuple(int(d) for d in s.shape) for s in spec.shapes]
+        return _enumerated(shapes)
+    if kind == "Shape" and hasattr(spec, "shape"):
+        spec = tuple(spec.shape)
+    if isinstance(spec, str):
+        parts = [p for p in spec.replace("(", "").replace(")", "").split(",") if p.strip()]
+        if not parts:
+            raise ConfigError(f"shape {spec!r}: expected sizes or ranges separated by commas, e.g. 1..64,100,16")
+        return tuple(parse_dim(p) for p in parts), None
+    if isinstance(spec, (list, tuple)) and spec and all(isinstance(s, (list, tuple)) or type(s).__name__ == "Shape" for s in spec):
+        shapes = []
+        for s in spec:
+            dims, _ = parse_shape(s)
+            if any(isinstance(d, Dim) for d in dims):
+                raise ConfigError(f"enumerated shapes: {s!r} has a range; each enumerated shape lists fixed sizes")
+            shapes.append(tuple(dims))
+        return _enumerated(shapes)
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ConfigError("shape (): an input needs at least one dimension")
+        return tuple(parse_dim(d) for d in spec), None
+    raise ConfigError(f"shape {spec!r}: expected a tuple of sizes and ranges, a string such as '1..64,100,16', ct.Shape or ct.EnumeratedShapes")
+
+
+def _enumerated(shapes: list[tuple]) -> tuple[tuple, list[tuple]]:
+    if len(shapes) < 2:
+        raise ConfigError("enumerated shapes: give two or more shapes (one shape is a fixed shape)")
+    if len({len(s) for s in shapes}) != 1:
+        raise ConfigError(f"enumerated shapes {shapes}: every shape needs the same number of dimensions")
+    first = shapes[0]
+    dims = tuple(d if all(s[i] == d for s in shapes) else Dim(min(s[i] for s in shapes), max(s[i] for s in shapes), d) for i, d in enumerate(first))
+    return dims, [tuple(s) for s in shapes]
+
+
+def parse_dtype(text) -> np.dtype:
+    if isinstance(text, str):
+        if text.lower() not in DTYPES:
+            raise ConfigError(f"dtype {text!r}: expected one of float32, int32")
+        return DTYPES[text.lower()]
+    dtype = np.dtype(text)
+    if dtype.kind == "f":
+        return FLOAT32  # Core ML inputs stay fp32 whatever the compute precision
+    if dtype.kind in "iub":
+        return INT32
+    raise ConfigError(f"dtype {dtype.name}: inputs are float32 or int32")
+
+
+# -- inputs, outputs, states, samples ----------------------------------------------------------
+
+
+@dataclass
+class Input:
+    """A named model input.
+
+    ``shape`` holds a size (int) or a :class:`Dim` per axis; ``enumerated`` lists the exact
+    shapes allowed instead of ranges. Random samples draw float values from a normal
+    distribution with ``stats`` (mean, std; default 0, 1) or uniformly from ``value_range``, and
+    integers uniformly from ``value_range`` (inclusive; default 0..9).
+    """
+
+    name: str
+    shape: tuple
+    dtype: np.dtype = FLOAT32
+    enumerated: list[tuple] | None = None
+    description: str = ""
+    default: tuple | None = None  # the shape of the example the module is traced on
+    value_range: tuple | None = None
+    stats: tuple | None = None
+
+    @property
+    def flexible(self) -> bool:
+        return bool(self.enumerated) or any(isinstance(d, Dim) for d in self.shape)
+
+    def shape_text(self) -> str:
+        if self.enumerated:
+            return " or ".join(str(tuple(s)) for s in self.enumerated)
+        return "(" + ", ".join(str(d) for d in self.shape) + ")"
+
+    def default_shape(self) -> tuple:
+        if self.default is not None:
+            return tuple(self.default)
+        if self.enumerated:
+            return tuple(self.enumerated[0])
+        return tuple(d if isinstance(d, int) else (d.default or d.lo) for d in self.shape)
+
+    def accepts(self, shape) -> bool:
+        shape = tuple(int(s) for s in shape)
+        if self.enumerated:
+            return shape in [tuple(s) for s in self.enumerated]
+        return len(shape) == len(self.shape) and all(
+            s == d if isinstance(d, int) else d.lo <= s <= d.hi for s, d in zip(shape, self.shape))
+
+    def to_coreml(self):
+        """The ``ct.TensorType`` of this input (fp32 or int32, never the converter's fp16 default)."""
+        from ._coremltools import coremltools
+
+        ct = coremltools()
+        default = self.default_shape()
+        if self.enumerated:
+            shape = ct.EnumeratedShapes(shapes=[list(s) for s in self.enumerated], default=list(default))
+        elif self.flexible:
+            dims = []
+            for d, size in zip(self.shape, default):
+                if isinstance(d, int):
+                    dims.append(d)
+                else:
+                    dims.append(ct.RangeDim(lower_bound=d.lo, upper_bound=d.hi, default=int(size), symbol=d.symbol if d.symbol else None))
+            shape = ct.Shape(dims)
+        else:
+            shape = tuple(self.shape)
+        return ct.TensorType(name=self.name, shape=shape, dtype=np.int32 if self.dtype == INT32 else np.float32)
+
+    def random(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+        if self.dtype == INT32:
+            lo, hi = self.value_range or (0, 9)
+            return rng.integers(int(lo), int(hi) + 1, size=shape).astype(np.int32)
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            return rng.uniform(lo, hi, size=shape).astype(np.float32)
+        mean, std = self.stats or (0.0, 1.0)
+        return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+    @classmethod
+    def from_spec(cls, spec) -> "Input":
+        """The input a saved package declares (an executor :class:`TensorSpec`)."""
+        dtype = INT32 if np.dtype(spec.dtype).kind in "iu" else FLOAT32
+        if spec.enumerated_shapes:
+            dims, enumerated = _enumerated([tuple(s) for s in spec.enumerated_shapes])
+            return cls(spec.name, dims, dtype, enumerated, spec.description)
+        if spec.shape_range:
+            dims = tuple(int(lo) if lo == hi else Dim(int(lo), int(hi) if hi > 0 else int(lo)) for lo, hi in spec.shape_range)
+            return cls(spec.name, dims, dtype, None, spec.description)
+        return cls(spec.name, tuple(int(s) for s in spec.shape), dtype, None, spec.description)
+
+
+@dataclass
+class Output:
+    name: str
+    description: str = ""
+    dtype: np.dtype = FLOAT32
+
+
+@dataclass
+class State:
+    """A Core ML state (iOS18+): a registered buffer of the module that every call updates."""
+
+    name: str
+    shape: tuple
+    description: str = ""
+
+
+@dataclass
+class Sample:
+    """One check's inputs: the calls, run in order on one fresh state (explicit state carried
+    from each call's outputs to the next call's inputs); the last call's outputs are compared.
+
+    ``label`` is the group the sample is reported in ("length 12", "x (1, 64, 16)").
+    """
+
+    calls: list[dict]
+    label: str = ""
+
+    @classmethod
+    def one(cls, feeds: dict, label: str = "") -> "Sample":
+        return cls([dict(feeds)], label)
+
+
+def shape_label(inputs: list[Input], feeds: dict) -> str:
+    """The sizes of the flexible inputs in a feed: ``"x (1, 37, 16)"``; "" when nothing is flexible."""
+    parts = [f"{i.name} {tuple(int(s) for s in np.shape(feeds[i.name]))}" for i in inputs if i.flexible and i.name in feeds]
+    return ", ".join(parts)
+
+
+def sample_shapes(inputs: list[Input], n: int, seed: int = 0) -> list[dict[str, tuple]]:
+    """``n`` assignments of a shape to every input: the smallest sizes, the largest, then sizes in
+    between (random, inclusive). Dims sharing a symbol get one size; enumerated inputs go through
+    their shapes (first, last, then the others)."""
+    rng = np.random.default_rng(seed)
+    keys = {}
+    for inp in inputs:
+        if inp.enumerated:
+            continue
+        for axis, d in enumerate(inp.shape):
+            if isinstance(d, Dim):
+                keys.setdefault(d.symbol or (inp.name, axis), d)
+    out = []
+    for k in range(max(1, n)):
+        sizes = {}
+        for key, d in keys.items():
+            if n == 1:
+                sizes[key] = d.default or d.lo
+            elif k == 0:
+                sizes[key] = d.lo
+            elif k == 1:
+                sizes[key] = d.hi
+            else:
+                sizes[key] = int(rng.integers(d.lo, d.hi + 1))
+        shapes = {}
+        for inp in inputs:
+            if inp.enumerated:
+                order = [inp.enumerated[0], inp.enumerated[-1], *inp.enumerated[1:-1]]
+                shapes[inp.name] = tuple(order[k % len(order)]) if n > 1 else inp.default_shape()
+            else:
+                shapes[inp.name] = tuple(d if isinstance(d, int) else sizes[d.symbol or (inp.name, axis)] for axis, d in enumerate(inp.shape))
+        out.append(shapes)
+    return out
+
+
+def random_samples(inputs: list[Input], n: int = 8, seed: int = 0) -> list[Sample]:
+    """``n`` one-call samples of random values at the sizes of :func:`sample_shapes`."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for shapes in sample_shapes(inputs, n, seed):
+        feeds = {i.name: i.random(shapes[i.name], rng) for i in inputs}
+        samples.append(Sample.one(feeds, shape_label(inputs, feeds)))
+    return samples
+
+
+def group(samples: list[Sample]) -> dict[str, list[int]]:
+    """Sample indices by label, in first-seen order."""
+    out: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        out.setdefault(s.label, []).append(i)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Labelled data for ``compare``: the samples, the output scored, and how (higher or lower)."""
+
+    samples: list[Sample]
+    output: str
+    metric: str | None = None  # e.g. "RMSE", "accuracy"; None: errors only
+    score: object = None  # (stacked output values) -> float
+
+
+# -- the interface -----------------------------------------------------------------------------
+
+
+class Adapter:
+    """What export, verify, golden vectors, Swift, compare and diagnose need to know of a model.
+
+    Subclasses set ``inputs``, ``outputs`` (and ``states``, ``carry``, ``classes`` when they
+    apply) and implement :meth:`module`; the other methods have defaults that fit any module.
+    """
+
+    kind = "module"  # recorded as the package's "task" metadata
+    inputs: list[Input]
+    outputs: list[Output]
+    states: list[State] = []
+    carry: dict[str, str] = {}
+    classes: list | None = None
+    modes: tuple | None = None  # executor numerics verify runs by default (None: the program's own)
+    description = ""
+    extra_metadata: dict = {}  # user-defined metadata written as given (not under the toolkit's prefix)
+
+    def module(self):  # pragma: no cover - every adapter implements it
+        """The torch module: takes the inputs in order, returns the outputs in order."""
+        raise NotImplementedError
+
+    def traced(self):
+        """A module already in TorchScript (a loaded archive) is converted as it is; None: trace :meth:`module`."""
+        return None
+
+    def examples(self) -> tuple:
+        """Example tensors for tracing, one per input (default: zeros of each default shape)."""
+        import torch
+
+        return tuple(torch.as_tensor(np.zeros(i.default_shape(), np.int32 if i.dtype == INT32 else np.float32)) for i in self.inputs)
+
+    def samples(self, n: int = 8, seed: int = 0) -> list[Sample]:
+        """Inputs to compare on (default: random values inside every flexible range; a model
+        with state gets streams of :data:`STREAM` calls, each stream on a fresh state)."""
+        if not (self.states or self.carry):
+            return random_samples(self.inputs, n, seed)
+        calls = random_samples(self.inputs, n * STREAM, seed)
+        streams = [calls[k : k + STREAM] for k in range(0, len(calls), STREAM)]
+        return [Sample([c.calls[0] for c in part], f"{len(part)} calls: " + "; ".join(c.label for c in part)) for part in streams]
+
+    def sample_of(self, feeds: dict) -> Sample:
+        """A one-call sample of given feeds, labelled with the sizes of the flexible inputs."""
+        return Sample.one(feeds, shape_label(self.inputs, feeds))
+
+    def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
+        """Samples from a table (``verify --csv``); only the toolkit's own kinds read tables."""
+        raise ConfigError("--csv: only the toolkit's own checkpoints read tables; give the inputs as --inputs FEEDS.npz")
+
+    def run_torch(self, sample: Sample) -> list[tuple[dict, dict]]:
+        """Torch on a sample's calls: (the feeds used, the outputs by name) per call.
+
+        Explicit state is carried from torch's own outputs; buffers (Core ML states) start from
+        their values before the sample and are restored after it.
+        """
+        import torch
+
+        module = eval_mode(self.module())
+        saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+        names = [o.name for o in self.outputs]
+        records, carried = [], {}
+        try:
+            with torch.no_grad():
+                for call in sample.calls:
+                    feeds = {**call, **carried}
+                    args = [self.torch_input(i.name, feeds[i.name]) for i in self.inputs]
+                    out = module(*args)
+                    out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+                    if len(out) != len(names):
+                        raise ConfigError(f"the module returned {len(out)} outputs; the outputs are named {', '.join(names)}")
+                    result = {n: o.detach().numpy() for n, o in zip(names, out)}
+                    records.append((feeds, result))
+                    carried = {inp: result[o] for o, inp in self.carry.items()}
+        finally:
+            buffers = dict(module.named_buffers())
+            with torch.no_grad():
+                for k, v in saved.items():
+                    buffers[k].copy_(v)
+        return records
+
+    def torch_input(self, name: str, value):
+        """A feed as the torch module takes it."""
+        return _tensor(value)
+
+    def reference(self, sample: Sample) -> dict:
+        """Torch's outputs for the sample's last call, by name."""
+        return self.run_torch(sample)[-1][1]
+
+    def metadata(self, path: Path | None = None) -> dict:
+        """The package's user-defined metadata (JSON values); ``task`` names the kind."""
+        return {"task": self.kind}
+
+    def descriptions(self) -> dict[str, str]:
+        """Feature descriptions for the package: {input, output or state name: text}."""
+        return {t.name: t.description for t in [*self.inputs, *self.outputs, *self.states] if t.description}
+
+    def after_save(self, path: Path) -> None:
+        """Files that go beside the package (a text classifier's vocabulary)."""
+
+    def golden_extras(self) -> dict:
+        """Entries added to the golden-vector file (class names, tokenizer probes)."""
+        return {}
+
+    def evaluation(self) -> Evaluation:
+        """What ``compare`` scores; by default the errors of the first output on :meth:`samples`."""
+        return Evaluation(self.samples(), self.outputs[0].name)
+
+    @staticmethod
+    def swift(name: str, program, meta: dict) -> str:
+        """The Swift wrapper for a package of this kind."""
+        from .swift import module_wrapper
+
+        return module_wrapper(name, program, meta)
+
+    @staticmethod
+    def predict_table(package, table, **options):
+        """Predictions for the rows of a table (``predict --csv``): (frame, backend used, what)."""
+        raise ConfigError(f"{package}: predict --csv reads tables for the toolkit's own packages; run any package on named arrays with "
+                          "coreml-lstm run --inputs FEEDS.npz")
+
+
+def eval_mode(module):
+    """``module.eval()``; a ``torch.export`` module (which refuses eval()) is already fixed in its mode."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
+def _tensor(value):
+    """A torch tensor of an array (copied when numpy holds it read-only, as torch requires)."""
+    import torch
+
+    a = np.asarray(value)
+    return torch.as_tensor(a if a.flags.writeable else a.copy())
+
+
+# -- choosing the kind (the one place that asks) ----------------------------------------------
+
+
+def load(path, *, package=None, inputs=None, outputs=None, **options) -> Adapter:
+    """The adapter for a model on disk: a forecaster or classifier checkpoint directory, or a
+    TorchScript archive / ``torch.export`` program (``.pt2``) of any module.
+
+    Args:
+        path: the checkpoint directory or model file.
+        package: the package it was exported to, when verifying (a forecaster reads its
+            streaming style from it; a module reads its input shapes from it).
+        inputs, outputs: a module's inputs (``{name: shape}`` or ``"NAME:SHAPE[:DTYPE]"`` strings)
+            and output names.
+        options: kind-specific settings (forecaster streaming checks: ``chunk``, ``chunks``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or directory")
+    if path.is_dir():
+        from .classify.adapter import ClassifierAdapter, is_classifier_checkpoint
+
+        if inputs or outputs:
+            raise ConfigError(f"--input / --output: {path} is a checkpoint, whose inputs and outputs are known")
+        if is_classifier_checkpoint(path):
+            return ClassifierAdapter.load(path, package=package)
+        from .forecaster_adapter import ForecasterAdapter
+
+        return ForecasterAdapter.load(path, package=package, **options)
+    from .user_model import ModuleAdapter
+
+    return ModuleAdapter.load(path, package=package, inputs=inputs, outputs=outputs)
+
+
+def for_package(package) -> type[Adapter]:
+    """The adapter class of a saved package, from the task its metadata records (any other
+    package: a plain module)."""
+    from .export import read_metadata
+    from .verify import load_declared
+
+    program, _ = load_declared(package)
+    return kind_class(read_metadata(program.metadata.get("user", {})).get("task"))
+
+
+def kind_class(task: str | None) -> type[Adapter]:
+    if task == "forecast":
+        from .forecaster_adapter import ForecasterAdapter
+
+        return ForecasterAdapter
+    if task in ("classify", "text-classify"):
+        from .classify.adapter import ClassifierAdapter
+
+        return ClassifierAdapter
+    from .user_model import ModuleAdapter
+
+    return ModuleAdapter
+
+
+__all__ = ["Adapter", "Dim", "Evaluation", "Input", "Output", "Sample", "State", "for_package", "load", "parse_dim", "parse_shape",
+           "random_samples", "sample_shapes", "shape_label"]

@@ -1,0 +1,178 @@
+"""Sequence and text classifiers as an :class:`~coreml_lstm.adapter.Adapter`.
+
+The package is a Core ML classifier taking one sequence as it is (flexible length from 1 to the
+model's maximum) and giving ``classLabel``, ``classLabel_probs`` and the ``probabilities`` array.
+Samples are the stored validation samples, fed at their own lengths (prefixes are added when
+they all share one length, so at least two lengths are checked); verify runs both executor
+numerics by default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..adapter import Adapter, Dim, Evaluation, Input, Output, Sample
+
+SEQUENCE_INPUT, TEXT_INPUT = "sequence", "tokens"
+LABEL_OUTPUT, DICT_OUTPUT, PROB_OUTPUT = "classLabel", "classLabel_probs", "probabilities"
+
+
+def vocabulary_path(package: str | Path) -> Path:
+    """Where a text classifier's vocabulary lives: beside the package, ``<name>.vocab.json``."""
+    package = Path(package)
+    return package.with_name(package.stem + ".vocab.json")
+
+
+def is_classifier_checkpoint(directory) -> bool:
+    """Whether a directory holds a classifier checkpoint (rather than a forecaster's)."""
+    from .api import CONFIG, FORMAT
+
+    path = Path(directory) / CONFIG
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def verify_samples(samples: list[np.ndarray], *, lengths: int = 2) -> list[np.ndarray]:
+    """Samples at ``lengths`` or more distinct lengths: the given ones, plus prefixes when they all share one."""
+    out = [np.asarray(s) for s in samples]
+    distinct = sorted({len(s) for s in out})
+    for s in list(out):
+        if len(distinct) >= lengths:
+            break
+        for n in (max(1, len(s) // 2), max(1, len(s) // 3), 1):
+            if n not in distinct:
+                out.append(s[:n])
+                distinct = sorted(set(distinct) | {n})
+                break
+    return out
+
+
+class ClassifierAdapter(Adapter):
+    modes = ("fp32", "fp16")
+
+    def __init__(self, clf, package=None):
+        self.clf = clf
+        self.package = package
+        self.kind = clf.task
+        self.text = clf.task == "text-classify"
+        model = clf._fitted()
+        classes, max_length = list(clf.classes_), clf.max_length_
+        self.classes = classes
+        self.length = min(max_length, 8)
+        names = ", ".join(map(str, classes))
+        k = len(classes)
+        if self.text:
+            self.inputs = [Input(TEXT_INPUT, (1, Dim(1, max_length, default=self.length)), np.dtype(np.int32), default=(1, self.length),
+                                 description=f"Token ids of one text, 1 to {max_length} of them, as int32 of shape (1, L); made by the tokenizer "
+                                             f"rules in the metadata and the vocabulary file beside the package.")]
+        else:
+            c = len(clf.channels_)
+            self.inputs = [Input(SEQUENCE_INPUT, (1, Dim(1, max_length, default=self.length), c), default=(1, self.length, c),
+                                 description=f"One sequence of [{', '.join(clf.channels_)}] in raw units, oldest first, 1 to {max_length} steps; shape (1, L, {c}).")]
+        self.outputs = [Output(PROB_OUTPUT, f"Class probabilities in the order [{names}]; shape (1, {k}).")]
+        self._labels = {LABEL_OUTPUT: f"The most probable class, one of: {names}.", DICT_OUTPUT: "Probability of each class."}
+        kind = "text" if self.text else "sequence"
+        self.description = f"{model.config.cell.upper()} {kind} classifier ({k} classes: {names})."
+
+    @classmethod
+    def load(cls, directory, *, package=None, streaming: str | None = None, **_):
+        from ..errors import ConfigError
+        from .api import load_classifier
+
+        if streaming:
+            raise ConfigError("--streaming: classifiers take a whole sequence per call")
+        return cls(load_classifier(directory), package)
+
+    def module(self):
+        return self.clf._fitted().eval()
+
+    def examples(self):
+        import torch
+
+        if self.text:
+            return (torch.full((1, self.length), 2, dtype=torch.int32),)  # (1, L) token ids
+        mean = torch.as_tensor(np.asarray(self.clf.normalizer_.mean), dtype=torch.float32)
+        return (mean.expand(1, self.length, len(self.clf.channels_)).clone(),)  # (1, L, C)
+
+    def descriptions(self) -> dict[str, str]:
+        return {**super().descriptions(), **self._labels}
+
+    # -- samples ------------------------------------------------------------------------------
+
+    def samples_from_arrays(self, arrays: list) -> list[Sample]:
+        name, dtype = (TEXT_INPUT, np.int32) if self.text else (SEQUENCE_INPUT, np.float32)
+        return [Sample.one({name: np.asarray(a, dtype)[None]}, f"length {len(a)}") for a in verify_samples(arrays)]
+
+    def samples(self, n: int = 64, seed: int = 0) -> list[Sample]:
+        from ..errors import ConfigError
+
+        stored = [x for x, _ in self.clf.validation_samples_][:n]
+        if not stored:
+            raise ConfigError("verify: no samples to compare on")
+        return self.samples_from_arrays(stored)
+
+    def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
+        from ..errors import ConfigError
+        from .commands import package_inputs
+
+        if self.package is None:
+            raise ConfigError("--csv: reading a table for a classifier needs its package (the tokenizer and columns it records)")
+        arrays, _, _ = package_inputs(self.package, table)
+        return self.samples_from_arrays(arrays[:limit])
+
+    def evaluation(self) -> Evaluation:
+        from ..errors import ConfigError
+
+        stored = self.clf.validation_samples_
+        if not stored:
+            raise ConfigError("compare: the classifier holds no validation samples")
+        labels = np.asarray([y for _, y in stored])
+        name, dtype = (TEXT_INPUT, np.int32) if self.text else (SEQUENCE_INPUT, np.float32)
+        samples = [Sample.one({name: np.asarray(x, dtype)[None]}) for x, _ in stored]
+
+        def accuracy(pred):
+            return float((np.asarray(pred).reshape(len(labels), -1).argmax(-1) == labels).mean())
+
+        return Evaluation(samples, PROB_OUTPUT, "accuracy", accuracy)
+
+    # -- the package ----------------------------------------------------------------------------
+
+    def metadata(self, path: Path | None = None) -> dict:
+        meta = {**self.clf.metadata(), "task": self.clf.task}
+        if self.text:
+            meta["tokenizer"] = {**self.clf.tokenizer_.rules(), "vocabulary_file": vocabulary_path(path).name if path else None}
+        return meta
+
+    def after_save(self, path: Path) -> None:
+        if self.text:
+            self.clf.tokenizer_.save(vocabulary_path(path))
+
+    def golden_extras(self) -> dict:
+        from ..golden import TOKENIZER_PROBES
+
+        extras = {"classes": [str(c) for c in self.classes]}
+        if self.text:
+            tok = self.clf.tokenizer_
+            words = [t for t in tok.tokens[2:12] if t is not None]
+            texts = [" ".join(words)] + list(TOKENIZER_PROBES)
+            extras["tokenizer"] = [{"text": t, "ids": tok.encode(t)} for t in texts]
+        return extras
+
+    @staticmethod
+    def swift(name: str, program, meta: dict) -> str:
+        from ..swift import classifier_wrapper
+
+        return classifier_wrapper(name, program, meta)
+
+    @staticmethod
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int = 3, **_):
+        """Label and top-k classes per sample of a table (``predict --csv``): (frame, backend used, what)."""
+        from .commands import predict_classes
+
+        frame, used = predict_classes(package, table, top_k=top_k, backend=backend, mode=mode)
+        return frame, used, "samples classified"

@@ -1,0 +1,243 @@
+"""The forecaster as an :class:`~coreml_lstm.adapter.Adapter`: a checkpoint and its export style.
+
+window     ``window`` (1, W, F) raw rows in, the forecast out (one or five outputs).
+explicit   a chunk ``x`` (1, 1..max_chunk, F) plus ``h_in`` (and ``c_in``) in, the outputs plus
+           ``h_out`` (``c_out``) out; the state is carried from call to call.
+states     iOS18+: ``x`` in, the state in Core ML states ``h_state`` (``c_state``).
+
+Samples are the checkpoint's validation windows; streaming packages are fed ``chunks`` chunks
+of ``chunk`` consecutive rows with the state carried, compared with one torch pass over the same
+rows, and the last chunk alone (a reset) compared with a fresh start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .adapter import Adapter, Dim, Evaluation, Input, Output, Sample, State
+from .errors import ConfigError
+from .export import INPUT_NAME, OUTPUT_NAME
+
+
+class ForecasterAdapter(Adapter):
+    kind = "forecast"
+
+    def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
+        from .streaming import state_description, state_names, state_shape
+
+        self.checkpoint = ckpt = checkpoint
+        self.streaming, self.max_chunk, self.chunk, self.chunks = streaming, max_chunk, chunk, chunks
+        self.model = ckpt.build_model()
+        self._module = self.model if not streaming else None
+        n = len(ckpt.input_columns)
+        cols = ", ".join(ckpt.input_columns)
+        self.outputs = [Output(name, text) for name, text in _output_specs(ckpt)]
+        cfg = ckpt.model_config
+        targets = ", ".join(ckpt.target_columns)
+        if not streaming:
+            w = ckpt.window
+            self.inputs = [Input(INPUT_NAME, (1, w, n), description=f"The last {w} rows of [{cols}] in raw units, oldest first; shape (1, {w}, {n}).")]
+            self.description = (f"{cfg.cell.upper()} forecaster of {targets} ({cfg.num_layers} layers, hidden {cfg.hidden_size}) "
+                                f"from a {w}-step window.")
+            return
+        length = min(max_chunk, ckpt.window)
+        self.inputs = [Input("x", (1, Dim(1, max_chunk, default=length), n), default=(1, length, n),
+                             description=f"The next 1 to {max_chunk} rows of [{cols}] in raw units, oldest first; shape (1, L, {n}).")]
+        shape, names = state_shape(self.model), state_names(self.model)
+        if streaming == "explicit":
+            for s in names:
+                self.inputs.append(Input(f"{s}_in", shape, description=f"{state_description(s)} from the previous call's {s}_out (zeros to start a stream); shape {shape}."))
+            self.outputs += [Output(f"{s}_out", f"{state_description(s)} after this chunk: pass it as {s}_in next call; shape {shape}.") for s in names]
+            self.carry = {f"{s}_out": f"{s}_in" for s in names}
+        else:
+            self.states = [State(f"{s}_state", shape) for s in names]
+        self.description = f"Streaming {cfg.cell.upper()} forecaster of {targets} ({streaming} state)."
+
+    @classmethod
+    def load(cls, directory, *, package=None, chunk: int = 10, chunks: int = 3, streaming: str | None = None, max_chunk: int = 64, **_):
+        """The adapter for a checkpoint directory: in the style ``package`` was exported in, else
+        in the ``streaming`` style given (None: a window in, a forecast out)."""
+        from .checkpoint import Checkpoint
+
+        ckpt = Checkpoint.load(directory)
+        if package is None:
+            return cls(ckpt, streaming=streaming, max_chunk=max_chunk, chunk=chunk, chunks=chunks)
+        return cls.load_for(ckpt, package, chunk=chunk, chunks=chunks)
+
+    @classmethod
+    def load_for(cls, checkpoint, package=None, *, chunk: int = 10, chunks: int = 3):
+        """The adapter of a checkpoint in the export style ``package`` records (none: a window model)."""
+        from .export import read_metadata
+
+        streaming, max_chunk = None, 64
+        if package is not None:
+            from . import executor
+
+            meta = read_metadata(executor.load(package).metadata.get("user", {}))
+            streaming, max_chunk = meta.get("streaming"), meta.get("max_chunk") or 64
+        return cls(checkpoint, streaming=streaming, max_chunk=int(max_chunk), chunk=chunk, chunks=chunks)
+
+    @classmethod
+    def for_model(cls, model, package, *, chunk: int = 10, chunks: int = 3):
+        """The adapter of a package exported from ``model`` (a RecurrentModel), its features read from the package."""
+        from . import executor
+        from .export import read_metadata
+
+        program = executor.load(package)
+        meta = read_metadata(program.metadata.get("user", {}))
+        names = {t.name for t in program.inputs}
+        self = cls.__new__(cls)
+        self.checkpoint, self.model, self._module = None, model.eval(), None
+        self.streaming = meta.get("streaming") or ("states" if program.states else "explicit" if "h_in" in names else None)
+        self.max_chunk, self.chunk, self.chunks = int(meta.get("max_chunk") or 64), chunk, chunks
+        self.inputs = [Input.from_spec(t) for t in program.inputs]
+        self.outputs = [Output(t.name) for t in program.outputs]
+        self.states = [State(t.name, tuple(t.shape)) for t in program.states]
+        self.carry = {f"{n[:-3]}_out": n for n in names if n.endswith("_in")}
+        if not self.streaming:
+            self._module = self.model
+        return self
+
+    def module(self):
+        if self._module is None:
+            from .streaming import wrap
+
+            self._module = wrap(self.model, self.streaming)
+        return self._module
+
+    def examples(self):
+        import torch
+
+        ckpt = self.checkpoint
+        mean = np.asarray(ckpt.normalizer.input_mean, np.float32)
+        shape = self.inputs[0].default_shape()
+        x = torch.as_tensor(np.broadcast_to(mean, shape).copy())  # (1, W or L, F)
+        return (x, *(torch.zeros(i.shape) for i in self.inputs[1:]))
+
+    # -- samples ------------------------------------------------------------------------------
+
+    def _windows(self) -> np.ndarray:
+        x = self.checkpoint.validation_x
+        if x is None or not len(x):
+            raise ConfigError("the checkpoint holds no validation windows; give --csv")
+        return x
+
+    def samples(self, n: int = 64, seed: int = 0) -> list[Sample]:
+        return self.samples_from_windows(self._windows(), n)
+
+    def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
+        from .data import prediction_windows
+
+        x, _ = prediction_windows(table, self.checkpoint.data_config, self.checkpoint.input_columns)
+        return self.samples_from_windows(x, limit)
+
+    def samples_from_windows(self, x: np.ndarray, limit: int = 64) -> list[Sample]:
+        if not self.streaming:
+            x = x[-limit:]
+            return [Sample.one({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
+        from .streaming import consecutive_rows
+
+        need = self.chunk * self.chunks
+        rows = consecutive_rows(x)[-need:]
+        if len(rows) < need:
+            raise ConfigError(f"--chunk {self.chunk} x --chunks {self.chunks} needs {need} consecutive rows; the windows give {len(rows)}")
+        return self.stream_samples(rows)
+
+    def stream_samples(self, sequence: np.ndarray) -> list[Sample]:
+        """A sequence (L, F) in chunks with the state carried, and its last chunk after a reset."""
+        sequence = np.asarray(sequence, np.float32)
+        parts = [sequence[i : i + self.chunk] for i in range(0, len(sequence), self.chunk)]
+        start = {i.name: np.zeros(i.shape, np.float32) for i in self.inputs[1:]}
+
+        def calls(chunks):
+            return [{"x": c[None], **(start if k == 0 else {})} for k, c in enumerate(chunks)]
+
+        return [Sample(calls(parts), f"{len(parts)}x{self.chunk} vs one pass"), Sample(calls(parts[-1:]), "reset vs fresh start")]
+
+    def reference(self, sample: Sample) -> dict:
+        if not self.streaming:
+            return super().reference(sample)
+        from .streaming import one_pass
+
+        rows = np.concatenate([call["x"][0] for call in sample.calls])
+        outs, finals = one_pass(self.model, rows)  # one pass over every row of the sample
+        values = outs + finals if self.streaming == "explicit" else outs
+        return dict(zip([o.name for o in self.outputs], values))
+
+    def evaluation(self) -> Evaluation:
+        ckpt = self.checkpoint
+        if ckpt.validation_y is None or not len(self._windows()):
+            raise ConfigError("compare: the checkpoint holds no validation windows")
+        y = ckpt.validation_y.astype(np.float64)
+        output = OUTPUT_NAME if ckpt.model_config.head == "point" else "prediction"
+
+        def rmse(pred):
+            return float(np.sqrt(np.mean((np.asarray(pred, np.float64).reshape(y.shape) - y) ** 2)))
+
+        return Evaluation(self.samples_from_windows(self._windows(), len(self._windows())), output, "RMSE", rmse)
+
+    # -- the package ----------------------------------------------------------------------------
+
+    def metadata(self, path: Path | None = None) -> dict:
+        ckpt = self.checkpoint
+        return {
+            "task": "forecast",
+            "head": ckpt.model_config.head,
+            "input_columns": ckpt.input_columns,
+            "target_columns": ckpt.target_columns,
+            "time_column": ckpt.data_config.time,
+            "series_id_column": ckpt.data_config.series_id,
+            "window": ckpt.window,
+            "horizon": ckpt.horizon,
+            "normalizer": ckpt.normalizer.to_dict(),
+            "scaling": ckpt.model_config.scaling,
+            "log": ckpt.model_config.log,
+            "season": ckpt.data_config.season,
+            "model": ckpt.model_config.to_dict(),
+            "validation_metrics": (ckpt.metrics or {}).get("overall"),
+            "probabilistic_metrics": ((ckpt.metrics or {}).get("probabilistic") or {}).get("overall"),
+            "baseline_metrics": _baseline_summary(ckpt.metrics),
+            "streaming": self.streaming,
+            "max_chunk": self.max_chunk if self.streaming else None,
+        }
+
+    @staticmethod
+    def swift(name: str, program, meta: dict) -> str:
+        from .swift import wrapper
+
+        return wrapper(name, program, meta)
+
+    @staticmethod
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, **_):
+        """Forecasts after every window of a table (``predict --csv``): (frame, backend used, what)."""
+        from .predict import predict_table
+
+        frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last)
+        return frame, used, "forecasts"
+
+
+def _baseline_summary(metrics) -> dict | None:
+    """Validation MASE of the model and the baselines, the skill and any warning (or None)."""
+    report = (metrics or {}).get("vs_baselines")
+    if not report:
+        return None
+    return {"season": report["season"], "mase": report["mase"], "skill": report["skill"], "warning": report["warning"],
+            **{f"{name}_mase": b["mase"] for name, b in report["baselines"].items()}}
+
+
+def _output_specs(checkpoint) -> list[tuple[str, str]]:
+    """(name, description) of the model's outputs in original units."""
+    h, t, k = checkpoint.horizon, len(checkpoint.target_columns), checkpoint.model_config.mixtures
+    targets = ", ".join(checkpoint.target_columns)
+    if checkpoint.model_config.head == "point":
+        return [(OUTPUT_NAME, f"Predictions of [{targets}] for the next {h} step(s) in original units; shape (1, {h}, {t}).")]
+    dist = f"(1, {h}, {t}, {k}): per step and target, {k} Gaussian components"
+    return [
+        ("weights", f"Mixture weights, summing to 1 over the last axis; {dist}."),
+        ("means", f"Component means in original units; {dist}."),
+        ("scales", f"Component standard deviations in original units; {dist}."),
+        ("prediction", f"Mixture mean of [{targets}] in original units; shape (1, {h}, {t})."),
+        ("variance", f"Mixture variance in squared original units; shape (1, {h}, {t})."),
+    ]

@@ -1,0 +1,577 @@
+"""Your own torch module: convert it to Core ML and check the package against it, on any machine.
+
+    import coreml_lstm
+    path, report = coreml_lstm.convert(model, torch.randn(1, 100, 6), "har.mlpackage",
+                                       inputs={"x": ("1..8", "1..512", 6)}, outputs=["logits"])
+    report = coreml_lstm.verify(model, "har.mlpackage")        # random inputs in every range
+
+:class:`ModuleAdapter` is the adapter (see :mod:`.adapter`) of any module: named inputs with
+their shapes (fixed, ranges, enumerated shapes) and dtypes, named outputs, optional Core ML
+states, random samples drawn inside every flexible range. Model files are TorchScript archives
+(``torch.jit.save``) or ``torch.export`` programs (``.pt2``), loaded without unpickling
+arbitrary objects (:func:`load_model_file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape
+from .errors import ConfigError, ExportError
+
+__all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
+
+
+class ModuleAdapter(Adapter):
+    """Any torch module (or a loaded TorchScript archive): inputs, outputs, states as given."""
+
+    kind = "module"
+
+    def __init__(self, module, inputs: list[Input], outputs: list[Output], *, examples: tuple | None = None,
+                 states: list[State] = (), traced=None, torch_dtypes: dict | None = None, description: str = ""):
+        self._module = module
+        self.inputs, self.outputs, self.states = list(inputs), list(outputs), list(states)
+        self._examples, self._traced = examples, traced
+        self._torch_dtypes = torch_dtypes or {}
+        self.description = description
+
+    def module(self):
+        return self._module
+
+    def traced(self):
+        return self._traced
+
+    def examples(self) -> tuple:
+        if self._examples is not None:
+            return self._examples
+        return tuple(self.torch_input(i.name, np.zeros(i.default_shape(), i.dtype)) for i in self.inputs)
+
+    def torch_input(self, name: str, value):
+        """A feed as the module takes it: integers in the dtype of the example it was traced on,
+        else int64 (torch's index type; the package takes int32)."""
+        import torch
+
+        from .adapter import _tensor
+
+        tensor = _tensor(value)
+        if tensor.is_floating_point():
+            return tensor
+        dtype = self._torch_dtypes.get(name, torch.int64)
+        return tensor.to(dtype) if tensor.dtype != dtype else tensor
+
+    # -- building ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_module(cls, module, example_inputs, *, inputs=None, outputs=None, states=None) -> "ModuleAdapter":
+        """The adapter of ``module`` traced on ``example_inputs``, with the flexible shapes of ``inputs``.
+
+        Args:
+            module: an ``nn.Module`` (or a TorchScript module).
+            example_inputs: a tensor, a tuple of tensors (one per ``forward`` argument) or
+                ``{name: tensor}``.
+            inputs: ``{name: shape}`` (sizes, ``"lo..hi"`` strings, ``ct.RangeDim``, ``ct.Shape``,
+                ``ct.EnumeratedShapes``, a list of shapes, a string ``"1..64,100,16"``, or a
+                ``ct.TensorType``), or a list of ``ct.TensorType`` in argument order. Inputs not
+                named keep the example's shape.
+            outputs: output names (or ``ct.TensorType`` list); default ``output`` / ``output_0``...
+            states: buffer names (or ``ct.StateType`` list) kept as Core ML states (iOS18+).
+        """
+        import torch
+
+        names, tensors = _examples(module, example_inputs)
+        specs: dict = {}
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != len(tensors):
+                raise ConfigError(f"inputs: {len(inputs)} given for {len(tensors)} example inputs")
+            names = [getattr(t, "name", None) or n for t, n in zip(inputs, names)]
+            specs = dict(zip(names, inputs))
+        elif isinstance(inputs, dict):
+            unknown = [k for k in inputs if k not in names]
+            if unknown:
+                raise ConfigError(f"inputs: {unknown[0]!r} is not an input of the module; its inputs are {', '.join(names)}")
+            specs = dict(inputs)
+        elif inputs is not None:
+            raise ConfigError("inputs: expected {name: shape} or a list of ct.TensorType")
+        specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
+        torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
+        eval_mode(module)
+        with torch.no_grad():
+            saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+            out = module(*tensors)
+            for k, v in module.named_buffers():
+                v.copy_(saved[k])
+        out = _as_outputs(out)
+        out_names = _output_names(outputs, len(out))
+        outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
+        return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
+                   description=f"{type(module).__name__} converted by coreml-lstm")
+
+    @classmethod
+    def for_package(cls, module, package, *, inputs=None, outputs=None) -> "ModuleAdapter":
+        """The adapter of ``module`` with the inputs, outputs and states a saved package declares
+        (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
+        from .verify import load_declared
+
+        program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
+        declared = [Input.from_spec(t) for t in program.inputs]
+        if inputs:
+            given = {i.name: i for i in inputs}
+            unknown = [n for n in given if n not in {d.name for d in declared}]
+            if unknown:
+                raise ConfigError(f"--input {unknown[0]!r}: not an input of {package}; its inputs are {', '.join(d.name for d in declared)}")
+            declared = [given.get(d.name, d) for d in declared]
+        names = outputs or [t.name for t in program.outputs]
+        if outputs and any(n not in {t.name for t in program.outputs} for n in outputs):
+            bad = next(n for n in outputs if n not in {t.name for t in program.outputs})
+            raise ConfigError(f"--output {bad!r}: not an output of {package}; its outputs are {', '.join(t.name for t in program.outputs)}")
+        states = [State(t.name, tuple(t.shape)) for t in program.states]
+        return cls(module, declared, [Output(n) for n in names], states=states)
+
+    @classmethod
+    def load(cls, path, *, package=None, inputs=None, outputs=None, **_) -> "ModuleAdapter":
+        """The adapter of a model file (TorchScript archive or ``.pt2``); shapes from ``inputs``
+        (``"NAME:SHAPE[:DTYPE[:LO..HI]]"`` strings), else from ``package``, else from the program."""
+        path = Path(path)
+        loaded = load_model_file(path)
+        parsed = [parse_input_option(s) if isinstance(s, str) else s for s in (inputs or [])]
+        known = loaded.input_names
+        for i in parsed:
+            if known and i.name not in known:
+                raise ConfigError(f"--input {i.name!r}: not an input of {path.name}; its inputs are {', '.join(known)}")
+        if len({i.name for i in parsed}) != len(parsed):
+            raise ConfigError("--input: each input may be given once")
+        if package is not None:
+            adapter = cls.for_package(loaded.module, package, inputs=parsed, outputs=list(outputs or []) or None)
+            adapter._traced, adapter._torch_dtypes = loaded.traced, {**adapter._torch_dtypes, **loaded.torch_dtypes}
+            return adapter
+        by_name = {i.name: i for i in parsed}
+        specs = []
+        for k, name in enumerate(known or [i.name for i in parsed]):
+            if name in by_name:
+                specs.append(by_name[name])
+            elif loaded.inputs and name in loaded.inputs:
+                specs.append(loaded.inputs[name])
+            else:
+                example = "x:1..64,100,16" if not known else f"{name}:1,100,16"
+                raise ConfigError(f"{path.name}: input {name!r} has no shape; give --input NAME:SHAPE (e.g. --input {example})")
+        adapter = cls(loaded.module, specs, [], traced=loaded.traced, torch_dtypes=loaded.torch_dtypes,
+                      description=f"{path.name} converted by coreml-lstm")
+        out = _as_outputs(adapter.call_once())
+        names = _output_names(list(outputs or []) or None, len(out))
+        adapter.outputs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(names, out)]
+        return adapter
+
+    def call_once(self):
+        """The module's own return value on zeros of every input's default shape (to count its outputs)."""
+        import torch
+
+        try:
+            with torch.no_grad():
+                return self._module(*[self.torch_input(i.name, np.zeros(i.default_shape(), i.dtype)) for i in self.inputs])
+        except Exception as exc:
+            shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
+            raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _examples(module, example_inputs) -> tuple[list[str], list]:
+    """(input names, example tensors): names from the dict, else from ``forward``'s signature."""
+    import torch
+
+    if isinstance(example_inputs, dict):
+        names, tensors = list(example_inputs), list(example_inputs.values())
+    else:
+        tensors = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
+        names = _forward_names(module, len(tensors))
+    out = []
+    for n, t in zip(names, tensors):
+        if isinstance(t, np.ndarray):
+            t = torch.as_tensor(t)
+        if not isinstance(t, torch.Tensor):
+            raise ConfigError(f"example input {n!r}: expected a tensor, got {type(t).__name__}")
+        out.append(t)
+    return names, out
+
+
+def _forward_names(module, n: int) -> list[str]:
+    """The names of ``forward``'s first ``n`` arguments (``input_0``... when it takes ``*args``)."""
+    names = []
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:  # TorchScript
+        names = [a.name for a in schema.arguments[1:]]
+    else:
+        try:
+            params = inspect.signature(module.forward).parameters.values()
+            names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            names = []
+    if len(names) < n:
+        return [f"input_{i}" for i in range(n)]
+    return names[:n]
+
+
+def input_from_example(name: str, tensor, spec=None, description: str = "") -> Input:
+    """An :class:`Input` for an example tensor: its dtype (int -> int32), its shape unless ``spec``
+    gives flexible dims, and value statistics for random samples."""
+    import torch
+
+    if isinstance(tensor, np.ndarray):
+        tensor = torch.as_tensor(tensor)
+    integer = not tensor.is_floating_point()
+    dtype = INT32 if integer else FLOAT32
+    shape_spec = spec
+    if type(spec).__name__ == "TensorType":
+        if spec.dtype is not None and np.dtype(_np_dtype(spec.dtype)).kind == "f" and integer:
+            raise ConfigError(f"inputs: {name!r}: the example holds integers but the TensorType says float")
+        shape_spec = spec.shape
+    example_shape = tuple(int(s) for s in tensor.shape)
+    if shape_spec is None:
+        dims, enumerated = example_shape, None
+    else:
+        dims, enumerated = parse_shape(shape_spec)
+    inp = Input(name, dims, dtype, enumerated, description, default=example_shape)
+    if len(dims) != len(example_shape) or not inp.accepts(example_shape):
+        raise ConfigError(f"inputs: {name!r}: the example's shape {example_shape} is not one of {inp.shape_text()}")
+    values = tensor.detach().double().numpy()
+    if values.size:
+        if integer:
+            inp.value_range = (int(values.min()), int(values.max()))
+        else:
+            std = float(values.std())
+            inp.stats = (float(values.mean()), std if std > 0 else 1.0)
+    return inp
+
+
+def _np_dtype(dtype):
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return np.float32
+
+
+def _as_outputs(out) -> tuple:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, (tuple, list)) and out and all(isinstance(o, torch.Tensor) for o in out):
+        return tuple(out)
+    raise ConfigError(f"the module returns {type(out).__name__}; return a tensor or a tuple of tensors (one per output)")
+
+
+def _output_names(outputs, n: int) -> list[str]:
+    if outputs is None:
+        return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+    names = [getattr(o, "name", None) or o if not isinstance(o, str) else o for o in outputs]
+    if any(not isinstance(x, str) or not x for x in names):
+        raise ConfigError("outputs: give a name (or a ct.TensorType with a name) for every output")
+    if len(names) != n:
+        raise ConfigError(f"outputs: {len(names)} names ({', '.join(names)}) for {n} outputs the module returns")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"outputs: names must differ, got {', '.join(names)}")
+    return names
+
+
+def _states(module, states) -> list[State]:
+    if not states:
+        return []
+    buffers = dict(module.named_buffers())
+    out = []
+    for s in states:
+        name = s if isinstance(s, str) else getattr(s, "name", None)
+        if name not in buffers:
+            raise ConfigError(f"states: {name!r} is not a buffer of the module; its buffers are {', '.join(sorted(buffers)) or 'none'}")
+        out.append(State(name, tuple(int(d) for d in buffers[name].shape)))
+    return out
+
+
+# -- model files --------------------------------------------------------------------------------
+
+
+class Loaded:
+    """A model file: the torch module, the TorchScript to convert (None: trace ``module``), the
+    input names and the shapes the file records."""
+
+    def __init__(self, module, traced, input_names, inputs=None, torch_dtypes=None):
+        self.module, self.traced, self.input_names = module, traced, list(input_names)
+        self.inputs = inputs or {}
+        self.torch_dtypes = torch_dtypes or {}
+
+
+def load_model_file(path) -> Loaded:
+    """A TorchScript archive (``torch.jit.save``) or a ``torch.export`` program (``.pt2``).
+
+    Neither path unpickles arbitrary objects: TorchScript archives are read by TorchScript's own
+    loader (which builds TorchScript values only), and ``.pt2`` programs are read with
+    ``torch.load(weights_only=True)`` forced for every tensor and the format's plain-pickle
+    fallback refused (:func:`_no_pickle`). A file that is neither (a pickle from ``torch.save``)
+    is refused with a one-line error.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{path}: not a TorchScript archive or a torch.export program (.pt2); save the model with "
+                          "torch.jit.save(torch.jit.trace(model, example), path) or torch.export.save")
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names):
+        return _load_pt2(path)
+    if not any(n.endswith("constants.pkl") for n in names) or not any(n.endswith("code/") or "/code/" in n for n in names):
+        raise ConfigError(f"{path}: a torch.save archive, not TorchScript: loading it would unpickle arbitrary objects; save the model with "
+                          "torch.jit.save(torch.jit.trace(model, example), path)")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a readable TorchScript archive ({type(exc).__name__}: {_first_line(exc)})") from None
+    return Loaded(module.eval(), module, [a.name for a in module.forward.schema.arguments[1:]])
+
+
+@contextlib.contextmanager
+def _no_pickle():
+    """torch.load reads tensors only (weights_only=True whatever the caller asks) and the .pt2
+    reader's plain ``pickle.loads`` of opaque objects is refused."""
+    import torch
+
+    original = torch.load
+
+    def tensors_only(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    class _Refuse:
+        @staticmethod
+        def loads(*_a, **_k):
+            raise ConfigError("the program holds a pickled Python object; coreml-lstm does not unpickle model files")
+
+    packages = []
+    try:
+        from torch.export.pt2_archive import _package
+
+        packages.append((_package, "pickle", _package.pickle))
+    except ImportError:  # pragma: no cover - another torch layout
+        pass
+    torch.load = tensors_only
+    for module, attr, _ in packages:
+        setattr(module, attr, _Refuse)
+    try:
+        yield
+    finally:
+        torch.load = original
+        for module, attr, value in packages:
+            setattr(module, attr, value)
+
+
+def _load_pt2(path: Path) -> Loaded:
+    import torch
+
+    try:
+        with _no_pickle(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.load(str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a readable torch.export program ({type(exc).__name__}: {_first_line(exc)})") from None
+    names = list(program.graph_signature.user_inputs)
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    ranges = {str(k): v for k, v in program.range_constraints.items()}
+    inputs, dtypes = {}, {}
+    examples = program.example_inputs[0] if program.example_inputs else None
+    for k, name in enumerate(names):
+        val = placeholders[name].meta.get("val") if name in placeholders else None
+        if val is None:
+            continue
+        dims = []
+        bounded = True
+        for d in val.shape:
+            if isinstance(d, int):
+                dims.append(d)
+                continue
+            r = ranges.get(str(d))
+            lo, hi = (getattr(r, "lower", None), getattr(r, "upper", None)) if r is not None else (None, None)
+            try:
+                dims.append(Dim(max(1, int(lo)), int(hi), symbol=str(d)))
+            except (TypeError, ValueError, OverflowError, ConfigError):
+                bounded = False
+                break
+        if not bounded:
+            continue
+        integer = not val.dtype.is_floating_point
+        default = tuple(int(s) for s in examples[k].shape) if examples is not None and k < len(examples) else None
+        inp = Input(name, tuple(dims), INT32 if integer else FLOAT32, default=default)
+        if integer:
+            dtypes[name] = val.dtype
+            if examples is not None and k < len(examples) and examples[k].numel():
+                inp.value_range = (int(examples[k].min()), int(examples[k].max()))
+        inputs[name] = inp
+    module = program.module()
+    return Loaded(module, None, names, inputs, dtypes)
+
+
+_OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.eE+-]+)\.\.(-?[\d.eE+-]+))?$")
+
+
+def parse_input_option(text: str) -> Input:
+    """``NAME:SHAPE[:DTYPE[:LO..HI]]``, e.g. ``x:1..64,100,16``, ``ids:1,1..32:int32:0..4999``
+    (LO..HI: the values random samples draw from)."""
+    m = _OPTION.match(text.strip())
+    if not m:
+        raise ConfigError(f"--input {text!r}: expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999")
+    name, shape, dtype, lo, hi = m.groups()
+    try:
+        dims, _ = parse_shape(shape)
+        inp = Input(name, dims, parse_dtype(dtype) if dtype else FLOAT32)
+    except ConfigError as exc:
+        raise ConfigError(f"--input {text!r}: {exc}") from None
+    if lo is not None:
+        low, high = float(lo), float(hi)
+        if low > high:
+            raise ConfigError(f"--input {text!r}: value range {lo}..{hi} has its lower bound above the upper bound")
+        inp.value_range = (int(low), int(high)) if inp.dtype == INT32 else (low, high)
+    return inp
+
+
+# -- the public functions ---------------------------------------------------------------------------
+
+
+def convert(module, example_inputs, path, *, inputs=None, outputs=None, precision: str = "fp32", target: str = "iOS16",
+            compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8):
+    """Convert a torch module to a Core ML package, save it atomically, and verify it.
+
+    The module is traced (TorchScript; ``torch.export`` does not take ``nn.LSTM``) on
+    ``example_inputs``, converted with explicit dtypes on every input and output (fp32; int32 for
+    integer inputs), checked for layers Core ML cannot take first, saved, then run from disk
+    by the executor against the module on random inputs inside every flexible range.
+
+    Args:
+        module: the ``nn.Module``.
+        example_inputs: a tensor, a tuple of tensors or ``{name: tensor}``; names default to the
+            ``forward`` argument names.
+        path: destination ending in ``.mlpackage``.
+        inputs: flexible shapes: ``{name: shape}`` with sizes and ranges (``"1..64"``,
+            ``ct.RangeDim``), ``ct.EnumeratedShapes`` or a list of shapes; or ``ct.TensorType`` list.
+        outputs: output names (default ``output`` / ``output_0``, ...).
+        precision: "fp32" or "fp16" compute (inputs and outputs stay fp32).
+        target: minimum deployment target (iOS15 ... iOS18, macOS12 ... macOS15).
+        compress: None or int8, palettize6, palettize4, prune50 (weights only).
+        states: buffer names kept as Core ML states (iOS18+; the module updates them by slice
+            assignment, ``self.h[:] = h``).
+        metadata: author, license, description, version, and any other key as the package's
+            user-defined metadata.
+        samples: how many random samples the check draws.
+
+    Returns:
+        ``(path, report)``: the package path and the :class:`~coreml_lstm.verify.Report`.
+
+    Raises:
+        ConfigError: a bad option (an unknown input name, a range with lo > hi, ...).
+        ExportError: a layer or op Core ML cannot take, or a failed save (nothing is left at ``path``).
+    """
+    from .export import ExportConfig, export
+
+    metadata = dict(metadata or {})
+    standard = {k: str(metadata.pop(k)) for k in ("author", "license", "description", "version") if k in metadata}
+    config = ExportConfig(precision=precision, target=target, compress=compress, **standard)
+    from .export import OPSET_TARGET, check_destination
+
+    check_destination(path)
+    if states and OPSET_TARGET.get(target, target) != "iOS18":
+        raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
+    adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states)
+    adapter.extra_metadata = metadata
+    path = export(adapter, path, config)
+    return path, verify(module, path, samples=samples, adapter=adapter)
+
+
+def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode: str | None = None, atol: float | None = None,
+           rtol: float | None = None, adapter: ModuleAdapter | None = None, backends=("executor", "coreml")):
+    """Run a torch module and a saved package on the same inputs and compare every output.
+
+    Args:
+        module: the torch module the package was converted from.
+        package: the ``.mlpackage``.
+        inputs: feeds to compare on: ``{name: array}`` (one call), a list of them, or None for
+            ``samples`` random draws inside every flexible range: the smallest sizes, the
+            largest, and sizes in between.
+        samples: how many random samples to draw.
+        shapes: ``[{name: shape}, ...]``: draw one random sample at each of these shapes instead.
+        mode: executor numerics, "fp32" or "fp16" (default: the package's precision).
+        atol, rtol: tolerances (default per precision: :data:`coreml_lstm.verify.DEFAULT_TOLERANCES`).
+
+    Returns:
+        The :class:`~coreml_lstm.verify.Report`: per output and input size, max abs/rel error,
+        tolerance, passed/failed/skipped, backend and mode.
+    """
+    from .verify import DEFAULT_TOLERANCES, Tolerance, verify_package
+
+    if adapter is None:
+        adapter = ModuleAdapter.for_package(module, package)
+    if mode is not None and mode not in DEFAULT_TOLERANCES:
+        raise ConfigError(f"mode: {mode!r} is not one of fp32, fp16")
+    chosen = _samples(adapter, inputs, samples, shapes)
+    tolerances = None
+    if atol is not None or rtol is not None:
+        tolerances = {m: Tolerance(t.atol if atol is None else atol, t.rtol if rtol is None else rtol) for m, t in DEFAULT_TOLERANCES.items()}
+    return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
+
+
+def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
+    from .adapter import shape_label
+
+    if inputs is not None:
+        feeds = [inputs] if isinstance(inputs, dict) else list(inputs)
+        if not feeds:
+            raise ConfigError("verify: no inputs to compare on")
+        out = []
+        for k, f in enumerate(feeds):
+            if isinstance(f, Sample):
+                out.append(f)
+                continue
+            if not isinstance(f, dict):
+                raise ConfigError(f"inputs: sample {k}: expected {{name: array}}, got {type(f).__name__}")
+            arrays = {name: _as_array(name, v) for name, v in f.items()}
+            known = {i.name for i in adapter.inputs}
+            unknown = [name for name in arrays if name not in known]
+            if unknown:
+                raise ConfigError(f"inputs: {unknown[0]!r} is not an input of the package; its inputs are {', '.join(sorted(known))}")
+            out.append(Sample.one(arrays, shape_label(adapter.inputs, arrays)))
+        return out
+    if shapes is not None:
+        rng = np.random.default_rng(0)
+        out = []
+        for k, given in enumerate(shapes):
+            feeds = {}
+            for i in adapter.inputs:
+                shape = tuple(int(d) for d in given.get(i.name, i.default_shape()))
+                if not i.accepts(shape):
+                    raise ConfigError(f"shapes: sample {k}: {i.name!r} shape {shape} is not one of {i.shape_text()}")
+                feeds[i.name] = i.random(shape, rng)
+            out.append(Sample.one(feeds, shape_label(adapter.inputs, feeds)))
+        return out
+    if n < 1:
+        raise ConfigError(f"samples: must be >= 1, got {n}")
+    return adapter.samples(n)
+
+
+def _as_array(name, value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    value = np.asarray(value)
+    return value.astype(np.float32) if value.dtype == np.float64 else value

@@ -1,0 +1,154 @@
+"""coreml-lstm convert / verify / diagnose on a user's model file: a TorchScript archive and a
+torch.export program (.pt2); bad input gives one exact line and leaves no package behind."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from coreml_lstm.cli import main
+
+
+class ConvLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.lstm = nn.LSTM(8, 12, batch_first=True)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):  # (1, T, 4)
+        y, _ = self.lstm(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))
+        return self.fc(y[:, -1])
+
+
+class ConvPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):  # (1, T, 4)
+        return self.fc(torch.relu(self.conv(x.transpose(1, 2))).mean(-1))
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("convert")
+    torch.manual_seed(0)
+    model = ConvLSTM().eval()
+    x = torch.randn(1, 10, 4)
+    torch.jit.save(torch.jit.trace(model, x), str(d / "m.pt"))
+    # torch.export keeps nn.LSTM's sequence length fixed (the program records (1, 10, 4)); a
+    # convolutional model keeps the dynamic T it was exported with.
+    torch.export.save(torch.export.export(model, (x,)), str(d / "m.pt2"))
+    T = torch.export.Dim("T", min=2, max=40)
+    torch.export.save(torch.export.export(ConvPool().eval(), (x,), dynamic_shapes={"x": {1: T}}), str(d / "conv.pt2"))
+    torch.save(model, str(d / "pickled.pt"))  # a whole-module pickle: never loaded
+    (d / "raw.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    return d, model
+
+
+def test_convert_and_verify_a_torchscript_archive(files, tmp_path):
+    d, model = files
+    package = tmp_path / "ts.mlpackage"
+    r = run("convert", d / "m.pt", package, "--input", "x:1,2..40,4", "--output", "logits", "--samples", "3")
+    assert r.exit_code == 0, r.output
+    assert f"package: {package} (fp32, iOS16)" in r.stdout and "result: passed" in r.stdout
+    assert "PASSED logits (x (1, 2, 4)) [executor, fp32]" in r.stdout and "PASSED logits (x (1, 40, 4))" in r.stdout
+    r = run("verify", d / "m.pt", package, "--json", "--samples", "4", "--junit", tmp_path / "v.xml")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    executor = [c for c in report["checks"] if c["backend"] == "executor"]
+    assert report["status"] == "passed" and len(executor) == 4 and {c["output"] for c in executor} == {"logits"}
+    assert max(c["max_abs"] for c in executor) < 1e-4
+    from junitparser import JUnitXml
+
+    suite = next(iter(JUnitXml.fromfile(str(tmp_path / "v.xml"))))
+    assert suite.tests == 5 and suite.failures == 0 and suite.skipped == 1
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, x=np.ones((1, 7, 4), np.float32))
+    r = run("verify", d / "m.pt", package, "--inputs", feeds)
+    assert r.exit_code == 0 and "PASSED logits (x (1, 7, 4))" in r.stdout and "on 1 samples" in r.stdout
+    # The same archive against another model's package: exit 1, the output named.
+    torch.manual_seed(1)
+    torch.jit.save(torch.jit.trace(ConvLSTM().eval(), torch.randn(1, 10, 4)), str(tmp_path / "other.pt"))
+    r = run("verify", tmp_path / "other.pt", package, "--samples", "2")
+    assert r.exit_code == 1 and "FAILED logits (x (1, 2, 4)) [executor, fp32]" in r.stdout and "result: failed" in r.stdout
+
+
+def test_convert_and_verify_a_torch_export_program(files, tmp_path):
+    d, _ = files
+    package = tmp_path / "ep.mlpackage"
+    # The LSTM program: shapes as the program records them; an fp16 package for iOS17.
+    r = run("convert", d / "m.pt2", package, "--precision", "fp16", "--target", "iOS17", "--samples", "2", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["report"]["status"] == "passed" and result["precision"] == "fp16"
+    info = json.loads(run("inspect", package, "--json").stdout)
+    assert info["inputs"][0] == {**info["inputs"][0], "name": "x", "dtype": "float32", "shape": [1, 10, 4]}
+    assert info["outputs"][0]["name"] == "output" and info["outputs"][0]["dtype"] == "float32"
+    assert info["op_counts"]["lstm"] == 1
+    r = run("verify", d / "m.pt2", package, "--samples", "2")
+    assert r.exit_code == 0 and "[executor, fp16]" in r.stdout, r.output
+    # The convolutional program: T in 2..40, as torch.export recorded it.
+    package = tmp_path / "conv.mlpackage"
+    r = run("convert", d / "conv.pt2", package, "--samples", "3", "--json")
+    assert r.exit_code == 0, r.output
+    sizes = [c["size"] for c in json.loads(r.stdout)["report"]["checks"] if c["backend"] == "executor"]
+    assert sizes[:2] == ["x (1, 2, 4)", "x (1, 40, 4)"] and len(sizes) == 3
+    assert json.loads(run("inspect", package, "--json").stdout)["inputs"][0]["shape_range"] == [[1, 1], [2, 40], [4, 4]]
+
+
+@pytest.mark.parametrize(
+    "model, options, message",
+    [
+        ("missing.pt", ["--input", "x:1,10,4"], "{d}/missing.pt: no such file or directory"),
+        ("pickled.pt", ["--input", "x:1,10,4"], "{d}/pickled.pt: a torch.save archive, not TorchScript: loading it would unpickle arbitrary "
+                                                "objects; save the model with torch.jit.save(torch.jit.trace(model, example), path)"),
+        ("raw.pkl", ["--input", "x:1,10,4"], "{d}/raw.pkl: not a TorchScript archive or a torch.export program (.pt2); save the model with "
+                                             "torch.jit.save(torch.jit.trace(model, example), path) or torch.export.save"),
+        ("m.pt", ["--input", "x:1,1..x,4"], "--input 'x:1,1..x,4': dimension '1..x': expected a size (16) or a range (1..64)"),
+        ("m.pt", ["--input", "y:1,10,4"], "--input 'y': not an input of m.pt; its inputs are x"),
+        ("m.pt", ["--input", "x:1,64..2,4"], "--input 'x:1,64..2,4': range 64..2: the lower bound is above the upper bound"),
+        ("m.pt", [], "m.pt: input 'x' has no shape; give --input NAME:SHAPE (e.g. --input x:1,100,16)"),
+        ("m.pt", ["--input", "x"], "--input 'x': expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999"),
+        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_package(files, tmp_path, model, options, message):
+    d, _ = files
+    r = run("convert", d / model, tmp_path / "out.mlpackage", *options)
+    assert r.exit_code == 1
+    assert r.output == f"Error: {message.format(d=d)}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_conversion_names_the_layer(tmp_path):
+    class Heads(nn.Module):
+        def forward(self, x):
+            b, t, d = x.shape
+            return x.reshape(b, t, 2, d // 2)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 4, batch_first=True)
+            self.heads = Heads()
+
+        def forward(self, x):
+            return self.heads(self.lstm(x)[0])
+
+    torch.jit.save(torch.jit.trace(Net().eval(), torch.randn(1, 5, 4)), str(tmp_path / "n.pt"))
+    r = run("convert", tmp_path / "n.pt", tmp_path / "n.mlpackage", "--input", "x:1,1..9,4")
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert r.output.startswith("Error: conversion failed: ")
+    assert "torch op 'int' does not convert (a size of a flexible dimension used as a number" in r.output
+    assert not (tmp_path / "n.mlpackage").exists()

@@ -1,0 +1,200 @@
+"""coreml_lstm.convert / verify for a user's module: shape spellings, sampling, errors, metadata."""
+
+import io
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+import coreml_lstm
+from coreml_lstm._coremltools import coremltools
+from coreml_lstm.adapter import Dim, Input, parse_shape, sample_shapes
+from coreml_lstm.errors import ConfigError, ExportError
+from coreml_lstm.user_model import _no_pickle, parse_input_option
+
+
+def test_shapes_as_coremltools_users_write_them():
+    ct = coremltools()
+    assert parse_shape((1, "1..64", 16)) == ((1, Dim(1, 64), 16), None)
+    assert parse_shape("1..64,100,16") == ((Dim(1, 64), 100, 16), None)
+    assert parse_shape(("B=1..8", "T=2..512", 6)) == ((Dim(1, 8, symbol="B"), Dim(2, 512, symbol="T"), 6), None)
+    dims, _ = parse_shape(ct.Shape((1, ct.RangeDim(2, 30, default=5), 4)))
+    assert dims[0] == 1 and dims[2] == 4 and (dims[1].lo, dims[1].hi, dims[1].default) == (2, 30, 5)
+    dims, enumerated = parse_shape(ct.EnumeratedShapes(shapes=[(1, 10, 4), (2, 20, 4)]))
+    assert enumerated == [(1, 10, 4), (2, 20, 4)] and dims == (Dim(1, 2, 1), Dim(10, 20, 10), 4)
+    assert parse_shape([(1, 10, 4), (2, 20, 4)])[1] == [(1, 10, 4), (2, 20, 4)]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ((1, "64..1", 4), "range 64..1: the lower bound is above the upper bound"),
+    ((1, "0..4", 4), "range 0..4: bounds must be integers >= 1"),
+    ((1, "a", 4), "dimension 'a': expected a size (16) or a range (1..64)"),
+    ((1, 0, 4), "dimension 0: sizes must be >= 1"),
+    ([(1, 10, 4)], "enumerated shapes: give two or more shapes (one shape is a fixed shape)"),
+    ([(1, 10, 4), (1, 10)], "enumerated shapes [(1, 10, 4), (1, 10)]: every shape needs the same number of dimensions"),
+])
+def test_bad_shapes_are_one_line(spec, message):
+    with pytest.raises(ConfigError) as err:
+        parse_shape(spec)
+    assert str(err.value) == message
+
+
+def test_input_options():
+    i = parse_input_option("ids:1,1..32:int32:0..4999")
+    assert (i.name, i.shape, i.dtype, i.value_range) == ("ids", (1, Dim(1, 32)), np.int32, (0, 4999))
+    i = parse_input_option("x:1..64,100,16")
+    assert i.shape == (Dim(1, 64), 100, 16) and i.dtype == np.float32 and i.value_range is None
+    with pytest.raises(ConfigError, match=r"value range 5..1 has its lower bound above the upper bound"):
+        parse_input_option("x:1,4:float32:5..1")
+
+
+dims = st.builds(lambda lo, span, sym: Dim(lo, lo + span, symbol=sym), st.integers(1, 50), st.integers(0, 50), st.sampled_from([None, "T", "B"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.integers(1, 9), dims), min_size=1, max_size=4), min_size=1, max_size=3), st.integers(1, 9))
+def test_sampled_shapes_stay_inside_every_range_and_reach_both_ends(shapes, n):
+    # One Dim per symbol (a symbol names one range), as parse_shape builds them.
+    by_symbol = {}
+    shapes = [[by_symbol.setdefault(d.symbol, d) if isinstance(d, Dim) and d.symbol else d for d in s] for s in shapes]
+    inputs = [Input(f"in{k}", tuple(s)) for k, s in enumerate(shapes)]
+    drawn = sample_shapes(inputs, n, seed=1)
+    assert len(drawn) == n
+    for assignment in drawn:
+        for inp in inputs:
+            assert inp.accepts(assignment[inp.name])
+        sizes = {}
+        for inp in inputs:  # a symbol has one size across inputs
+            for d, size in zip(inp.shape, assignment[inp.name]):
+                if isinstance(d, Dim) and d.symbol:
+                    assert sizes.setdefault(d.symbol, size) == size
+    if n >= 2:
+        for inp in inputs:
+            for axis, d in enumerate(inp.shape):
+                if isinstance(d, Dim):
+                    assert drawn[0][inp.name][axis] == d.lo and drawn[1][inp.name][axis] == d.hi
+
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x, scale):
+        y, _ = self.lstm(x)
+        return self.fc(y[:, -1]) * scale, y
+
+
+def test_convert_errors_name_what_is_wrong(tmp_path):
+    m, x, s = Two().eval(), torch.randn(1, 5, 3), torch.ones(1, 1)
+    dest = tmp_path / "t.mlpackage"
+    cases = [
+        (dict(inputs={"z": (1, "1..9", 3)}), "inputs: 'z' is not an input of the module; its inputs are x, scale"),
+        (dict(inputs={"x": (1, "6..9", 3)}), "inputs: 'x': the example's shape (1, 5, 3) is not one of (1, 6..9, 3)"),
+        (dict(outputs=["a"]), "outputs: 1 names (a) for 2 outputs the module returns"),
+        (dict(states=["h"], target="iOS17"), "states: Core ML states need deployment target iOS18 or macOS15; got iOS17"),
+        (dict(precision="int4"), "precision: 'int4' is not one of fp32, fp16"),
+    ]
+    for options, message in cases:
+        with pytest.raises(ConfigError) as err:
+            coreml_lstm.convert(m, (x, s), dest, **options)
+        assert str(err.value) == message
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(m, (x, s), dest, states=["h"], target="iOS18")
+    assert str(err.value) == "states: 'h' is not a buffer of the module; its buffers are none"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_conversion_names_the_layer_and_the_op(tmp_path):
+    class Heads(nn.Module):
+        def forward(self, x):
+            b, t, d = x.shape
+            return x.reshape(b, t, 2, d // 2)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 4, batch_first=True)
+            self.heads = Heads()
+
+        def forward(self, x):
+            return self.heads(self.lstm(x)[0])
+
+    with pytest.raises(ExportError) as err:
+        coreml_lstm.convert(Net().eval(), torch.randn(1, 5, 4), tmp_path / "n.mlpackage", inputs={"x": (1, "1..9", 4)})
+    assert str(err.value) == (
+        "conversion failed: layer 'heads' (Heads): torch op 'int' does not convert (a size of a flexible dimension used as a number "
+        "(e.g. x.shape[1] in a reshape): use -1, flatten or unflatten instead): TypeError: only 0-dimensional arrays can be converted to Python scalars")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_names_and_dtypes_of_a_converted_module(tmp_path):
+    m = Two().eval()
+    ids_model = nn.Sequential(nn.Embedding(5000, 4), nn.Flatten(), nn.Linear(12, 2)).eval()
+    path, report = coreml_lstm.convert(ids_model, torch.tensor([[4999, 3, 2048]]), tmp_path / "ids.mlpackage", precision="fp16",
+                                       target="iOS17", outputs=["score"], metadata={"author": "Ada", "labels": ["a", "b"]}, samples=2)
+    assert report.status == "passed", [c.line() for c in report.checks]
+    spec = coremltools().models.MLModel(str(path), skip_model_load=True).get_spec()
+    ft = coremltools().proto.FeatureTypes_pb2.ArrayFeatureType
+    (inp,) = spec.description.input
+    assert inp.name == "input" and inp.type.multiArrayType.dataType == ft.INT32  # ids above 2048 stay exact
+    assert spec.description.output[0].name == "score" and spec.description.output[0].type.multiArrayType.dataType == ft.FLOAT32
+    assert spec.description.metadata.author == "Ada"
+    user = dict(spec.description.metadata.userDefined)
+    assert json.loads(user["labels"]) == ["a", "b"] and user["coreml_lstm.task"] == "module"
+    del m
+
+
+def test_a_package_the_executor_cannot_run_is_skipped_never_passed(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import coreml_lstm.executor
+    from coreml_lstm.cli import main
+    from coreml_lstm.errors import UnsupportedOpError
+
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    path, report = coreml_lstm.convert(model, torch.randn(1, 4), tmp_path / "l.mlpackage", samples=1)
+    assert report.status == "passed"
+    torch.jit.save(torch.jit.trace(model, torch.randn(1, 4)), str(tmp_path / "l.pt"))
+
+    def no_kernel(package):
+        raise UnsupportedOpError("op 'linear' has no executor kernel for opset CoreML6 (iOS16)")
+
+    monkeypatch.setattr(coreml_lstm.executor, "load", no_kernel)
+    report = coreml_lstm.verify(model, path, samples=2)
+    assert report.status == "skipped" and not report.ran
+    assert report.checks[0].reason == "the executor cannot run this program: op 'linear' has no executor kernel for opset CoreML6 (iOS16)"
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "l.pt"), str(path)])
+    assert r.exit_code == 1 and r.stdout.endswith("result: skipped\n")
+    assert "SKIPPED output [executor]: the executor cannot run this program: op 'linear'" in r.stdout
+
+
+def test_model_files_are_never_unpickled():
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    buffer = io.BytesIO()
+    torch.save({"x": Evil()}, buffer)
+    buffer.seek(0)
+    with _no_pickle(), pytest.raises(pickle.UnpicklingError):
+        torch.load(buffer, weights_only=False)  # what torch.export.load asks for; refused inside the guard
+    from torch.export.pt2_archive import _package
+
+    with _no_pickle(), pytest.raises(ConfigError, match="does not unpickle model files"):
+        _package.pickle.loads(pickle.dumps(1))
+    assert _package.pickle is pickle
+
+
+def test_the_top_level_stays_lazy():
+    code = ("import sys, coreml_lstm, coreml_lstm.executor, coreml_lstm.adapter, coreml_lstm.diagnose, coreml_lstm.pytest_plugin;"
+            "print('torch' in sys.modules, 'coremltools' in sys.modules, callable(coreml_lstm.verify))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]
