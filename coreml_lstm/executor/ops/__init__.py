@@ -1,3 +1,17 @@
 """Kernels, one module per family of MIL ops; importing this registers them all."""
 
-from . import compression, control_flow, elementwise, linear, recurrent, reduction, state, tensor  # noqa: F401
+from . import (  # noqa: F401
+    compression,
+    control_flow,
+    elementwise,
+    image_resizing,
+    linear,
+    random,
+    recurrent,
+    reduction,
+    scatter_gather,
+    state,
+    tensor,
+    tensor_operation,
+    tensor_transformation,
+)
