@@ -27,7 +27,8 @@ def _reduction(op_type: str, fn, doc: str):
 def _log_sum_exp(x, axes, keep):
     m = np.max(x, axis=axes, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # all -inf (or an inf) along the axes: no shift
-    out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for an all -inf slice
+        out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keep else np.squeeze(out, axis=axes)
 
 
