@@ -25,7 +25,8 @@ holds ``cases/<family>/<id>/`` and ``stats/``; a capture adds to it, ``--fresh``
 first.
 
 Replay: each package is loaded with ``coreml_lstm.executor.load`` and run in fp16 mode for fp16
-programs, fp32 otherwise. A case is ``pass``, ``mismatch`` (max error over tolerance, with the
+programs and for fp32 programs that declare fp16 values (tests with fp16 dtypes: Core ML computes
+those values in fp16), fp32 otherwise. A case is ``pass``, ``mismatch`` (max error over tolerance, with the
 error), ``unsupported`` (the ops with no kernel), ``error`` (the message), or ``excluded``
 (random ops, and the test artefacts in ``EXCLUDED`` below, each with its reason). Tolerances: the
 test's own for fp32 programs; for fp16 programs coremltools' macOS rule (atol max(100 atol, 0.5),
@@ -251,6 +252,8 @@ def capture_stats(corpus: Path) -> dict:
 def load_cases(corpus: Path, select: list[str]) -> list[tuple[Path, dict]]:
     out = []
     for meta_file in sorted((corpus / "cases").glob("*/*/case.json")):
+        if meta_file.parent.name.startswith("."):  # being written
+            continue
         meta = json.loads(meta_file.read_text())
         if select and not any(s in meta["family"] or s == op_family(meta["family"]) or s == meta["op"] for s in select):
             continue
@@ -304,6 +307,16 @@ def missing_ops(package: Path) -> list[str]:
 
     walk(fn.block_specializations[fn.opset])
     return sorted(out)
+
+
+def replay_mode(program, meta: dict) -> str:
+    """fp16 for fp16 programs, and for fp32 programs that declare fp16 values (Core ML computes
+    those in fp16: the executor's fp16 mode emulates the program's typing, its fp32 mode holds
+    them in float32); fp32 otherwise. For a program with no fp16 value the two modes agree."""
+    if meta["precision"] == "fp16":
+        return "fp16"
+    declared = list(program.value_dtypes().values()) + [d for d, _, _ in program.function_inputs.values()]
+    return "fp16" if any(d == np.float16 for d in declared) else "fp32"
 
 
 def _feed(program, feeds: dict) -> dict:
@@ -362,7 +375,6 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
         return {**row, "status": "excluded", "reason": reason}
     package = case_dir / "model.mlpackage"
     atol, rtol = tolerance(meta)
-    mode = "fp16" if meta["precision"] == "fp16" else "fp32"
     expects = meta.get("expects_error")
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
@@ -375,6 +387,8 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
             if missing:
                 return {**row, "status": "unsupported", "missing": missing, "reason": "no kernel for " + ", ".join(missing)}
             return {**row, "status": "unsupported", "missing": [], "reason": str(exc)}
+        mode = replay_mode(program, meta)
+        row["mode"] = mode
         worst_abs, worst_ratio, strict_ok, detail = 0.0, 0.0, True, ""
         ok = True
         state = program.make_state() if program.states else None
@@ -385,7 +399,7 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
                 if name not in got:
                     return {**row, "status": "error", "reason": f"output {name!r} missing from the executor's outputs {sorted(got)}"}
                 o, m, r, d = compare(got[name], want, atol, rtol, meta.get("allow_mismatch_ratio", 0.0), meta.get("also_compare_shapes", True))
-                if mode == "fp16":
+                if meta["precision"] == "fp16":
                     s, _, _, _ = compare(got[name], want, FP16_STRICT, FP16_STRICT, meta.get("allow_mismatch_ratio", 0.0), meta.get("also_compare_shapes", True))
                     strict_ok &= s
                 if not o and ok:
@@ -393,7 +407,7 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
                 ok &= o
                 worst_abs, worst_ratio = max(worst_abs, m), max(worst_ratio, r)
         stats = {"max_abs": worst_abs, "ratio": worst_ratio, "atol": atol, "rtol": rtol}
-        if mode == "fp16":
+        if meta["precision"] == "fp16":
             stats["pass_5e-2"] = bool(ok and strict_ok) if not expects else not ok and expects.startswith("AssertionError")
         if expects:
             if expects.startswith("AssertionError") and not ok:
@@ -549,10 +563,19 @@ def export_subset(rows: list[dict], directory: Path, per_op: int, budget: int) -
         shutil.copytree(r["dir"], dest)
         atol, rtol = tolerance(meta)
         manifest["cases"].append({"id": r["id"], "nodeid": meta["nodeid"], "family": meta["family"], "op": meta["op"], "ops": meta["ops"],
-                                  "precision": meta["precision"], "target": meta["target"], "mode": "fp16" if meta["precision"] == "fp16" else "fp32",
+                                  "precision": meta["precision"], "target": meta["target"], "mode": r["mode"],
                                   "atol": atol, "rtol": rtol, "expects_error": meta.get("expects_error")})
     uncovered = sorted(op for op in kernels if covered[op] == 0)
     manifest["kernels_without_case"] = uncovered
+    # One program with a random op: the executor must refuse it when loading.
+    randoms = [r for r in rows if r["status"] == "excluded" and r["reason"].startswith("random op")]
+    manifest["refused"] = []
+    if randoms:
+        r = min(randoms, key=lambda r: (size(r), r["id"]))
+        meta = json.loads((Path(r["dir"]) / "case.json").read_text())
+        shutil.copytree(r["dir"], tmp / r["id"])
+        total += size(r)
+        manifest["refused"].append({"id": r["id"], "nodeid": meta["nodeid"], "ops": meta["ops"], "reason": "random op"})
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(directory, ignore_errors=True)
     os.rename(tmp, directory)

@@ -1,16 +1,20 @@
-"""Executor against torch over the conversion matrix (coreml_lstm.zoo): every case, each run
-converted with coremltools, saved, loaded back from disk and compared. The bars: fp32 programs
-1e-5 max abs; fp16 programs 5e-2 abs and rel; compressed programs decompress exactly as
-coremltools does, then a per-method bar against the original torch weights."""
+"""Executor against torch over the conversion matrix (coreml_lstm.zoo): the ``fast`` cases (every
+axis at least once), each converted with coremltools, saved, loaded back from disk and compared.
+The whole matrix runs with ``scripts/parity_matrix.py`` (or COREML_LSTM_FULL_MATRIX=1 here).
+The bars: fp32 programs 1e-5 max abs; fp16 programs 5e-2 abs and rel; compressed programs
+decompress exactly as coremltools does, then a per-method bar against the original torch weights."""
+
+import os
 
 import pytest
 
 from coreml_lstm.zoo import FP16_BAR, FP32_BAR, cases, run_case
 
 ALL = cases()
+RUN = [c for c in ALL if c.fast or os.environ.get("COREML_LSTM_FULL_MATRIX") == "1"]
 
 
-@pytest.mark.parametrize("case", ALL, ids=[c.name for c in ALL])
+@pytest.mark.parametrize("case", RUN, ids=[c.name for c in RUN])
 def test_executor_matches_torch(case):
     r = run_case(case)
     print(f"{case.name}: max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g}, bar {case.bar:g} {r.detail}")
@@ -23,6 +27,14 @@ def test_the_matrix_covers_every_axis():
     assert {c.precision for c in ALL} == {"fp32", "fp16"}
     assert {c.compress for c in ALL if c.compress} == {"int8", "palettize4", "palettize6", "prune50"}
     assert {c.flexible for c in ALL if c.flexible} == {"range", "enumerated"}
+    # flexible length, flexible batch, both, and enumerated batch/length shapes, for each layer kind
+    flexible = {(c.flexible, c.axes) for c in ALL if c.flexible}
+    assert {("range", (1,)), ("range", (0,)), ("range", (0, 1)), ("enumerated", (1,)), ("enumerated", (0, 1))} <= flexible
+    for kind in ("lstm", "gru", "rnn"):
+        for suffix in ("-batch-", "-batch-length-", "-enumerated-batch-length-"):
+            assert any(n.startswith(kind) and suffix in n for n in names), kind + suffix
+    assert all(len(c.shapes((2, 7, 5))) >= 4 for c in ALL if c.flexible and 0 in c.axes)
+    assert {c.axes for c in RUN if c.flexible} >= {(0,), (0, 1), (1,)}
     for part in ("bilstm", "bigru", "seqmajor", "h0c0", "embedding", "softmax", "rnn1-relu", "rnn-tanh", "stateful", "gru1", "lstm1"):
         assert any(part in n for n in names), part
     assert FP32_BAR == 1e-5 and FP16_BAR == 5e-2

@@ -35,13 +35,20 @@ class Split(Kernel):
 
 @kernel("concat", opset="iOS15")
 class Concat(Kernel):
-    """Join ``values`` along ``axis`` (or interleave them)."""
+    """Join ``values`` along ``axis`` (or interleave them).
+
+    Rank-0 values (every value has the same rank) count as length 1 along the axis: n scalars make
+    a vector of shape (n,), whatever ``axis`` and ``interleave`` say. Flexible-shape programs build shapes
+    this way from ``gather``-ed scalar dimensions.
+    """
 
     variadic = ("values",)
 
     def compute(self, *, values, axis, interleave=False):
         axis = int(axis)
         values = [np.asarray(v) for v in values]
+        if values and all(v.ndim == 0 for v in values):
+            return np.stack(values)  # MIL's type inference: shape (n,) for any axis
         if bool(interleave):
             stacked = np.stack(values, axis=axis + 1 if axis >= 0 else axis)
             shape = list(values[0].shape)
