@@ -6,7 +6,6 @@ from . import (  # noqa: F401
     elementwise,
     image_resizing,
     linear,
-    random,
     recurrent,
     reduction,
     scatter_gather,
