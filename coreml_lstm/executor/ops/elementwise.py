@@ -162,6 +162,8 @@ class Softmax(Kernel):
 class Select(Kernel):
     """cond ? a : b, broadcast."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, cond, a, b):
         return np.where(cond, a, b)
 

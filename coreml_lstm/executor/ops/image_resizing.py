@@ -88,6 +88,8 @@ def _scaled(n: int, scale) -> int:
 class UpsampleNearestNeighbor(Kernel):
     """(*D, H, W) -> (*D, floor(H s_h), floor(W s_w)); out[.., i, j] = x[.., floor(i H / H'), floor(j W / W')]."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, scale_factor_height=1, scale_factor_width=1):
         x = _spatial(x, "upsample_nearest_neighbor")
         h, w = x.shape[-2:]
@@ -105,6 +107,8 @@ def _nearest_half_pixel(n_in: int, n_out: int) -> np.ndarray:
 class ResizeNearestNeighbor(Kernel):
     """(*D, H, W) -> (*D, target_size_height, target_size_width) with half-pixel centres:
     out[.., i, j] = x[.., floor((i + 1/2) H / H'), floor((j + 1/2) W / W')]."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, target_size_height, target_size_width):
         x = _spatial(x, "resize_nearest_neighbor")
@@ -189,6 +193,8 @@ class Resize(Kernel):
 @kernel("crop", opset="iOS15")
 class Crop(Kernel):
     """x[.., crop_height[0] : H - crop_height[1], crop_width[0] : W - crop_width[1]]."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, crop_height, crop_width):
         x = _spatial(x, "crop")

@@ -69,6 +69,8 @@ class Gather(Kernel):
     a 0-d index drops the axis. Negative index values count from the end of the axis.
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     negative = True
 
     def compute(self, *, x, indices, axis=0):
@@ -118,6 +120,8 @@ class GatherAlongAxis(Kernel):
     x: (*D), indices: (*K) of the same rank with K[d] == D[d] off the axis -> (*K).
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     negative = True
 
     def compute(self, *, x, indices, axis=0):
@@ -141,6 +145,8 @@ class GatherAlongAxisIOS17(GatherAlongAxis):
 class GatherNd(Kernel):
     """out[i_0..i_{K-2}] = x[indices[i_0..i_{K-2}, :]]: the last axis of indices (length k) indexes
     the first k axes of x. x: (*D), indices: (*E, k) -> E + D[k:]."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     negative = True
 

@@ -22,6 +22,8 @@ class BandPart(Kernel):
     keep(m, n) = (lower < 0 or m - n <= lower) and (upper < 0 or n - m <= upper).
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, lower=-1, upper=-1):
         x = np.asarray(x)
         rows, cols = x.shape[-2:]
@@ -98,6 +100,8 @@ class Pad(Kernel):
     or ``replicate`` (repeat the edge, pad <= D).
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, pad, mode="constant", constant_val=0.0):
         x = np.asarray(x)
         pad, mode = ints(pad), text(mode)
@@ -133,6 +137,8 @@ class Range1d(Kernel):
 class Tile(Kernel):
     """x repeated reps[i] times along axis i (len(reps) == rank(x))."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, reps):
         x = np.asarray(x)
         reps = ints(reps)
@@ -155,6 +161,8 @@ def _order(x, a: int, ascending: bool) -> np.ndarray:
 class Argsort(Kernel):
     """int32 indices that sort x along ``axis`` (default -1), descending unless ``ascending``."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, axis=-1, ascending=False):
         x = np.asarray(x)
         return _order(x, _axis(axis, x.ndim), flag(ascending)).astype(np.int32)
@@ -166,6 +174,8 @@ class Topk(Kernel):
 
     x: (*D) -> values and indices of shape D with D[axis] = k.
     """
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, k=1, axis=-1, ascending=False):
         return self._topk(x, k, axis, ascending)

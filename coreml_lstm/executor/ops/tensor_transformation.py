@@ -22,6 +22,8 @@ class Reshape(Kernel):
     """x with shape ``shape`` (same element count). -1 is inferred; 0 copies x's dim at the same
     index (only when len(shape) == rank(x))."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, shape):
         x = np.asarray(x)
         shape = ints(shape)
@@ -51,6 +53,8 @@ class ReshapeIOS17(Reshape):
 class ReshapeLike(Kernel):
     """x reshaped to concat_i(ref_tensors[i].shape[begins[i]:ends[i]]) (to the end where end_masks[i])."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     variadic = ("ref_tensors", "begins", "ends", "end_masks")
 
     def compute(self, *, x, ref_tensors, begins, ends, end_masks):
@@ -65,6 +69,8 @@ class ReshapeLike(Kernel):
 class ExpandDims(Kernel):
     """Insert size-1 axes at ``axes``, positions in the output (rank(x) + len(axes)); negative count from its end."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, axes):
         axes = ints(axes)
         rank = np.ndim(x) + len(axes)
@@ -74,6 +80,8 @@ class ExpandDims(Kernel):
 @kernel("squeeze", opset="iOS15")
 class Squeeze(Kernel):
     """Remove size-1 axes: all of them, or those of ``axes`` that have size 1 (others are kept, as in torch)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, axes=None):
         x = np.asarray(x)
@@ -87,6 +95,8 @@ class Squeeze(Kernel):
 class Transpose(Kernel):
     """Permute axes: out.shape[i] = x.shape[perm[i]] (perm entries may be negative)."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, perm):
         x = np.asarray(x)
         return np.transpose(x, [_axis(p, x.ndim, "perm entry") for p in ints(perm)])
@@ -95,6 +105,8 @@ class Transpose(Kernel):
 @kernel("reverse", opset="iOS15")
 class Reverse(Kernel):
     """x reversed along ``axes`` (all axes when absent)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, axes=None):
         x = np.asarray(x)
@@ -109,6 +121,8 @@ class ReverseSequence(Kernel):
 
     out[.., b, .., t, ..] = x[.., b, .., lengths[b] - 1 - t, ..] for t < lengths[b], else x itself.
     """
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, lengths, seq_axis=0, batch_axis=0):
         x = np.asarray(x)
@@ -150,6 +164,8 @@ class SliceByIndex(Kernel):
     """x[begin[0]:end[0]:stride[0], ...]; begin_mask / end_mask ignore begin / end (the whole
     range in the stride's direction); squeeze_mask indexes begin[i] and drops the axis."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
         x = np.asarray(x)
         return np.asarray(x[_slices(x.shape, begin, end, stride, begin_mask, end_mask, squeeze_mask)])
@@ -158,6 +174,8 @@ class SliceByIndex(Kernel):
 @kernel("slice_by_size", opset="iOS15")
 class SliceBySize(Kernel):
     """x[begin[i] : begin[i] + size[i]] per axis; size -1 runs to the end; negative begin counts from the end."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, begin, size):
         x = np.asarray(x)
@@ -174,6 +192,8 @@ class SliceBySize(Kernel):
 class SliceUpdate(Kernel):
     """A copy of x with x[begin:end:stride] = update (masks as in slice_by_index; update has the
     slice's shape, squeezed axes removed)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, update, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
         out = np.array(x, copy=True)
@@ -198,6 +218,8 @@ class DepthToSpace(Kernel):
     out[n, c, h*b + i, w*b + j] = x[n, (i*b + j)*C' + c, h, w], C' = C / b^2.
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, block_size):
         x, b = _rank4(x, "depth_to_space"), int(block_size)
         n, c, h, w = x.shape
@@ -211,6 +233,8 @@ class SpaceToDepth(Kernel):
 
     out[n, (i*b + j)*C + c, h, w] = x[n, c, h*b + i, w*b + j].
     """
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, block_size):
         x, b = _rank4(x, "space_to_depth"), int(block_size)
@@ -226,6 +250,8 @@ class PixelShuffle(Kernel):
     out[n, c, h*f + i, w*f + j] = x[n, (c*f + i)*f + j, h, w].
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, upscale_factor):
         x, f = _rank4(x, "pixel_shuffle"), int(upscale_factor)
         n, c, h, w = x.shape
@@ -236,6 +262,8 @@ class PixelShuffle(Kernel):
 @kernel("pixel_unshuffle", opset="iOS16")
 class PixelUnshuffle(Kernel):
     """(N, C, H*f, W*f) -> (N, C*f^2, H, W), the inverse of pixel_shuffle (torch.nn.PixelUnshuffle)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, downscale_factor):
         x, f = _rank4(x, "pixel_unshuffle"), int(downscale_factor)
@@ -251,6 +279,8 @@ class SpaceToBatch(Kernel):
     out[(i*bw + j)*N + n, c, h, w] = padded[n, c, h*bh + i, w*bw + j].
     """
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, x, block_shape, paddings):
         x = _rank4(x, "space_to_batch")
         bh, bw = ints(block_shape)
@@ -264,6 +294,8 @@ class SpaceToBatch(Kernel):
 @kernel("batch_to_space", opset="iOS15")
 class BatchToSpace(Kernel):
     """The inverse of space_to_batch: (N, C, H, W) -> (N/(bh*bw), C, H*bh - crops_h, W*bw - crops_w)."""
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, block_shape, crops):
         x = _rank4(x, "batch_to_space")
@@ -282,6 +314,8 @@ class SlidingWindows(Kernel):
     x: (*d0, D, *dn) -> (*d0, (D - size) // stride + 1, size, *dn);
     out[.., k, s, ..] = x[.., k*stride + s, ..].
     """
+
+    keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, x, axis, size, stride=1):
         x = np.asarray(x)
