@@ -4,7 +4,12 @@ sparse_to_dense, equal the dense ops applied to the densified data."""
 import numpy as np
 import pytest
 
-from .kernels import call
+from .kernels import run
+
+
+def call(op_type, opset="iOS15", **inputs):
+    """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
+    return run(op_type, opset, **inputs)
 
 
 @pytest.mark.parametrize("vector", [1, 2])

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from .kernels import call
+from .kernels import run
+
+
+def call(op_type, opset="iOS15", **inputs):
+    """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
+    return run(op_type, opset, **inputs)
 
 
 def test_lists_read_write_scatter_gather():

@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from .kernels import call
+from .kernels import run
+
+
+def call(op_type, opset="iOS15", **inputs):
+    """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
+    return run(op_type, opset, **inputs)
 
 X = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
 

@@ -5,7 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .kernels import call
+from .kernels import run
+
+
+def call(op_type, opset="iOS15", **inputs):
+    """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
+    return run(op_type, opset, **inputs)
 
 REFS = {
     "reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min, "reduce_prod": np.prod,

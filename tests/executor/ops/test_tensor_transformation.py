@@ -6,7 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .kernels import call
+from .kernels import run
+
+
+def call(op_type, opset="iOS15", **inputs):
+    """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
+    return run(op_type, opset, **inputs)
 
 FAST = settings(max_examples=60, deadline=None)
 
