@@ -15,6 +15,7 @@ def call(op_type, opset="iOS15", **inputs):
     """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
     return run(op_type, opset, **inputs)
 
+
 floats = hnp.arrays(np.float32, hnp.array_shapes(max_dims=3, max_side=4), elements=st.floats(-1e6, 1e6, width=32))
 
 

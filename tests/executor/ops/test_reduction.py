@@ -12,6 +12,7 @@ def call(op_type, opset="iOS15", **inputs):
     """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
     return run(op_type, opset, **inputs)
 
+
 REFS = {
     "reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min, "reduce_prod": np.prod,
     "reduce_sum_square": lambda x, **k: np.sum(x * x, **k), "reduce_l1_norm": lambda x, **k: np.sum(np.abs(x), **k),

@@ -13,6 +13,7 @@ def call(op_type, opset="iOS15", **inputs):
     """The kernel ``opset`` (default iOS15, the first ML Program opset) picks for ``op_type``."""
     return run(op_type, opset, **inputs)
 
+
 MODES = ["update", "add", "sub", "mul", "div", "max", "min"]
 COMBINE = {
     "update": lambda a, b: b,
