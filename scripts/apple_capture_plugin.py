@@ -22,6 +22,8 @@ Other things the plugin does:
   deselected and counted as not applicable.
 - At most ``--apple-per-function`` parametrizations per test function are kept, chosen by a RNG
   seeded with ``--apple-seed`` and the function's id (so a subset capture picks the same cases).
+  A function parametrized by the op it tests (a ``mode`` / ``op_name`` / ``op_type`` / ``torch_op``
+  parameter: one elementwise test covers dozens of ops) keeps that many per op.
 - ``coremltools.models.utils._macos_version`` reports a current macOS before the test modules are
   imported, so tests skipped "on macOS older than N" run as on Apple's CI (the runtime code of
   coremltools imported the real function by name and still knows it is not on macOS).
@@ -56,6 +58,7 @@ import pytest
 # What Apple's CI runs these tests on; only the tests' own skip conditions read it.
 MACOS_VERSION = (15, 5)
 HELPER_OPS = {"const", "cast", "identity"}
+OP_PARAMS = ("mode", "op_name", "op_type", "torch_op", "op_string")  # parameters naming the op under test
 
 
 def pytest_addoption(parser):
@@ -67,6 +70,7 @@ def pytest_addoption(parser):
     group.addoption("--apple-progress", default=None, help="append start/end lines here")
     group.addoption("--apple-skip", default=None, help="file of node ids not to run (already run before a crash)")
     group.addoption("--apple-test-timeout", type=int, default=300, help="seconds before a test is failed")
+    group.addoption("--apple-shard", default="0/1", help="i/K: run only the test functions of shard i of K")
 
 
 class _Capture:
@@ -84,6 +88,9 @@ class _Capture:
         self.raises: list[list[Path]] = []  # open pytest.raises blocks: the cases captured inside
         self.stats = {
             "family": self.family,
+            "per_function": config.getoption("--apple-per-function"),
+            "seed": config.getoption("--apple-seed"),
+            "shard": config.getoption("--apple-shard"),
             "collected": 0,
             "neuralnetwork": 0,
             "not_sampled": 0,
@@ -410,6 +417,18 @@ def _is_neural_network(item) -> bool:
     return False
 
 
+def _sample_group(item) -> str:
+    """The test function, and the op it is parametrized with if any."""
+    group = item.nodeid.split("[", 1)[0]
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in OP_PARAMS:
+        value = params.get(name)
+        label = value if isinstance(value, str) else getattr(value, "__name__", None)
+        if label:
+            group += f"[{name}={label}]"
+    return group
+
+
 def pytest_collection_modifyitems(session, config, items):
     cap = _CAPTURE
     if cap is None:
@@ -422,7 +441,7 @@ def pytest_collection_modifyitems(session, config, items):
             cap.stats["neuralnetwork"] += 1
             dropped.append(item)
             continue
-        by_function.setdefault(item.nodeid.split("[", 1)[0], []).append(item)
+        by_function.setdefault(_sample_group(item), []).append(item)
     limit = config.getoption("--apple-per-function")
     seed = config.getoption("--apple-seed")
     chosen = set()
@@ -431,6 +450,9 @@ def pytest_collection_modifyitems(session, config, items):
             rng = random.Random(zlib.crc32(function.encode()) ^ seed)
             group = rng.sample(group, limit)
         chosen.update(id(i) for i in group)
+    shard, shards = (int(v) for v in config.getoption("--apple-shard").split("/"))
+    if shards > 1:  # whole test functions per shard, so the sample does not depend on the sharding
+        chosen = {id(i) for i in items if id(i) in chosen and zlib.crc32(i.nodeid.split("[", 1)[0].encode()) % shards == shard}
     skip = set()
     skip_file = config.getoption("--apple-skip")
     if skip_file and os.path.exists(skip_file):
@@ -442,7 +464,7 @@ def pytest_collection_modifyitems(session, config, items):
             cap.stats["skipped_after_crash"] += 1
             dropped.append(item)
         elif not _is_neural_network(item):
-            cap.stats["not_sampled"] += 1
+            cap.stats["not_sampled"] += 1  # or in another shard
             dropped.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
