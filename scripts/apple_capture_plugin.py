@@ -161,9 +161,10 @@ class _Capture:
             (tmp / "case.json").write_text(json.dumps(meta, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)
-        except Exception:
+        except Exception as exc:  # a case that cannot be stored is counted, the test goes on
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            self.count(f"not storable ({type(exc).__name__}: {str(exc)[:80]})")
+            return
         self.test_cases.append(final)
         if self.raises:
             self.raises[-1].append(final)

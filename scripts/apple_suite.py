@@ -8,21 +8,22 @@ which saves every ML Program case instead (package, feeds, expected outputs, the
 precision, target, node id, family, op under test); the replay then runs each saved package with
 the executor and classifies the case.
 
-    python scripts/apple_suite.py                        # capture (~1-2 h on 2 cores) + replay
+    python scripts/apple_suite.py                        # capture (1-2 h on 2 cores) + replay
     python scripts/apple_suite.py --replay               # replay an existing corpus only
     python scripts/apple_suite.py --corpus /work/apple-corpus --replay --json report.json
-    python scripts/apple_suite.py --capture-only --select iOS17/test_recurrent.py
+    python scripts/apple_suite.py --capture-only --select iOS17/test_recurrent.py --per-function 16
     python scripts/apple_suite.py --select torch -k "TestConv and not Transpose"
     python scripts/apple_suite.py --replay --select recurrent --failures   # list failing cases
     python scripts/apple_suite.py --replay --export-subset tests/executor/apple_cases
 
-Capture: one pytest subprocess per family (test file), ``nice``d, fp32 variants included
+(Run from the repository with ``PYTHONPATH=$PWD``.) Capture: one pytest subprocess per family
+(test file; ``--shards`` processes for the torch tests), ``nice``d, fp32 variants included
 (``INCLUDE_MIL_FP32_UNIT_TESTS=1``), neural-network variants deselected and counted as not
-applicable, at most ``--per-function`` parametrizations per test function chosen with a fixed
-seed. A family whose process dies is restarted without the tests that already ran (the one that
-was running is recorded as crashed). The corpus (default ``build/apple-suite/``, out of git)
-holds ``cases/<family>/<id>/`` and ``stats/``; a capture adds to it, ``--fresh`` empties it
-first.
+applicable, at most ``--per-function`` parametrizations per test function (per op, for tests
+parametrized by the op) chosen with a fixed seed. A family whose process dies is restarted
+without the tests that already ran (the one that was running is recorded as crashed). The corpus
+(default ``build/apple-suite/``, out of git) holds ``cases/<family>/<id>/``, ``stats/``, ``runs/``
+and ``logs/``; capturing a family again replaces it, ``--fresh`` empties the corpus first.
 
 Replay: each package is loaded with ``coreml_lstm.executor.load`` and run in fp16 mode for fp16
 programs and for fp32 programs that declare fp16 values (tests with fp16 dtypes: Core ML computes
@@ -404,6 +405,8 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
     stage = "load"
+    errstate = np.errstate(all="ignore")  # the tests feed log/sqrt values outside their domain on purpose
+    errstate.__enter__()
     try:
         try:
             program = ex.load(package)
@@ -449,6 +452,7 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
             return {**row, "status": "pass", "pass_5e-2": True, "reason": f"raised as the test expects {expects} ({message})"}
         return {**row, "status": "error", "reason": f"{stage}: {message}"}
     finally:
+        errstate.__exit__(None, None, None)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
 
@@ -488,9 +492,10 @@ def _table(rows: list[dict], key, title: str) -> list[str]:
 def report(rows: list[dict], stats: dict, failures: bool = False) -> str:
     out = []
     if stats:
-        out.append("Capture (per test file): collected items, neural-network variants (not applicable), not sampled,")
-        out.append("selected, tests passed/failed/skipped under the plugin, cases captured (of which expect an error), minutes")
-        out.append(f"{'family':<34} {'items':>6} {'nn':>6} {'unsamp':>6} {'sel':>5} {'ok':>5} {'fail':>5} {'skip':>5} {'cases':>6} {'err':>4} {'min':>5}")
+        out.append("Capture (per test file): sample size per function (N), collected items, neural-network variants (not")
+        out.append("applicable), not sampled, selected, tests passed/failed/skipped under the plugin, cases captured (of which")
+        out.append("expect an error), minutes")
+        out.append(f"{'family':<34} {'N':>3} {'items':>6} {'nn':>6} {'unsamp':>6} {'sel':>5} {'ok':>5} {'fail':>5} {'skip':>5} {'cases':>6} {'err':>4} {'min':>5}")
         tot = Counter()
         for name in sorted(stats):
             s = stats[name]
@@ -499,10 +504,10 @@ def report(rows: list[dict], stats: dict, failures: bool = False) -> str:
                         fail=o.get("failed", 0), skip=o.get("skipped", 0) + o.get("xfail", 0), cases=s["captured"], err=s["expects_error"])
             tot.update(vals)
             minutes = f"{s['seconds'] / 60:.1f}" if s.get("seconds") else "-"
-            out.append(f"{name:<34} {vals['items']:>6} {vals['nn']:>6} {vals['unsamp']:>6} {vals['sel']:>5} {vals['ok']:>5} {vals['fail']:>5} "
+            out.append(f"{name:<34} {str(s.get('per_function')):>3} {vals['items']:>6} {vals['nn']:>6} {vals['unsamp']:>6} {vals['sel']:>5} {vals['ok']:>5} {vals['fail']:>5} "
                        f"{vals['skip']:>5} {vals['cases']:>6} {vals['err']:>4} {minutes:>5}" + (f"  ({len(s['crashed'])} crashed)" if s.get("crashed") else ""))
         secs = sum(s.get("seconds") or 0 for s in stats.values())
-        out.append(f"{'total':<34} {tot['items']:>6} {tot['nn']:>6} {tot['unsamp']:>6} {tot['sel']:>5} {tot['ok']:>5} {tot['fail']:>5} "
+        out.append(f"{'total':<34} {'':>3} {tot['items']:>6} {tot['nn']:>6} {tot['unsamp']:>6} {tot['sel']:>5} {tot['ok']:>5} {tot['fail']:>5} "
                    f"{tot['skip']:>5} {tot['cases']:>6} {tot['err']:>4} {secs / 60:>5.0f}")
         out.append("")
     out += _table(rows, lambda r: r["op_family"], "op family")
@@ -538,9 +543,9 @@ def report(rows: list[dict], stats: dict, failures: bool = False) -> str:
     for reason, n in reasons.most_common():
         out.append(f"  {n:>4}  {reason}")
     if EXCLUDED:
-        out.append("exclusion list (node id pattern: reason):")
+        out.append("exclusion list (node id patterns, in apple_suite.EXCLUDED with their reasons):")
         for pattern, reason in EXCLUDED.items():
-            out.append(f"  {pattern}: {reason}")
+            out.append(f"  {pattern}  ({reason[:60]}...)")
     if failures:
         out.append("")
         out.append("every failing case:")

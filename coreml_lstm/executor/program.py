@@ -345,8 +345,10 @@ class Program:
         declared = {o.name: o.dtype for o in self.block_output_types()}
         out = {}
         for o, name in zip(self.outputs, self.block.outputs):
-            value = np.asarray(env[name])
-            if value.ndim == 0:  # Core ML has no rank-0 features: a scalar output comes back as shape (1,)
+            value = env[name]
+            # Core ML has no rank-0 multi-arrays: a scalar tensor output comes back with shape (1,).
+            # (Classifier outputs, a label and a dictionary, are not multi-arrays.)
+            if o.dtype != np.dtype(object) and isinstance(value, np.ndarray) and value.ndim == 0:
                 value = value.reshape(1)
             out[o.name] = value.astype(np.float16) if mode == "fp16" and declared.get(name) == np.float16 else value
         return out
