@@ -121,3 +121,49 @@ class ConstexprBlockwiseShiftScale(Kernel):
         if offset is not None:
             data = data - expand(np.asarray(offset, dtype=np.float32))
         return data * expand(scale)
+
+
+def _dense(nonzero, mask) -> np.ndarray:
+    """Zeros of mask's shape with ``nonzero`` written, in row-major order, where mask is 1."""
+    mask = np.asarray(mask) != 0
+    nonzero = np.asarray(nonzero).reshape(-1)
+    if int(mask.sum()) != nonzero.size:
+        raise ValueError(f"the mask holds {int(mask.sum())} ones for {nonzero.size} values")
+    out = np.zeros(mask.shape, dtype=nonzero.dtype)
+    out[mask] = nonzero
+    return out
+
+
+@kernel("constexpr_lut_to_sparse", opset="iOS18")
+class ConstexprLutToSparse(Kernel):
+    """Palettization of sparse data: the iOS18 lut_to_dense applied to the indices of the mask's 1s.
+
+    indices_mask: uint1 (*S); indices_nonzero_data: (D,) LUT indices, one per 1 of the mask; lut as
+    in constexpr_lut_to_dense. Returns (output_mask, output_nonzero_data): the mask, repeated
+    VECTOR_SIZE times along ``vector_axis`` for vector palettization, and the looked-up values
+    where that mask is 1 ((D * VECTOR_SIZE,)), ready for constexpr_sparse_to_dense.
+    """
+
+    def compute(self, *, indices_mask, indices_nonzero_data, lut, vector_axis=None):
+        mask = np.asarray(indices_mask).astype(np.uint8)
+        indices = _dense(np.asarray(indices_nonzero_data).astype(np.int64), mask)
+        dense = ConstexprLutToDenseIOS18.compute(self, indices=indices, lut=lut, vector_axis=vector_axis)
+        if vector_axis is not None:
+            mask = np.repeat(mask, np.asarray(lut).shape[-1], axis=int(vector_axis) % mask.ndim)
+        return mask, dense[mask != 0]
+
+
+@kernel("constexpr_sparse_blockwise_shift_scale", opset="iOS18")
+class ConstexprSparseBlockwiseShiftScale(Kernel):
+    """Blockwise dequantization of sparse data: scale * (data - offset) on the mask's 1s.
+
+    data_mask: uint1 (*S); nonzero_data: (D,) quantized values, one per 1 of the mask; scale and
+    offset as in constexpr_blockwise_shift_scale (blocks of the dense shape S). Returns
+    (data_mask, dequantized nonzero values (D,)).
+    """
+
+    def compute(self, *, data_mask, nonzero_data, scale, offset=None):
+        mask = np.asarray(data_mask).astype(np.uint8)
+        dense = _dense(nonzero_data, mask)
+        values = ConstexprBlockwiseShiftScale.compute(self, data=dense, scale=scale, offset=offset)
+        return mask, values[mask != 0]

@@ -4,10 +4,13 @@ Activations (relu, sigmoid, softmax, ...) live in ``activation.py``."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..program import Kernel
 from ..registry import kernel
+from ._args import text
 
 
 def _binary(op_type: str, fn, doc: str):
@@ -28,7 +31,6 @@ for _name, _fn, _doc in [
     ("real_div", np.true_divide, "x / y (the declared output type decides the dtype)"),
     ("floor_div", np.floor_divide, "floor(x / y)"),
     ("mod", np.mod, "x mod y"),
-    ("pow", np.power, "x ** y"),
     ("maximum", np.maximum, "max(x, y)"),
     ("minimum", np.minimum, "min(x, y)"),
     ("equal", np.equal, "x == y"),
@@ -110,6 +112,8 @@ class Clip(Kernel):
 class Select(Kernel):
     """cond ? a : b, broadcast."""
 
+    keeps_fp16 = True  # moves fp16 values, makes none
+
     def compute(self, *, cond, a, b):
         return np.where(cond, a, b)
 
@@ -126,18 +130,88 @@ class Identity(Kernel):
 
 @kernel("cast", opset="iOS15")
 class Cast(Kernel):
-    """x converted to ``dtype`` (a MIL type name); the runner applies the declared type."""
+    """x converted to ``dtype`` (iOS15: bool, fp16, fp32, int32).
 
-    NAMES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int32": np.int32, "int64": np.int64,
-             "int16": np.int16, "int8": np.int8, "uint8": np.uint8, "uint16": np.uint16, "bool": np.bool_}
+    float -> int truncates toward zero and saturates at the target's range (NaN -> 0); int -> a
+    narrower int saturates too; -> bool is x != 0. fp16 stays a float32 array (the runner rounds it
+    to fp16 values in fp16 mode).
+    """
+
+    NAMES = {"bool": np.bool_, "fp16": np.float16, "fp32": np.float32, "int32": np.int32}
 
     def compute(self, *, x, dtype):
-        target = self.NAMES.get(str(dtype))
+        name = text(dtype)
+        target = self.NAMES.get(name)
         if target is None:
-            raise ValueError(f"cast to {dtype!r} is not supported")
+            raise ValueError(f"cast to {name!r} is not supported at this opset; supported: {', '.join(sorted(self.NAMES))}")
         x = np.asarray(x)
-        if np.dtype(target).kind in "iu" and x.dtype.kind == "f":
-            x = np.trunc(x)  # MIL casts float to int by truncation toward zero
+        target = np.dtype(target)
+        if target == np.bool_:
+            return x != 0
+        if target.kind in "iu":
+            info = np.iinfo(target)
+            if x.dtype.kind == "f":
+                x = np.nan_to_num(np.trunc(x.astype(np.float64)), nan=0.0)
+            elif x.dtype == np.bool_:
+                x = x.astype(np.int64)
+            return np.clip(x, info.min, info.max).astype(target)
         if target == np.float16:
             return x.astype(np.float32)  # the runner rounds to fp16 in fp16 mode
         return x.astype(target)
+
+
+@kernel("cast", opset="iOS17")
+class CastIOS17(Cast):
+    """iOS17 adds the int8, uint8, int16 and uint16 targets (same conversion rules)."""
+
+    NAMES = {**Cast.NAMES, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16}
+
+
+def _float_op(fn):
+    """fn applied in float64 to a float or integer array (the runner casts to the declared type)."""
+    return lambda x: fn(np.asarray(x, dtype=np.float64))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+for _name, _fn, _doc in [
+    ("acos", np.arccos, "arccos x, x in [-1, 1]"),
+    ("asin", np.arcsin, "arcsin x, x in [-1, 1]"),
+    ("atan", np.arctan, "arctan x"),
+    ("atanh", np.arctanh, "artanh x, x in (-1, 1)"),
+    ("cosh", np.cosh, "cosh x"),
+    ("sinh", np.sinh, "sinh x"),
+    ("tan", np.tan, "tan x"),
+    ("erf", lambda x: np.asarray(_erf(x), dtype=np.float64), "the error function 2/sqrt(pi) * integral_0^x e^(-t^2) dt"),
+]:
+    _unary(_name, _float_op(_fn), _doc)
+
+
+@kernel("threshold", opset="iOS15")
+class Threshold(Kernel):
+    """max(x, alpha): values below alpha become alpha."""
+
+    def compute(self, *, x, alpha):
+        return np.maximum(x, np.asarray(alpha))
+
+
+@kernel("clip", opset="iOS17")
+class ClipIOS17(Clip):
+    """iOS17 requires alpha < beta (the same clamp otherwise)."""
+
+    def compute(self, *, x, alpha, beta):
+        if not float(alpha) < float(beta):
+            raise ValueError(f"clip: alpha ({float(alpha)}) must be smaller than beta ({float(beta)})")
+        return super().compute(x=x, alpha=alpha, beta=beta)
+
+
+@kernel("pow", opset="iOS15")
+class Pow(Kernel):
+    """x ** y; integer operands are raised in float64 (so a negative exponent is allowed) and the
+    declared int32 output truncates the result."""
+
+    def compute(self, *, x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype.kind in "iub" and y.dtype.kind in "iub":
+            return np.power(x.astype(np.float64), y.astype(np.float64))
+        return np.power(x, y)

@@ -26,7 +26,9 @@ def _reduction(op_type: str, fn, doc: str):
 
 def _log_sum_exp(x, axes, keep):
     m = np.max(x, axis=axes, keepdims=True)
-    out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    m = np.where(np.isfinite(m), m, 0)  # all -inf (or an inf) along the axes: no shift
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for an all -inf slice
+        out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keep else np.squeeze(out, axis=axes)
 
 
@@ -47,24 +49,48 @@ for _name, _fn, _doc in [
 
 @kernel("reduce_argmax", opset="iOS15")
 class ReduceArgmax(Kernel):
-    """Index of the maximum along ``axis`` (default -1), int32; first index on ties."""
+    """Index of the maximum along ``axis`` (default -1) as int32, the first one on ties;
+    ``keep_dims`` keeps the axis with size 1."""
+
+    reduce = staticmethod(np.argmax)
 
     def compute(self, *, x, axis=-1, keep_dims=False):
-        out = np.argmax(x, axis=int(axis))
-        if bool(keep_dims):
-            out = np.expand_dims(out, int(axis))
-        return out.astype(np.int32)
+        return self._arg(x, axis, keep_dims).astype(np.int32)
+
+    def _arg(self, x, axis, keep_dims):
+        x = np.asarray(x)
+        a = int(axis)
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"axis {a} is out of range for rank {x.ndim}")
+        out = self.reduce(x, axis=a)
+        return np.expand_dims(out, a) if bool(keep_dims) else out
 
 
 @kernel("reduce_argmin", opset="iOS15")
-class ReduceArgmin(Kernel):
-    """Index of the minimum along ``axis`` (default -1), int32."""
+class ReduceArgmin(ReduceArgmax):
+    """Index of the minimum along ``axis`` (default -1) as int32, the first one on ties."""
 
-    def compute(self, *, x, axis=-1, keep_dims=False):
-        out = np.argmin(x, axis=int(axis))
-        if bool(keep_dims):
-            out = np.expand_dims(out, int(axis))
-        return out.astype(np.int32)
+    reduce = staticmethod(np.argmin)
+
+
+class _ArgIOS17:
+    """iOS17 adds ``output_dtype``: int32 (default) or uint16."""
+
+    def compute(self, *, x, axis=-1, keep_dims=False, output_dtype="int32"):
+        name = str(np.asarray(output_dtype).reshape(-1)[0]).lower()
+        if name not in ("int32", "uint16"):
+            raise ValueError(f"output_dtype {name!r} is not int32 or uint16")
+        return self._arg(x, axis, keep_dims).astype(name)
+
+
+@kernel("reduce_argmax", opset="iOS17")
+class ReduceArgmaxIOS17(_ArgIOS17, ReduceArgmax):
+    __doc__ = ReduceArgmax.__doc__ + "\n    iOS17 adds ``output_dtype``: int32 (default) or uint16.\n"
+
+
+@kernel("reduce_argmin", opset="iOS17")
+class ReduceArgminIOS17(_ArgIOS17, ReduceArgmin):
+    __doc__ = ReduceArgmin.__doc__ + "\n    iOS17 adds ``output_dtype``: int32 (default) or uint16.\n"
 
 
 @kernel("classify", opset="iOS15")
