@@ -24,7 +24,11 @@ from .checkpoint import Checkpoint, from_model
 from .errors import ConfigError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
-from .train import TrainConfig, fit, mse_loss, regression_metrics
+from .train import TrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
+
+# The classical start is chosen on at most this many training windows, spread over the table: on
+# a large table, all of them would be materialised at once (N x window x features floats).
+START_WINDOWS = 16384
 
 
 def _as_list(value) -> list[str] | None:
@@ -53,6 +57,8 @@ class Forecaster:
         head, mixtures: "point" (one value per target and step, trained by MSE) or "mixture"
             (a Gaussian mixture of ``mixtures`` components per value, trained by NLL).
         epochs, batch_size, lr, weight_decay, patience, schedule, seed: the optimisation.
+        device, dist_timeout: where to train ("cpu", "cuda", "mps", "auto"); under torchrun, how
+            long a collective waits for the other processes (see :func:`coreml_lstm.train.fit`).
         progress: show a progress bar on stderr while training.
     """
 
@@ -84,6 +90,8 @@ class Forecaster:
         patience: int = 20,
         schedule: str = "none",
         seed: int = 0,
+        device: str = "cpu",
+        dist_timeout: float = 300.0,
         progress: bool = True,
     ):
         self.target = _as_list(target)
@@ -92,6 +100,8 @@ class Forecaster:
         self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures,
                                         scaling=scaling, log=log)
         self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed)
+        check_device(device, dist_timeout)
+        self.device, self.dist_timeout = device, dist_timeout
         self.progress = progress
         self.checkpoint_: Checkpoint | None = None
         self.model_: RecurrentModel | None = None
@@ -108,18 +118,21 @@ class Forecaster:
         torch.manual_seed(self.train_config.seed)  # the initial weights repeat too
         model = RecurrentModel(self.model_config, len(dataset.input_columns), len(dataset.target_columns), config.horizon, config.window)
         model.set_normalizer(dataset.normalizer)
-        start = model.start_from_baseline(config.season, dataset.train.x, dataset.train.y)
+        start = model.start_from_baseline(config.season, *dataset.train.gather(_spread(len(dataset.train), START_WINDOWS)))
         loss_fn = mse_loss if self.model_config.head == "point" else mixture_nll
-        history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress)
-        outputs = self._outputs(model, dataset.validation.x)
-        point = outputs[0] if self.model_config.head == "point" else outputs[3]
-        metrics = regression_metrics(dataset.validation.y, point, dataset.target_columns)
-        metrics.update(validation_baselines(dataset, point))
-        if start:
-            metrics["start"] = start  # the classical forecast training started from
-        if self.model_config.head == "mixture":
-            w, mu, s = outputs[:3]
-            metrics["probabilistic"] = probabilistic_metrics(w, mu, s, dataset.validation.y, dataset.target_columns)
+        history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress, device=self.device, dist_timeout=self.dist_timeout)
+        metrics = None
+        if is_main_process():  # under torchrun the other ranks hold the same weights and write nothing
+            outputs = self._outputs(model, dataset.validation.x)
+            y_val = np.asarray(dataset.validation.y)  # (N, horizon, T): the size of the predictions
+            point = outputs[0] if self.model_config.head == "point" else outputs[3]
+            metrics = regression_metrics(y_val, point, dataset.target_columns)
+            metrics.update(validation_baselines(dataset, point))
+            if start:
+                metrics["start"] = start  # the classical forecast training started from
+            if self.model_config.head == "mixture":
+                w, mu, s = outputs[:3]
+                metrics["probabilistic"] = probabilistic_metrics(w, mu, s, y_val, dataset.target_columns)
         self.model_ = model
         self.checkpoint_ = from_model(model, dataset, self.model_config, self.train_config, metrics, history.to_dict())
         self.dataset_ = dataset
@@ -141,7 +154,8 @@ class Forecaster:
     @staticmethod
     @torch.no_grad()
     def _outputs(model: RecurrentModel, x: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
-        """All of the model's raw outputs (see RecurrentModel.raw_outputs) for windows x."""
+        """All of the model's raw outputs (see RecurrentModel.raw_outputs) for windows x (an array or
+        a lazy :class:`coreml_lstm.data.WindowArray`, cut batch by batch)."""
         model.eval()
         parts = []
         for i in range(0, len(x), batch_size):
@@ -155,7 +169,7 @@ class Forecaster:
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         """Raw windows (N, window, F) -> raw predictions (N, horizon, T) (the mixture mean for a mixture head)."""
         self._fitted()
-        out = self._outputs(self.model_, np.asarray(x, dtype=np.float32))
+        out = self._outputs(self.model_, _windows(x))
         return out[0] if self.model_config.head == "point" else out[3]
 
     def predict_distribution(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,7 +179,7 @@ class Forecaster:
             raise ConfigError("predict_distribution needs a mixture head (head='mixture')")
         from .model import MIXTURE_OUTPUTS
 
-        return dict(zip(MIXTURE_OUTPUTS, self._outputs(self.model_, np.asarray(x, dtype=np.float32))))
+        return dict(zip(MIXTURE_OUTPUTS, self._outputs(self.model_, _windows(x))))
 
     def predict(self, frame, *, last_only: bool = False) -> pd.DataFrame:
         """Forecast after every complete window of a table (CSV path or DataFrame).
@@ -239,6 +253,16 @@ def validation_baselines(dataset, point: np.ndarray) -> dict:
     base = window_forecasts(dataset.validation, config.season, config.horizon)
     report = compare(dataset.validation.y, point, base, mase_scale(dataset.insample, config.season), dataset.target_columns, config.season)
     return {"vs_baselines": report, "warnings": [report["warning"]] if report["warning"] else []}
+
+
+def _spread(n: int, k: int) -> np.ndarray:
+    """Up to ``k`` positions spread evenly over 0..n-1 (all of them when n <= k)."""
+    return np.unique(np.linspace(0, n - 1, num=min(n, k)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+
+
+def _windows(x):
+    """Windows as given when lazy (cut batch by batch later), else a float32 array."""
+    return x if isinstance(x, data_mod.WindowArray) else np.asarray(x, dtype=np.float32)
 
 
 def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:

@@ -46,7 +46,7 @@ def mase_scale(insample: dict, season: int) -> np.ndarray:
     for values in insample.values():
         m = seasonal_lag(season, len(values) - 1)
         if len(values) > m:
-            diffs.append(np.abs(values[m:] - values[:-m]))
+            diffs.append(np.abs(np.asarray(values[m:], np.float64) - values[:-m]))
     if not diffs:
         n_t = next(iter(insample.values())).shape[1] if insample else 1
         return np.full(n_t, np.nan)

@@ -25,7 +25,7 @@ from .data import DataConfig, Normalizer
 from .errors import ConfigError
 from .fsutil import atomic_path
 from .model import ModelConfig, RecurrentModel
-from .train import TrainConfig
+from .train import TrainConfig, is_main_process
 
 CONFIG, WEIGHTS, METRICS, VALIDATION = "config.json", "model.safetensors", "metrics.json", "validation.safetensors"
 MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoints stay small
@@ -73,8 +73,14 @@ class Checkpoint:
         }
 
     def save(self, directory: str | Path) -> Path:
-        """Write the checkpoint directory atomically and return its path."""
+        """Write the checkpoint directory atomically and return its path.
+
+        Under torchrun only rank 0 writes (every rank holds the same weights); the others return
+        the path without touching it.
+        """
         directory = Path(directory)
+        if not is_main_process():
+            return directory
         with atomic_path(directory) as tmp:
             tmp.mkdir()
             (tmp / CONFIG).write_text(json.dumps(self.config_dict(), indent=2) + "\n")

@@ -116,6 +116,8 @@ def train_options(f):
         click.option("--patience", type=click.IntRange(min=0), default=20, show_default=True, help="Epochs without improvement before stopping."),
         click.option("--schedule", type=click.Choice(["none", "plateau", "cosine"]), default="none", show_default=True, help="Learning-rate schedule."),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True, help="Where to train (auto: cuda, then mps, then cpu). Under torchrun: cpu (gloo) or cuda (nccl)."),
+        click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Under torchrun: seconds a collective waits for the other processes before the job fails."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -167,8 +169,14 @@ def format_classification(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv):
+def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv, device, dist_timeout):
     if task != "forecast":
+        from .train import rank_and_world
+
+        if rank_and_world()[1] > 1:
+            raise click.UsageError(f"--task {task} trains in one process; run it without torchrun")
+        if device != "cpu":
+            raise click.UsageError("--device: only with --task forecast")
         return _train_classifier(task, csv, validation, label, layout, channels, text_column, max_length, conv, series_id, time_column, val_fraction,
                                  cell, hidden_size, num_layers, dropout, bidirectional, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet,
                                  targets=targets, features=features, head=head, season=season, log_=log_, scaling=scaling)
@@ -193,7 +201,7 @@ def _train(task, csv, targets, features, time_column, series_id, validation, val
         season=season, scaling=scaling, log=log_, val_fraction=val_fraction, missing=missing, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
         dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures, weight_decay=weight_decay,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-        schedule=schedule, seed=seed, progress=not quiet,
+        schedule=schedule, seed=seed, device=device, dist_timeout=dist_timeout, progress=not quiet,
     )
     return forecaster.fit(source, validation)
 
@@ -243,6 +251,8 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         coreml-lstm train motion.csv --task classify --series-id id --time t --label activity \\
             --bidirectional --out runs/motion --export models/motion.mlpackage
         coreml-lstm train reviews.csv --task text-classify --text review --label stars --out runs/reviews
+        torchrun --nproc_per_node 4 -m coreml_lstm train sales.parquet --target units --time date \\
+            --series-id store --out runs/sales      # 4 processes (DDP); rank 0 writes the checkpoint
     """
     config = _export_config(precision, deployment_target, author, license_, description, model_version, compress)  # checked before training
     if export_path is not None:
@@ -250,6 +260,10 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
 
         check_destination(export_path)  # fail before training, not after
     forecaster = _train(**kwargs)
+    from .train import is_main_process
+
+    if not is_main_process():  # under torchrun: rank 0 writes the checkpoint and the export and reports
+        return
     forecaster.save(out)
     if kwargs["task"] != "forecast":
         result = {"checkpoint": str(out), "task": kwargs["task"], "metrics": forecaster.metrics_}
@@ -465,8 +479,10 @@ def _feeds_samples(adapter, paths) -> list:
 
 
 @main.command(context_settings=CONTEXT)
-@model_argument
-@package_argument
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("package", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Verify every (model, package) pair of this CSV or JSON file instead (keys: checkpoint or model, package; optional name, csv, mode).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --manifest: pairs verified at once, each in a worker process.")
 @click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data).")
 @click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Compare on these inputs (.npz or .json of named arrays, one call each; repeat).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]", help="Model files: an input's shape and value range for the random samples (default: the package's declared shapes).")
@@ -479,7 +495,7 @@ def _feeds_samples(adapter, paths) -> list:
 @click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write the checks as JUnit XML here (one test case per output and check).")
 @json_option
-def verify(model, package, csv, feeds, inputs, outputs, samples, mode, atol, rtol, chunk, chunks, junit, as_json):
+def verify(model, package, manifest, jobs, csv, feeds, inputs, outputs, samples, mode, atol, rtol, chunk, chunks, junit, as_json):
     """Check that a package computes what its PyTorch model computes.
 
     MODEL is the checkpoint the package was exported from, or a TorchScript archive / .pt2
@@ -491,12 +507,26 @@ def verify(model, package, csv, feeds, inputs, outputs, samples, mode, atol, rto
     carried and compared with one pass, and a reset with a fresh start. Exit 1 if any check
     fails, or if none could run.
 
+    With --manifest, every pair of the file is verified (--jobs at a time), --junit holds one
+    test suite per package, and a table sums up; exit 1 if any pair failed or could not run.
+
     \b
     Example:
         coreml-lstm verify runs/sunspots models/sunspots.mlpackage
         coreml-lstm verify har.pt models/har.mlpackage --samples 16 --junit reports/har.xml
+        coreml-lstm verify --manifest fleet.csv --jobs 4 --junit reports/fleet.xml
     """
     from .verify import verify_package
+
+    if manifest is not None:
+        if model or package or csv or feeds or inputs or outputs:
+            raise click.UsageError("--manifest: name the pairs (and their --csv) in the manifest, not as arguments")
+        options = [o for name, value in (("--atol", atol), ("--rtol", rtol), ("--samples", samples)) if value is not None for o in (name, str(value))]
+        options += ["--chunk", str(chunk), "--chunks", str(chunks)] + (["--mode", mode] if mode else [])
+        _verify_fleet(manifest, jobs, tuple(options), junit, as_json)
+        return
+    if model is None or package is None:
+        raise click.UsageError("give MODEL and PACKAGE, or --manifest FILE")
 
     adapter = _load_model(model, package=package, inputs=inputs, outputs=outputs, chunk=chunk, chunks=chunks)
     if feeds and csv:
@@ -516,6 +546,23 @@ def _report_lines(report, package, model) -> None:
     for check in report.checks:
         click.echo("  " + check.line())
     click.echo(f"result: {report.status}")
+
+
+def _verify_fleet(manifest, jobs, options, junit, as_json) -> None:
+    from .fleet import failed, format_table, read_manifest, run_fleet, to_junit
+    from .fsutil import write_text
+
+    entries = read_manifest(manifest)
+    click.echo(f"verifying {len(entries)} packages, {jobs} at a time", err=True)
+    results = run_fleet(entries, jobs=jobs, options=options, on_result=lambda r: click.echo(f"  {r.status.upper():<7} {r.entry.name}", err=True))
+    if junit:
+        write_text(junit, to_junit(results))
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    else:
+        click.echo(format_table(results))
+    if failed(results):
+        sys.exit(1)
 
 
 def _report_out(report, package, checkpoint, junit, as_json) -> None:

@@ -1,14 +1,22 @@
 """Tables in, windows out: reading, checking and slicing time series for training and prediction.
 
-A table is a CSV path or a DataFrame. Bad input raises :class:`DataError` with one line that
-names the file (or "training data" / "validation data" for a DataFrame), the column and the
-row. Rows are numbered as a person counts them in the file: the first data row below the
+A table is a CSV or Parquet path or a DataFrame. Bad input raises :class:`DataError` with one
+line that names the file (or "training data" / "validation data" for a DataFrame), the column
+and the row. Rows are numbered as a person counts them in the file: the first data row below the
 header is row 1, whatever order the table is sorted into later.
+
+Memory grows with the rows of a table, not with rows x window: a table becomes a
+:class:`SeriesTable` (every series once, back to back, as one float32 array) and windows are cut
+from it on the fly (:class:`Windows`, :class:`WindowArray`). Files are read through pyarrow in
+blocks, only the columns needed; a file pyarrow cannot take block by block (a cell that does not
+fit the type inferred from the first block, a malformed line) is read again through pandas,
+which names the row and column at fault.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +29,10 @@ from .season import infer_season
 
 MISSING = ("error", "drop", "ffill")
 CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+BLOCK_BYTES = 1 << 16  # CSV bytes per block: pyarrow's working memory grows with the block (~40x it)
+BATCH_ROWS = 1 << 17  # Parquet rows per batch
+STATS_ROWS = 1 << 20  # rows per block of the statistics pass
 
 
 @dataclass
@@ -90,19 +102,252 @@ class Normalizer:
         return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in ("input_mean", "input_std", "target_mean", "target_std")})
 
 
+# -- series and windows ----------------------------------------------------------------------
+
+
 @dataclass
-class Windows:
-    x: np.ndarray  # (N, window, F) float32, raw units, input_columns order
-    y: np.ndarray  # (N, horizon, T) float32, raw units
-    series: np.ndarray  # (N,) series id of each window (None for a single series)
-    time: np.ndarray  # (N,) time (or row number) of each window's first target step
-    # Where each window's first target step lies in its series, and each series' raw target
-    # values (n, T): the baselines look back further than the window (a season may be longer).
-    origin: np.ndarray | None = None  # (N,) int
-    history: dict | None = field(default=None, repr=False)  # {series id: (n, T) float64}
+class SeriesTable:
+    """Every series of a table once, back to back, checked, sorted by time and gap-handled.
+
+    Series ``k`` is ``values[offsets[k]:offsets[k + 1]]``; windows are cut from here on the fly.
+    """
+
+    label: str  # names the source in errors
+    table_columns: list[str]  # every column of the source (a validation table must match them)
+    columns: list[str]  # the columns of ``values``
+    values: np.ndarray = field(repr=False)  # (n, F) float32, raw units
+    offsets: np.ndarray = field(repr=False)  # (S + 1,) int64
+    ids: list = field(repr=False)  # (S,) series ids in order of first appearance; [None] for one series
+    times: np.ndarray | None = field(default=None, repr=False)  # (n,) the time column, sorted; None without one
+    rows: np.ndarray | None = field(default=None, repr=False)  # (n,) source row numbers when not simply 1..n
+    tz: str | None = None  # the time zone of an aware time column (times hold UTC)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def time_at(self, positions: np.ndarray) -> np.ndarray:
+        """The time (or, without a time column, the source row number) of rows at ``positions``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.times is not None:
+            t = self.times[positions]
+            if self.tz is not None:
+                return pd.DatetimeIndex(t).tz_localize("UTC").tz_convert(self.tz).to_numpy(dtype=object)
+            return t
+        return self.rows[positions].astype(np.int64) if self.rows is not None else positions + 1
+
+    def targets(self, n_targets: int, limit: np.ndarray | None = None) -> dict:
+        """{series id: (n, T) view of its first ``n_targets`` columns (the targets)}, each series cut
+        to its first ``limit[k]`` rows when given."""
+        out = {}
+        for k, sid in enumerate(self.ids):
+            a, b = int(self.offsets[k]), int(self.offsets[k + 1])
+            out[sid] = self.values[a : b if limit is None else a + int(limit[k]), :n_targets]
+        return out
+
+    def frames(self) -> list[tuple[object, pd.DataFrame]]:
+        """``(series id, frame of the value columns and ``__time__``)`` per series (small tables)."""
+        out = []
+        for k, sid in enumerate(self.ids):
+            a, b = int(self.offsets[k]), int(self.offsets[k + 1])
+            rows = self.rows[a:b].astype(np.int64) if self.rows is not None else np.arange(a + 1, b + 1)
+            frame = pd.DataFrame(self.values[a:b].astype(np.float64), columns=self.columns, index=rows)  # indexed by source row
+            frame["__time__"] = self.time_at(np.arange(a, b))
+            out.append((sid, frame))
+        return out
+
+
+class _Starts:
+    """Window ``i`` of a set -> its first row in the table's ``values``.
+
+    The set is a few segments of consecutive starts (one or two per series), so a window is a
+    (series, start) pair found by a binary search over the segments: no array per window.
+    """
+
+    def __init__(self, first: np.ndarray, count: np.ndarray, series: np.ndarray):
+        self.first = np.asarray(first, dtype=np.int64)  # (K,) first row of each segment's first window
+        self.count = np.asarray(count, dtype=np.int64)  # (K,) windows per segment
+        self.series = np.asarray(series, dtype=np.int64)  # (K,) series index of each segment
+        self.cum = np.concatenate([[0], np.cumsum(self.count)])  # (K + 1,)
+        self._shift = self.first - self.cum[:-1]  # window i of segment k starts at row i + shift[k]
 
     def __len__(self) -> int:
-        return len(self.x)
+        return int(self.cum[-1])
+
+    def segment(self, i: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.cum, i, side="right") - 1
+
+    def __call__(self, i: np.ndarray) -> np.ndarray:
+        if len(self._shift) == 1:
+            return i + self._shift[0]
+        return i + self._shift[self.segment(i)]
+
+
+def _objects(items) -> np.ndarray:
+    """A 1-D object array of ``items`` (np.asarray would turn a list of tuples into a 2-D array)."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+def _positions(key, n: int) -> np.ndarray:
+    """Window numbers selected by an int, slice, int array or boolean mask (numpy's rules)."""
+    if isinstance(key, slice):
+        return np.arange(*key.indices(n), dtype=np.int64)
+    idx = np.asarray(key)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise IndexError(f"boolean index of shape {idx.shape} for {n} windows")
+        return np.flatnonzero(idx)
+    if idx.dtype.kind not in "iu":
+        raise IndexError(f"windows are indexed by integers, slices or a boolean mask, not {idx.dtype}")
+    idx = idx.astype(np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"window index out of range for {n} windows")
+    return idx
+
+
+def _materialised(value):
+    if isinstance(value, WindowArray):
+        return np.asarray(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_materialised(v) for v in value)
+    return value
+
+
+class WindowArray(np.lib.mixins.NDArrayOperatorsMixin):
+    """A read-only (N, length, C) float32 array of windows, cut from a table when indexed.
+
+    Indexing (ints, slices, index arrays, masks, and further axes after the first) gathers just
+    the windows asked for, with one vectorised fancy index, and iteration goes block by block.
+    Anything else an ndarray does (arithmetic, ``np.mean(a)``, ``a.max()``, ``np.asarray(a)``)
+    works on all the windows materialised: N x length x C floats, so mind the size of ``x`` on a
+    large table (``y``, horizon x targets per window, is the size of the predictions).
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, starts: _Starts, values: np.ndarray, offset: int, length: int, ncols: int):
+        self._starts, self._values = starts, values
+        self._offset, self._length, self._ncols = int(offset), int(length), int(ncols)
+        self._steps = np.arange(self._offset, self._offset + self._length)  # (length,) rows after a start
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self._starts), self._length, self._ncols)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return getattr(ufunc, method)(*_materialised(inputs), **{k: _materialised(v) for k, v in kwargs.items()})
+
+    def __array_function__(self, func, types, args, kwargs):
+        return func(*_materialised(args), **{k: _materialised(v) for k, v in kwargs.items()})
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)  # ndarray methods (mean, max, astype, ...) on all windows
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """Windows at ``positions`` (B,) as a new (B, length, C) array."""
+        return self.cut(self._starts(np.asarray(positions, dtype=np.int64)))
+
+    def cut(self, starts: np.ndarray) -> np.ndarray:
+        """Windows whose first rows (before the offset) are ``starts`` (B,): (B, length, C)."""
+        rows = starts[:, None] + self._steps  # (B, length)
+        out = np.take(self._values, rows, axis=0)  # (B, length, all columns); np.take is several times faster than values[rows]
+        return out if self._ncols == out.shape[2] else np.ascontiguousarray(out[:, :, : self._ncols])
+
+    def __getitem__(self, key):
+        head, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if head is Ellipsis or any(k is Ellipsis or k is None for k in rest):
+            return np.asarray(self)[key]
+        if isinstance(head, (int, np.integer)):
+            out = self.take(_positions([head], len(self)))[0]  # (length, C)
+            return out[rest] if rest else out
+        out = self.take(_positions(head, len(self)))
+        return out[(slice(None),) + rest] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.take(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __iter__(self):
+        for lo in range(0, len(self), 4096):
+            yield from self.take(np.arange(lo, min(lo + 4096, len(self))))
+
+    def __repr__(self) -> str:
+        return f"WindowArray(shape={self.shape}, dtype=float32)"
+
+
+class Windows:
+    """The training or validation windows of a table: item ``i`` is a (series, start) pair.
+
+    ``x`` (N, window, F) and ``y`` (N, horizon, T) are :class:`WindowArray` views in raw units;
+    ``gather`` cuts a batch of both at once, ``batches`` walks them in order.
+    """
+
+    def __init__(self, table: SeriesTable, starts: _Starts, window: int, horizon: int, n_targets: int):
+        self.table, self.starts = table, starts
+        self.window, self.horizon = window, horizon
+        self.x = WindowArray(starts, table.values, 0, window, table.values.shape[1])
+        self.y = WindowArray(starts, table.values, window, horizon, n_targets)  # targets are the first columns
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def gather(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Windows at ``positions`` (B,): x (B, window, F) and y (B, horizon, T), float32."""
+        starts = self.starts(np.asarray(positions, dtype=np.int64))
+        return self.x.cut(starts), self.y.cut(starts)
+
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None):
+        """(x, y) for windows start..stop in order, ``batch_size`` at a time."""
+        stop = len(self) if stop is None else stop
+        for lo in range(start, stop, batch_size):
+            yield self.gather(np.arange(lo, min(lo + batch_size, stop)))
+
+    def items(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """(series id, start row within its series) of the windows at ``positions``."""
+        positions = _positions(positions, len(self))
+        k = self.starts.segment(positions)
+        series = self.starts.series[k]
+        start = self.starts(positions) - self.table.offsets[series]
+        return _objects(self.table.ids)[series], start
+
+    @property
+    def series(self) -> np.ndarray:
+        """(N,) series id of each window (None for a single series)."""
+        return np.repeat(_objects(self.table.ids)[self.starts.series], self.starts.count)
+
+    @property
+    def time(self) -> np.ndarray:
+        """(N,) time (or row number) of each window's first target step."""
+        return self.table.time_at(self.starts(np.arange(len(self))) + self.window)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """(N,) where each window's first target step lies in its series (the baselines' origin)."""
+        return np.concatenate([np.arange(c, dtype=np.int64) + (f - self.table.offsets[k]) + self.window
+                               for f, c, k in zip(self.starts.first, self.starts.count, self.starts.series)] or [np.zeros(0, np.int64)])
+
+    @property
+    def history(self) -> dict:
+        """{series id: (n, T) raw targets} of the series these windows come from, as views of the
+        table: the baselines look back further than the window (a season may be longer)."""
+        return self.table.targets(self.y._ncols)
 
 
 @dataclass
@@ -129,14 +374,59 @@ def _first_duplicate(items) -> str | None:
     return None
 
 
+def _check_path(source) -> tuple[Path, str, str]:
+    """(path, label, "csv" | "parquet") of a table file, or the one-line error of what is wrong."""
+    path = Path(source)
+    label = str(source)
+    if path.is_dir():
+        raise DataError(f"{label}: is a directory, not a CSV file")
+    if not path.exists():
+        raise DataError(f"{label}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return path, label, "parquet"
+    if suffix not in CSV_SUFFIXES:
+        raise DataError(f"{label}: not a CSV or Parquet file (expected a .csv or .parquet file)")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError:
+        raise DataError(f"{label}: not a CSV file (not UTF-8 text)") from None
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{label}: the file is empty")
+    dup = _first_duplicate([h.strip() for h in header])
+    if dup is not None:
+        raise DataError(f"{label}: duplicate column {dup!r}")
+    return path, label, "csv"
+
+
+def _parquet_file(path: Path, label: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{label}: not a Parquet file ({str(exc).strip().splitlines()[0]})") from None
+    dup = _first_duplicate(pf.schema_arrow.names)
+    if dup is not None:
+        raise DataError(f"{label}: duplicate column {dup!r}")
+    if pf.metadata.num_rows == 0:
+        raise DataError(f"{label}: the table has no rows")
+    return pf
+
+
 def read_table(source, *, role: str = "training") -> pd.DataFrame:
-    """Read a CSV path or take a DataFrame, checking what a real file can get wrong.
+    """Read a CSV or Parquet path or take a DataFrame, checking what a real file can get wrong.
 
     Handles a byte-order mark, CRLF line ends and quoted fields. The returned frame's index is
     the 1-based row number in the source, and ``frame.attrs["label"]`` names the source in errors.
+    This reads the whole table through pandas; the forecaster's own paths read only the columns
+    they need, block by block (:func:`load_series`).
 
     Raises:
-        DataError: not a file, a directory, not a CSV, empty, header only, duplicate column names.
+        DataError: not a file, a directory, not a CSV or Parquet file, empty, header only,
+            duplicate column names.
     """
     if isinstance(source, pd.DataFrame):
         label = f"{role} data"
@@ -145,46 +435,40 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
             raise DataError(f"{label}: duplicate column {dup!r}")
         if len(source) == 0:
             raise DataError(f"{label}: the table has no rows")
-        frame = source.copy()
-        frame.columns = [str(c) for c in frame.columns]
+        frame = source.set_axis([str(c) for c in source.columns], axis=1)  # copy-on-write: the caller's frame is not copied or changed
     else:
         if source is None:
             raise DataError(f"{role} data: no table given")
-        path = Path(source)
-        label = str(source)
-        if path.is_dir():
-            raise DataError(f"{label}: is a directory, not a CSV file")
-        if not path.exists():
-            raise DataError(f"{label}: no such file")
-        if path.suffix.lower() not in CSV_SUFFIXES:
-            raise DataError(f"{label}: not a CSV file (expected a .csv file)")
-        try:
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                header = next(csv.reader(fh), None)
-        except UnicodeDecodeError:
-            raise DataError(f"{label}: not a CSV file (not UTF-8 text)") from None
-        if not header or not any(h.strip() for h in header):
-            raise DataError(f"{label}: the file is empty")
-        dup = _first_duplicate([h.strip() for h in header])
-        if dup is not None:
-            raise DataError(f"{label}: duplicate column {dup!r}")
-        try:
-            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
-        except pd.errors.ParserError as exc:
-            raise DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
-        frame.columns = [str(c).strip() for c in frame.columns]
-        if len(frame) == 0:
-            raise DataError(f"{label}: has a header but no data rows")
+        path, label, kind = _check_path(source)
+        if kind == "parquet":
+            import pyarrow as pa
+
+            try:
+                frame = _parquet_file(path, label).read().to_pandas()
+            except pa.ArrowException as exc:
+                raise DataError(f"{label}: unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
+        else:
+            try:
+                frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
+            except pd.errors.ParserError as exc:
+                raise DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+            frame.columns = [str(c).strip() for c in frame.columns]
+            if len(frame) == 0:
+                raise DataError(f"{label}: has a header but no data rows")
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     frame.attrs["label"] = label
     return frame
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+    _require(frame.attrs["label"], list(frame.columns), columns)
+
+
+def _require(label: str, have: list[str], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in have]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        raise DataError(f"{frame.attrs['label']}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(frame.columns)}")
+        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}")
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
@@ -248,50 +532,464 @@ def _time_values(frame: pd.DataFrame, column: str) -> pd.Series:
     return dates
 
 
-def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[tuple[object, pd.DataFrame]]:
-    """Checked, sorted and gap-handled series: a list of ``(series id, frame of float columns)``.
+# -- tables as series ------------------------------------------------------------------------
 
-    Each returned frame keeps the source row numbers as its index and has a ``__time__`` column.
-    """
-    label = frame.attrs["label"]
-    values = pd.DataFrame({c: numeric_column(frame, c, allow_nan=True) for c in columns}, index=frame.index)
-    values["__time__"] = _time_values(frame, config.time) if config.time else frame.index.to_series()
-    sid_col = config.series_id
-    if sid_col:
-        sids = frame[sid_col]
+
+class _Retry(Exception):
+    """The block-by-block read cannot go on: read the whole table through pandas instead."""
+
+
+class _FrameSource:
+    """A table already in memory (a DataFrame, or a file pandas read whole): one chunk."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame, self.label, self.columns = frame, frame.attrs["label"], list(frame.columns)
+
+    def resolve(self, config: DataConfig) -> list[str]:
+        return resolve_columns(self.frame, config)[0]
+
+    def rows_hint(self, first: int) -> int:
+        return len(self.frame)
+
+    def chunks(self, columns: list[str], values: list[str]):
+        yield _FrameChunk(self.frame)
+
+
+class _FrameChunk:
+    """Rows of a DataFrame (indexed by source row numbers): each column checked as a whole-table read checks it."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def values(self, column: str) -> np.ndarray:
+        return numeric_column(self.frame, column, allow_nan=True).to_numpy(np.float32)
+
+    def times(self, column: str):
+        return _time_chunk(self.frame, column)
+
+    def ids(self, column: str) -> tuple[np.ndarray, list]:
+        sids = self.frame[column]
         if sids.isna().any():
-            raise DataError(f"{label}: column {sid_col!r}, row {sids.isna().idxmax()}: missing series id")
-        groups = [(sid, values.loc[idx.index]) for sid, idx in sids.groupby(sids, sort=False)]
-    else:
-        groups = [(None, values)]
+            raise DataError(f"{self.frame.attrs['label']}: column {column!r}, row {sids.isna().idxmax()}: missing series id")
+        local, uniques = pd.factorize(sids, sort=False)
+        return local, uniques.tolist()
 
-    out = []
-    for sid, g in groups:
-        if config.time:
-            g = g.sort_values("__time__", kind="stable")
-            dup = g["__time__"].duplicated()
-            if dup.any():
-                row = dup.idxmax()
-                where = f" in series {sid!r}" if sid is not None else ""
-                raise DataError(f"{label}: column {config.time!r}, row {row}: duplicate time {_plain(g.loc[row, '__time__'])!r}{where}")
-        nan = g[columns].isna()
-        if nan.any().any():
-            if config.missing == "error":
-                row = nan.any(axis=1).idxmax()
-                col = nan.loc[row].idxmax()
-                raise DataError(f"{label}: column {col!r}, row {row}: missing value (use missing 'drop' or 'ffill' to accept empty cells)")
-            if config.missing == "drop":
-                g = g[~nan.any(axis=1)]
-            else:  # ffill, within this series only
-                filled = g[columns].ffill()
-                left = filled.isna()
-                if left.any().any():
-                    row = left.any(axis=1).idxmax()
-                    col = left.loc[row].idxmax()
-                    raise DataError(f"{label}: column {col!r}, row {row}: missing value with no earlier value to forward-fill")
-                g = g.assign(**{c: filled[c] for c in columns})
-        out.append((sid, g))
-    return out
+
+class _ArrowChunk:
+    """A pyarrow record batch of a file: numbers, times and ids converted without a DataFrame
+    (a block's worth of Python objects per column costs more than the block). A column that needs
+    more than that (text to parse, a bad cell to name) goes through :class:`_FrameChunk`."""
+
+    def __init__(self, batch, offset: int, label: str, raw: dict[str, str], strip: bool):
+        self.batch, self.offset, self.label, self.raw, self.strip = batch, offset, label, raw, strip
+
+    def __len__(self) -> int:
+        return self.batch.num_rows
+
+    def _frame(self, column: str) -> _FrameChunk:
+        s = self.batch.column(self.raw[column]).to_pandas()
+        if self.strip and _kind(self.batch.schema.field(self.raw[column]).type) == "text":
+            s = s.str.lstrip(" ")  # pandas' skipinitialspace
+        frame = pd.DataFrame({column: s.to_numpy()}, index=pd.RangeIndex(self.offset + 1, self.offset + 1 + len(s)))
+        frame.attrs["label"] = self.label
+        return _FrameChunk(frame)
+
+    def _first_null(self, array) -> int | None:
+        if not array.null_count:
+            return None
+        import pyarrow.compute as pc
+
+        return self.offset + int(pc.index(pc.is_null(array, memory_pool=_pool()), True).as_py()) + 1
+
+    def values(self, column: str) -> np.ndarray:
+        import pyarrow as pa
+
+        array = self.batch.column(self.raw[column])
+        t = array.type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            return self._frame(column).values(column)
+        a = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # nulls become NaN
+        # The checks of numeric_column, run only where a cell might fail them, so its message is the one raised.
+        if not np.isfinite(a[~np.isnan(a)]).all() or (np.abs(a) > np.finfo(np.float32).max).any():
+            return self._frame(column).values(column)
+        return a.astype(np.float32)
+
+    def times(self, column: str):
+        import pyarrow as pa
+
+        array = self.batch.column(self.raw[column])
+        t = array.type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t)) or array.null_count:
+            return self._frame(column).times(column)  # text to parse, or a missing time to name
+        values = array.to_numpy(zero_copy_only=False)
+        if pa.types.is_timestamp(t):
+            return values.astype("datetime64[ns]"), "date", t.tz  # aware times come out as naive UTC
+        return values, "number", None
+
+    def ids(self, column: str) -> tuple[np.ndarray, list]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        array = self.batch.column(self.raw[column])
+        row = self._first_null(array)
+        if row is not None:
+            raise DataError(f"{self.label}: column {column!r}, row {row}: missing series id")
+        try:
+            encoded = pc.dictionary_encode(array, memory_pool=_pool())
+        except pa.ArrowNotImplementedError:
+            return self._frame(column).ids(column)
+        uniques = encoded.dictionary.to_pylist()
+        if self.strip and _kind(array.type) == "text":
+            uniques = [u.lstrip(" ") for u in uniques]
+        return encoded.indices.to_numpy(zero_copy_only=False), uniques
+
+
+def _pool():
+    """The C allocator's pool: it gives freed blocks back, where pyarrow's default (mimalloc) keeps them."""
+    import pyarrow as pa
+
+    return pa.system_memory_pool()
+
+
+def _kind(arrow_type) -> str:
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_decimal(arrow_type) or t.is_null(arrow_type):
+        return "number"  # an all-empty column too, as pandas reads it: float NaN
+    if t.is_boolean(arrow_type):
+        return "bool"
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or getattr(t, "is_string_view", lambda _: False)(arrow_type):
+        return "text"
+    return "other"
+
+
+class _ArrowSource:
+    """A CSV or Parquet file read through pyarrow, block by block and only the columns asked for.
+
+    Chunks are DataFrames indexed by source row numbers, so the checks that run on them name the
+    same rows and columns as a whole-table read. CSV text cells lose their leading spaces, as
+    pandas' ``skipinitialspace`` does.
+    """
+
+    def __init__(self, path: Path, label: str, kind: str):
+        import pyarrow as pa
+
+        self.path, self.label, self.kind = path, label, kind
+        if kind == "parquet":
+            self.parquet = _parquet_file(path, label)
+            schema = self.parquet.schema_arrow
+        else:
+            try:
+                reader = self._csv([], {})  # infers the types from the first block
+            except pa.ArrowInvalid:
+                raise _Retry from None
+            schema = reader.schema
+            reader.close()
+        self.raw = {name.strip(): name for name in schema.names}
+        self.columns = list(self.raw)
+        self.kinds = {name.strip(): _kind(schema.field(name).type) for name in schema.names}
+
+    def _csv(self, columns: list[str], types: dict):
+        import pyarrow.csv as pacsv
+
+        convert = pacsv.ConvertOptions(
+            include_columns=[self.raw[c] for c in columns], column_types={self.raw[c]: t for c, t in types.items()}, strings_can_be_null=True
+        )
+        return pacsv.open_csv(
+            self.path,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=convert,
+            memory_pool=_pool(),
+        )
+
+    def _batches(self, columns: list[str], types: dict):
+        import pyarrow as pa
+
+        offset = 0
+        try:
+            if self.kind == "parquet":
+                batches = self.parquet.iter_batches(batch_size=BATCH_ROWS, columns=[self.raw[c] for c in columns])
+            else:
+                batches = self._csv(columns, types)
+            for batch in batches:
+                yield _ArrowChunk(batch, offset, self.label, self.raw, strip=self.kind == "csv")
+                offset += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            if self.kind == "parquet":
+                raise DataError(f"{self.label}: unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
+            raise _Retry from None
+
+    def rows_hint(self, first: int) -> int:
+        """Rows to make room for, given the rows of the first block: exact for Parquet; for CSV
+        the file's size over the first block's bytes per row, with a quarter to spare."""
+        if self.kind == "parquet":
+            return self.parquet.metadata.num_rows
+        size = self.path.stat().st_size
+        return int(size / (min(BLOCK_BYTES, size) / max(first, 1)) * 1.25) + 1024
+
+    def resolve(self, config: DataConfig) -> list[str]:
+        """The input columns: targets, then the features (given, or every numeric column left)."""
+        keys = [c for c in (config.time, config.series_id) if c]
+        _require(self.label, self.columns, list(config.target) + list(config.features or []) + keys)
+        if config.features is not None:
+            return list(config.target) + list(config.features)
+        candidates = [c for c in self.columns if c not in config.target and c not in keys]
+        text = [c for c in candidates if self.kinds[c] == "text"]
+        numeric = self._numeric_share(text) if text else {}
+        return list(config.target) + [c for c in candidates if self.kinds[c] in ("number", "bool") or numeric.get(c, False)]
+
+    def _numeric_share(self, columns: list[str]) -> dict[str, bool]:
+        """Per text column: do at least half of its cells read as numbers (see ``_looks_numeric``)?"""
+        import pyarrow as pa
+
+        present = dict.fromkeys(columns, 0)
+        numbers = dict.fromkeys(columns, 0)
+        for chunk in self._batches(columns, {c: pa.string() for c in columns}):
+            for c in columns:
+                cells = chunk.batch.column(self.raw[c]).to_pandas().dropna()
+                present[c] += len(cells)
+                numbers[c] += int(pd.to_numeric(cells, errors="coerce").notna().sum())
+        return {c: present[c] > 0 and numbers[c] / present[c] >= 0.5 for c in columns}
+
+    def chunks(self, columns: list[str], values: list[str]):
+        import pyarrow as pa
+
+        # Value columns inferred as integers from the first block become float64, so a later 1.5
+        # is no type change; text stays text, and the per-chunk checks name any bad cell.
+        types = {c: pa.float64() for c in values if self.kinds[c] == "number"}
+        types.update({c: pa.string() for c in values if self.kinds[c] == "text"})
+        return self._batches(columns, types)
+
+
+def _open(source, role: str):
+    if isinstance(source, pd.DataFrame) or source is None:
+        return _FrameSource(read_table(source, role=role))
+    path, label, kind = _check_path(source)
+    try:
+        return _ArrowSource(path, label, kind)
+    except _Retry:
+        return _FrameSource(read_table(source, role=role))
+
+
+def load_series(source, config: DataConfig, *, role: str = "training", columns: list[str] | None = None, like: SeriesTable | None = None) -> SeriesTable:
+    """Read a table into a :class:`SeriesTable`: only the columns needed, checked, sorted, gap-handled.
+
+    Args:
+        source: CSV or Parquet path, or DataFrame.
+        config: time and series columns, missing-value policy, and the columns to resolve.
+        role: "training", "validation" or "input" (names a DataFrame in errors).
+        columns: the value columns (a trained model's inputs); None to resolve them from config.
+        like: a table whose columns this one must have, in the same order (a validation table).
+    """
+    src = _open(source, role)
+    if like is not None:
+        _same_columns(src.label, src.columns, like.table_columns)
+    return _load(src, source, config, role, columns)
+
+
+def _load(src, source, config: DataConfig, role: str, columns: list[str] | None) -> SeriesTable:
+    keys = [c for c in (config.time, config.series_id) if c]
+    for _ in range(2):
+        try:
+            if columns is None:
+                inputs = src.resolve(config)
+            else:
+                _require(src.label, src.columns, list(columns) + keys)
+                inputs = list(columns)
+            return _build(src, config, inputs)
+        except _Retry:
+            src = _FrameSource(read_table(source, role=role))
+    raise AssertionError("a whole-table read never retries")  # pragma: no cover
+
+
+def _same_columns(label: str, have: list[str], want: list[str]) -> None:
+    if list(have) != list(want):
+        lacking = [c for c in want if c not in have]
+        extra = [c for c in have if c not in want]
+        parts = ([f"missing {', '.join(map(repr, lacking))}"] if lacking else []) + ([f"extra {', '.join(map(repr, extra))}"] if extra else [])
+        detail = "; ".join(parts) if parts else "same names in another order"
+        raise DataError(f"{label}: columns differ from the training data ({detail})")
+
+
+def _time_chunk(chunk: pd.DataFrame, column: str):
+    """(values, kind, time zone) of a chunk's time column; aware times as naive UTC."""
+    values = _time_values(chunk, column)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        tz = getattr(values.dt, "tz", None)
+        if tz is not None:
+            return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), "date", str(tz)
+        return values.to_numpy(), "date", None
+    return values.to_numpy(), "number", None
+
+
+class _Rows:
+    """Blocks of rows appended into one preallocated array.
+
+    The capacity is an estimate with room to spare: pages past the rows written are never
+    touched, so they cost no memory, and there are no per-block arrays to concatenate (freed,
+    those would stay in the heap beside the whole). Outgrowing the capacity doubles it.
+    """
+
+    def __init__(self, capacity: int, width: int | None = None, dtype=None):
+        self.capacity, self.width, self.dtype, self.n = max(int(capacity), 1), width, dtype, 0
+        self.data = None if dtype is None else self._empty(self.capacity, dtype)
+
+    def _empty(self, rows: int, dtype) -> np.ndarray:
+        return np.empty((rows,) if self.width is None else (rows, self.width), dtype)
+
+    def append(self, block: np.ndarray) -> None:
+        if self.data is None:
+            self.data = self._empty(self.capacity, block.dtype)
+        elif np.result_type(self.data.dtype, block.dtype) != self.data.dtype:  # integer times, then a float block
+            self.data = self.data.astype(np.result_type(self.data.dtype, block.dtype))
+        if self.n + len(block) > len(self.data):
+            grown = self._empty(max(2 * len(self.data), self.n + len(block)), self.data.dtype)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : self.n + len(block)] = block
+        self.n += len(block)
+
+    def array(self) -> np.ndarray:
+        return self.data[: self.n] if self.data is not None else np.zeros(0)
+
+
+def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
+    label = src.label
+    tcol, scol = config.time, config.series_id
+    needed = list(dict.fromkeys(list(inputs) + [c for c in (tcol, scol) if c]))
+    chunks = iter(src.chunks(needed, inputs))
+    first = next(chunks, None)
+    if first is None:
+        raise DataError(f"{label}: has a header but no data rows")
+    capacity = src.rows_hint(len(first))
+    values = _Rows(capacity, len(inputs), np.float32)  # (n, F)
+    times = _Rows(capacity) if tcol else None
+    codes = _Rows(capacity, dtype=np.int32) if scol else None
+    ids, time_kind = {}, None
+    for chunk in itertools.chain([first], chunks):
+        values.append(np.stack([chunk.values(c) for c in inputs], axis=1))
+        if tcol:
+            t, kind, tz = chunk.times(tcol)
+            if time_kind is None:
+                time_kind = (kind, tz)
+            elif time_kind != (kind, tz):
+                raise _Retry  # numbers in one block, dates in another: decide on the whole column
+            times.append(t)
+        if scol:
+            local, uniques = chunk.ids(scol)
+            mapping = np.array([ids.setdefault(u, len(ids)) for u in uniques], dtype=np.int32)
+            codes.append(mapping[local])
+    n = values.n
+    if n == 0:
+        raise DataError(f"{label}: has a header but no data rows")
+    values = values.array()
+    times = times.array() if tcol else None
+    codes = codes.array() if scol else None
+    tz = time_kind[1] if time_kind else None
+
+    # Sort by (series in order of first appearance, time), stably; a table in that order already
+    # (the usual case) is not copied.
+    same = codes[1:] == codes[:-1] if codes is not None else None  # (n - 1,) row i + 1 continues row i's series
+    ordered = codes is None or bool((codes[1:] >= codes[:-1]).all())
+    if ordered and times is not None:
+        rising = times[1:] > times[:-1]
+        ordered = bool((rising | ~same).all()) if same is not None else bool(rising.all())
+        del rising
+    rows = None
+    if not ordered:
+        if times is None:
+            perm = np.argsort(codes, kind="stable")
+        elif codes is None:
+            perm = np.argsort(times, kind="stable")
+        else:
+            perm = np.lexsort((times, codes))
+        values = values[perm]
+        if times is not None:
+            times = times[perm]
+        if codes is not None:
+            codes = codes[perm]
+            same = codes[1:] == codes[:-1]
+        perm += 1
+        rows = perm  # source row numbers, now in sorted order
+
+    def row(p: int) -> int:
+        return int(rows[p]) if rows is not None else p + 1
+
+    def series_of(p: int) -> int:
+        return int(codes[p]) if codes is not None else 0
+
+    id_list = list(ids) if scol else [None]
+    problems = []  # (series index, check order, message): the first series' first problem is raised
+    if times is not None:
+        dup = times[1:] == times[:-1]
+        if same is not None:
+            dup &= same
+        if dup.any():
+            p = int(np.argmax(dup)) + 1
+            where = f" in series {id_list[series_of(p)]!r}" if scol else ""
+            value = _plain(pd.Timestamp(times[p]).tz_localize("UTC").tz_convert(tz) if tz else (pd.Timestamp(times[p]) if time_kind[0] == "date" else times[p]))
+            problems.append((series_of(p), 0, f"{label}: column {tcol!r}, row {row(p)}: duplicate time {value!r}{where}"))
+        del dup
+
+    nan = np.isnan(values)  # (n, F)
+    bad = nan.any(axis=1)
+    keep = None
+    if bad.any():
+        if config.missing == "error":
+            p = int(np.argmax(bad))
+            col = inputs[int(np.argmax(nan[p]))]
+            problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value (use missing 'drop' or 'ffill' to accept empty cells)"))
+        elif config.missing == "drop":
+            keep = ~bad
+        else:  # ffill, within each series only
+            first = np.zeros(n, np.int64)  # first row of each row's series
+            if same is not None:
+                starts = np.concatenate([[True], ~same])
+                first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+            lefts = {}
+            for j in range(len(inputs)):
+                if not nan[:, j].any():
+                    continue
+                src_row = np.where(nan[:, j], -1, np.arange(n))
+                np.maximum.accumulate(src_row, out=src_row)
+                left = src_row < first  # nothing earlier in the series to carry forward
+                if left.any():
+                    lefts[j] = int(np.argmax(left))
+                else:
+                    values[:, j] = values[src_row, j]
+            if lefts:
+                p = min(lefts.values())
+                col = inputs[min(j for j, q in lefts.items() if q == p)]
+                problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value with no earlier value to forward-fill"))
+    del nan, bad
+    if problems:
+        raise DataError(min(problems)[2])
+    if keep is not None:
+        values = values[keep]
+        codes = codes[keep] if codes is not None else None
+        times = times[keep] if times is not None else None
+        rows = (rows if rows is not None else np.arange(1, n + 1))[keep]
+    if times is not None:
+        rows = None  # keys and errors use the time from here on
+    if rows is not None and len(rows) and rows.max() < 2**31:
+        rows = rows.astype(np.int32)
+    counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz)
+
+
+def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[tuple[object, pd.DataFrame]]:
+    """Checked, sorted and gap-handled series of a frame from :func:`read_table`: ``(series id, frame)``.
+
+    Each frame holds ``columns`` and a ``__time__`` column. Meant for small tables (one frame per
+    series); large ones go through :func:`load_series`.
+    """
+    return _build(_FrameSource(frame), config, list(columns)).frames()
 
 
 def _plain(value):
@@ -303,39 +1001,6 @@ def _too_short(label: str, sid, n: int, need: int, what: str, hint: str = "") ->
     return DataError(f"{label}: {who} has {n} rows; {what} needs at least {need}" + (f" ({hint})" if hint else ""))
 
 
-# -- windows -------------------------------------------------------------------------------
-
-
-def _slide(a: np.ndarray, length: int) -> np.ndarray:
-    """(n, C) -> (n - length + 1, length, C) overlapping windows."""
-    return np.lib.stride_tricks.sliding_window_view(a, length, axis=0).transpose(0, 2, 1)
-
-
-def _series_windows(g: pd.DataFrame, inputs: list[str], targets: list[str], window: int, horizon: int, sid, starts: range) -> Windows:
-    a = g[inputs].to_numpy(np.float32)  # (n, F)
-    t = g[targets].to_numpy(np.float32)  # (n, T)
-    s = np.asarray(list(starts), dtype=np.int64)
-    xs = _slide(a, window)[s] if len(s) else np.zeros((0, window, len(inputs)), np.float32)
-    ys = _slide(t[window:], horizon)[s] if len(s) else np.zeros((0, horizon, len(targets)), np.float32)
-    times = g["__time__"].to_numpy()[s + window] if len(s) else np.zeros(0)
-    history = {sid: g[targets].to_numpy(np.float64)}
-    return Windows(np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.array([sid] * len(s), dtype=object), times, s + window, history)
-
-
-def _concat(parts: list[Windows], window: int, horizon: int, n_in: int, n_out: int) -> Windows:
-    if not parts:
-        return Windows(np.zeros((0, window, n_in), np.float32), np.zeros((0, horizon, n_out), np.float32), np.zeros(0, object), np.zeros(0),
-                       np.zeros(0, np.int64), {})
-    return Windows(
-        np.concatenate([p.x for p in parts]),
-        np.concatenate([p.y for p in parts]),
-        np.concatenate([p.series for p in parts]),
-        np.concatenate([np.asarray(p.time, dtype=object) for p in parts]),
-        np.concatenate([p.origin for p in parts]),
-        {k: v for p in parts for k, v in p.history.items()},
-    )
-
-
 def check_positive(label: str, g: pd.DataFrame, columns: list[str]) -> None:
     """Log scaling: every value must be > 0; the first that is not is named by column and row."""
     for col in columns:
@@ -345,9 +1010,19 @@ def check_positive(label: str, g: pd.DataFrame, columns: list[str]) -> None:
             raise DataError(f"{label}: column {col!r}, row {row}: value {_plain(g.loc[row, col])!r} is not positive; log scaling needs every target value > 0 (train without --log)")
 
 
-def validation_rows(n: int, val_fraction: float, horizon: int) -> int:
+def _check_positive_table(table: SeriesTable, n_targets: int) -> None:
+    """:func:`check_positive` over the target columns of a whole table, without a frame per series."""
+    bad = ~(table.values[:, :n_targets] > 0)  # (n, T)
+    if bad.any():
+        p, k = map(int, np.argwhere(bad)[0])
+        row = int(table.rows[p]) if table.rows is not None else p + 1
+        raise DataError(f"{table.label}: column {table.columns[k]!r}, row {row}: value {_plain(table.values[p, k])!r} is not positive; "
+                        "log scaling needs every target value > 0 (train without --log)")
+
+
+def validation_rows(n, val_fraction: float, horizon: int):
     """Rows held out at the end of a series for validation: the fraction, and at least one horizon."""
-    return max(1, int(math.ceil(n * val_fraction)), horizon)
+    return np.maximum(np.maximum(1, np.ceil(np.asarray(n) * val_fraction).astype(np.int64)), horizon)
 
 
 def default_lengths(config: DataConfig, n: int, season: int, *, split: bool) -> tuple[int, int]:
@@ -362,16 +1037,54 @@ def default_lengths(config: DataConfig, n: int, season: int, *, split: bool) -> 
         horizon = max(1, min(season, n // 10)) if season > 1 else 1
     window = config.window
     if window is None:
-        n_val = validation_rows(n, config.val_fraction, horizon) if split else 0
+        n_val = int(validation_rows(n, config.val_fraction, horizon)) if split else 0
         rows = n - n_val
         fits = rows - horizon + 1 - max(8, rows // 3)  # the longest window leaving that many windows
         window = max(1, min(max(24, 2 * season, 2 * horizon), fits))
     return int(window), int(horizon)
 
 
-def _stats(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    data = np.concatenate(blocks).astype(np.float64)
-    mean, std = data.mean(axis=0), data.std(axis=0)
+def _resolved(config: DataConfig, table: SeriesTable, *, split: bool) -> DataConfig:
+    """The config with season, window and horizon filled in from the data where they were None."""
+    season = config.season
+    lengths = table.lengths
+    if season is None:
+        season = 1
+        if config.time and table.times is not None:
+            k = int(np.argmax(lengths))  # the longest series
+            season = infer_season(pd.Series(table.time_at(np.arange(table.offsets[k], table.offsets[k + 1]))))
+    window, horizon = default_lengths(config, int(lengths.min()), season, split=split)
+    return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon})
+
+
+# -- windows -------------------------------------------------------------------------------
+
+
+def _stats(values: np.ndarray, offsets: np.ndarray, limit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (std 0 becomes 1) in one streaming pass.
+
+    Only the first ``limit[k]`` rows of series ``k`` count (None: every row). Blocks of rows are
+    merged with Chan et al.'s pairwise update, in float64, so the memory is one block and a large
+    mean does not cancel the variance.
+    """
+    count, mean, m2 = 0, np.zeros(values.shape[1]), np.zeros(values.shape[1])
+    for lo in range(0, len(values), STATS_ROWS):
+        block = values[lo : lo + STATS_ROWS]
+        if limit is not None:
+            rows = np.arange(lo, lo + len(block))
+            k = np.searchsorted(offsets, rows, side="right") - 1
+            block = block[rows - offsets[k] < limit[k]]
+        if not len(block):
+            continue
+        block = block.astype(np.float64)
+        nb, mb = len(block), block.mean(axis=0)
+        m2b = ((block - mb) ** 2).sum(axis=0)
+        total = count + nb
+        delta = mb - mean
+        mean = mean + delta * (nb / total)
+        m2 = m2 + m2b + delta**2 * (count * nb / total)
+        count = total
+    std = np.sqrt(m2 / max(count, 1))
     return mean, np.where(std > 0, std, 1.0)
 
 
@@ -379,120 +1092,98 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     """Training and validation windows plus normalisation statistics from the training part.
 
     Args:
-        train: CSV path or DataFrame.
+        train: CSV or Parquet path, or DataFrame.
         validation: a separate table with the same columns, or None for a chronological split
             (the last ``val_fraction`` of each series' rows are validation targets; their windows
             may look back into the rows before the split).
         config: columns, window, horizon and missing-value policy.
+
+    Returns:
+        A :class:`Dataset` whose windows are cut on the fly from the tables' series.
     """
     if config is None:
         raise DataError("prepare: a DataConfig naming the target column(s) is required")
-    frame = read_table(train, role="training")
-    inputs, targets = resolve_columns(frame, config)
-    series = clean(frame, config, inputs)
-    label = frame.attrs["label"]
+    table = load_series(train, config, role="training")
+    inputs, targets = table.columns, list(config.target)
     if config.log:
-        for _, g in series:
-            check_positive(label, g, targets)
-    config = _resolved(config, series, split=validation is None)
+        _check_positive_table(table, len(targets))
+    config = _resolved(config, table, split=validation is None)
     W, H = config.window, config.horizon
-    train_parts, val_parts, stat_rows = [], [], []
+    lengths, first = table.lengths, table.offsets[:-1]
+    everyone = np.arange(len(table.ids))
 
     if validation is None:
-        for sid, g in series:
-            n = len(g)
-            n_val = validation_rows(n, config.val_fraction, H)
-            split = n - n_val  # rows [split, n) hold the validation targets
-            # A training window's targets end before the split; a validation window's start at or after it.
-            train_starts = range(0, split - W - H + 1)
-            val_starts = range(max(split - W, 0), n - W - H + 1)
-            if len(train_starts) == 0 or len(val_starts) == 0:
-                need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - validation_rows(m, config.val_fraction, H) >= W + H)
-                raise _too_short(label, sid, n, need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split",
-                                 hint="use a smaller window or horizon, or give a separate validation table")
-            train_parts.append(_series_windows(g, inputs, targets, W, H, sid, train_starts))
-            val_parts.append(_series_windows(g, inputs, targets, W, H, sid, val_starts))
-            stat_rows.append(g.iloc[:split])
+        n_val = validation_rows(lengths, config.val_fraction, H)
+        split = lengths - n_val  # rows [split, n) of a series hold its validation targets
+        # A training window's targets end before the split; a validation window's start at or after it.
+        train_count = split - W - H + 1
+        val_first = np.maximum(split - W, 0)
+        val_count = lengths - W - H + 1 - val_first
+        short = np.flatnonzero((train_count <= 0) | (val_count <= 0))
+        if len(short):
+            k = int(short[0])
+            need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - int(validation_rows(m, config.val_fraction, H)) >= W + H)
+            raise _too_short(table.label, table.ids[k], int(lengths[k]), need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split",
+                             hint="use a smaller window or horizon, or give a separate validation table")
+        train_windows = Windows(table, _Starts(first, train_count, everyone), W, H, len(targets))
+        val_windows = Windows(table, _Starts(first + val_first, val_count, everyone), W, H, len(targets))
+        limit = split
     else:
-        vframe = read_table(validation, role="validation")
-        if list(vframe.columns) != list(frame.columns):
-            lacking = [c for c in frame.columns if c not in vframe.columns]
-            extra = [c for c in vframe.columns if c not in frame.columns]
-            parts = ([f"missing {', '.join(map(repr, lacking))}"] if lacking else []) + ([f"extra {', '.join(map(repr, extra))}"] if extra else [])
-            detail = "; ".join(parts) if parts else "same names in another order"
-            raise DataError(f"{vframe.attrs['label']}: columns differ from the training data ({detail})")
-        for sid, g in series:
-            if len(g) < W + H:
-                raise _too_short(label, sid, len(g), W + H, f"window {W} + horizon {H}")
-            train_parts.append(_series_windows(g, inputs, targets, W, H, sid, range(len(g) - W - H + 1)))
-            stat_rows.append(g)
-        for sid, g in clean(vframe, config, inputs):
-            if config.log:
-                check_positive(vframe.attrs["label"], g, targets)
-            if len(g) < W + H:
-                raise _too_short(vframe.attrs["label"], sid, len(g), W + H, f"window {W} + horizon {H}")
-            val_parts.append(_series_windows(g, inputs, targets, W, H, sid, range(len(g) - W - H + 1)))
+        vsrc = _open(validation, "validation")
+        _same_columns(vsrc.label, vsrc.columns, table.table_columns)
+        _check_long_enough(table, W + H, f"window {W} + horizon {H}")
+        vtable = _load(vsrc, validation, config, "validation", table.columns)
+        if config.log:
+            _check_positive_table(vtable, len(targets))
+        _check_long_enough(vtable, W + H, f"window {W} + horizon {H}")
+        train_windows = Windows(table, _Starts(first, lengths - W - H + 1, everyone), W, H, len(targets))
+        vlen = vtable.lengths
+        val_windows = Windows(vtable, _Starts(vtable.offsets[:-1], vlen - W - H + 1, np.arange(len(vtable.ids))), W, H, len(targets))
+        limit = None
 
-    t_idx = [inputs.index(c) for c in targets]
-    blocks = [g[inputs].to_numpy() for g in stat_rows]
-    in_mean, in_std = _stats(blocks)
+    in_mean, in_std = _stats(table.values, table.offsets, limit)
+    t_idx = [inputs.index(c) for c in targets]  # the first columns
     if config.log:  # the model normalises log(target): its statistics are those of the logs
-        t_mean, t_std = _stats([np.log(b[:, t_idx]) for b in blocks])
-        in_mean[t_idx], in_std[t_idx] = t_mean, t_std
+        in_mean[t_idx], in_std[t_idx] = _stats(np.log(table.values[:, t_idx]), table.offsets, limit)
     normalizer = Normalizer(in_mean, in_std, in_mean[t_idx].copy(), in_std[t_idx].copy())
-    return Dataset(
-        config=config,
-        input_columns=inputs,
-        target_columns=targets,
-        train=_concat(train_parts, W, H, len(inputs), len(targets)),
-        validation=_concat(val_parts, W, H, len(inputs), len(targets)),
-        normalizer=normalizer,
-        insample={sid: g[targets].to_numpy(np.float64) for (sid, _), g in zip(series, stat_rows)},
-    )
+    return Dataset(config=config, input_columns=inputs, target_columns=targets, train=train_windows, validation=val_windows,
+                   normalizer=normalizer, insample=table.targets(len(targets), limit))
 
 
-def _resolved(config: DataConfig, series: list, *, split: bool) -> DataConfig:
-    """The config with season, window and horizon filled in from the data where they were None."""
-    season = config.season
-    if season is None:
-        longest = max((g for _, g in series), key=len)
-        season = infer_season(longest["__time__"]) if config.time else 1
-    n = min(len(g) for _, g in series)
-    window, horizon = default_lengths(config, n, season, split=split)
-    return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon})
+def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:
+    short = np.flatnonzero(table.lengths < need)
+    if len(short):
+        k = int(short[0])
+        raise _too_short(table.label, table.ids[k], int(table.lengths[k]), need, what)
 
 
-def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, last_only: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, last_only: bool = False) -> tuple[WindowArray, pd.DataFrame]:
     """Every complete window of a table, for prediction (no future values needed).
 
     Args:
-        frame: CSV path or DataFrame holding ``input_columns`` (and the time / series columns).
+        frame: CSV or Parquet path or DataFrame holding ``input_columns`` (and the time / series columns).
         config: the training data configuration (window, time, series_id, missing policy).
         input_columns: the model's input columns, in order.
         last_only: only the last window of each series.
 
     Returns:
-        ``x`` (N, window, F) float32 in raw units, and a key frame with the series id (if any)
-        and the time (or row number) of each window's last input row.
+        ``x`` (N, window, F) float32 in raw units, a :class:`WindowArray` that cuts windows when
+        indexed, and a key frame with the series id (if any) and the time (or row number) of each
+        window's last input row.
     """
-    table = read_table(frame, role="input")
-    keys = [c for c in (config.time, config.series_id) if c]
-    require_columns(table, list(input_columns) + keys)
     W = config.window
-    xs, key_rows = [], []
-    targets = [c for c in config.target if c in input_columns]
-    for sid, g in clean(table, config, list(input_columns)):
-        if config.log:
-            check_positive(table.attrs["label"], g, targets)
-        if len(g) < W:
-            raise _too_short(table.attrs["label"], sid, len(g), W, f"window {W}")
-        a = g[list(input_columns)].to_numpy(np.float32)
-        x = _slide(a, W)  # (n - W + 1, W, F)
-        last_times = g["__time__"].to_numpy()[W - 1 :]
-        if last_only:
-            x, last_times = x[-1:], last_times[-1:]
-        xs.append(np.ascontiguousarray(x))
-        rows = {config.series_id: [sid] * len(x)} if config.series_id else {}
-        rows[config.time or "row"] = last_times
-        key_rows.append(pd.DataFrame(rows))
-    return np.concatenate(xs), pd.concat(key_rows, ignore_index=True)
+    table = load_series(frame, config, role="input", columns=list(input_columns))
+    if config.log:
+        _check_positive_table(table, len([c for c in config.target if c in input_columns]))
+    _check_long_enough(table, W, f"window {W}")
+    lengths, first = table.lengths, table.offsets[:-1]
+    if last_only:
+        starts = _Starts(first + lengths - W, np.ones_like(lengths), np.arange(len(table.ids)))
+    else:
+        starts = _Starts(first, lengths - W + 1, np.arange(len(table.ids)))
+    x = WindowArray(starts, table.values, 0, W, len(table.columns))
+    keys = {}
+    if config.series_id:
+        keys[config.series_id] = np.repeat(_objects(table.ids), starts.count)
+    keys[config.time or "row"] = table.time_at(starts(np.arange(len(starts))) + W - 1)
+    return x, pd.DataFrame(keys)

@@ -36,3 +36,7 @@ class FeedError(CoreMLLSTMError):
 
 class ParityError(CoreMLLSTMError):
     """An exported model does not compute what the PyTorch model computes."""
+
+
+class DistributedError(CoreMLLSTMError):
+    """A process of a distributed training job died, hung or lost its connection."""

@@ -13,10 +13,12 @@ import torch
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def mixture_nll(model, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of normalised targets t (B, horizon, T) under the model's mixture."""
+def mixture_nll(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood, in the model's frame, of raw targets y (B, horizon, T) under
+    the model's mixture for raw windows x (B, W, F)."""
+    z, ctx = model.frame(x)
     logits, mu, s = model.forward_normalized(z)  # each (B, horizon, T, K)
-    y = t.unsqueeze(-1)
+    y = model.target_frame(y, ctx).unsqueeze(-1)
     log_pdf = -0.5 * ((y - mu) / s) ** 2 - torch.log(s) - LOG_SQRT_2PI
     return -torch.logsumexp(torch.log_softmax(logits, dim=-1) + log_pdf, dim=-1).mean()
 

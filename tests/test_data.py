@@ -1,8 +1,13 @@
 """The data layer: real-file quirks, windows, splits, and every bad input with its exact line."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coreml_lstm.data import DataConfig, prediction_windows, prepare, read_table
 from coreml_lstm.datasets import load_sunspots
@@ -132,7 +137,7 @@ def test_path_errors(tmp_path):
     assert err(read_table, tmp_path) == f"{tmp_path}: is a directory, not a CSV file"
     assert err(read_table, tmp_path / "nope.csv") == f"{tmp_path / 'nope.csv'}: no such file"
     p = write(tmp_path, "a,b\n1,2\n", name="d.xlsx")
-    assert err(read_table, p) == f"{p}: not a CSV file (expected a .csv file)"
+    assert err(read_table, p) == f"{p}: not a CSV or Parquet file (expected a .csv or .parquet file)"
     p = write(tmp_path, "")
     assert err(read_table, p) == f"{p}: the file is empty"
     p = write(tmp_path, "t,y\r\n")
@@ -187,3 +192,185 @@ def test_non_numeric_feature_named_explicitly(tmp_path):
     assert err(prepare, p, config=DataConfig(target="y", features=["note"], time="t", window=2)) == (
         f"{p}: column 'note', row 1: non-numeric value 'north'"
     )
+
+
+# -- large tables: lazy windows, blocks, Parquet ---------------------------------------------
+
+
+def shuffled_table(seed: int, series: int = 3, rows: int = 40, nan: float = 0.0) -> pd.DataFrame:
+    """Several series with unique, shuffled times, their rows interleaved; some x cells empty."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(series):
+        n = int(rng.integers(rows // 2, rows))
+        part = pd.DataFrame({"sid": f"s{s}", "t": rng.permutation(n) * 3 + 100, "y": rng.normal(size=n).round(3), "x": rng.normal(size=n).round(3)})
+        if nan:
+            part.loc[(rng.random(n) < nan) & (part["t"] > 100), "x"] = np.nan  # never the first row: ffill has a value to carry
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+
+def naive_series(frame, missing: str):
+    """The reference: series in order of first appearance, each sorted by time and gap-handled."""
+    out = []
+    for sid, g in frame.groupby("sid", sort=False):
+        g = g.sort_values("t", kind="stable")
+        if missing == "drop":
+            g = g.dropna(subset=["y", "x"])
+        elif missing == "ffill":
+            g = g.ffill()
+        out.append((sid, g["t"].to_numpy(), g[["y", "x"]].to_numpy(np.float32)))
+    return out
+
+
+@pytest.mark.parametrize("seed, missing", [(0, "error"), (1, "drop"), (2, "ffill")])
+def test_windows_equal_naive_slicing_across_csv_blocks(tmp_path, monkeypatch, seed, missing):
+    import coreml_lstm.data as data
+
+    frame = shuffled_table(seed, nan=0.0 if missing == "error" else 0.15)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setattr(data, "BLOCK_BYTES", 256)  # dozens of blocks: the chunks must stitch exactly
+    W, H, vf = 4, 2, 0.25
+    config = DataConfig(target="y", time="t", series_id="sid", window=W, horizon=H, val_fraction=vf, missing=missing)
+    series = naive_series(frame, missing)
+
+    x, keys = prediction_windows(path, config, ["y", "x"])
+    want = [a[s : s + W] for _, _, a in series for s in range(len(a) - W + 1)]
+    np.testing.assert_array_equal(np.asarray(x), np.array(want))
+    assert keys["sid"].tolist() == [sid for sid, _, a in series for _ in range(len(a) - W + 1)]
+    assert keys["t"].tolist() == [t[s + W - 1] for _, t, a in series for s in range(len(a) - W + 1)]
+    x_frame, _ = prediction_windows(frame, config, ["y", "x"])  # the DataFrame path agrees
+    np.testing.assert_array_equal(np.asarray(x_frame), np.asarray(x))
+
+    ds = prepare(path, config=config)
+    tx, ty, vx, vy, train_rows = [], [], [], [], []
+    for _, _, a in series:
+        n = len(a)
+        split = n - max(1, math.ceil(n * vf))
+        tx += [a[s : s + W] for s in range(split - W - H + 1)]
+        ty += [a[s + W : s + W + H, :1] for s in range(split - W - H + 1)]
+        vx += [a[s : s + W] for s in range(max(split - W, 0), n - W - H + 1)]
+        vy += [a[s + W : s + W + H, :1] for s in range(max(split - W, 0), n - W - H + 1)]
+        train_rows.append(a[:split])
+    for got, expected in ((ds.train.x, tx), (ds.train.y, ty), (ds.validation.x, vx), (ds.validation.y, vy)):
+        np.testing.assert_array_equal(np.asarray(got), np.array(expected))
+    assert ds.train.series.tolist() == [sid for sid, _, a in series for _ in range(len(a) - max(1, math.ceil(len(a) * vf)) - W - H + 1)]
+    rows = np.concatenate(train_rows).astype(np.float64)
+    np.testing.assert_allclose(ds.normalizer.input_mean, rows.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ds.normalizer.input_std, rows.std(axis=0), rtol=1e-12)
+    sid, start = ds.validation.items([0])
+    assert sid[0] == series[0][0] and start[0] == max(len(series[0][2]) - max(1, math.ceil(len(series[0][2]) * vf)) - W, 0)
+
+
+def test_errors_in_later_blocks_name_the_source_row(tmp_path, monkeypatch):
+    import coreml_lstm.data as data
+
+    monkeypatch.setattr(data, "BLOCK_BYTES", 256)
+    lines = ["sid,t,y"] + [f"{'ab'[i % 2]},{i},{i}" for i in range(300)]  # two interleaved series, integer y
+    cfg = DataConfig(target="y", time="t", series_id="sid", window=2)
+
+    def table(edit=None):
+        rows = list(lines)
+        if edit:
+            edit(rows)
+        p = tmp_path / "t.csv"
+        p.write_text("\n".join(rows) + "\n")
+        return p
+
+    p = table(lambda r: r.__setitem__(250, "b,249,abc"))
+    assert err(prepare, p, config=cfg) == f"{p}: column 'y', row 250: non-numeric value 'abc'"
+    p = table(lambda r: r.__setitem__(260, "b,259,"))
+    assert err(prepare, p, config=cfg) == f"{p}: column 'y', row 260: missing value (use missing 'drop' or 'ffill' to accept empty cells)"
+    p = table(lambda r: r.__setitem__(271, "a,268,1"))
+    assert err(prepare, p, config=cfg) == f"{p}: column 't', row 271: duplicate time 268 in series 'a'"
+    p = table(lambda r: r.__setitem__(290, "a,289,1,2"))  # pyarrow stops; pandas names the line
+    assert err(prepare, p, config=cfg) == f"{p}: malformed CSV (Error tokenizing data. C error: Expected 3 fields in line 291, saw 4)"
+    p = table(lambda r: r.__setitem__(280, "b,279,1.5"))  # a float after blocks of integers
+    x, _ = prediction_windows(p, cfg, ["y"])
+    assert (np.asarray(x) == 1.5).sum() == 2 and np.asarray(x).max() == 299
+
+
+def test_parquet_and_csv_give_the_same_model(tmp_path):
+    from coreml_lstm import Forecaster
+
+    from .conftest import FAST, sine_table
+
+    frame = sine_table(90, series=3)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    models = [Forecaster("y0", time="t", series_id="sid", **FAST).fit(tmp_path / name) for name in ("t.csv", "t.parquet")]
+    a, b = (m.checkpoint_ for m in models)
+    assert a.input_columns == b.input_columns == ["y0", "driver"]
+    assert a.normalizer.to_dict() == b.normalizer.to_dict()
+    for k, v in a.state_dict.items():
+        assert torch.equal(v, b.state_dict[k]), k
+    assert a.metrics == b.metrics
+    np.testing.assert_array_equal(models[0].predict(tmp_path / "t.parquet").to_numpy(), models[1].predict(tmp_path / "t.csv").to_numpy())
+
+
+def test_parquet_errors(tmp_path):
+    p = write(tmp_path, "not parquet at all", name="x.parquet")
+    assert err(read_table, p).startswith(f"{p}: not a Parquet file (")
+    q = tmp_path / "t.parquet"
+    pd.DataFrame({"t": [0, 1, 2, 3], "y": ["1", "2", "abc", "4"]}).to_parquet(q, index=False)
+    assert err(prepare, q, config=DataConfig(target="y", time="t", window=2)) == f"{q}: column 'y', row 3: non-numeric value 'abc'"
+    assert err(prepare, q, config=DataConfig(target="load", time="t")) == f"{q}: missing column 'load'; columns are: t, y"
+    pd.DataFrame({"t": pd.Series([], dtype=int), "y": pd.Series([], dtype=float)}).to_parquet(q, index=False)
+    assert err(read_table, q) == f"{q}: the table has no rows"
+
+
+@pytest.mark.parametrize("key", [0, -1, 5, slice(2, 7), slice(None, None, 3), slice(-4, None), [3, 1, 4, 1], np.array([-2, 0]),
+                                 (2, slice(None), 0), (slice(1, 5), -1), (slice(None), slice(1, 3), 1), Ellipsis])
+def test_window_array_indexes_like_numpy(key):
+    ds = prepare(pd.DataFrame({"sid": ["a"] * 9 + ["b"] * 7, "y": np.arange(16.0), "x": -np.arange(16.0)}),
+                 config=DataConfig(target="y", series_id="sid", window=3, val_fraction=0.2))
+    x = ds.train.x
+    a = np.asarray(x)
+    assert a.shape == x.shape == (len(ds.train), 3, 2)
+    np.testing.assert_array_equal(x[key], a[key])
+    mask = np.arange(len(x)) % 2 == 0
+    np.testing.assert_array_equal(x[mask], a[mask])
+    np.testing.assert_array_equal(np.stack(list(x)), a)
+    assert float(x.mean()) == pytest.approx(float(a.mean())) and (x - 1).shape == a.shape
+    with pytest.raises(IndexError):
+        x[len(x)]
+
+
+def test_statistics_in_one_pass_keep_the_variance_of_a_large_mean(monkeypatch):
+    import coreml_lstm.data as data
+
+    monkeypatch.setattr(data, "STATS_ROWS", 7)  # many merged blocks
+    rng = np.random.default_rng(0)
+    values = (1e4 + rng.normal(size=(100, 2))).astype(np.float32)
+    offsets = np.array([0, 40, 100])
+    mean, std = data._stats(values, offsets, np.array([30, 50]))
+    rows = np.concatenate([values[:30], values[40:90]]).astype(np.float64)
+    np.testing.assert_allclose(mean, rows.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(std, rows.std(axis=0), rtol=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 25), min_size=1, max_size=4), window=st.integers(1, 6), seed=st.integers(0, 2**16),
+       missing=st.sampled_from(["drop", "ffill"]), last=st.booleans())
+def test_prediction_windows_are_the_naive_windows(lengths, window, seed, missing, last):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s, n in enumerate(lengths):
+        x = rng.normal(size=n).round(2)
+        x[1:][rng.random(n - 1) < 0.2] = np.nan  # the first row (time 0) keeps a value for ffill
+        parts.append(pd.DataFrame({"sid": s * 7, "t": rng.permutation(n), "y": rng.normal(size=n).round(2), "x": x}))
+    frame = pd.concat(parts).iloc[rng.permutation(sum(lengths))]
+    frame.loc[frame["t"] == 0, "x"] = 1.0
+    config = DataConfig(target="y", time="t", series_id="sid", window=window, missing=missing)
+    series = naive_series(frame, missing)
+    if any(len(a) < window for _, _, a in series):
+        with pytest.raises(DataError, match=f"has .* rows; window {window} needs at least {window}"):
+            prediction_windows(frame, config, ["y", "x"], last_only=last)
+        return
+    x, keys = prediction_windows(frame, config, ["y", "x"], last_only=last)
+    starts = [(sid, t, a, s) for sid, t, a in series for s in (range(len(a) - window, len(a) - window + 1) if last else range(len(a) - window + 1))]
+    np.testing.assert_array_equal(np.asarray(x).reshape(-1, window, 2), np.array([a[s : s + window] for _, _, a, s in starts]).reshape(-1, window, 2))
+    assert keys["sid"].tolist() == [sid for sid, _, _, _ in starts]
+    assert keys["t"].tolist() == [t[s + window - 1] for _, t, _, s in starts]

@@ -36,10 +36,9 @@ def test_early_stopping_restores_the_best_weights(sine):
     h = f.history_
     assert h["stopped_early"] and len(h["val_loss"]) == h["best_epoch"] + 3
     # The kept model's validation loss is the best epoch's, not the last one's.
-    from coreml_lstm.train import _tensors, evaluate, mse_loss
+    from coreml_lstm.train import evaluate, mse_loss
 
-    z, t = _tensors(f.dataset_.validation, f.model_)
-    assert evaluate(f.model_, mse_loss, z, t) == pytest.approx(h["best_val_loss"], rel=1e-5)
+    assert evaluate(f.model_, mse_loss, f.dataset_.validation) == pytest.approx(h["best_val_loss"], rel=1e-5)
     assert h["best_val_loss"] == min(h["val_loss"])
 
 
