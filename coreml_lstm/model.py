@@ -174,10 +174,13 @@ class RecurrentModel(nn.Module):
         candidates = {k: w for k in self.STARTS if (w := self.baseline_weights(k, season)) is not None}
         chosen = "seasonal naive" if "seasonal naive" in candidates else "naive"
         if x is not None and len(x):
-            z, ctx = self.frame(torch.as_tensor(x, dtype=torch.float32))
-            t = self.target_frame(torch.as_tensor(y, dtype=torch.float32), ctx)  # (N, horizon, T)
-            zt = z[..., : self.n_targets].transpose(1, 2)  # (N, T, W)
-            losses = {k: float(((zt @ w.T).transpose(1, 2) - t).pow(2).mean()) for k, w in candidates.items()}
+            losses = dict.fromkeys(candidates, 0.0)
+            for lo in range(0, len(x), 1024):  # in blocks: the working memory stays bounded
+                z, ctx = self.frame(torch.as_tensor(x[lo : lo + 1024], dtype=torch.float32))
+                t = self.target_frame(torch.as_tensor(y[lo : lo + 1024], dtype=torch.float32), ctx)  # (n, horizon, T)
+                zt = z[..., : self.n_targets].transpose(1, 2)  # (n, T, W)
+                for k, w in candidates.items():
+                    losses[k] += float(((zt @ w.T).transpose(1, 2) - t).pow(2).sum())
             chosen = min(losses, key=losses.get)
         self.highway.weight.copy_(candidates[chosen])
         if self.config.head == "point":
