@@ -57,7 +57,10 @@ class Checkpoint:
     def build_model(self) -> RecurrentModel:
         """A fresh module with the stored weights, in eval mode."""
         model = RecurrentModel(self.model_config, len(self.input_columns), len(self.target_columns), self.horizon, self.window)
-        model.load_state_dict(self.state_dict)
+        state = dict(self.state_dict)
+        if "interval_scale" in model.state_dict() and "interval_scale" not in state:
+            state["interval_scale"] = torch.ones(len(self.target_columns))  # written before interval calibration: as trained
+        model.load_state_dict(state)
         return model.eval()
 
     def config_dict(self) -> dict:

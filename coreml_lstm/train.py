@@ -29,6 +29,7 @@ from torch.utils.data import DistributedSampler
 from .errors import ConfigError, DistributedError
 
 SCHEDULES = ("none", "plateau", "cosine")
+SELECTS = ("validation", "network")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
@@ -43,6 +44,11 @@ class TrainConfig:
     grad_clip: float = 1.0  # recurrent nets on raw-ish data spike early; clipping keeps the seed runs tame
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    # After training, a window-scaled point forecaster ships whichever of the trained network, each
+    # classical baseline and the network blended with the best of them has the lowest validation
+    # MAE ("validation"), or the network as trained ("network"): see Forecaster.fit.
+    select: str = "validation"
+    calibrate: bool = True  # mixture head: stretch the mixtures so validation's 90% intervals cover 90%
 
     SCHEDULES: ClassVar[tuple[str, ...]] = SCHEDULES
 
@@ -54,6 +60,8 @@ class TrainConfig:
             raise ConfigError(f"patience: must be >= 0, got {self.patience!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
+        if self.select not in SELECTS:
+            raise ConfigError(f"select: {self.select!r} is not one of {', '.join(SELECTS)}")
         if self.schedule not in self.SCHEDULES:
             raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(self.SCHEDULES)}")
 
