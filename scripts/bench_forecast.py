@@ -16,8 +16,9 @@ Protocol: the horizon is M4's for the frequency (yearly 6, quarterly 8, monthly 
 daily 14, sub-daily 48) capped at a sixth of the series; the last horizon is held out; each
 method fits on the rest and forecasts the horizon at once from the end of it. The model is
 ``Forecaster(target, time=..., horizon=H)`` with nothing else set (``--head mixture`` adds that
-one option): everything it chooses (window, season, early stopping) it chooses by validation on
-the training part; nothing here was tuned on the held-out horizons. ETS is statsmodels' ETSModel
+one option): everything it chooses (window, season, its classical start, early stopping, whether
+the network, a baseline or their blend ships, the mixture's interval stretch) it chooses on the
+training part and its validation windows; nothing here was tuned on the held-out horizons. ETS is statsmodels' ETSModel
 with the AICc-best of additive errors x trend {none, additive, damped} x season {none, additive,
 and multiplicative for positive series} (the AutoETS search), fitted on the same training part
 (initial states by maximum likelihood; for seasons longer than 24, statsmodels' heuristic start).

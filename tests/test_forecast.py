@@ -1,6 +1,7 @@
 """Forecasting out of the box: window scaling, seasons, defaults from the data, baselines, backtests."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,22 @@ def test_a_series_nothing_improves_on_ships_exactly_its_seasonal_naive(tmp_path)
     assert "selection" not in kept.metrics_
     with pytest.raises(ConfigError, match=r"^select: 'best' is not one of validation, network$"):
         Forecaster("y", select="best")
+
+
+def test_cli_train_says_what_shipped_and_can_keep_the_network(tmp_path):
+    pattern = np.array([3.0, 7, 1, 9, 4, 6, 2, 8, 5, 10, 0, 11])
+    csv = tmp_path / "periodic.csv"
+    pd.DataFrame({"date": pd.date_range("2000-01-01", periods=96, freq="MS"), "y": 100 + np.tile(pattern, 8)}).to_csv(csv, index=False)
+    args = ["train", str(csv), "--target", "y", "--time", "date", "--horizon", "6", "--hidden-size", "4", "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^shipped: seasonal naive( with drift)? \(validation MAE [0-9.e+-]+; naive [0-9.]+", r.stdout, flags=re.M), r.stdout
+    r = CliRunner().invoke(main, args + ["--select", "network", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "shipped:" not in r.stdout, r.output
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["train"]["select"] == "network"
+    r = CliRunner().invoke(main, ["train", str(csv), "--task", "classify", "--no-calibrate"])
+    assert r.exit_code == 2 and "--no-calibrate: only with --task forecast" in r.output
 
 
 # -- a trend continued far outside the training range ------------------------------------------
