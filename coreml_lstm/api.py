@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, from_model
 from .errors import ConfigError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
-from .train import TrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
+from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
 
 # The classical start is chosen on at most this many training windows, spread over the table: on
 # a large table, all of them would be materialised at once (N x window x features floats).
@@ -109,7 +109,7 @@ class Forecaster:
         self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, season=season, val_fraction=val_fraction, missing=missing, log=log)
         self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures,
                                         scaling=scaling, log=log)
-        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed,
+        self.train_config = ForecastTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed,
                                         select=select, calibrate=calibrate)
         check_device(device, dist_timeout)
         self.device, self.dist_timeout = device, dist_timeout

@@ -25,7 +25,7 @@ from .data import DataConfig, Normalizer
 from .errors import ConfigError
 from .fsutil import atomic_path
 from .model import ModelConfig, RecurrentModel
-from .train import TrainConfig, is_main_process
+from .train import ForecastTrainConfig, is_main_process
 
 CONFIG, WEIGHTS, METRICS, VALIDATION = "config.json", "model.safetensors", "metrics.json", "validation.safetensors"
 MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoints stay small
@@ -35,7 +35,7 @@ MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoin
 class Checkpoint:
     data_config: DataConfig
     model_config: ModelConfig
-    train_config: TrainConfig
+    train_config: ForecastTrainConfig
     input_columns: list[str]
     target_columns: list[str]
     normalizer: Normalizer
@@ -124,7 +124,7 @@ class Checkpoint:
         return cls(
             data_config=DataConfig.from_dict(config["data"]),
             model_config=ModelConfig.from_dict(config["model"]),
-            train_config=TrainConfig.from_dict(config["train"]),
+            train_config=ForecastTrainConfig.from_dict(config["train"]),
             input_columns=config["input_columns"],
             target_columns=config["target_columns"],
             normalizer=Normalizer.from_dict(config["normalizer"]),

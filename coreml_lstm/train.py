@@ -44,11 +44,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # recurrent nets on raw-ish data spike early; clipping keeps the seed runs tame
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    # After training, a window-scaled point forecaster ships whichever of the trained network, each
-    # classical baseline and the network blended with the best of them has the lowest validation
-    # MAE ("validation"), or the network as trained ("network"): see Forecaster.fit.
-    select: str = "validation"
-    calibrate: bool = True  # mixture head: stretch the mixtures so validation's 90% intervals cover 90%
 
     SCHEDULES: ClassVar[tuple[str, ...]] = SCHEDULES
 
@@ -60,8 +55,6 @@ class TrainConfig:
             raise ConfigError(f"patience: must be >= 0, got {self.patience!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
-        if self.select not in SELECTS:
-            raise ConfigError(f"select: {self.select!r} is not one of {', '.join(SELECTS)}")
         if self.schedule not in self.SCHEDULES:
             raise ConfigError(f"schedule: {self.schedule!r} is not one of {', '.join(self.SCHEDULES)}")
 
@@ -71,6 +64,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return cls(**d)
+
+
+@dataclass
+class ForecastTrainConfig(TrainConfig):
+    """The forecaster's settings: the loop's, plus what happens after it (see Forecaster.fit)."""
+
+    # A window-scaled point forecaster ships whichever of the trained network, each classical
+    # baseline and the network blended with the best of them has the lowest validation MAE
+    # ("validation"), or the network as trained ("network").
+    select: str = "validation"
+    calibrate: bool = True  # mixture head: stretch the mixtures so validation's 90% intervals cover 90%
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.select not in SELECTS:
+            raise ConfigError(f"select: {self.select!r} is not one of {', '.join(SELECTS)}")
 
 
 @dataclass
