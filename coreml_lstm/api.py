@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, from_model
 from .errors import ConfigError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
-from .train import TrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
+from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
 
 # The classical start is chosen on at most this many training windows, spread over the table: on
 # a large table, all of them would be materialised at once (N x window x features floats).
@@ -57,6 +57,14 @@ class Forecaster:
         head, mixtures: "point" (one value per target and step, trained by MSE) or "mixture"
             (a Gaussian mixture of ``mixtures`` components per value, trained by NLL).
         epochs, batch_size, lr, weight_decay, patience, schedule, seed: the optimisation.
+        select: "validation" (the default) ships, for a window-scaled point forecaster, whichever
+            of the trained network, each classical baseline (naive, seasonal naive, drift, damped
+            drift, seasonal drift) and the network averaged with the best baseline has the lowest
+            MAE on the validation windows, so a series the network cannot improve on ships exactly
+            that baseline; "network" ships the network as trained (early stopping aside).
+        calibrate: mixture head: stretch each target's mixtures about their means so that the
+            central 90% intervals cover 90% of the validation values (split-conformal); the
+            package outputs the calibrated mixture.
         device, dist_timeout: where to train ("cpu", "cuda", "mps", "auto"); under torchrun, how
             long a collective waits for the other processes (see :func:`coreml_lstm.train.fit`).
         progress: show a progress bar on stderr while training.
@@ -90,6 +98,8 @@ class Forecaster:
         patience: int = 20,
         schedule: str = "none",
         seed: int = 0,
+        select: str = "validation",
+        calibrate: bool = True,
         device: str = "cpu",
         dist_timeout: float = 300.0,
         progress: bool = True,
@@ -99,7 +109,8 @@ class Forecaster:
         self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, season=season, val_fraction=val_fraction, missing=missing, log=log)
         self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures,
                                         scaling=scaling, log=log)
-        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed)
+        self.train_config = ForecastTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, schedule=schedule, seed=seed,
+                                        select=select, calibrate=calibrate)
         check_device(device, dist_timeout)
         self.device, self.dist_timeout = device, dist_timeout
         self.progress = progress
@@ -121,15 +132,26 @@ class Forecaster:
         start = model.start_from_baseline(config.season, *dataset.train.gather(_spread(len(dataset.train), START_WINDOWS)))
         loss_fn = mse_loss if self.model_config.head == "point" else mixture_nll
         history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress, device=self.device, dist_timeout=self.dist_timeout)
+        # Every process holds the same weights and validation windows, so every process makes the
+        # same choice here (under torchrun too).
+        selection = scale = None
+        y_val = np.asarray(dataset.validation.y)  # (N, horizon, T): the size of the predictions
+        if start and self.model_config.head == "point" and self.train_config.select == "validation" and len(y_val):
+            selection = select_on_validation(model, dataset, start, history.best_epoch < 0)
+        if self.model_config.head == "mixture" and self.train_config.calibrate and len(y_val):
+            scale = calibrate_intervals(model, dataset)
         metrics = None
         if is_main_process():  # under torchrun the other ranks hold the same weights and write nothing
             outputs = self._outputs(model, dataset.validation.x)
-            y_val = np.asarray(dataset.validation.y)  # (N, horizon, T): the size of the predictions
             point = outputs[0] if self.model_config.head == "point" else outputs[3]
             metrics = regression_metrics(y_val, point, dataset.target_columns)
             metrics.update(validation_baselines(dataset, point))
             if start:
                 metrics["start"] = start  # the classical forecast training started from
+            if selection:
+                metrics["selection"] = selection
+            if scale is not None:
+                metrics["interval_scale"] = [float(v) for v in scale]
             if self.model_config.head == "mixture":
                 w, mu, s = outputs[:3]
                 metrics["probabilistic"] = probabilistic_metrics(w, mu, s, y_val, dataset.target_columns)
@@ -253,6 +275,62 @@ def validation_baselines(dataset, point: np.ndarray) -> dict:
     base = window_forecasts(dataset.validation, config.season, config.horizon)
     report = compare(dataset.validation.y, point, base, mase_scale(dataset.insample, config.season), dataset.target_columns, config.season)
     return {"vs_baselines": report, "warnings": [report["warning"]] if report["warning"] else []}
+
+
+def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start: bool) -> dict:
+    """Make ``model`` the candidate with the lowest MAE on the validation windows (original units)
+    and say which it is: each classical baseline, the trained network, and the network averaged
+    with the best baseline (one model of the same shape: see :meth:`RecurrentModel.blend_with_baseline`).
+
+    Ties go to the simpler candidate (a baseline, then the blend), so a series on which nothing
+    improves on a baseline ships exactly that baseline. ``kept_start``: early stopping kept the
+    untrained start, which is then the baseline ``start`` itself and no network candidate.
+
+    Returns:
+        ``{"shipped": name, "mae": {candidate: validation MAE}}``.
+    """
+    season = dataset.config.season
+    x, y = dataset.validation.x, np.asarray(dataset.validation.y, np.float64)
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def mae(pred) -> float:
+        return float(np.abs(np.asarray(pred, np.float64) - y).mean())
+
+    baselines = {}
+    for lo in range(0, len(x), 1024):  # baseline forecasts straight from the frame, batch by batch
+        part = model.baseline_forecasts(season, np.array(x[lo : lo + 1024], dtype=np.float32))
+        for k, p in part.items():
+            baselines.setdefault(k, []).append(p.numpy())
+    scores = {k: mae(np.concatenate(p)) for k, p in baselines.items()}
+    best = min(scores, key=scores.get)  # the first of STARTS among equals
+    states = {}
+    if not kept_start:
+        model.blend_with_baseline(best, season)
+        blend = f"network + {best}"
+        scores[blend] = mae(Forecaster._outputs(model, x)[0])
+        states[blend] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(trained)
+        scores["network"] = mae(Forecaster._outputs(model, x)[0])
+        states["network"] = trained
+    shipped = min(scores, key=scores.get)  # dicts keep order: baselines, then the blend, then the network
+    if shipped in states:
+        model.load_state_dict(states[shipped])
+    else:
+        model.set_baseline(shipped, season)
+    model.eval()
+    return {"shipped": shipped, "mae": scores}
+
+
+def calibrate_intervals(model: RecurrentModel, dataset) -> np.ndarray:
+    """Set the mixture's ``interval_scale`` from the validation windows (see
+    :func:`coreml_lstm.mixture.interval_scale`) and return it, (T,)."""
+    from .mixture import interval_scale
+
+    model.interval_scale.fill_(1.0)
+    w, mu, s = Forecaster._outputs(model, dataset.validation.x)[:3]
+    scale = interval_scale(w, mu, s, np.asarray(dataset.validation.y))
+    model.interval_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+    return scale
 
 
 def _spread(n: int, k: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from .data import DataConfig, Normalizer
 from .errors import ConfigError
 from .fsutil import atomic_path
 from .model import ModelConfig, RecurrentModel
-from .train import TrainConfig, is_main_process
+from .train import ForecastTrainConfig, is_main_process
 
 CONFIG, WEIGHTS, METRICS, VALIDATION = "config.json", "model.safetensors", "metrics.json", "validation.safetensors"
 MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoints stay small
@@ -35,7 +35,7 @@ MAX_VALIDATION = 256  # enough windows to exercise a model; bounded so checkpoin
 class Checkpoint:
     data_config: DataConfig
     model_config: ModelConfig
-    train_config: TrainConfig
+    train_config: ForecastTrainConfig
     input_columns: list[str]
     target_columns: list[str]
     normalizer: Normalizer
@@ -57,7 +57,10 @@ class Checkpoint:
     def build_model(self) -> RecurrentModel:
         """A fresh module with the stored weights, in eval mode."""
         model = RecurrentModel(self.model_config, len(self.input_columns), len(self.target_columns), self.horizon, self.window)
-        model.load_state_dict(self.state_dict)
+        state = dict(self.state_dict)
+        if "interval_scale" in model.state_dict() and "interval_scale" not in state:
+            state["interval_scale"] = torch.ones(len(self.target_columns))  # written before interval calibration: as trained
+        model.load_state_dict(state)
         return model.eval()
 
     def config_dict(self) -> dict:
@@ -121,7 +124,7 @@ class Checkpoint:
         return cls(
             data_config=DataConfig.from_dict(config["data"]),
             model_config=ModelConfig.from_dict(config["model"]),
-            train_config=TrainConfig.from_dict(config["train"]),
+            train_config=ForecastTrainConfig.from_dict(config["train"]),
             input_columns=config["input_columns"],
             target_columns=config["target_columns"],
             normalizer=Normalizer.from_dict(config["normalizer"]),

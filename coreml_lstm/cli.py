@@ -109,6 +109,8 @@ def train_options(f):
         click.option("--bidirectional", is_flag=True),
         click.option("--head", type=click.Choice(["point", "mixture"]), default="point", show_default=True, help="point: one value per step; mixture: a Gaussian mixture (trained by NLL)."),
         click.option("--mixtures", type=click.IntRange(min=1), default=3, show_default=True, help="Components per value with --head mixture (1: a plain Gaussian)."),
+        click.option("--select", type=click.Choice(["validation", "network"]), default="validation", show_default=True, help="validation: ship the best of the network, each classical baseline and their blend by validation MAE; network: the network as trained."),
+        click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="--head mixture: stretch the mixtures so that validation's central 90% intervals cover 90%."),
         click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True),
         click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
@@ -169,8 +171,11 @@ def format_classification(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv, device, dist_timeout):
+def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv, device, dist_timeout,
+           select="validation", calibrate=True):
     if task != "forecast":
+        if select != "validation" or not calibrate:
+            raise click.UsageError(f"{'--select' if select != 'validation' else '--no-calibrate'}: only with --task forecast")
         from .train import rank_and_world
 
         if rank_and_world()[1] > 1:
@@ -201,7 +206,7 @@ def _train(task, csv, targets, features, time_column, series_id, validation, val
         season=season, scaling=scaling, log=log_, val_fraction=val_fraction, missing=missing, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
         dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures, weight_decay=weight_decay,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-        schedule=schedule, seed=seed, device=device, dist_timeout=dist_timeout, progress=not quiet,
+        schedule=schedule, seed=seed, select=select, calibrate=calibrate, device=device, dist_timeout=dist_timeout, progress=not quiet,
     )
     return forecaster.fit(source, validation)
 
@@ -214,6 +219,13 @@ def _echo_baselines(metrics: dict) -> None:
         start = f" (training started from {metrics['start']})" if metrics.get("start") else ""
         click.echo(f"against the baselines on the same windows{start}:")
         click.echo(format_report(metrics["vs_baselines"]))
+    if metrics.get("selection"):
+        sel = metrics["selection"]
+        others = ", ".join(f"{k} {v:.4g}" for k, v in sel["mae"].items() if k != sel["shipped"])
+        click.echo(f"shipped: {sel['shipped']} (validation MAE {sel['mae'][sel['shipped']]:.4g}; {others})")
+    if metrics.get("interval_scale"):
+        click.echo("intervals: mixtures stretched by " + ", ".join(f"{v:.3g}" for v in metrics["interval_scale"])
+                   + " about their means so that 90% of the validation values fall in the central 90% interval")
 
 
 def format_metrics(metrics: dict) -> str:

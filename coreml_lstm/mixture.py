@@ -83,6 +83,44 @@ def quantile(w, mu, s, q: float, iterations: int = 60) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
+def interval_scale(w, mu, s, y, coverage: float = 0.9, bounds: tuple[float, float] = (0.05, 20.0)) -> np.ndarray:
+    """Per target, the stretch c of each mixture about its mean (means m + c (mu_k - m), scales
+    c s_k) under which the central ``coverage`` intervals cover that fraction of ``y``:
+    split-conformal calibration (Vovk et al.; Angelopoulos & Bates 2021) on held-out windows.
+
+    Stretching about the mean m maps every quantile q to m + c (q - m), so the value y is inside
+    the stretched interval exactly when c >= (y - m) / (q_hi - m) above the mean, or (m - y) / (m -
+    q_lo) below it. c is the ceil((n + 1) coverage)-th smallest of those n ratios (the largest when
+    n is too small for that rank), clipped to ``bounds``: the stretched intervals then cover at
+    least ``coverage`` of the n values, and, for windows from the same process, of new ones.
+
+    Args:
+        w, mu, s: (N, horizon, T, K) mixture parameters in original units, as trained (c = 1).
+        y: (N, horizon, T) the true values.
+
+    Returns:
+        (T,) float64; 1 for a target without values.
+    """
+    w, mu, s, y = (np.asarray(a, np.float64) for a in (w, mu, s, y))
+    K, T = w.shape[-1], y.shape[-1]
+    out = np.ones(T)
+    for t in range(T):
+        wt, mt, st = (a[..., t, :].reshape(-1, K) for a in (w, mu, s))
+        yt = y[..., t].reshape(-1)
+        if not len(yt):
+            continue
+        mean = (wt * mt).sum(-1)
+        lo, hi = quantile(wt, mt, st, (1 - coverage) / 2), quantile(wt, mt, st, (1 + coverage) / 2)
+        above = yt >= mean
+        gap = np.where(above, hi - mean, mean - lo)  # (n,) the interval's half on y's side
+        dist = np.abs(yt - mean)
+        # A half of zero width (a degenerate mixture) can only be reached by the largest stretch.
+        need = np.divide(dist, gap, out=np.where(dist > 0, np.inf, 0.0), where=gap > 0)
+        rank = min(len(need), math.ceil((len(need) + 1) * coverage))
+        out[t] = float(np.clip(np.sort(need)[rank - 1], *bounds))
+    return out
+
+
 def probabilistic_metrics(w, mu, s, y, targets: list[str]) -> dict:
     """NLL, CRPS and central 50% / 90% interval coverage, in original units, overall and per target.
 

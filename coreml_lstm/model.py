@@ -33,6 +33,7 @@ MIN_SCALE = 1e-3  # in normalised units: 0.1% of the target's standard deviation
 HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
 FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
+DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
 
 
 @dataclass
@@ -115,6 +116,11 @@ class RecurrentModel(nn.Module):
                 raise ConfigError("scaling window: the model needs the window length")
             self.register_buffer("target_floor", torch.full((n_targets,), FLOOR))
             self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
+        if config.head == "mixture":
+            # Widens (> 1) or narrows (< 1) each target's mixture about its mean: chosen after
+            # training so that the validation windows' central 90% intervals cover 90%
+            # (:func:`coreml_lstm.mixture.interval_scale`); 1 leaves the trained mixture as it is.
+            self.register_buffer("interval_scale", torch.ones(n_targets))
 
     @property
     def windowed(self) -> bool:
@@ -127,7 +133,7 @@ class RecurrentModel(nn.Module):
         if self.windowed:
             self.target_floor.copy_(FLOOR * self.target_std)
 
-    STARTS = ("naive", "seasonal naive", "naive with drift", "seasonal naive with drift")
+    STARTS = ("naive", "seasonal naive", "naive with drift", "naive with damped drift", "seasonal naive with drift")
 
     def baseline_weights(self, kind: str, season: int) -> torch.Tensor | None:
         """The highway weights (horizon, W) that make it the baseline ``kind`` in the window frame
@@ -137,6 +143,7 @@ class RecurrentModel(nn.Module):
         naive                       0 (the last value is the frame's origin)
         seasonal naive              z[W - m + h % m]
         naive with drift            the window's slope: -(h + 1) / (W - 1) * z[0]
+        naive with damped drift     the slope damped by DAMPING = p per step: -(p + ... + p^(h+1)) / (W - 1) * z[0]
         seasonal naive with drift   seasonal naive + (1 + h // m) times the mean seasonal
                                     difference of the window, (sum of the last m - sum of the first
                                     m) / (W - m)
@@ -146,43 +153,43 @@ class RecurrentModel(nn.Module):
         seasonal = kind.startswith("seasonal")
         if seasonal and not 1 < m < W:
             return None
-        if kind == "naive with drift" and W < 2:
+        if kind.startswith("naive with") and W < 2:
             return None
         for h in range(H):
             if seasonal:
                 weight[h, W - m + h % m] += 1.0
             if kind == "naive with drift":
                 weight[h, 0] -= (h + 1) / (W - 1)
+            if kind == "naive with damped drift":
+                weight[h, 0] -= sum(DAMPING**i for i in range(1, h + 2)) / (W - 1)
             if kind == "seasonal naive with drift":
                 c = (1 + h // m) / (W - m)
                 weight[h, W - m :] += c
                 weight[h, :m] -= c
         return weight
 
-    @torch.no_grad()
-    def start_from_baseline(self, season: int, x=None, y=None) -> str:
-        """Make the untrained model a classical forecast: the highway one of :attr:`STARTS` (the
-        one with the lowest loss on the windows x (N, W, F), y (N, horizon, T), or seasonal naive
-        without them) and the recurrent head zero. Global scaling has no highway: nothing changes.
+    def baselines(self, season: int) -> dict[str, torch.Tensor]:
+        """Every one of :attr:`STARTS` the window allows: name -> highway weights (horizon, W)."""
+        return {k: w for k in self.STARTS if (w := self.baseline_weights(k, season)) is not None}
 
-        Returns:
-            The start's name ("" with global scaling).
-        """
-        if not self.windowed:
-            return ""
+    @torch.no_grad()
+    def baseline_forecasts(self, season: int, x) -> dict[str, torch.Tensor]:
+        """Each baseline's forecast (N, horizon, T) in original units for raw windows x (N, W, F),
+        computed through the model's own frame (what the package would output with that start)."""
+        z, (level, scale) = self.frame(torch.as_tensor(x, dtype=torch.float32))
+        zt = z[..., : self.n_targets].transpose(1, 2)  # (N, T, W)
+        out = {}
+        for k, w in self.baselines(season).items():
+            y = (zt @ w.T).transpose(1, 2) * scale + level  # (N, horizon, T)
+            out[k] = torch.exp(y) if self.config.log else y
+        return out
+
+    @torch.no_grad()
+    def set_baseline(self, kind: str, season: int) -> None:
+        """Make the model the classical forecast ``kind``: the highway that baseline, the recurrent
+        head zero (a mixture head keeps a shrunk random start: see :meth:`start_from_baseline`)."""
         self.highway.bias.zero_()
-        candidates = {k: w for k in self.STARTS if (w := self.baseline_weights(k, season)) is not None}
-        chosen = "seasonal naive" if "seasonal naive" in candidates else "naive"
-        if x is not None and len(x):
-            losses = dict.fromkeys(candidates, 0.0)
-            for lo in range(0, len(x), 1024):  # in blocks: the working memory stays bounded
-                z, ctx = self.frame(torch.as_tensor(x[lo : lo + 1024], dtype=torch.float32))
-                t = self.target_frame(torch.as_tensor(y[lo : lo + 1024], dtype=torch.float32), ctx)  # (n, horizon, T)
-                zt = z[..., : self.n_targets].transpose(1, 2)  # (n, T, W)
-                for k, w in candidates.items():
-                    losses[k] += float(((zt @ w.T).transpose(1, 2) - t).pow(2).sum())
-            chosen = min(losses, key=losses.get)
-        self.highway.weight.copy_(candidates[chosen])
+        self.highway.weight.copy_(self.baselines(season)[kind])
         if self.config.head == "point":
             self.head.weight.zero_()
             self.head.bias.zero_()
@@ -190,6 +197,41 @@ class RecurrentModel(nn.Module):
             # Identical components would get identical gradients forever: keep torch's random
             # start, shrunk so the components sit near the baseline.
             self.head.weight.mul_(0.1)
+
+    @torch.no_grad()
+    def blend_with_baseline(self, kind: str, season: int, weight: float = 0.5) -> None:
+        """Point head: make the model ``(1 - weight) * itself + weight * baseline kind``, exactly:
+        both are linear in the highway and the head, so the blend is one model of the same shape."""
+        if self.config.head != "point" or not self.windowed:
+            raise ConfigError("blend_with_baseline: only a window-scaled point forecaster is linear in its highway")
+        keep = 1.0 - weight
+        self.highway.weight.mul_(keep).add_(weight * self.baselines(season)[kind])
+        self.highway.bias.mul_(keep)
+        self.head.weight.mul_(keep)
+        self.head.bias.mul_(keep)
+
+    @torch.no_grad()
+    def start_from_baseline(self, season: int, x=None, y=None) -> str:
+        """Make the untrained model a classical forecast: the highway one of :attr:`STARTS` (the
+        one with the lowest mean absolute error on the windows x (N, W, F), y (N, horizon, T), in
+        original units; seasonal naive without them) and the recurrent head zero. Global scaling
+        has no highway: nothing changes.
+
+        Returns:
+            The start's name ("" with global scaling).
+        """
+        if not self.windowed:
+            return ""
+        candidates = self.baselines(season)
+        chosen = "seasonal naive" if "seasonal naive" in candidates else "naive"
+        if x is not None and len(x):
+            losses = dict.fromkeys(candidates, 0.0)
+            for lo in range(0, len(x), 1024):  # in blocks: the working memory stays bounded
+                t = torch.as_tensor(y[lo : lo + 1024], dtype=torch.float32)
+                for k, p in self.baseline_forecasts(season, x[lo : lo + 1024]).items():
+                    losses[k] += float((p - t).abs().sum())
+            chosen = min(losses, key=losses.get)
+        self.set_baseline(chosen, season)
         return chosen
 
     # -- frames: raw values <-> the network's units ---------------------------------------------
@@ -263,7 +305,8 @@ class RecurrentModel(nn.Module):
         """The package's outputs in original units from the frame's prediction.
 
         Point head: (forecast (B, horizon, T),). Mixture head: (weights, means, scales (B, horizon,
-        T, K), prediction = mixture mean, variance = mixture variance (B, horizon, T)).
+        T, K), prediction = mixture mean, variance = mixture variance (B, horizon, T)), the mixture
+        stretched about its mean by ``interval_scale``.
         """
         level, scale = ctx
         if self.config.head == "point":
@@ -272,6 +315,11 @@ class RecurrentModel(nn.Module):
         logits, mu, s = out
         w = torch.softmax(logits, dim=-1)
         mean_n = (w * mu).sum(-1)  # (B, horizon, T)
+        # The calibration: the mixture stretched about its mean by interval_scale (T,), so every
+        # quantile's distance from the mean (and the standard deviation) scales by it.
+        c = self.interval_scale.unsqueeze(-1)  # (T, 1)
+        mu = mean_n.unsqueeze(-1) + c * (mu - mean_n.unsqueeze(-1))
+        s = s * c
         # Spread around the mixture mean: no cancellation between two large terms (safe in fp16).
         var_n = (w * (s * s + (mu - mean_n.unsqueeze(-1)) ** 2)).sum(-1)
         return (

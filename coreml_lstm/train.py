@@ -29,6 +29,7 @@ from torch.utils.data import DistributedSampler
 from .errors import ConfigError, DistributedError
 
 SCHEDULES = ("none", "plateau", "cosine")
+SELECTS = ("validation", "network")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
@@ -63,6 +64,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return cls(**d)
+
+
+@dataclass
+class ForecastTrainConfig(TrainConfig):
+    """The forecaster's settings: the loop's, plus what happens after it (see Forecaster.fit)."""
+
+    # A window-scaled point forecaster ships whichever of the trained network, each classical
+    # baseline and the network blended with the best of them has the lowest validation MAE
+    # ("validation"), or the network as trained ("network").
+    select: str = "validation"
+    calibrate: bool = True  # mixture head: stretch the mixtures so validation's 90% intervals cover 90%
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.select not in SELECTS:
+            raise ConfigError(f"select: {self.select!r} is not one of {', '.join(SELECTS)}")
 
 
 @dataclass

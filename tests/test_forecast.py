@@ -1,6 +1,7 @@
 """Forecasting out of the box: window scaling, seasons, defaults from the data, baselines, backtests."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def _model(window, horizon, season, kind, n_features=1):
 @given(
     window=st.integers(3, 20), horizon=st.integers(1, 8), season=st.integers(2, 8), seed=st.integers(0, 10_000),
     level=st.floats(-1e3, 1e3), spread=st.floats(1e-2, 1e2),
-    kind=st.sampled_from(["naive", "seasonal naive", "naive with drift", "seasonal naive with drift"]),
+    kind=st.sampled_from(["naive", "seasonal naive", "naive with drift", "naive with damped drift", "seasonal naive with drift"]),
 )
 def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, season, seed, level, spread, kind):
     model = _model(window, horizon, season, kind)
@@ -111,6 +112,7 @@ def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, seaso
         "naive": np.full(horizon, x[-1]),
         "seasonal naive": x[window - season + h % season] if season < window else None,
         "naive with drift": x[-1] + (h + 1) * (x[-1] - x[0]) / max(window - 1, 1),
+        "naive with damped drift": x[-1] + np.array([sum(0.9**i for i in range(1, k + 2)) for k in h]) * (x[-1] - x[0]) / max(window - 1, 1),
         "seasonal naive with drift": (x[window - season + h % season] + (1 + h // season) * np.mean(x[season:] - x[:-season])) if season < window else None,
     }[kind]
     with torch.no_grad():
@@ -127,6 +129,55 @@ def test_window_scaling_is_equivariant_and_a_constant_window_is_finite():
         torch.testing.assert_close(model(1000.0 + 50.0 * x), 1000.0 + 50.0 * base, rtol=1e-4, atol=1e-2)
         flat = model(torch.full((1, 12, 1), 7.0))
     assert torch.isfinite(flat).all()
+
+
+def test_a_blend_with_a_baseline_is_exactly_the_average_of_the_two():
+    torch.manual_seed(0)
+    model = RecurrentModel(ModelConfig(hidden_size=8, num_layers=1), 2, 1, 4, 10).eval()
+    x = 20 + 3 * torch.randn(5, 10, 2)
+    with torch.no_grad():
+        net = model(x)
+        base = model.baseline_forecasts(3, x)["seasonal naive"]
+        model.blend_with_baseline("seasonal naive", 3, 0.25)
+        torch.testing.assert_close(model(x), 0.75 * net + 0.25 * base, rtol=1e-5, atol=1e-4)
+
+
+def test_a_series_nothing_improves_on_ships_exactly_its_seasonal_naive(tmp_path):
+    import coreml_lstm.executor as ex
+
+    pattern = np.array([3.0, 7, 1, 9, 4, 6, 2, 8, 5, 10, 0, 11])
+    frame = pd.DataFrame({"date": pd.date_range("2000-01-01", periods=96, freq="MS"), "y": 100 + np.tile(pattern, 8)})
+    f = Forecaster("y", time="date", horizon=6, **TINY).fit(frame)
+    sel = f.metrics_["selection"]
+    assert sel["shipped"] in ("seasonal naive", "seasonal naive with drift"), sel
+    assert sel["mae"][sel["shipped"]] == min(sel["mae"].values())
+    assert ("network" in sel["mae"]) == (f.history_["best_epoch"] >= 0)  # early stopping kept the start: no network
+    assert f.metrics_["overall"]["mae"] == pytest.approx(sel["mae"][sel["shipped"]], rel=1e-6, abs=1e-9)
+    W = f.checkpoint_.window
+    y = frame["y"].to_numpy()
+    path = f.export(tmp_path / "m.mlpackage")
+    got = ex.load(path).predict({"window": y[None, -W:, None].astype(np.float32)}, mode="fp32")["forecast"][0, :, 0]
+    np.testing.assert_allclose(got, y[-12:-6], rtol=1e-5)  # one season back
+    kept = Forecaster("y", time="date", horizon=6, select="network", **TINY).fit(frame)
+    assert "selection" not in kept.metrics_
+    with pytest.raises(ConfigError, match=r"^select: 'best' is not one of validation, network$"):
+        Forecaster("y", select="best")
+
+
+def test_cli_train_says_what_shipped_and_can_keep_the_network(tmp_path):
+    pattern = np.array([3.0, 7, 1, 9, 4, 6, 2, 8, 5, 10, 0, 11])
+    csv = tmp_path / "periodic.csv"
+    pd.DataFrame({"date": pd.date_range("2000-01-01", periods=96, freq="MS"), "y": 100 + np.tile(pattern, 8)}).to_csv(csv, index=False)
+    args = ["train", str(csv), "--target", "y", "--time", "date", "--horizon", "6", "--hidden-size", "4", "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^shipped: seasonal naive( with drift)? \(validation MAE [0-9.e+-]+; naive [0-9.]+", r.stdout, flags=re.M), r.stdout
+    r = CliRunner().invoke(main, args + ["--select", "network", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "shipped:" not in r.stdout, r.output
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["train"]["select"] == "network"
+    r = CliRunner().invoke(main, ["train", str(csv), "--task", "classify", "--no-calibrate"])
+    assert r.exit_code == 2 and "--no-calibrate: only with --task forecast" in r.output
 
 
 # -- a trend continued far outside the training range ------------------------------------------

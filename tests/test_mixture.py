@@ -77,6 +77,9 @@ def test_mixture_export_passes_verify(tmp_path, precision, target):
     from coreml_lstm.verify import verify_program
 
     f = Forecaster("y0", time="t", head="mixture", mixtures=3, **FAST).fit(sine_table())
+    # A calibration far from 1, so that a package ignoring it could not pass.
+    f.checkpoint_.state_dict["interval_scale"] = torch.tensor([3.0])
+    f.model_ = f.checkpoint_.build_model()
     path = f.export(tmp_path / "m.mlpackage", precision=precision, target=target)
     x = f.checkpoint_.validation_x
     report = verify_program(str(path), f.model_, [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))])
@@ -96,3 +99,73 @@ def test_sunspots_mixture_is_calibrated_and_beats_k1_on_nll():
     print(f"K=3: NLL {k3['nll']:.3f}, 90% coverage {k3['coverage90']:.3f}; K=1: NLL {k1['nll']:.3f}, 90% coverage {k1['coverage90']:.3f}")
     assert 0.85 <= k3["coverage90"] <= 0.95
     assert k3["nll"] < k1["nll"]
+
+
+# -- interval calibration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spread", [0.5, 2.0])
+def test_interval_scale_recovers_a_wrong_spread(spread):
+    """A N(0, 1) forecast of values drawn from N(0, spread^2) needs the stretch ``spread``."""
+    from coreml_lstm.mixture import interval_scale
+
+    rng = np.random.default_rng(0)
+    n, k = 4000, 2
+    w = np.full((n, 1, 1, k), 0.5)
+    mu, s = np.zeros((n, 1, 1, k)), np.ones((n, 1, 1, k))
+    y = spread * rng.standard_normal((n, 1, 1))
+    c = interval_scale(w, mu, s, y)
+    assert c.shape == (1,) and c[0] == pytest.approx(spread, rel=0.06)
+    # The conformal rank: at least 90% of the values are inside the stretched interval, and not many more.
+    half = c[0] * 1.6448536
+    inside = np.mean(np.abs(y) <= half)
+    assert 0.9 <= inside <= 0.9 + 2 / n
+
+
+def test_calibrated_mixture_is_the_trained_one_stretched_about_its_mean():
+    torch.manual_seed(0)
+    m = RecurrentModel(ModelConfig(head="mixture", mixtures=3, hidden_size=8, scaling="global"), n_inputs=1, n_targets=2, horizon=2).eval()
+    m.target_mean.copy_(torch.tensor([50.0, -3.0]))
+    m.target_std.copy_(torch.tensor([5.0, 0.2]))
+    x = torch.randn(4, 6, 1)
+    with torch.no_grad():
+        w0, mu0, s0, mean0, var0 = (t.double().numpy() for t in m(x))
+        m.interval_scale.copy_(torch.tensor([2.5, 0.4]))
+        w1, mu1, s1, mean1, var1 = (t.double().numpy() for t in m(x))
+    c = np.array([2.5, 0.4])
+    np.testing.assert_allclose(w1, w0, rtol=1e-6)
+    np.testing.assert_allclose(mean1, mean0, rtol=1e-5, atol=1e-5)  # the point forecast does not move
+    np.testing.assert_allclose(var1, var0 * c**2, rtol=1e-4)
+    for q in (0.05, 0.95):
+        np.testing.assert_allclose(quantile(w1, mu1, s1, q), mean0 + c * (quantile(w0, mu0, s0, q) - mean0), rtol=1e-4, atol=1e-4)
+
+
+def test_fit_calibrates_the_intervals_on_validation_and_they_hold_on_new_windows():
+    from coreml_lstm.data import prediction_windows
+
+    table = sine_table(400, seed=1)
+    settings = dict(time="t", head="mixture", mixtures=2, **{**FAST, "epochs": 6})
+    raw = Forecaster("y0", calibrate=False, **settings).fit(table)
+    cal = Forecaster("y0", **settings).fit(table)
+    assert "interval_scale" not in raw.metrics_ and len(cal.metrics_["interval_scale"]) == 1
+    assert cal.metrics_["interval_scale"][0] != pytest.approx(1.0, abs=0.05)  # the trained intervals were off
+    assert cal.metrics_["probabilistic"]["overall"]["coverage90"] >= 0.9
+    assert cal.checkpoint_.state_dict["interval_scale"][0] == pytest.approx(cal.metrics_["interval_scale"][0])
+    # Windows the calibration never saw: the same process, other noise.
+    new = sine_table(400, seed=7)
+    x, _ = prediction_windows(new, cal.checkpoint_.data_config, cal.checkpoint_.input_columns)
+    W, H = cal.checkpoint_.window, cal.checkpoint_.horizon
+    x = np.asarray(x)[: len(new) - W - H + 1]
+    y = np.stack([new["y0"].to_numpy()[i + W : i + W + H] for i in range(len(x))])
+    d = cal.predict_distribution(x)
+    w, mu, s = (d[k][:, :, 0] for k in ("weights", "means", "scales"))
+    covered = np.mean((y >= quantile(w, mu, s, 0.05)) & (y <= quantile(w, mu, s, 0.95)))
+    assert 0.8 <= covered <= 0.98, covered
+
+
+def test_checkpoints_from_before_calibration_load_uncalibrated(tmp_path):
+    f = Forecaster("y0", time="t", head="mixture", mixtures=2, **FAST).fit(sine_table())
+    f.checkpoint_.state_dict.pop("interval_scale")
+    f.save(tmp_path / "old")
+    old = Forecaster.load(tmp_path / "old")
+    assert old.model_.interval_scale.tolist() == [1.0]

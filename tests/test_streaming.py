@@ -6,6 +6,7 @@ recurrent state (see coreml_lstm/streaming.py).
 
 import numpy as np
 import pytest
+import torch
 
 from coreml_lstm import Forecaster
 from coreml_lstm.errors import ConfigError, FeedError
@@ -16,11 +17,15 @@ from .conftest import FAST, sine_table
 
 @pytest.fixture(scope="module")
 def fitted():
-    return {
-        (cell, scaling): Forecaster("y0", time="t", cell=cell, head="mixture", mixtures=2, scaling=scaling, **FAST).fit(sine_table(150))
-        for cell in ("lstm", "gru")
-        for scaling in ("window", "global")
-    }
+    out = {}
+    for cell in ("lstm", "gru"):
+        for scaling in ("window", "global"):
+            f = Forecaster("y0", time="t", cell=cell, head="mixture", mixtures=2, scaling=scaling, **FAST).fit(sine_table(150))
+            # A calibration stretch far from 1, so that a stream that dropped it could not pass.
+            f.checkpoint_.state_dict["interval_scale"] = torch.tensor([2.5])
+            f.model_ = f.checkpoint_.build_model()
+            out[cell, scaling] = f
+    return out
 
 
 def sequence(n=30):
