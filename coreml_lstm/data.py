@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, TrainingError
 from .season import infer_season
 
 MISSING = ("error", "drop", "ffill")
@@ -33,6 +33,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 BLOCK_BYTES = 1 << 16  # CSV bytes per block: pyarrow's working memory grows with the block (~40x it)
 BATCH_ROWS = 1 << 17  # Parquet rows per batch
 STATS_ROWS = 1 << 20  # rows per block of the statistics pass
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # tables are held in float32
 
 
 @dataclass
@@ -472,7 +473,8 @@ def _require(label: str, have: list[str], columns: list[str]) -> None:
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
-    """The column as float64; a non-number or an infinity is an error naming its row."""
+    """The column as float64; a non-number, an infinity or a value beyond float32's range is an
+    error naming its row."""
     label = frame.attrs["label"]
     raw = frame[column]
     if pd.api.types.is_bool_dtype(raw):
@@ -486,6 +488,11 @@ def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.S
     if inf.any():
         row = inf.idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: infinite value")
+    # Values are held and trained on in float32: a finite float64 beyond its range would be inf there.
+    big = np.abs(values) > FLOAT32_MAX
+    if big.any():
+        row = big.idxmax()
+        raise DataError(f"{label}: column {column!r}, row {row}: value {float(values[row])!r} is beyond the float32 range (largest magnitude {FLOAT32_MAX:.4g})")
     if not allow_nan and values.isna().any():
         row = values.isna().idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: missing value")
@@ -613,7 +620,7 @@ class _ArrowChunk:
             return self._frame(column).values(column)
         a = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # nulls become NaN
         # The checks of numeric_column, run only where a cell might fail them, so its message is the one raised.
-        if not np.isfinite(a[~np.isnan(a)]).all() or (np.abs(a) > np.finfo(np.float32).max).any():
+        if not np.isfinite(a[~np.isnan(a)]).all() or (np.abs(a) > FLOAT32_MAX).any():
             return self._frame(column).values(column)
         return a.astype(np.float32)
 
@@ -924,7 +931,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         return int(codes[p]) if codes is not None else 0
 
     id_list = list(ids) if scol else [None]
-    problems = []  # (series index, check order, message): the first series' first problem is raised
+    problems = []  # (series index, check order, message, its CLI spelling or None): the first series' first problem is raised
     if times is not None:
         dup = times[1:] == times[:-1]
         if same is not None:
@@ -933,7 +940,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
             p = int(np.argmax(dup)) + 1
             where = f" in series {id_list[series_of(p)]!r}" if scol else ""
             value = _plain(pd.Timestamp(times[p]).tz_localize("UTC").tz_convert(tz) if tz else (pd.Timestamp(times[p]) if time_kind[0] == "date" else times[p]))
-            problems.append((series_of(p), 0, f"{label}: column {tcol!r}, row {row(p)}: duplicate time {value!r}{where}"))
+            problems.append((series_of(p), 0, f"{label}: column {tcol!r}, row {row(p)}: duplicate time {value!r}{where}", None))
         del dup
 
     nan = np.isnan(values)  # (n, F)
@@ -943,7 +950,9 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         if config.missing == "error":
             p = int(np.argmax(bad))
             col = inputs[int(np.argmax(nan[p]))]
-            problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value (use missing 'drop' or 'ffill' to accept empty cells)"))
+            at = f"{label}: column {col!r}, row {row(p)}: missing value"
+            problems.append((series_of(p), 1, f"{at} (use missing 'drop' or 'ffill' to accept empty cells)",
+                             f"{at} (use --missing drop or --missing ffill to accept empty cells)"))
         elif config.missing == "drop":
             keep = ~bad
         else:  # ffill, within each series only
@@ -965,10 +974,11 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
             if lefts:
                 p = min(lefts.values())
                 col = inputs[min(j for j, q in lefts.items() if q == p)]
-                problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value with no earlier value to forward-fill"))
+                problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value with no earlier value to forward-fill", None))
     del nan, bad
     if problems:
-        raise DataError(min(problems)[2])
+        _, _, message, cli = min(problems, key=lambda p: p[:2])
+        raise DataError(message, cli=cli)
     if keep is not None:
         values = values[keep]
         codes = codes[keep] if codes is not None else None
@@ -1018,6 +1028,26 @@ def _check_positive_table(table: SeriesTable, n_targets: int) -> None:
         row = int(table.rows[p]) if table.rows is not None else p + 1
         raise DataError(f"{table.label}: column {table.columns[k]!r}, row {row}: value {_plain(table.values[p, k])!r} is not positive; "
                         "log scaling needs every target value > 0 (train without --log)")
+
+
+LARGE = 1e18  # about the square root of float32's largest value: beyond it, squares and spreads overflow
+
+
+def diverged(tables: list[SeriesTable], exc: Exception) -> Exception:
+    """The error to raise when training on ``tables`` (training, then validation) diverged
+    (``exc``, a TrainingError): a value too large for float32 arithmetic, named by file, column and
+    row (or time), if a table holds one; else the divergence, with the learning rate to lower."""
+    for i, table in enumerate(tables):
+        if any(table is t for t in tables[:i]):
+            continue  # a chronological split: one table for both
+        magnitude = np.abs(table.values)  # (n, F)
+        if magnitude.size and magnitude.max() > LARGE:
+            p, k = np.unravel_index(int(np.argmax(magnitude)), magnitude.shape)
+            where = f"row {int(table.rows[p]) if table.rows is not None else p + 1}" if table.times is None else f"time {_plain(table.time_at(np.array([p]))[0])!r}"
+            return DataError(f"{table.label}: column {table.columns[k]!r}, {where}: value {float(table.values[p, k]):.4g} is too large to train on "
+                             f"in float32 ({exc}); rescale the column")
+    label = tables[0].label
+    return TrainingError(f"{label}: {exc}; try a smaller learning rate (lr)", cli=f"{label}: {exc}; try a smaller --lr")
 
 
 def validation_rows(n, val_fraction: float, horizon: int):

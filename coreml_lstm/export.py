@@ -228,7 +228,9 @@ def convert_adapter(adapter, config: ExportConfig):
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
     kwargs = {}
     if adapter.classes is not None:
-        labels = [int(c) for c in adapter.classes] if all(isinstance(c, int) for c in adapter.classes) else [str(c) for c in adapter.classes]
+        # Core ML class labels are int64 or text: integers outside int64 (and other numbers) go as text.
+        ints = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and -(2**63) <= int(c) < 2**63 for c in adapter.classes)
+        labels = [int(c) for c in adapter.classes] if ints else [str(c) for c in adapter.classes]
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
     precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16

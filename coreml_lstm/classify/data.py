@@ -9,14 +9,17 @@ Two layouts for sequences (numbers per time step, one or more channels):
 
 Texts: a text column and a label column, one row per sample.
 
-Labels can be strings or integers; classes are sorted (numbers numerically, strings by code
-point) and a class's index is its position in that list. Bad input raises
+Labels can be integers, other numbers or strings; they are kept as JSON-native Python values of
+one type (``label_type``, recorded with the model so predictions come back typed as the labels
+were), classes are sorted (numbers numerically, strings by code point) and a class's index is
+its position in that list. Bad input raises
 :class:`coreml_lstm.errors.DataError` with one line naming the file (or "training data" for a
 DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.read_table`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -118,34 +121,70 @@ class Normalizer:
 # -- labels ----------------------------------------------------------------------------------
 
 
+LABEL_TYPES = ("int", "float", "str")  # how a classifier's classes (and so its predictions) are typed
+EXACT = 2**53  # integral floats up to here are ints exactly; Core ML class labels are int64 or text
+
+
 def _plain(value):
-    """A label as a JSON-safe Python value: integral numbers become int, the rest str."""
+    """A value as a JSON-native Python scalar: integral numbers become int, other finite numbers
+    float, the rest (text, booleans, infinities) str."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
         return int(value)
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v.is_integer() and abs(v) <= EXACT:
+            return int(v)
+        return v if math.isfinite(v) else str(v)
     return str(value).strip() if isinstance(value, str) else str(value)
 
 
+def label_type(labels) -> str:
+    """"int", "float" or "str": the one type every label of ``labels`` has (see :func:`label_values`)."""
+    kinds = {type(v) for v in labels}
+    if kinds <= {int}:
+        return "int"
+    if kinds <= {int, float}:
+        return "float"
+    return "str"
+
+
+def typed_classes(classes: list, kind: str | None) -> list:
+    """Classes read back from JSON (a checkpoint or package metadata) as ``kind``; without a
+    recorded kind (older files), as JSON gave them."""
+    if kind is None:
+        return list(classes)
+    if kind not in LABEL_TYPES:
+        raise DataError(f"label_type: {kind!r} is not one of {', '.join(LABEL_TYPES)}")
+    cast = {"int": int, "float": float, "str": str}[kind]
+    return [cast(c) for c in classes]
+
+
 def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The label column as plain values; an empty cell is an error naming its row."""
+    """The label column as JSON-native Python values of one type (an object Series); an empty cell
+    is an error naming its row.
+
+    Integers stay int, numbers with a fraction float (integers among them then become float too),
+    anything else str (numbers among text then become their text).
+    """
     label = frame.attrs["label"]
     raw = frame[column]
     missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
     if missing.any():
         raise DataError(f"{label}: column {column!r}, row {missing.idxmax()}: missing label")
-    values = raw.map(_plain)
-    kinds = {type(v) for v in values}
-    if kinds == {int, str}:  # "3" and 3 are the same class only if every label reads as text
-        values = values.map(str)
-    return values
+    values = [_plain(v) for v in raw.tolist()]
+    kind = label_type(values)
+    if kind == "float":
+        values = [float(v) for v in values]
+    elif kind == "str":  # "3" and 3 are the same class only if every label reads as text
+        values = [str(v) for v in values]
+    return pd.Series(values, index=raw.index, dtype=object)  # object: pandas would make ints numpy int64
 
 
 def class_list(labels: list, source: str, column: str) -> list:
-    """Sorted distinct labels; fewer than two is an error."""
-    classes = sorted(set(labels))
+    """Sorted distinct labels (plain Python values); fewer than two is an error."""
+    classes = sorted(set(_plain(v) if not isinstance(v, (int, float, str)) else v for v in labels))
     if len(classes) < 2:
         only = repr(classes[0]) if classes else "none"
         raise DataError(f"{source}: column {column!r}: only one class ({only}); a classifier needs at least two")
