@@ -16,8 +16,10 @@ which names the row and column at fault.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,16 @@ BLOCK_BYTES = 1 << 16  # CSV bytes per block: pyarrow's working memory grows wit
 BATCH_ROWS = 1 << 17  # Parquet rows per batch
 STATS_ROWS = 1 << 20  # rows per block of the statistics pass
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # tables are held in float32
+
+
+# The command line's spelling of a DataConfig field, for errors a CLI user reads.
+CLI_OPTIONS = {"target": "--target", "features": "--feature", "time": "--time", "series_id": "--series-id", "window": "--window",
+               "horizon": "--horizon", "season": "--season", "val_fraction": "--val-fraction", "missing": "--missing", "log": "--log"}
+
+
+def _option_error(field: str, message: str) -> DataError:
+    """An error about a configuration field, spelt as the API spells it and as the CLI does."""
+    return DataError(f"{field}: {message}", cli=f"{CLI_OPTIONS.get(field, field)}: {message}")
 
 
 @dataclass
@@ -54,29 +66,29 @@ class DataConfig:
         if self.features is not None:
             self.features = [self.features] if isinstance(self.features, str) else list(self.features)
         if not self.target:
-            raise DataError("target: name at least one target column")
+            raise _option_error("target", "name at least one target column")
         for name in ("window", "horizon", "season"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-                raise DataError(f"{name}: must be an integer >= 1, got {value!r}")
+                raise _option_error(name, f"must be an integer >= 1, got {value!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+            raise _option_error("val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
         if self.missing not in MISSING:
-            raise DataError(f"missing: {self.missing!r} is not one of {', '.join(MISSING)}")
+            raise _option_error("missing", f"{self.missing!r} is not one of {', '.join(MISSING)}")
         dup = _first_duplicate(self.target)
         if dup is not None:
-            raise DataError(f"target: column {dup!r} is listed twice")
+            raise _option_error("target", f"column {dup!r} is listed twice")
         if self.features is not None:
             dup = _first_duplicate(self.features)
             if dup is not None:
-                raise DataError(f"features: column {dup!r} is listed twice")
+                raise _option_error("features", f"column {dup!r} is listed twice")
             both = [c for c in self.features if c in self.target]
             if both:
-                raise DataError(f"features: column {both[0]!r} is also a target (a target's own past is always an input)")
+                raise _option_error("features", f"column {both[0]!r} is also a target (a target's own past is always an input)")
         for role in ("time", "series_id"):
             col = getattr(self, role)
             if col is not None and (col in self.target or col in (self.features or [])):
-                raise DataError(f"{role}: column {col!r} is also a target or feature")
+                raise _option_error(role, f"column {col!r} is also a target or feature")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -388,17 +400,48 @@ def _check_path(source) -> tuple[Path, str, str]:
         return path, label, "parquet"
     if suffix not in CSV_SUFFIXES:
         raise DataError(f"{label}: not a CSV or Parquet file (expected a .csv or .parquet file)")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), None)
-    except UnicodeDecodeError:
-        raise DataError(f"{label}: not a CSV file (not UTF-8 text)") from None
+    with open(path, "rb") as fh:
+        head = fh.read(HEADER_BYTES)
+    # Only the header must decode here: a byte that is not UTF-8 further down is named by its line
+    # when a column that holds it is read (a column never read may hold anything).
+    header = next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="surrogateescape"), newline="")), None)
+    if header and any(_SURROGATE.search(h) for h in header):
+        raise not_utf8(path, label)
     if not header or not any(h.strip() for h in header):
         raise DataError(f"{label}: the file is empty")
     dup = _first_duplicate([h.strip() for h in header])
     if dup is not None:
         raise DataError(f"{label}: duplicate column {dup!r}")
     return path, label, "csv"
+
+
+HEADER_BYTES = 1 << 16  # the bytes read to check a CSV's header
+_SURROGATE = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, after surrogateescape
+
+
+def not_utf8(path: Path, label: str) -> DataError:
+    """The one-line error for a file that is not UTF-8 text, naming the line of its first bad byte."""
+    with open(path, "rb") as fh:
+        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return DataError(f"{label}: not a CSV file (UTF-16 text; save it as UTF-8)")
+        fh.seek(0)
+        line, pending = 1, b""
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            data = pending + block
+            try:
+                data.decode("utf-8")
+                pending = b""
+            except UnicodeDecodeError as exc:
+                if exc.end == len(data) and len(data) - exc.start < 4 and "unexpected end" in exc.reason:
+                    pending = data[exc.start :]  # a character split between two blocks
+                    data = data[: exc.start]
+                else:
+                    line += data.count(b"\n", 0, exc.start)
+                    return DataError(f"{label}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02X}); save the file as UTF-8")
+            line += data.count(b"\n")
+    if pending:
+        return DataError(f"{label}: line {line}: not UTF-8 text (the file ends inside a character); save the file as UTF-8")
+    return DataError(f"{label}: not UTF-8 text; save the file as UTF-8")
 
 
 def _parquet_file(path: Path, label: str):
@@ -453,6 +496,8 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
                 frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
             except pd.errors.ParserError as exc:
                 raise DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+            except UnicodeDecodeError:
+                raise not_utf8(path, label) from None
             frame.columns = [str(c).strip() for c in frame.columns]
             if len(frame) == 0:
                 raise DataError(f"{label}: has a header but no data rows")
@@ -699,6 +744,8 @@ class _ArrowSource:
         self.raw = {name.strip(): name for name in schema.names}
         self.columns = list(self.raw)
         self.kinds = {name.strip(): _kind(schema.field(name).type) for name in schema.names}
+        # pyarrow types a CSV column that is not valid UTF-8 as binary: such a column is named when read.
+        self.binary = {name.strip() for name in schema.names if kind == "csv" and pa.types.is_binary(schema.field(name).type)}
 
     def _csv(self, columns: list[str], types: dict):
         import pyarrow.csv as pacsv
@@ -717,6 +764,8 @@ class _ArrowSource:
     def _batches(self, columns: list[str], types: dict):
         import pyarrow as pa
 
+        if self.binary.intersection(columns):
+            raise not_utf8(self.path, self.label)
         offset = 0
         try:
             if self.kind == "parquet":

@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data import numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, not_utf8, numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
+CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id"}
+
+
+def _option_error(field: str, message: str) -> DataError:
+    """An error about a configuration field, spelt as the API spells it and as the CLI does."""
+    return DataError(f"{field}: {message}", cli=f"{CLI_OPTIONS.get(field, field)}: {message}")
 
 
 @dataclass
@@ -37,9 +44,9 @@ class _ClassifyData:
 
     def __post_init__(self):
         if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+            raise _option_error("val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
+            raise _option_error("max_length", f"must be an integer >= 1, got {self.max_length!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,11 +68,11 @@ class SequenceDataConfig(_ClassifyData):
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
-            raise DataError(f"layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+            raise _option_error("layout", f"{self.layout!r} is not one of {', '.join(LAYOUTS)}")
         if isinstance(self.channels, str):
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
-            raise DataError("series_id: the long layout needs a series id column")
+            raise _option_error("series_id", "the long layout needs a series id column")
         super().__post_init__()
 
 
@@ -319,14 +326,22 @@ def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> 
 def read_texts(source, config: TextDataConfig, *, role: str = "training", labelled: bool = True) -> Samples:
     """Texts (raw strings) and labels; an empty text is an error naming its row.
 
-    A CSV is read with every cell as text, so "NA" or "null" stay words rather than becoming
-    missing values.
+    A CSV's texts are read as text, so "NA" or "null" stay words rather than becoming missing
+    values; its labels are typed as the sequence reader types them (integers stay integers), a
+    word such as "NA" staying a label.
     """
     frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
-    if not isinstance(source, pd.DataFrame):
-        raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    if not isinstance(source, pd.DataFrame) and Path(source).suffix.lower() in CSV_SUFFIXES:
+        typed = frame
+        try:
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        except UnicodeDecodeError:
+            raise not_utf8(Path(source), frame.attrs["label"]) from None
         raw.columns = [str(c).strip() for c in raw.columns]
-        frame = raw.set_axis(frame.index).copy()
+        frame = raw.set_axis(typed.index).copy()
+        if config.label in frame.columns:
+            words = frame[config.label].where(frame[config.label].str.strip() != "")
+            frame[config.label] = typed[config.label].astype(object).where(typed[config.label].notna(), words)
         frame.attrs["label"] = str(source)
     label = frame.attrs["label"]
     require_columns(frame, [config.text] + ([config.label] if labelled else []))
