@@ -38,6 +38,10 @@ class ExportError(CoreMLLSTMError):
     """The model cannot be converted or saved as a Core ML package."""
 
 
+class WriteError(CoreMLLSTMError):
+    """An output cannot be written: another process is writing it, or the file system refuses."""
+
+
 class PackageError(CoreMLLSTMError):
     """A saved .mlpackage is malformed: manifest, protobuf or weight file."""
 
