@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 # ``examples(n)`` from tests/strategies.py), no deadline (a first call imports and warms up).
 # "long" (HYPOTHESIS_PROFILE=long): 10,000 examples per property, for a local run.
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example]
-settings.register_profile("ci", deadline=None, suppress_health_check=_SLOW, print_blob=True)
+settings.register_profile("ci", deadline=None, suppress_health_check=_SLOW, print_blob=True, max_examples=30)
 settings.register_profile("long", deadline=None, suppress_health_check=_SLOW, print_blob=True, max_examples=10_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
