@@ -146,7 +146,9 @@ def test_path_errors(tmp_path):
     assert err(read_table, p) == f"{p}: duplicate column 't'"
     p = tmp_path / "bin.csv"
     p.write_bytes(b"\xff\xfe\x00\x01garbage")
-    assert err(read_table, p) == f"{p}: not a CSV file (not UTF-8 text)"
+    assert err(read_table, p) == f"{p}: not a CSV file (UTF-16 text; save it as UTF-8)"
+    p.write_bytes("t,caf\u00e9\n1,2\n".encode("latin-1"))
+    assert err(read_table, p) == f"{p}: line 1: not UTF-8 text (byte 0xE9); save the file as UTF-8"
 
 
 def test_column_errors(tmp_path):
@@ -423,3 +425,20 @@ def test_the_missing_value_hint_speaks_the_api_and_the_cli(tmp_path):
     r = CliRunner().invoke(main, ["train", str(p), "--target", "y", "--time", "t", "--quiet"])
     assert r.exit_code == 1
     assert r.output == f"Error: {p}: column 'y', row 21: missing value (use --missing drop or --missing ffill to accept empty cells)\n"
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_line_when_its_column_is_read(tmp_path, monkeypatch):
+    import coreml_lstm.data as data
+
+    monkeypatch.setattr(data, "BLOCK_BYTES", 256)  # the bad byte in a later block of the pyarrow read
+    rows = ["t,y,x"] + [f"{i},{i % 5}.5,{i % 3}" for i in range(300)]
+    rows[250] = "249,1.5,2\xe9"
+    p = tmp_path / "latin.csv"
+    p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    cfg = DataConfig(target="y", time="t", window=3, features=[])
+    assert len(prepare(p, config=cfg).train) > 0  # the column holding it is never read (inferring features would read it)
+    want = f"{p}: line 251: not UTF-8 text (byte 0xE9); save the file as UTF-8"
+    assert err(prepare, p, config=DataConfig(target="y", time="t", window=3, features=["x"])) == want
+    rows[250] = "249,1.5\xe9,2"
+    p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    assert err(prepare, p, config=cfg) == want

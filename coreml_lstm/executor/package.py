@@ -160,8 +160,11 @@ def read_model(path: str | Path):
 def read_model_file(path: str | Path):
     """(Model protobuf, package root, path of the model file) of an .mlpackage directory."""
     root = Path(path)
-    model_path = read_manifest(root)
-    data = read_bounded(model_path, MAX_MODEL_BYTES, str(root), "model file")
+    try:
+        model_path = read_manifest(root)
+        data = read_bounded(model_path, MAX_MODEL_BYTES, str(root), "model file")
+    except OSError as exc:  # a name the file system refuses (too long, a loop of links)
+        raise PackageError(f"{root}: cannot read the package ({exc.strerror or exc})") from None
     spec = _proto.model_pb2().Model()
     try:
         spec.ParseFromString(data)

@@ -416,7 +416,8 @@ class Program:
             # (Classifier outputs, a label and a dictionary, are not multi-arrays.)
             if o.dtype != np.dtype(object) and isinstance(value, np.ndarray) and value.ndim == 0:
                 value = value.reshape(1)
-            out[o.name] = value.astype(np.float16) if mode == "fp16" and declared.get(name) == np.float16 else value
+            fp16 = mode == "fp16" and declared.get(name) == np.float16 and isinstance(value, np.ndarray)
+            out[o.name] = value.astype(np.float16) if fp16 else value
         return out
 
     def block_output_types(self) -> list[Output]:

@@ -368,6 +368,8 @@ CASES = {
     "manifest root model is the weight file": (_manifest_path("com.apple.CoreML/weights/weight.bin"), "not a Core ML model protobuf"),
     "manifest root model a directory": (_manifest_path("com.apple.CoreML"), "which is not a regular file"),
     "manifest path not a string": (_manifest_path(["com.apple.CoreML/model.mlmodel"]), "malformed manifest"),
+    "manifest path too long for the file system": (_manifest_path("x" * 5000), "cannot read the package (File name too long)"),
+    "blob path too long for the file system": (_blob_path("@model_path/" + "y" * 5000), "File name too long"),
     "manifest root identifier unknown": (_manifest(lambda i, _: {**i, "rootModelIdentifier": "nobody"}), "malformed manifest"),
     "manifest entries a list": (_manifest(lambda i, _: {**i, "itemInfoEntries": []}), "malformed manifest"),
     "manifest not JSON": (_manifest(lambda i, _: b"{not json"), "malformed manifest"),
