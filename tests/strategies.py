@@ -16,11 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hypothesis import event
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
 from coreml_lstm.errors import CoreMLLSTMError
@@ -29,7 +32,10 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
 
 def examples(ci: int, long: int = 10_000) -> int:
-    """Examples per property: ``ci`` in the default profile, ``long`` (10,000) with HYPOTHESIS_PROFILE=long."""
+    """Examples per property: ``ci`` in the default profile, ``long`` (10,000) with
+    HYPOTHESIS_PROFILE=long; HYPOTHESIS_EXAMPLES=n sets any other count."""
+    if os.environ.get("HYPOTHESIS_EXAMPLES"):
+        return int(os.environ["HYPOTHESIS_EXAMPLES"])
     return long if PROFILE == "long" else ci
 
 
@@ -125,12 +131,17 @@ class Table:
 
 
 @st.composite
-def files(draw, table: Table) -> Table:
-    """The same table in a random file format, encoding and line end."""
+def files(draw, table: Table, clean: bool = False) -> Table:
+    """The same table in a random file format, encoding and line end (``clean``: UTF-8 only)."""
     table.fmt = draw(st.sampled_from(["csv", "csv", "csv", "parquet", "frame"]))
-    table.encoding = draw(st.sampled_from(ENCODINGS))
+    table.encoding = draw(st.sampled_from(["utf-8", "utf-8-sig"] if clean else ENCODINGS))
     table.line_end = draw(st.sampled_from(LINE_ENDS))
     return table
+
+
+def distinct_names(n: int, draw) -> list[str]:
+    """``n`` different column names, unicode and spaces inside them included (the clean tables' header)."""
+    return [f"{draw(st.sampled_from(['c', 'é', '名', 'a b', 'X']))}{j}" for j in range(n)]
 
 
 def role_name(header: list[str], j: int, draw) -> str:
@@ -157,7 +168,21 @@ def check_error(exc: BaseException, source) -> str:
     else:
         assert message.split(":")[0].endswith(" data"), f"does not name the table: {message!r}"
     assert any(w in message for w in WHERE + WHOLE_FILE), f"names no column, row or file-level problem: {message!r}"
+    note("error: " + kind_of(message))
     return message
+
+
+def note(text: str) -> None:
+    """A hypothesis event (shown by --hypothesis-show-statistics), outside a test a no-op."""
+    if currently_in_test_context():
+        event(text)
+
+
+def kind_of(message: str) -> str:
+    """The kind of an error message, its names and numbers blanked (for hypothesis' statistics)."""
+    text = message.split(": ", 1)[1] if ": " in message else message
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|-?\d[\d.e+-]*", "_", text)
+    return re.sub(r"(column _, |row _: |line _: )", "", text)[:60]
 
 
 def finite(*arrays) -> bool:

@@ -12,7 +12,7 @@ import json
 import tempfile
 
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm.classify.data import (Normalizer, SequenceDataConfig, TextDataConfig, class_list, encode, label_type, read_sequences,
@@ -20,7 +20,7 @@ from coreml_lstm.classify.data import (Normalizer, SequenceDataConfig, TextDataC
 from coreml_lstm.classify.tokenizer import Tokenizer
 from coreml_lstm.errors import CoreMLLSTMError
 
-from .strategies import Table, cell, check_error, dates, examples, files, finite, hostility, names, role_name, text_cells
+from .strategies import Table, cell, check_error, dates, distinct_names, examples, files, finite, hostility, names, role_name, text_cells
 
 LABEL_KINDS = {
     "int": st.sampled_from(["1", "2", "3", "-1", "0", "10"]),
@@ -33,24 +33,25 @@ HOSTILE_LABELS = st.sampled_from(["", " ", "NA", "nan", "inf", "-inf", "1e308", 
 
 @st.composite
 def labels_of(draw, percent: int):
-    kind = draw(st.sampled_from(list(LABEL_KINDS)))
+    kind = draw(st.sampled_from([k for k in LABEL_KINDS if percent or k != "mixed"]))
     usual = LABEL_KINDS[kind]
     return lambda: cell(draw, percent, HOSTILE_LABELS, usual)
 
 
 @st.composite
-def long_tables(draw):
-    """series_id, optional time, one or two channels, label: one row per step, rows maybe shuffled."""
-    percent = draw(hostility)
+def long_tables(draw, clean: bool = False):
+    """series_id, optional time, one or two channels, label: one row per step, rows maybe shuffled
+    (``clean``: ordinary values, distinct names and ids, one label per series, UTF-8)."""
+    percent = 0 if clean else draw(hostility)
     label = draw(labels_of(percent))
     kinds = draw(st.permutations(["id", "label"] + ["channel"] * draw(st.integers(1, 2)) + (["time"] if draw(st.booleans()) else [])
                                  + (["text"] if draw(st.integers(0, 4)) == 0 else [])))
-    header = [draw(names) for _ in kinds]
-    if draw(st.integers(0, 4)):
+    header = distinct_names(len(kinds), draw) if clean else [draw(names) for _ in kinds]
+    if not clean and draw(st.integers(0, 4)):
         header = [f"{h}{j}" if h.strip() in [g.strip() for g in header[:j]] or not h.strip() else h for j, h in enumerate(header)]
-    time_kind = draw(st.sampled_from(["int", "date", "messy"]))
+    time_kind = draw(st.sampled_from(["int", "date"] if clean else ["int", "date", "messy"]))
     rows = []
-    for s in range(draw(st.integers(0, 6))):
+    for s in range(draw(st.integers(4, 8) if clean else st.integers(0, 6))):
         sid = cell(draw, percent, st.sampled_from(["", " s", "1.0"]), st.sampled_from([f"s{s}", str(s), f"{s}.5"]))
         y = label()
         n = draw(st.integers(1, 8))
@@ -59,7 +60,7 @@ def long_tables(draw):
         for t in range(n):
             row = []
             for k in kinds:
-                row.append({"id": lambda: sid, "label": lambda: y if draw(st.integers(0, 300)) else label(), "time": lambda: stamps[t],
+                row.append({"id": lambda: sid, "label": lambda: y if clean or draw(st.integers(0, 300)) else label(), "time": lambda: stamps[t],
                             "channel": lambda: cell(draw, percent), "text": lambda: draw(text_cells)}[k]())
             rows.append(row)
     if draw(st.booleans()):
@@ -69,47 +70,49 @@ def long_tables(draw):
                    "time": role_name(header, kinds.index("time"), draw) if "time" in kinds else None}
     if draw(st.integers(0, 3)) == 0:
         table.roles["channels"] = [role_name(header, j, draw) for j, k in enumerate(kinds) if k == "channel"]
-    return draw(files(table))
+    return draw(files(table, clean))
 
 
 @st.composite
-def wide_tables(draw):
+def wide_tables(draw, clean: bool = False):
     """label, t0 ... tk: one row per sample; trailing empty cells make shorter sequences."""
-    percent = draw(hostility)
+    percent = 0 if clean else draw(hostility)
     label = draw(labels_of(percent))
-    steps = draw(st.integers(0, 6))
+    steps = draw(st.integers(2, 6) if clean else st.integers(0, 6))
     at = draw(st.integers(0, steps))
     header = [f"t{i}" for i in range(steps)]
     label_name = draw(st.sampled_from(["label", "class", " label", "ラベル"]))
     header.insert(at, label_name)
-    if draw(st.integers(0, 9)) == 0:
+    if not clean and draw(st.integers(0, 9)) == 0:
         header[draw(st.integers(0, len(header) - 1))] = draw(names)
     rows = []
-    for _ in range(draw(st.integers(0, 10))):
-        n = draw(st.integers(0, steps)) if draw(st.integers(0, 9)) == 0 else steps - draw(st.integers(0, min(steps, 2)))
+    for _ in range(draw(st.integers(4, 10) if clean else st.integers(0, 10))):
+        n = draw(st.integers(0, steps)) if not clean and draw(st.integers(0, 9)) == 0 else steps - draw(st.integers(0, min(steps - 1, 2) if clean else min(steps, 2)))
         values = [cell(draw, percent) for _ in range(n)] + [""] * (steps - n)
         values.insert(at, label())
         rows.append(values)
     table = Table(header, rows)
     table.roles = {"label": label_name.strip()}
-    return draw(files(table))
+    return draw(files(table, clean))
 
 
 @st.composite
-def text_tables(draw):
-    percent = draw(hostility)
+def text_tables(draw, clean: bool = False):
+    percent = 0 if clean else draw(hostility)
     label = draw(labels_of(percent))
     kinds = draw(st.permutations(["text", "label"] + (["other"] if draw(st.booleans()) else [])))
     header = draw(st.permutations(["text", "label", "message", "note", "é"]))[: len(kinds)]
     if draw(st.integers(0, 4)) == 0:
         header[draw(st.integers(0, len(header) - 1))] = draw(names)
     texts = st.one_of(st.text(min_size=1, max_size=30).filter(str.strip), st.sampled_from(["NA", "null", "Don't stop", "ÉCOLE école", "İstanbul", "a\nb", "😀 ok", "1 2 3"]))
+    if clean:
+        texts = st.lists(st.sampled_from(["good", "bad", "très", "bien", "don't", "日本", "ok", "no"]), min_size=1, max_size=5).map(" ".join)
     empty = st.sampled_from(["", " ", "\t", "...", "😀"])  # blank, or no word tokens
     rows = [[cell(draw, percent, empty, texts) if k == "text" else label() if k == "label" else draw(text_cells) for k in kinds]
-            for _ in range(draw(st.integers(0, 12)))]
+            for _ in range(draw(st.integers(4, 12) if clean else st.integers(0, 12)))]
     table = Table(header, rows)
     table.roles = {"text": role_name(header, kinds.index("text"), draw), "label": role_name(header, kinds.index("label"), draw)}
-    return draw(files(table))
+    return draw(files(table, clean))
 
 
 def check_samples(samples, labelled: bool) -> None:
@@ -160,6 +163,7 @@ def _read_then_predict(table, layout):
             return
         check_samples(again, labelled=False)
         assert [a.tobytes() for a in again.x] == [a.tobytes() for a in samples.x]
+        event(f"ok: {label_type(class_list(samples.labels, samples.source, 'label'))} labels")
 
 
 @settings(max_examples=examples(50))
@@ -201,3 +205,4 @@ def test_texts_read_and_tokenize_or_one_line_error(table, level):
             check_error(exc, source)
             return
         assert again.x == samples.x
+        event("ok: texts tokenized")

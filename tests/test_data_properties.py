@@ -11,31 +11,32 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm.data import DataConfig, load_series, prediction_windows, prepare
 from coreml_lstm.errors import CoreMLLSTMError
 
-from .strategies import Table, cell, check_error, dates, examples, files, finite, hostility, names, role_name, text_cells
+from .strategies import Table, cell, check_error, dates, distinct_names, examples, files, finite, hostility, names, role_name, text_cells
 
 
 @st.composite
-def forecast_tables(draw):
+def forecast_tables(draw, clean: bool = False):
     """A time-series table: a time column (numbers, dates, text or none), an optional series id,
-    one or two targets, maybe features and text columns; cells from every kind."""
-    n_rows = draw(st.integers(0, 40))
-    percent = draw(hostility)
+    one or two targets, maybe features and text columns; cells from every kind (``clean``: ordinary
+    numbers, distinct names, UTF-8, enough rows: a table that should train)."""
+    n_rows = draw(st.integers(12, 40) if clean else st.integers(0, 40))
+    percent = 0 if clean else draw(hostility)
     kinds = ["target"] * draw(st.integers(1, 2)) + draw(st.lists(st.sampled_from(["feature", "feature", "feature", "text"]), max_size=2))
-    time_kind = draw(st.sampled_from(["int", "int", "date", "float", "messy", None]))
+    time_kind = draw(st.sampled_from(["int", "date", "float", None] if clean else ["int", "int", "date", "float", "messy", None]))
     if time_kind:
         kinds.append("time")
     series = draw(st.sampled_from([None, None, "text", "int"]))
     if series:
         kinds.append("series")
     kinds = draw(st.permutations(kinds))
-    header = [draw(names) for _ in kinds]
-    if draw(st.integers(0, 4)):  # mostly distinct names, so that the reader gets past the header
+    header = distinct_names(len(kinds), draw) if clean else [draw(names) for _ in kinds]
+    if not clean and draw(st.integers(0, 4)):  # mostly distinct names, so that the reader gets past the header
         header = [f"{h}{j}" if h.strip() in [g.strip() for g in header[:j]] or not h.strip() else h for j, h in enumerate(header)]
     ids = [cell(draw, percent, st.sampled_from(["", " a", "a ", "1", "1.0", "é"]), st.sampled_from(["a", "b", "c"] if series == "text" else ["1", "2", "10"]))
            for _ in range(max(n_rows, 1))]
@@ -67,7 +68,7 @@ def forecast_tables(draw):
     if draw(st.integers(0, 3)) == 0:  # features named (a text column among them now and then), else inferred
         roles["features"] = [role_name(header, j, draw) for j, k in enumerate(kinds) if k == "feature" or (k == "text" and draw(st.integers(0, 3)) == 0)]
     table.roles = roles
-    return draw(files(table))
+    return draw(files(table, clean))
 
 
 def config_of(table: Table, draw) -> DataConfig:
@@ -107,6 +108,7 @@ def test_prepare_gives_finite_windows_or_one_line_error(table, data):
             check_error(exc, source)
             return
         assert len(x) == len(keys) > 0 and finite(x)
+        event("ok: windows for training and prediction")
 
 
 @settings(max_examples=examples(40))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import coreml_lstm.executor as ex
@@ -480,8 +480,10 @@ def test_fuzz_random_bytes_of_a_real_package(fuzz_source, tmp_path_factory, kind
             try:
                 prog = ex.load(bad)
                 prog.predict({"x": feeds["x"]}, state=prog.make_state() if prog.states else None)
+                event(f"{target}: ran")
             except CoreMLLSTMError as exc:
                 assert str(exc) and "\n" not in str(exc), str(exc)
+                event(f"{target}: refused ({type(exc).__name__})")
         out = d / "out.npz"
         with deadline(60):
             r = CliRunner().invoke(main, ["run", str(bad), "--inputs", str(_feeds_file(d, feeds)), "--outputs", str(out), "--backend", "executor"])
