@@ -442,8 +442,9 @@ class Adapter:
         """Feature descriptions for the package: {input, output or state name: text}."""
         return {t.name: t.description for t in [*self.inputs, *self.outputs, *self.states] if t.description}
 
-    def after_save(self, path: Path) -> None:
-        """Files that go beside the package (a text classifier's vocabulary)."""
+    def write_companions(self, path: Path) -> None:
+        """Files that go beside the package (a text classifier's vocabulary), written before the
+        package itself: an interrupted export never leaves a package without them."""
 
     def golden_extras(self) -> dict:
         """Entries added to the golden-vector file (class names, tokenizer probes)."""

@@ -21,7 +21,7 @@ import torch
 
 from . import data as data_mod
 from .checkpoint import Checkpoint, from_model
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
 from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
@@ -131,7 +131,10 @@ class Forecaster:
         model.set_normalizer(dataset.normalizer)
         start = model.start_from_baseline(config.season, *dataset.train.gather(_spread(len(dataset.train), START_WINDOWS)))
         loss_fn = mse_loss if self.model_config.head == "point" else mixture_nll
-        history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress, device=self.device, dist_timeout=self.dist_timeout)
+        try:
+            history = fit(model, dataset, self.train_config, loss_fn=loss_fn, progress=self.progress, device=self.device, dist_timeout=self.dist_timeout)
+        except TrainingError as exc:
+            raise data_mod.diverged([dataset.train.table, dataset.validation.table], exc) from None
         # Every process holds the same weights and validation windows, so every process makes the
         # same choice here (under torchrun too).
         selection = scale = None

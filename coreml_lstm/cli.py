@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CoreMLLSTMError
+from .errors import ConfigError, CoreMLLSTMError
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
@@ -26,7 +26,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CoreMLLSTMError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.cli or exc}", err=True)
             ctx.exit(1)
 
 
@@ -42,6 +42,25 @@ def main():
         coreml-lstm export runs/load models/load.mlpackage --precision fp16 --target iOS17
         coreml-lstm inspect models/load.mlpackage
     """
+
+
+class InputPath(click.Path):
+    """An existing file or directory, as ``click.Path(exists=True)``, except that a missing path
+    or one of the wrong kind is bad input: one line ``Error: ...`` and exit 1, not a usage block."""
+
+    def __init__(self, *, file_okay: bool = True, dir_okay: bool = True):
+        super().__init__(exists=True, file_okay=file_okay, dir_okay=dir_okay, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        path = Path(value)
+        hint = (param.opts[0] if isinstance(param, click.Option) else param.human_readable_name) if param is not None else "path"
+        if not path.exists():
+            raise ConfigError(f"{value}: no such file or directory ({hint})")
+        if path.is_dir() and not self.dir_okay:
+            raise ConfigError(f"{value}: is a directory; {hint} takes a file")
+        if not path.is_dir() and not self.file_okay:
+            raise ConfigError(f"{value}: is a file; {hint} takes a directory")
+        return path
 
 
 def json_option(f):
@@ -367,7 +386,7 @@ def convert(model, output, inputs, outputs, target, samples, precision, author, 
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", type=InputPath(file_okay=False))
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
 @click.option("--streaming", type=click.Choice(["explicit", "states"]), help="Carry the recurrent state between calls: as inputs/outputs (any target) or in Core ML states (iOS18+).")
@@ -405,9 +424,9 @@ def _write_swift(package, out_dir, adapter=None) -> list:
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("package", type=InputPath(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the Swift files.")
-@click.option("--checkpoint", "model", type=click.Path(exists=True, path_type=Path), help="The package's checkpoint or model file: also write golden vectors from PyTorch and an XCTest replaying them.")
+@click.option("--checkpoint", "model", type=InputPath(), help="The package's checkpoint or model file: also write golden vectors from PyTorch and an XCTest replaying them.")
 def swift(package, out_dir, model):
     """Generate a typed Swift wrapper for an existing package (and, with its model, a test).
 
@@ -421,7 +440,7 @@ def swift(package, out_dir, model):
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=InputPath())
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target of every export.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the packages in this directory.")
 @json_option
@@ -450,7 +469,7 @@ def compare(checkpoint, target, keep, as_json):
 
 
 def package_argument(f):
-    return click.argument("package", type=click.Path(exists=True, path_type=Path))(f)
+    return click.argument("package", type=InputPath())(f)
 
 
 @main.command(context_settings=CONTEXT)
@@ -492,8 +511,8 @@ def _feeds_samples(adapter, paths) -> list:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.argument("package", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Verify every (model, package) pair of this CSV or JSON file instead (keys: checkpoint or model, package; optional name, csv, mode).")
+@click.argument("package", required=False, type=InputPath())
+@click.option("--manifest", type=InputPath(dir_okay=False), help="Verify every (model, package) pair of this CSV or JSON file instead (keys: checkpoint or model, package; optional name, csv, mode).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --manifest: pairs verified at once, each in a worker process.")
 @click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data).")
 @click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Compare on these inputs (.npz or .json of named arrays, one call each; repeat).")
@@ -717,9 +736,9 @@ def run(package, inputs_path, outputs_path, backend, mode, intermediate, state_p
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", type=InputPath(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for the PNGs (default: the checkpoint).")
-@click.option("--backtest", "backtest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also backtest.png: the forecasts from the last --origins origins of this table against the truth.")
+@click.option("--backtest", "backtest_csv", type=InputPath(dir_okay=False), help="Also backtest.png: the forecasts from the last --origins origins of this table against the truth.")
 @click.option("--origins", type=click.IntRange(min=1), default=5, show_default=True, help="With --backtest: origins per series.")
 def plot(checkpoint, out, backtest_csv, origins):
     """Save forecast.png (validation series, predicted mean, 50% / 90% bands) and training.png.
@@ -748,8 +767,8 @@ def plot(checkpoint, out, backtest_csv, origins):
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", type=InputPath(file_okay=False))
+@click.argument("csv", type=InputPath(dir_okay=False))
 @click.option("--origins", type=click.IntRange(min=1), default=5, show_default=True, help="Forecast origins per series (the last ones).")
 @click.option("--step", type=click.IntRange(min=1), help="Rows between origins (default: the horizon).")
 @click.option("--refit", is_flag=True, help="Train a fresh model (same settings) on the rows before each origin.")

@@ -16,15 +16,17 @@ which names the row and column at fault.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, TrainingError
 from .season import infer_season
 
 MISSING = ("error", "drop", "ffill")
@@ -33,6 +35,17 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 BLOCK_BYTES = 1 << 16  # CSV bytes per block: pyarrow's working memory grows with the block (~40x it)
 BATCH_ROWS = 1 << 17  # Parquet rows per batch
 STATS_ROWS = 1 << 20  # rows per block of the statistics pass
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # tables are held in float32
+
+
+# The command line's spelling of a DataConfig field, for errors a CLI user reads.
+CLI_OPTIONS = {"target": "--target", "features": "--feature", "time": "--time", "series_id": "--series-id", "window": "--window",
+               "horizon": "--horizon", "season": "--season", "val_fraction": "--val-fraction", "missing": "--missing", "log": "--log"}
+
+
+def _option_error(field: str, message: str) -> DataError:
+    """An error about a configuration field, spelt as the API spells it and as the CLI does."""
+    return DataError(f"{field}: {message}", cli=f"{CLI_OPTIONS.get(field, field)}: {message}")
 
 
 @dataclass
@@ -53,29 +66,29 @@ class DataConfig:
         if self.features is not None:
             self.features = [self.features] if isinstance(self.features, str) else list(self.features)
         if not self.target:
-            raise DataError("target: name at least one target column")
+            raise _option_error("target", "name at least one target column")
         for name in ("window", "horizon", "season"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-                raise DataError(f"{name}: must be an integer >= 1, got {value!r}")
+                raise _option_error(name, f"must be an integer >= 1, got {value!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+            raise _option_error("val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
         if self.missing not in MISSING:
-            raise DataError(f"missing: {self.missing!r} is not one of {', '.join(MISSING)}")
+            raise _option_error("missing", f"{self.missing!r} is not one of {', '.join(MISSING)}")
         dup = _first_duplicate(self.target)
         if dup is not None:
-            raise DataError(f"target: column {dup!r} is listed twice")
+            raise _option_error("target", f"column {dup!r} is listed twice")
         if self.features is not None:
             dup = _first_duplicate(self.features)
             if dup is not None:
-                raise DataError(f"features: column {dup!r} is listed twice")
+                raise _option_error("features", f"column {dup!r} is listed twice")
             both = [c for c in self.features if c in self.target]
             if both:
-                raise DataError(f"features: column {both[0]!r} is also a target (a target's own past is always an input)")
+                raise _option_error("features", f"column {both[0]!r} is also a target (a target's own past is always an input)")
         for role in ("time", "series_id"):
             col = getattr(self, role)
             if col is not None and (col in self.target or col in (self.features or [])):
-                raise DataError(f"{role}: column {col!r} is also a target or feature")
+                raise _option_error(role, f"column {col!r} is also a target or feature")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -387,17 +400,48 @@ def _check_path(source) -> tuple[Path, str, str]:
         return path, label, "parquet"
     if suffix not in CSV_SUFFIXES:
         raise DataError(f"{label}: not a CSV or Parquet file (expected a .csv or .parquet file)")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), None)
-    except UnicodeDecodeError:
-        raise DataError(f"{label}: not a CSV file (not UTF-8 text)") from None
+    with open(path, "rb") as fh:
+        head = fh.read(HEADER_BYTES)
+    # Only the header must decode here: a byte that is not UTF-8 further down is named by its line
+    # when a column that holds it is read (a column never read may hold anything).
+    header = next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="surrogateescape"), newline="")), None)
+    if header and any(_SURROGATE.search(h) for h in header):
+        raise not_utf8(path, label)
     if not header or not any(h.strip() for h in header):
         raise DataError(f"{label}: the file is empty")
     dup = _first_duplicate([h.strip() for h in header])
     if dup is not None:
         raise DataError(f"{label}: duplicate column {dup!r}")
     return path, label, "csv"
+
+
+HEADER_BYTES = 1 << 16  # the bytes read to check a CSV's header
+_SURROGATE = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, after surrogateescape
+
+
+def not_utf8(path: Path, label: str) -> DataError:
+    """The one-line error for a file that is not UTF-8 text, naming the line of its first bad byte."""
+    with open(path, "rb") as fh:
+        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return DataError(f"{label}: not a CSV file (UTF-16 text; save it as UTF-8)")
+        fh.seek(0)
+        line, pending = 1, b""
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            data = pending + block
+            try:
+                data.decode("utf-8")
+                pending = b""
+            except UnicodeDecodeError as exc:
+                if exc.end == len(data) and len(data) - exc.start < 4 and "unexpected end" in exc.reason:
+                    pending = data[exc.start :]  # a character split between two blocks
+                    data = data[: exc.start]
+                else:
+                    line += data.count(b"\n", 0, exc.start)
+                    return DataError(f"{label}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02X}); save the file as UTF-8")
+            line += data.count(b"\n")
+    if pending:
+        return DataError(f"{label}: line {line}: not UTF-8 text (the file ends inside a character); save the file as UTF-8")
+    return DataError(f"{label}: not UTF-8 text; save the file as UTF-8")
 
 
 def _parquet_file(path: Path, label: str):
@@ -452,6 +496,8 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
                 frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
             except pd.errors.ParserError as exc:
                 raise DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+            except UnicodeDecodeError:
+                raise not_utf8(path, label) from None
             frame.columns = [str(c).strip() for c in frame.columns]
             if len(frame) == 0:
                 raise DataError(f"{label}: has a header but no data rows")
@@ -472,7 +518,8 @@ def _require(label: str, have: list[str], columns: list[str]) -> None:
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
-    """The column as float64; a non-number or an infinity is an error naming its row."""
+    """The column as float64; a non-number, an infinity or a value beyond float32's range is an
+    error naming its row."""
     label = frame.attrs["label"]
     raw = frame[column]
     if pd.api.types.is_bool_dtype(raw):
@@ -486,6 +533,11 @@ def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.S
     if inf.any():
         row = inf.idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: infinite value")
+    # Values are held and trained on in float32: a finite float64 beyond its range would be inf there.
+    big = np.abs(values) > FLOAT32_MAX
+    if big.any():
+        row = big.idxmax()
+        raise DataError(f"{label}: column {column!r}, row {row}: value {float(values[row])!r} is beyond the float32 range (largest magnitude {FLOAT32_MAX:.4g})")
     if not allow_nan and values.isna().any():
         row = values.isna().idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: missing value")
@@ -613,7 +665,7 @@ class _ArrowChunk:
             return self._frame(column).values(column)
         a = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # nulls become NaN
         # The checks of numeric_column, run only where a cell might fail them, so its message is the one raised.
-        if not np.isfinite(a[~np.isnan(a)]).all() or (np.abs(a) > np.finfo(np.float32).max).any():
+        if not np.isfinite(a[~np.isnan(a)]).all() or (np.abs(a) > FLOAT32_MAX).any():
             return self._frame(column).values(column)
         return a.astype(np.float32)
 
@@ -692,6 +744,8 @@ class _ArrowSource:
         self.raw = {name.strip(): name for name in schema.names}
         self.columns = list(self.raw)
         self.kinds = {name.strip(): _kind(schema.field(name).type) for name in schema.names}
+        # pyarrow types a CSV column that is not valid UTF-8 as binary: such a column is named when read.
+        self.binary = {name.strip() for name in schema.names if kind == "csv" and pa.types.is_binary(schema.field(name).type)}
 
     def _csv(self, columns: list[str], types: dict):
         import pyarrow.csv as pacsv
@@ -710,6 +764,8 @@ class _ArrowSource:
     def _batches(self, columns: list[str], types: dict):
         import pyarrow as pa
 
+        if self.binary.intersection(columns):
+            raise not_utf8(self.path, self.label)
         offset = 0
         try:
             if self.kind == "parquet":
@@ -924,7 +980,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         return int(codes[p]) if codes is not None else 0
 
     id_list = list(ids) if scol else [None]
-    problems = []  # (series index, check order, message): the first series' first problem is raised
+    problems = []  # (series index, check order, message, its CLI spelling or None): the first series' first problem is raised
     if times is not None:
         dup = times[1:] == times[:-1]
         if same is not None:
@@ -933,7 +989,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
             p = int(np.argmax(dup)) + 1
             where = f" in series {id_list[series_of(p)]!r}" if scol else ""
             value = _plain(pd.Timestamp(times[p]).tz_localize("UTC").tz_convert(tz) if tz else (pd.Timestamp(times[p]) if time_kind[0] == "date" else times[p]))
-            problems.append((series_of(p), 0, f"{label}: column {tcol!r}, row {row(p)}: duplicate time {value!r}{where}"))
+            problems.append((series_of(p), 0, f"{label}: column {tcol!r}, row {row(p)}: duplicate time {value!r}{where}", None))
         del dup
 
     nan = np.isnan(values)  # (n, F)
@@ -943,7 +999,9 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         if config.missing == "error":
             p = int(np.argmax(bad))
             col = inputs[int(np.argmax(nan[p]))]
-            problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value (use missing 'drop' or 'ffill' to accept empty cells)"))
+            at = f"{label}: column {col!r}, row {row(p)}: missing value"
+            problems.append((series_of(p), 1, f"{at} (use missing 'drop' or 'ffill' to accept empty cells)",
+                             f"{at} (use --missing drop or --missing ffill to accept empty cells)"))
         elif config.missing == "drop":
             keep = ~bad
         else:  # ffill, within each series only
@@ -965,10 +1023,11 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
             if lefts:
                 p = min(lefts.values())
                 col = inputs[min(j for j, q in lefts.items() if q == p)]
-                problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value with no earlier value to forward-fill"))
+                problems.append((series_of(p), 1, f"{label}: column {col!r}, row {row(p)}: missing value with no earlier value to forward-fill", None))
     del nan, bad
     if problems:
-        raise DataError(min(problems)[2])
+        _, _, message, cli = min(problems, key=lambda p: p[:2])
+        raise DataError(message, cli=cli)
     if keep is not None:
         values = values[keep]
         codes = codes[keep] if codes is not None else None
@@ -1018,6 +1077,26 @@ def _check_positive_table(table: SeriesTable, n_targets: int) -> None:
         row = int(table.rows[p]) if table.rows is not None else p + 1
         raise DataError(f"{table.label}: column {table.columns[k]!r}, row {row}: value {_plain(table.values[p, k])!r} is not positive; "
                         "log scaling needs every target value > 0 (train without --log)")
+
+
+LARGE = 1e18  # about the square root of float32's largest value: beyond it, squares and spreads overflow
+
+
+def diverged(tables: list[SeriesTable], exc: Exception) -> Exception:
+    """The error to raise when training on ``tables`` (training, then validation) diverged
+    (``exc``, a TrainingError): a value too large for float32 arithmetic, named by file, column and
+    row (or time), if a table holds one; else the divergence, with the learning rate to lower."""
+    for i, table in enumerate(tables):
+        if any(table is t for t in tables[:i]):
+            continue  # a chronological split: one table for both
+        magnitude = np.abs(table.values)  # (n, F)
+        if magnitude.size and magnitude.max() > LARGE:
+            p, k = np.unravel_index(int(np.argmax(magnitude)), magnitude.shape)
+            where = f"row {int(table.rows[p]) if table.rows is not None else p + 1}" if table.times is None else f"time {_plain(table.time_at(np.array([p]))[0])!r}"
+            return DataError(f"{table.label}: column {table.columns[k]!r}, {where}: value {float(table.values[p, k]):.4g} is too large to train on "
+                             f"in float32 ({exc}); rescale the column")
+    label = tables[0].label
+    return TrainingError(f"{label}: {exc}; try a smaller learning rate (lr)", cli=f"{label}: {exc}; try a smaller --lr")
 
 
 def validation_rows(n, val_fraction: float, horizon: int):

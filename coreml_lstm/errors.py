@@ -7,7 +7,23 @@ expected or available.
 
 
 class CoreMLLSTMError(Exception):
-    """Base class: an error about the user's input or a failed check, never a bug."""
+    """Base class: an error about the user's input or a failed check, never a bug.
+
+    ``cli`` is the same message for a command-line user where the API's spelling of an option
+    (``missing='drop'``) differs from the command line's (``--missing drop``); the CLI prints it
+    instead of the message.
+    """
+
+    def __init__(self, message: str = "", *, cli: str | None = None):
+        super().__init__(message)
+        self.cli = cli
+
+    def __reduce__(self):  # survives pickling (a worker process's error) with its CLI text
+        return (_rebuild, (type(self), str(self), self.cli))
+
+
+def _rebuild(cls, message, cli):
+    return cls(message, cli=cli)
 
 
 class DataError(CoreMLLSTMError):
@@ -20,6 +36,10 @@ class ConfigError(CoreMLLSTMError):
 
 class ExportError(CoreMLLSTMError):
     """The model cannot be converted or saved as a Core ML package."""
+
+
+class WriteError(CoreMLLSTMError):
+    """An output cannot be written: another process is writing it, or the file system refuses."""
 
 
 class PackageError(CoreMLLSTMError):
@@ -36,6 +56,10 @@ class FeedError(CoreMLLSTMError):
 
 class ParityError(CoreMLLSTMError):
     """An exported model does not compute what the PyTorch model computes."""
+
+
+class TrainingError(CoreMLLSTMError):
+    """Training went numerically wrong: a loss or a weight is not finite."""
 
 
 class DistributedError(CoreMLLSTMError):

@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from ._coremltools import coremltools, no_converter_progress
 from .errors import ConfigError, ExportError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, destination_lock
 
 PRECISIONS = ("fp32", "fp16")
 TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
@@ -228,7 +228,9 @@ def convert_adapter(adapter, config: ExportConfig):
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
     kwargs = {}
     if adapter.classes is not None:
-        labels = [int(c) for c in adapter.classes] if all(isinstance(c, int) for c in adapter.classes) else [str(c) for c in adapter.classes]
+        # Core ML class labels are int64 or text: integers outside int64 (and other numbers) go as text.
+        ints = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and -(2**63) <= int(c) < 2**63 for c in adapter.classes)
+        labels = [int(c) for c in adapter.classes] if ints else [str(c) for c in adapter.classes]
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
     precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
@@ -390,14 +392,15 @@ def export(adapter, path: str | Path, config: ExportConfig | None = None) -> Pat
     """
     config = config or ExportConfig()
     path = check_destination(path)
-    mlmodel = convert_adapter(adapter, config)
-    if not config.description and adapter.description:
-        config = ExportConfig(**{**config.to_dict(), "description": adapter.description})
-    set_metadata(mlmodel, config, {**adapter.metadata(path), "precision": config.precision, "compression": config.compress})
-    for key, value in adapter.extra_metadata.items():
-        mlmodel.user_defined_metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
-    save(mlmodel, path)
-    adapter.after_save(path)
+    with destination_lock(path):  # from the start: a second export to the same path is refused at once
+        mlmodel = convert_adapter(adapter, config)
+        if not config.description and adapter.description:
+            config = ExportConfig(**{**config.to_dict(), "description": adapter.description})
+        set_metadata(mlmodel, config, {**adapter.metadata(path), "precision": config.precision, "compression": config.compress})
+        for key, value in adapter.extra_metadata.items():
+            mlmodel.user_defined_metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
+        adapter.write_companions(path)
+        save(mlmodel, path)
     return path
 
 
@@ -425,14 +428,53 @@ def read_metadata(user_defined: dict) -> dict:
 
 
 def save(mlmodel, path: str | Path) -> Path:
-    """Save atomically: a failed or interrupted save leaves nothing at ``path``."""
+    """Save atomically: a failed or interrupted save leaves nothing at ``path``. The same model
+    saved twice gives the same bytes (see :func:`make_reproducible`)."""
     path = check_destination(path)
     with atomic_path(path) as tmp:
         try:
             mlmodel.save(str(tmp))
         except Exception as exc:
             raise ExportError(f"{path}: saving the package failed: {exc}") from exc
+        make_reproducible(tmp)
     return path
+
+
+CONVERSION_DATE = "com.github.apple.coremltools.conversion_date"
+
+
+def make_reproducible(package: Path) -> None:
+    """Rewrite what coremltools makes differ between two saves of one model: the conversion date
+    in the metadata (dropped), the order of protobuf map entries (sorted) and the random item
+    identifiers of Manifest.json (UUIDs derived from each item's path and content instead)."""
+    import hashlib
+    import uuid
+
+    from .executor import _proto
+
+    package = Path(package)
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    root_id = manifest["rootModelIdentifier"]
+    model_path = package / "Data" / manifest["itemInfoEntries"][root_id]["path"]
+    spec = _proto.model_pb2().Model()
+    spec.ParseFromString(model_path.read_bytes())
+    if CONVERSION_DATE in spec.description.metadata.userDefined:
+        del spec.description.metadata.userDefined[CONVERSION_DATE]
+    model_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+    def digest(item: Path) -> str:
+        h = hashlib.sha256()
+        files = sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item]
+        for f in files:
+            h.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()
+
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"coreml-lstm:{entry['path']}:{digest(package / 'Data' / entry['path'])}"))
+           for old, entry in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {ids[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = ids[root_id]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
 
 
 def export_checkpoint(checkpoint, path: str | Path, config: ExportConfig | None = None) -> Path:

@@ -10,7 +10,8 @@ from .export import read_metadata
 
 
 def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes of the package's own files (a symbolic link is not followed: it may point anywhere)."""
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink() and p.is_file())
 
 
 def _spec(t) -> dict:

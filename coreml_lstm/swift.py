@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError
-from .fsutil import write_text
+from .fsutil import atomic_path, write_text
 
 def type_name(package: str | Path) -> str:
     """A Swift type name from the package's file name: ``sunspots-fp16.mlpackage`` -> ``SunspotsFp16``."""
@@ -88,8 +88,19 @@ def write(package: str | Path, out_dir: str | Path, adapter=None, *, module=None
         failed = "; ".join(c.line() for c in report.failed)
         raise ParityError(f"the executor does not reproduce the golden vectors of {package}: {failed}")
     name = f"{type_name(package)}.golden.json"
-    golden_path = write_golden(Path(out_dir) / name, vectors)
-    return [*generate(package, out_dir, golden=name, adapter=adapter), golden_path]
+    out_dir = Path(out_dir)
+
+    def write_all(directory: Path) -> list[Path]:
+        # Each file is written atomically; the golden file first, so the test never names a missing one.
+        golden_path = write_golden(directory / name, vectors)
+        return [*generate(package, directory, golden=name, adapter=adapter), golden_path]
+
+    if out_dir.exists():
+        return write_all(out_dir)
+    with atomic_path(out_dir) as tmp:  # a new directory appears whole, with every file, or not at all
+        tmp.mkdir()
+        written = write_all(tmp)
+    return [out_dir / p.name for p in written]
 
 
 # -- the wrapper -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from .errors import ConfigError, DistributedError
+from .errors import ConfigError, DistributedError, TrainingError
 
 SCHEDULES = ("none", "plateau", "cosine")
 SELECTS = ("validation", "network")
@@ -367,6 +367,7 @@ def _fit(model: nn.Module, dataset, config: TrainConfig, loss_fn, progress: bool
     if getattr(model, "windowed", False):  # the start is a real forecast (seasonal naive): a candidate
         val_total, val_count = group.sum(*_loss_sum(model, loss_fn, val, val_lo, val_hi, group.device))
         history.initial_val_loss = val_total / max(val_count, 1)
+        check_finite(None, validation=history.initial_val_loss)
         history.best_val_loss, history.best_epoch = history.initial_val_loss, -1
     bar = None
     if progress:
@@ -395,6 +396,7 @@ def _fit(model: nn.Module, dataset, config: TrainConfig, loss_fn, progress: bool
         train_loss = total / max(count, 1)
         val_total, val_count = group.sum(*_loss_sum(model, loss_fn, val, val_lo, val_hi, group.device))
         val_loss = val_total / max(val_count, 1)
+        check_finite(epoch, training=train_loss, validation=val_loss)  # the same numbers on every rank: all stop together
 
         # Rank 0 decides; every process follows its decision, so all stop at the same epoch.
         improved = val_loss < history.best_val_loss
@@ -416,9 +418,26 @@ def _fit(model: nn.Module, dataset, config: TrainConfig, loss_fn, progress: bool
     if bar is not None:
         bar.close()
     model.load_state_dict(best_state)
+    check_weights(best_state)
     model.to(home)
     model.eval()
     return history
+
+
+def check_finite(epoch: int | None, **losses: float) -> None:
+    """A loss that is not finite stops training: the weights it leaves would be NaN in every
+    package made from them. ``epoch`` None: the loss of the untrained start."""
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            at = "before the first epoch" if epoch is None else f"at epoch {epoch + 1}"
+            raise TrainingError(f"training diverged {at}: the {name} loss is {value}")
+
+
+def check_weights(state_dict: dict) -> None:
+    """Every weight and buffer finite, or a TrainingError naming the first that is not."""
+    for name, tensor in state_dict.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise TrainingError(f"training diverged: weight {name!r} is not finite")
 
 
 def _snapshot(model: nn.Module) -> dict:

@@ -1,10 +1,21 @@
-"""Shared fixtures: small tables that train in seconds."""
+"""Shared fixtures: small tables that train in seconds; the hypothesis profiles."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles. "ci" (the default): each property's own small example count (tests pass
+# ``examples(n)`` from tests/strategies.py), no deadline (a first call imports and warms up).
+# "long" (HYPOTHESIS_PROFILE=long): 10,000 examples per property, for a local run.
+_SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example]
+settings.register_profile("ci", deadline=None, suppress_health_check=_SLOW, print_blob=True, max_examples=30)
+settings.register_profile("long", deadline=None, suppress_health_check=_SLOW, print_blob=True, max_examples=10_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def sine_table(n: int = 160, *, series: int = 1, targets: int = 1, seed: int = 0) -> pd.DataFrame:

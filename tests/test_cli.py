@@ -184,3 +184,56 @@ def test_usage_errors_exit_2(tmp_path):
     assert CliRunner().invoke(main, ["train", "--cell", "transformer"]).exit_code == 2
     r = CliRunner().invoke(main, ["train", "--export", str(tmp_path / "m.mlmodel"), "--quiet"])
     assert r.exit_code == 1 and r.output.endswith("the output path must end in .mlpackage\n")
+
+
+# Every path a command reads, missing: one line `Error: ...`, exit 1, never click's usage block.
+MISSING_PATHS = [
+    ("run", "{missing}", "--inputs", "{feeds}"),
+    ("run", "{package}", "--inputs", "{missing}"),
+    ("inspect", "{missing}"),
+    ("diagnose", "{missing}"),
+    ("diagnose", "{package}", "--inputs", "{missing}"),
+    ("predict", "{missing}", "--csv", "{csv}"),
+    ("predict", "{package}", "--csv", "{missing}"),
+    ("verify", "{ckpt}", "{missing}"),
+    ("verify", "{missing}", "{package}"),
+    ("verify", "--manifest", "{missing}"),
+    ("verify", "{ckpt}", "{package}", "--csv", "{missing}"),
+    ("verify", "{ckpt}", "{package}", "--inputs", "{missing}"),
+    ("export", "{missing}", "{out}"),
+    ("swift", "{missing}", "--out", "{dir}"),
+    ("swift", "{package}", "--out", "{dir}", "--checkpoint", "{missing}"),
+    ("compare", "{missing}"),
+    ("plot", "{missing}"),
+    ("plot", "{ckpt}", "--backtest", "{missing}"),
+    ("backtest", "{missing}", "{csv}"),
+    ("backtest", "{ckpt}", "{missing}"),
+    ("train", "{missing}", "--target", "y0", "--quiet"),
+    ("train", "{csv}", "--target", "y0", "--validation", "{missing}", "--quiet"),
+    ("train", "{missing}", "--task", "classify", "--quiet"),
+    ("convert", "{missing}", "{out}", "--input", "x:1,4,2"),
+]
+
+
+@pytest.mark.parametrize("args", MISSING_PATHS, ids=[" ".join(a) for a in MISSING_PATHS])
+def test_a_missing_path_is_one_line_error_for_every_command(trained, tmp_path, args):
+    d, csv, _ = trained
+    missing = tmp_path / "no such thing.mlpackage"
+    np.savez(tmp_path / "feeds.npz", x=np.zeros((1, 8, 2), np.float32))
+    names = dict(missing=missing, feeds=tmp_path / "feeds.npz", package=d / "m.mlpackage", ckpt=d / "ckpt", csv=csv,
+                 out=tmp_path / "o.mlpackage", dir=tmp_path / "swift")
+    r = CliRunner().invoke(main, [a.format(**names) for a in args])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: ") and r.output.count("\n") == 1 and "Usage" not in r.output, r.output
+    assert str(missing) in r.output
+    assert not (tmp_path / "o.mlpackage").exists() and not (tmp_path / "swift").exists()
+
+
+def test_a_path_of_the_wrong_kind_is_one_line_error(trained):
+    d, csv, _ = trained
+    r = CliRunner().invoke(main, ["swift", str(csv), "--out", str(d / "s")])
+    assert r.exit_code == 1 and r.output == f"Error: {csv}: is a file; PACKAGE takes a directory\n"
+    r = CliRunner().invoke(main, ["backtest", str(d / "ckpt"), str(d)])
+    assert r.exit_code == 1 and r.output == f"Error: {d}: is a directory; CSV takes a file\n"
+    r = CliRunner().invoke(main, ["run", str(d / "nope.mlpackage"), "--inputs", str(csv)])
+    assert r.exit_code == 1 and r.output == f"Error: {d / 'nope.mlpackage'}: no such file or directory (PACKAGE)\n"

@@ -92,3 +92,64 @@ def test_compare_a_classifier(sequence):
     assert rows["fp32"]["max_abs_error"] < 1e-4 and rows["fp32"]["rmse"] == rows["fp32"]["torch_rmse"]
     assert rows["int8"]["weights_bytes"] < rows["fp32"]["weights_bytes"]
     assert "accuracy" in run("compare", d / "ckpt").stdout
+
+
+# -- labels of every type survive training, saving, loading and the package ------------------
+
+LABELS = {"int": (1, 2), "float": (0.5, 1.5), "str": ("one", "two")}
+QUICK = ["--hidden-size", "4", "--num-layers", "1", "--epochs", "1", "--quiet"]
+
+
+def labelled_table(layout: str, kind: str, n: int = 16, seed: int = 0):
+    """A table as UCR/UEA files are usually converted: long ``series_id,t,c0,label`` or wide
+    ``label,t0,...``; the labels ``LABELS[kind]``, the class readable from the values."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    a, b = LABELS[kind]
+    if layout == "long":
+        rows = [(s, t, float(np.sin(t * (1 + s % 2)) + 0.1 * rng.normal()), (a, b)[s % 2]) for s in range(n) for t in range(10)]
+        return pd.DataFrame(rows, columns=["series_id", "t", "c0", "label"])
+    rows = [[(a, b)[s % 2]] + list(np.sin(np.arange(10) * (1 + s % 2)) + 0.1 * rng.normal(size=10)) for s in range(n)]
+    return pd.DataFrame(rows, columns=["label"] + [f"t{i}" for i in range(10)])
+
+
+@pytest.mark.parametrize("validation", [False, True], ids=["split", "validation"])
+@pytest.mark.parametrize("layout", ["long", "wide"])
+@pytest.mark.parametrize("kind", ["int", "float", "str"])
+def test_labels_of_every_type_train_save_and_predict_as_the_same_type(tmp_path, kind, layout, validation):
+    from coreml_lstm.classify import load_classifier
+
+    frame = labelled_table(layout, kind)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    args = ["train", tmp_path / "train.csv", "--task", "classify", "--layout", layout, *QUICK, "--out", tmp_path / "ckpt"]
+    if layout == "long":
+        args += ["--series-id", "series_id", "--time", "t"]
+    if validation:
+        labelled_table(layout, kind, n=6, seed=1).to_csv(tmp_path / "val.csv", index=False)
+        args += ["--validation", tmp_path / "val.csv"]
+    r = run(*args, "--json")  # the saving of integer labels raised TypeError (numpy int64 in JSON)
+    assert r.exit_code == 0, r.output
+    want = list(LABELS[kind])
+    assert json.loads(r.stdout)["metrics"]["classes"] == want
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["classes"] == want and config["label_type"] == kind
+    clf = load_classifier(tmp_path / "ckpt")
+    assert clf.classes_ == want and all(type(c) is type(want[0]) for c in clf.classes_)
+    predicted = clf.predict(tmp_path / "train.csv")
+    assert predicted and all(type(p) is type(want[0]) and p in want for p in predicted)
+
+
+@pytest.mark.parametrize("kind", ["int", "float", "str"])
+def test_the_package_gives_back_labels_of_the_training_type(tmp_path, kind):
+    labelled_table("long", kind).to_csv(tmp_path / "train.csv", index=False)
+    r = run("train", tmp_path / "train.csv", "--task", "classify", "--series-id", "series_id", "--time", "t", *QUICK,
+            "--out", tmp_path / "ckpt", "--export", tmp_path / "m.mlpackage")
+    assert r.exit_code == 0, r.output
+    r = run("predict", tmp_path / "m.mlpackage", "--csv", tmp_path / "train.csv", "--backend", "executor", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    want = list(LABELS[kind])
+    assert len(rows) == 16 and all(type(row["label"]) is type(want[0]) and row["label"] in want for row in rows)
+    assert {row["top1"] for row in rows} | {row["top2"] for row in rows} == set(want)

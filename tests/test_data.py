@@ -146,7 +146,9 @@ def test_path_errors(tmp_path):
     assert err(read_table, p) == f"{p}: duplicate column 't'"
     p = tmp_path / "bin.csv"
     p.write_bytes(b"\xff\xfe\x00\x01garbage")
-    assert err(read_table, p) == f"{p}: not a CSV file (not UTF-8 text)"
+    assert err(read_table, p) == f"{p}: not a CSV file (UTF-16 text; save it as UTF-8)"
+    p.write_bytes("t,caf\u00e9\n1,2\n".encode("latin-1"))
+    assert err(read_table, p) == f"{p}: line 1: not UTF-8 text (byte 0xE9); save the file as UTF-8"
 
 
 def test_column_errors(tmp_path):
@@ -374,3 +376,69 @@ def test_prediction_windows_are_the_naive_windows(lengths, window, seed, missing
     np.testing.assert_array_equal(np.asarray(x).reshape(-1, window, 2), np.array([a[s : s + window] for _, _, a, s in starts]).reshape(-1, window, 2))
     assert keys["sid"].tolist() == [sid for sid, _, _, _ in starts]
     assert keys["t"].tolist() == [t[s + window - 1] for _, t, _, s in starts]
+
+
+# -- values beyond float32 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "3.5e38"])
+def test_a_value_beyond_float32_is_refused_naming_file_column_and_row(tmp_path, monkeypatch, fmt, value):
+    import coreml_lstm.data as data
+
+    monkeypatch.setattr(data, "BLOCK_BYTES", 256)  # the bad cell in a later block of the pyarrow read
+    rows = [f"{i},{i % 7}.5,{i % 3}" for i in range(300)]
+    rows[200] = f"200,{value},1"
+    text = "t,y,x\n" + "\n".join(rows) + "\n"
+    p = write(tmp_path, text)
+    if fmt == "parquet":
+        frame = pd.read_csv(p)
+        p = tmp_path / "d.parquet"
+        frame.to_parquet(p)
+    want = f"{p}: column 'y', row 201: value {float(value)!r} is beyond the float32 range (largest magnitude 3.403e+38)"
+    assert err(prepare, p, config=DataConfig(target="y", time="t", window=3)) == want
+    assert err(prediction_windows, p, DataConfig(target="y", time="t", window=3), ["y", "x"]) == want
+    rows[200] = "200,1.5,-1e300"  # a feature column too
+    p2 = write(tmp_path, "t,y,x\n" + "\n".join(rows) + "\n", name="f.csv")
+    assert err(prepare, p2, config=DataConfig(target="y", time="t", window=3)) == (
+        f"{p2}: column 'x', row 201: value -1e+300 is beyond the float32 range (largest magnitude 3.403e+38)")
+
+
+def test_values_too_large_for_float32_arithmetic_stop_training_naming_the_column(tmp_path):
+    from coreml_lstm import Forecaster
+
+    p = write(tmp_path, "t,y\n" + "".join(f"{i},{3e38 * (-1) ** i}\n" for i in range(40)))
+    with pytest.raises(DataError) as e:
+        Forecaster("y", time="t", window=4, hidden_size=4, epochs=2, progress=False).fit(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: column 'y', time ") and "is too large to train on in float32 (training diverged" in msg
+
+
+def test_the_missing_value_hint_speaks_the_api_and_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    p = write(tmp_path, "t,y\n" + "".join(f"{i},{'' if i == 20 else i}\n" for i in range(40)))
+    assert err(prepare, p, config=DataConfig(target="y", time="t", window=3)) == (
+        f"{p}: column 'y', row 21: missing value (use missing 'drop' or 'ffill' to accept empty cells)")
+    r = CliRunner().invoke(main, ["train", str(p), "--target", "y", "--time", "t", "--quiet"])
+    assert r.exit_code == 1
+    assert r.output == f"Error: {p}: column 'y', row 21: missing value (use --missing drop or --missing ffill to accept empty cells)\n"
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_line_when_its_column_is_read(tmp_path, monkeypatch):
+    import coreml_lstm.data as data
+
+    monkeypatch.setattr(data, "BLOCK_BYTES", 256)  # the bad byte in a later block of the pyarrow read
+    rows = ["t,y,x"] + [f"{i},{i % 5}.5,{i % 3}" for i in range(300)]
+    rows[250] = "249,1.5,2\xe9"
+    p = tmp_path / "latin.csv"
+    p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    cfg = DataConfig(target="y", time="t", window=3, features=[])
+    assert len(prepare(p, config=cfg).train) > 0  # the column holding it is never read (inferring features would read it)
+    want = f"{p}: line 251: not UTF-8 text (byte 0xE9); save the file as UTF-8"
+    assert err(prepare, p, config=DataConfig(target="y", time="t", window=3, features=["x"])) == want
+    rows[250] = "249,1.5\xe9,2"
+    p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    assert err(prepare, p, config=cfg) == want

@@ -148,7 +148,7 @@ class ClassifierAdapter(Adapter):
             meta["tokenizer"] = {**self.clf.tokenizer_.rules(), "vocabulary_file": vocabulary_path(path).name if path else None}
         return meta
 
-    def after_save(self, path: Path) -> None:
+    def write_companions(self, path: Path) -> None:
         if self.text:
             self.clf.tokenizer_.save(vocabulary_path(path))
 

@@ -26,10 +26,11 @@ from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..errors import ConfigError, DataError
+from ..data import LARGE
+from ..errors import ConfigError, DataError, TrainingError
 from ..fsutil import atomic_path
-from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, pad,
-                   read_sequences, read_texts, stratified_split)
+from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, label_type, pad,
+                   read_sequences, read_texts, stratified_split, typed_classes)
 from .model import NetConfig, SequenceNet
 from .tokenizer import Tokenizer
 from .train import ClassifyTrainConfig, classification_metrics, fit_classifier, predict_logits
@@ -113,13 +114,31 @@ class _Classifier:
         else:
             self.max_length_ = longest
         model = self._build()
-        history = fit_classifier(model, x_tr, y_tr, x_va, y_va, self.train_config, progress=self.progress, rebuild=self._build)
+        try:
+            history = fit_classifier(model, x_tr, y_tr, x_va, y_va, self.train_config, progress=self.progress, rebuild=self._build)
+        except TrainingError as exc:
+            raise self._diverged(exc, [train_s, val_s]) from None
         self.model_ = model.eval()
         self.history_ = history.to_dict()
         self.metrics_ = self._metrics(x_va, y_va) if len(x_va) else None
         keep = np.linspace(0, len(x_va) - 1, min(MAX_SAMPLES, len(x_va))).astype(int) if len(x_va) else []
         self.validation_samples_ = [(np.asarray(x_va[i]), int(y_va[i])) for i in keep]
         return self
+
+    def _diverged(self, exc: TrainingError, parts: list[Samples]) -> Exception:
+        """The error to raise when training diverged: a value too large for float32 arithmetic,
+        named by file, sample and channel, if the samples hold one; else the divergence."""
+        for samples in parts:
+            for x, key, row in zip(samples.x, samples.keys, samples.rows):
+                x = np.asarray(x)
+                if x.dtype.kind == "f" and x.size and np.abs(x).max() > LARGE:
+                    step, c = np.unravel_index(int(np.argmax(np.abs(x))), x.shape)
+                    wide = getattr(self.data_config, "layout", None) == "wide"
+                    where = f"row {row}, step {step + 1}" if wide else f"column {self.channels_[c]!r}, series {key!r} (from row {row})"
+                    return DataError(f"{samples.source}: {where}: value {float(x[step, c]):.4g} is too large to train on "
+                                     f"in float32 ({exc}); rescale the {'values' if wide else 'column'}")
+        source = parts[0].source
+        return TrainingError(f"{source}: {exc}; try a smaller learning rate (lr)", cli=f"{source}: {exc}; try a smaller --lr")
 
     def _check_lengths(self, x: list, samples: Samples) -> None:
         """Model inputs (values or token ids) longer than ``max_length_``: an error naming the sample."""
@@ -186,6 +205,7 @@ class _Classifier:
             "model": self.net_config.to_dict(),
             "train": self.train_config.to_dict(),
             "classes": list(self.classes_),
+            "label_type": label_type(self.classes_),
             "max_length": self.max_length_,
         }
 
@@ -194,6 +214,7 @@ class _Classifier:
         return {
             "task": self.task,
             "classes": list(self.classes_),
+            "label_type": label_type(self.classes_),
             "max_length": self.max_length_,
             "data": self.data_config.to_dict(),
             "model": self.net_config.to_dict(),
@@ -360,7 +381,7 @@ def load_classifier(directory, expect: type | None = None) -> _Classifier:
         raise ConfigError(f"{directory}: holds a {cls.__name__}, not a {expect.__name__}")
     options = {**config["data"], **config["model"], **config["train"]}
     self = cls(**options)
-    self.classes_, self.max_length_ = config["classes"], config["max_length"]
+    self.classes_, self.max_length_ = typed_classes(config["classes"], config.get("label_type")), config["max_length"]
     if cls is SequenceClassifier:
         self.channels_ = config["channels"]
         self.normalizer_ = Normalizer.from_dict(config["normalizer"])

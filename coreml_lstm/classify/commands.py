@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import ConfigError, DataError
 from ..export import ExportConfig, read_metadata
 from .api import SequenceClassifier, TextClassifier, load_classifier, top_k_frame
-from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts
+from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts, typed_classes
 from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, is_classifier_checkpoint, vocabulary_path
 from .tokenizer import Tokenizer
 
@@ -72,6 +72,11 @@ def _package_meta(program, package) -> dict:
     return meta
 
 
+def package_classes(meta: dict) -> list:
+    """The classes a package's metadata records, typed as the training labels were."""
+    return typed_classes(meta["classes"], meta.get("label_type"))
+
+
 def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samples, dict]:
     """A table as the package's inputs, read with the data settings in its metadata.
 
@@ -123,7 +128,7 @@ def predict_classes(package, table, *, top_k: int = 3, backend: str = "auto", mo
     probs = np.stack([np.asarray(runner.predict({name: a[None]})[PROB_OUTPUT], np.float64).reshape(-1) for a in arrays])
     data = meta["data"]
     key = data.get("series_id") if meta["task"] == "classify" and data.get("layout") == "long" else "row"
-    return top_k_frame(samples.keys, probs, list(meta["classes"]), top_k, key), runner.name
+    return top_k_frame(samples.keys, probs, package_classes(meta), top_k, key), runner.name
 
 
 def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32", "fp16"), backends=("executor", "coreml"), tolerances=None):
@@ -158,7 +163,7 @@ def evaluate_package(package, table, *, backend: str = "auto", mode: str = "fp32
     label = meta["data"]["label"]
     if any(v is None for v in samples.labels):
         raise DataError(f"{samples.source}: missing column {label!r}; evaluating needs labels")
-    classes = list(meta["classes"])
+    classes = package_classes(meta)
     y = encode(samples.labels, classes, samples.source, label, samples.rows)
     name = TEXT_INPUT if meta["task"] == "text-classify" else SEQUENCE_INPUT
     pred = [int(np.argmax(runner.predict({name: a[None]})[PROB_OUTPUT])) for a in arrays]

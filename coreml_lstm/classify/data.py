@@ -9,23 +9,33 @@ Two layouts for sequences (numbers per time step, one or more channels):
 
 Texts: a text column and a label column, one row per sample.
 
-Labels can be strings or integers; classes are sorted (numbers numerically, strings by code
-point) and a class's index is its position in that list. Bad input raises
+Labels can be integers, other numbers or strings; they are kept as JSON-native Python values of
+one type (``label_type``, recorded with the model so predictions come back typed as the labels
+were), classes are sorted (numbers numerically, strings by code point) and a class's index is
+its position in that list. Bad input raises
 :class:`coreml_lstm.errors.DataError` with one line naming the file (or "training data" for a
 DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.read_table`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data import numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, not_utf8, numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
+CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id"}
+
+
+def _option_error(field: str, message: str) -> DataError:
+    """An error about a configuration field, spelt as the API spells it and as the CLI does."""
+    return DataError(f"{field}: {message}", cli=f"{CLI_OPTIONS.get(field, field)}: {message}")
 
 
 @dataclass
@@ -34,9 +44,9 @@ class _ClassifyData:
 
     def __post_init__(self):
         if not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"val_fraction: must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
+            raise _option_error("val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise DataError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
+            raise _option_error("max_length", f"must be an integer >= 1, got {self.max_length!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,11 +68,11 @@ class SequenceDataConfig(_ClassifyData):
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
-            raise DataError(f"layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+            raise _option_error("layout", f"{self.layout!r} is not one of {', '.join(LAYOUTS)}")
         if isinstance(self.channels, str):
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
-            raise DataError("series_id: the long layout needs a series id column")
+            raise _option_error("series_id", "the long layout needs a series id column")
         super().__post_init__()
 
 
@@ -118,34 +128,70 @@ class Normalizer:
 # -- labels ----------------------------------------------------------------------------------
 
 
+LABEL_TYPES = ("int", "float", "str")  # how a classifier's classes (and so its predictions) are typed
+EXACT = 2**53  # integral floats up to here are ints exactly; Core ML class labels are int64 or text
+
+
 def _plain(value):
-    """A label as a JSON-safe Python value: integral numbers become int, the rest str."""
+    """A value as a JSON-native Python scalar: integral numbers become int, other finite numbers
+    float, the rest (text, booleans, infinities) str."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
         return int(value)
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v.is_integer() and abs(v) <= EXACT:
+            return int(v)
+        return v if math.isfinite(v) else str(v)
     return str(value).strip() if isinstance(value, str) else str(value)
 
 
+def label_type(labels) -> str:
+    """"int", "float" or "str": the one type every label of ``labels`` has (see :func:`label_values`)."""
+    kinds = {type(v) for v in labels}
+    if kinds <= {int}:
+        return "int"
+    if kinds <= {int, float}:
+        return "float"
+    return "str"
+
+
+def typed_classes(classes: list, kind: str | None) -> list:
+    """Classes read back from JSON (a checkpoint or package metadata) as ``kind``; without a
+    recorded kind (older files), as JSON gave them."""
+    if kind is None:
+        return list(classes)
+    if kind not in LABEL_TYPES:
+        raise DataError(f"label_type: {kind!r} is not one of {', '.join(LABEL_TYPES)}")
+    cast = {"int": int, "float": float, "str": str}[kind]
+    return [cast(c) for c in classes]
+
+
 def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The label column as plain values; an empty cell is an error naming its row."""
+    """The label column as JSON-native Python values of one type (an object Series); an empty cell
+    is an error naming its row.
+
+    Integers stay int, numbers with a fraction float (integers among them then become float too),
+    anything else str (numbers among text then become their text).
+    """
     label = frame.attrs["label"]
     raw = frame[column]
     missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
     if missing.any():
         raise DataError(f"{label}: column {column!r}, row {missing.idxmax()}: missing label")
-    values = raw.map(_plain)
-    kinds = {type(v) for v in values}
-    if kinds == {int, str}:  # "3" and 3 are the same class only if every label reads as text
-        values = values.map(str)
-    return values
+    values = [_plain(v) for v in raw.tolist()]
+    kind = label_type(values)
+    if kind == "float":
+        values = [float(v) for v in values]
+    elif kind == "str":  # "3" and 3 are the same class only if every label reads as text
+        values = [str(v) for v in values]
+    return pd.Series(values, index=raw.index, dtype=object)  # object: pandas would make ints numpy int64
 
 
 def class_list(labels: list, source: str, column: str) -> list:
-    """Sorted distinct labels; fewer than two is an error."""
-    classes = sorted(set(labels))
+    """Sorted distinct labels (plain Python values); fewer than two is an error."""
+    classes = sorted(set(_plain(v) if not isinstance(v, (int, float, str)) else v for v in labels))
     if len(classes) < 2:
         only = repr(classes[0]) if classes else "none"
         raise DataError(f"{source}: column {column!r}: only one class ({only}); a classifier needs at least two")
@@ -280,14 +326,22 @@ def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> 
 def read_texts(source, config: TextDataConfig, *, role: str = "training", labelled: bool = True) -> Samples:
     """Texts (raw strings) and labels; an empty text is an error naming its row.
 
-    A CSV is read with every cell as text, so "NA" or "null" stay words rather than becoming
-    missing values.
+    A CSV's texts are read as text, so "NA" or "null" stay words rather than becoming missing
+    values; its labels are typed as the sequence reader types them (integers stay integers), a
+    word such as "NA" staying a label.
     """
     frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
-    if not isinstance(source, pd.DataFrame):
-        raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    if not isinstance(source, pd.DataFrame) and Path(source).suffix.lower() in CSV_SUFFIXES:
+        typed = frame
+        try:
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        except UnicodeDecodeError:
+            raise not_utf8(Path(source), frame.attrs["label"]) from None
         raw.columns = [str(c).strip() for c in raw.columns]
-        frame = raw.set_axis(frame.index).copy()
+        frame = raw.set_axis(typed.index).copy()
+        if config.label in frame.columns:
+            words = frame[config.label].where(frame[config.label].str.strip() != "")
+            frame[config.label] = typed[config.label].astype(object).where(typed[config.label].notna(), words)
         frame.attrs["label"] = str(source)
     label = frame.attrs["label"]
     require_columns(frame, [config.text] + ([config.label] if labelled else []))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..train import TrainConfig, seed_everything
+from ..train import TrainConfig, check_finite, check_weights, seed_everything
 from .data import pad
 
 @dataclass
@@ -129,12 +129,14 @@ def _fit(model, x_train, y_train, x_val, y_val, config, progress, rebuild) -> Cl
     best_state = copy.deepcopy(model.state_dict())
     if len(x_val) == 0:  # nothing to stop on: train for every epoch
         _train(model, x_train, y_train, config, config.epochs, loss_fn, progress, on_epoch=None)
+        check_weights(model.state_dict())
         model.eval()
         return history
 
     def on_epoch(epoch, train_loss):
         nonlocal best, best_state
         val_loss, val_acc = _evaluate(model, x_val, y_val, eval_loss)
+        check_finite(epoch, validation=val_loss)
         history.train_loss.append(train_loss)
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_acc)
@@ -151,6 +153,7 @@ def _fit(model, x_train, y_train, x_val, y_val, config, progress, rebuild) -> Cl
         history.refit_epochs = history.best_epoch + 1
         seed_everything(config.seed + 1)
         _train(model, list(x_train) + list(x_val), np.concatenate([y_train, y_val]), config, history.refit_epochs, loss_fn, progress, on_epoch=None)
+    check_weights(model.state_dict())
     model.eval()
     return history
 
@@ -177,6 +180,7 @@ def _train(model, x, y, config, epochs, loss_fn, progress, on_epoch):
             optimizer.step()
             total += float(loss.detach()) * len(yb)
         train_loss = total / max(len(x), 1)
+        check_finite(epoch, training=train_loss)
         if scheduler is not None:
             scheduler.step()
         stop, note = (False, "") if on_epoch is None else on_epoch(epoch, train_loss)

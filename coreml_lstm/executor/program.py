@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FeedError, PackageError
-from . import registry
+from ..errors import CoreMLLSTMError, FeedError, PackageError
+from . import limits, registry
 from .fp16 import round_fp16
-from .package import WeightFile, read_model
+from .package import WeightFile, inside, read_model_file
 from .values import decode_value, tensor_type
 
 MODES = ("fp32", "fp16")
@@ -86,9 +86,21 @@ class RunContext:
     def __init__(self, program: "Program", mode: str, state: dict | None):
         self.program, self.mode, self.state = program, mode, state
         self.intermediate: dict | None = None
+        self.iterations = 0  # while_loop iterations so far, every loop of the run together
+
+    def count_iteration(self, op: "Op") -> None:
+        """One more loop iteration; past the run's bound, an error (a loop that never ends)."""
+        self.iterations += 1
+        if self.iterations > limits.MAX_LOOP_ITERATIONS:
+            raise PackageError(
+                f"op {op.name!r} ({op.type}): loops ran {limits.MAX_LOOP_ITERATIONS} iterations in this run without their condition "
+                "turning false; a bound against a loop that never ends (COREML_LSTM_MAX_LOOP_ITERATIONS raises it)"
+            )
 
     def run_block(self, block: Block, env: dict, inputs: list | tuple = ()) -> list:
         """Run a nested block over a child scope of ``env``; returns its outputs in order."""
+        if len(block.inputs) != len(inputs):
+            raise ValueError(f"a nested block takes {len(block.inputs)} inputs but is given {len(inputs)}")
         scope = dict(env)
         for spec, value in zip(block.inputs, inputs):
             scope[spec.name] = value
@@ -149,8 +161,25 @@ class Program:
     """An ML Program read from disk, ready to run. Build it with :func:`coreml_lstm.executor.load`."""
 
     def __init__(self, path: str | Path):
-        spec, root = read_model(path)
+        spec, root, model_path = read_model_file(path)
         self.path = Path(path)
+        self._where = "the model description"  # what is being read, for an error that escapes a check
+        try:
+            self._load(spec, root, model_path)
+        except PackageError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None  # name the package: an op's error alone does not
+        except CoreMLLSTMError:
+            raise
+        except RecursionError:
+            raise PackageError(f"{path}: malformed program ({self._where}: values nested too deeply)") from None
+        except Exception as exc:  # noqa: BLE001 - a malformed package must not end in a traceback
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise PackageError(f"{path}: malformed program ({self._where}: {detail})") from None
+
+    def _load(self, spec, root: Path, model_path: Path) -> None:
+        path = self.path
         self.spec_version = spec.specificationVersion
         desc = spec.description
         self.inputs = [_description(f) for f in desc.input]
@@ -175,15 +204,17 @@ class Program:
             raise PackageError(f"{path}: unsupported opset {self.opset!r}; supported: {', '.join(registry.OPSETS)}") from None
         if self.opset not in function.block_specializations:
             raise PackageError(f"{path}: the main function has no block for its opset {self.opset}")
-        weights_dir = root / "Data" / "com.apple.CoreML" / "weights"
+        self._root = root
+        self._model_dir = model_path.parent.relative_to(root).as_posix()  # what @model_path names
         self._weights: dict[str, WeightFile] = {}
-        self._weights_root = weights_dir
         self.function_inputs = {}
         for nvt in function.inputs:
+            self._where = f"function input {nvt.name!r}"
             dtype, shape = tensor_type(nvt.type)
             self.function_inputs[nvt.name] = (dtype, shape, nvt.type.WhichOneof("type") == "stateType")
-        self.block = self._block(function.block_specializations[self.opset], [])
+        self.block = self._block(function.block_specializations[self.opset], set(self.function_inputs), 0)
         self._weights.clear()  # every blob is decoded: let the file's bytes go
+        self._where = "the model description"
 
     @property
     def target(self) -> str:
@@ -192,9 +223,11 @@ class Program:
     # -- loading -----------------------------------------------------------------------------
 
     def _weight_file(self, file_name: str) -> WeightFile:
-        rel = file_name.replace("@model_path/", "")
+        if not isinstance(file_name, str) or not file_name.startswith("@model_path/"):
+            raise PackageError(f"{self.path}: weight file {file_name!r} is not a path inside the package (@model_path/...)")
+        rel = file_name[len("@model_path/") :]
         if rel not in self._weights:
-            self._weights[rel] = WeightFile(self._weights_root.parent / rel, str(self.path))
+            self._weights[rel] = WeightFile(inside(self._root, rel, "weight file", base=self._model_dir), str(self.path))
         return self._weights[rel]
 
     def _value(self, value, where: str):
@@ -203,22 +236,38 @@ class Program:
             weights = self._weight_file(value.blobFileValue.fileName)
         return decode_value(value, weights, where)
 
-    def _block(self, block, outer: list) -> Block:
+    def _block(self, block, scope: set, depth: int) -> Block:
+        """A block's ops, checking that every name it reads is defined before it (``scope``: the
+        names of the enclosing blocks so far) and that blocks nest at most MAX_BLOCK_DEPTH deep."""
+        if depth > limits.MAX_BLOCK_DEPTH:
+            raise PackageError(f"{self.path}: blocks nested more than {limits.MAX_BLOCK_DEPTH} deep ({self._where})")
+        scope = set(scope)
         inputs = []
         for nvt in block.inputs:
             dtype, shape = tensor_type(nvt.type)
             inputs.append(Output(nvt.name, dtype, shape))
-        ops = [self._op(op) for op in block.operations]
+            scope.add(nvt.name)
+        ops = []
+        for proto in block.operations:
+            op = self._op(proto, scope, depth)
+            ops.append(op)
+            scope.update(o.name for o in op.outputs)
+        for name in block.outputs:
+            if name not in scope:
+                raise PackageError(f"{self.path}: a block's output {name!r} is not defined by any op or input before it")
         return Block(inputs, list(block.outputs), ops)
 
-    def _op(self, proto) -> Op:
+    def _op(self, proto, scope: set, depth: int) -> Op:
         name = proto.outputs[0].name if proto.outputs else proto.type
         where = f"op {name!r} ({proto.type})"
+        self._where = where
         inputs = {}
         for arg_name, arg in proto.inputs.items():
             bindings = []
             for b in arg.arguments:
                 if b.WhichOneof("binding") == "name":
+                    if b.name not in scope:
+                        raise PackageError(f"{self.path}: {where} input {arg_name!r} reads {b.name!r}, which no earlier op or input defines")
                     bindings.append(Binding(name=b.name))
                 else:
                     bindings.append(Binding(value=self._value(b.value, f"{where} input {arg_name!r}")))
@@ -228,8 +277,10 @@ class Program:
         for nvt in proto.outputs:
             dtype, shape = tensor_type(nvt.type)
             outputs.append(Output(nvt.name, dtype, shape))
-        op = Op(proto.type, name, inputs, attributes, outputs, [self._block(b, []) for b in proto.blocks])
+        op = Op(proto.type, name, inputs, attributes, outputs)
         op.kernel = registry.lookup(proto.type, self.opset)(op, self)
+        op.blocks = [self._block(b, scope, depth + 1) for b in proto.blocks]
+        self._where = where
         if proto.type in FOLDABLE or proto.type.startswith("constexpr_"):
             self._fold(op)
         return op
@@ -243,8 +294,10 @@ class Program:
             values = [b.value for b in bindings]
             kwargs[arg_name] = values if arg_name in op.kernel.variadic else values[0]
         kwargs.update(op.attributes)
-        result = op.kernel.compute(**kwargs)
+        result = _call(op, op.kernel, kwargs)
         results = result if isinstance(result, tuple) else (result,)
+        if len(results) != len(op.outputs):
+            raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
         op.folded = [self._cast(r, out, "fp32") for r, out in zip(results, op.outputs)]
         op.folded16 = [self._cast(r, out, "fp16") for r, out in zip(results, op.outputs)]
 
@@ -285,12 +338,7 @@ class Program:
             if kernel.needs_env:
                 kwargs["env"] = env
             kernel.ctx = ctx
-            try:
-                result = kernel.compute(**kwargs)
-            except KeyError:
-                raise
-            except (ValueError, IndexError, TypeError) as exc:
-                raise PackageError(f"op {op.name!r} ({op.type}) failed: {exc}") from exc
+            result = _call(op, kernel, kwargs)
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(op.outputs):
                 raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
@@ -326,6 +374,11 @@ class Program:
 
     def make_state(self) -> dict:
         """Zero-filled states, like ``MLModel.make_state()``; predict updates them in place."""
+        for s in self.states:
+            try:
+                limits.check_shape(s.shape, np.dtype(s.dtype).itemsize, f"state {s.name!r}")
+            except ValueError as exc:
+                raise PackageError(f"{self.path}: {exc}") from None
         return {s.name: np.zeros(s.shape, dtype=np.float16 if s.dtype == np.float16 else s.dtype) for s in self.states}
 
     def run(self, feeds: dict, mode: str = "fp32", state: dict | None = None, intermediate: bool = True) -> dict:
@@ -347,7 +400,12 @@ class Program:
                     raise FeedError(f"state {s.name!r}: expected shape {tuple(s.shape)}, got {tuple(np.shape(state[s.name]))}")
                 env[s.name] = State(s.name)
         ctx = RunContext(self, mode, state)
-        self._run_ops(self.block.ops, env, ctx)
+        try:
+            self._run_ops(self.block.ops, env, ctx)
+        except PackageError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise type(exc)(f"{self.path}: {exc}") from None
         if intermediate:
             return {k: v for k, v in env.items() if not isinstance(v, State)}
         declared = {o.name: o.dtype for o in self.block_output_types()}
@@ -358,7 +416,8 @@ class Program:
             # (Classifier outputs, a label and a dictionary, are not multi-arrays.)
             if o.dtype != np.dtype(object) and isinstance(value, np.ndarray) and value.ndim == 0:
                 value = value.reshape(1)
-            out[o.name] = value.astype(np.float16) if mode == "fp16" and declared.get(name) == np.float16 else value
+            fp16 = mode == "fp16" and declared.get(name) == np.float16 and isinstance(value, np.ndarray)
+            out[o.name] = value.astype(np.float16) if fp16 else value
         return out
 
     def block_output_types(self) -> list[Output]:
@@ -398,6 +457,23 @@ class Program:
 
         walk(self.block)
         return out
+
+
+def _call(op: Op, kernel: Kernel, kwargs: dict):
+    """``kernel.compute(**kwargs)``; anything but the toolkit's own errors becomes a one-line
+    PackageError naming the op (a kernel given values no valid program holds may fail anyhow)."""
+    try:
+        with np.errstate(all="ignore"):  # inf and nan are values here, as they are in Core ML
+            return kernel.compute(**kwargs)
+    except CoreMLLSTMError:
+        raise
+    except MemoryError as exc:
+        raise PackageError(f"op {op.name!r} ({op.type}) failed: out of memory ({' '.join(str(exc).split())[:200]})") from None
+    except RecursionError:
+        raise PackageError(f"op {op.name!r} ({op.type}) failed: nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise PackageError(f"op {op.name!r} ({op.type}) failed: {detail}") from exc
 
 
 def _shape_text(spec: TensorSpec) -> str:

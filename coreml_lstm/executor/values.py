@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import PackageError, UnsupportedOpError
+from . import limits
 
 # MIL DataType enum -> (name, numpy dtype of the decoded array, bits when packed below a byte)
 MIL_DTYPES = {
@@ -66,21 +69,31 @@ def unpack_bits(buf: np.ndarray, nbits: int, count: int, signed: bool = False) -
     return values.astype(np.uint8)
 
 
+def _count(shape, itemsize: int, where: str) -> int:
+    """Elements of a declared shape (Python ints: no overflow), refused past the memory bound."""
+    try:
+        return math.prod(limits.check_shape(shape, itemsize, "a tensor"))
+    except ValueError as exc:
+        raise PackageError(f"{where}: {exc}") from None
+
+
 def _from_bytes(raw: bytes | np.ndarray, code: int, shape: tuple, where: str) -> np.ndarray:
     name, dtype, nbits = MIL_DTYPES[code]
-    count = int(np.prod(shape, dtype=np.int64))
+    count = _count(shape, np.dtype(dtype).itemsize, where)
     buf = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray)) else raw
     if nbits is not None:
         if buf.size * 8 < count * nbits:
             raise PackageError(f"{where}: {buf.size} bytes hold fewer than {count} {name} values")
         return unpack_bits(buf, nbits, count, signed=name == "int4").reshape(shape)
     if name == "bf16":
-        words = np.frombuffer(buf.tobytes(), dtype=np.uint16, count=count)
+        if buf.size < count * 2:
+            raise PackageError(f"{where}: {buf.size} bytes hold fewer than {count} {name} values")
+        words = np.frombuffer(buf[: count * 2].tobytes(), dtype=np.uint16, count=count)
         return (words.astype(np.uint32) << 16).view(np.float32).reshape(shape)
     itemsize = np.dtype(dtype).itemsize
     if buf.size < count * itemsize:
         raise PackageError(f"{where}: {buf.size} bytes hold fewer than {count} {name} values")
-    return np.frombuffer(buf.tobytes()[: count * itemsize], dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(bytearray(buf[: count * itemsize]), dtype=dtype).reshape(shape)  # one writable copy
 
 
 def decode_value(value, weights, where: str):
@@ -115,12 +128,17 @@ def decode_value(value, weights, where: str):
     tv = imm.tensor
     field = tv.WhichOneof("value")
     code = value.type.tensorType.dataType
+    if shape is not None and -1 in shape and field in (None, "bytes"):
+        raise PackageError(f"{where}: an immediate tensor needs a fully known shape, got {shape}")
     if field is None:  # an empty tensor
+        _count(shape, np.dtype(dtype or np.float32).itemsize, where)
         return np.zeros(shape, dtype=dtype)
     if field == "bytes":
         return _from_bytes(tv.bytes.values, code, shape, where)
     items = list(getattr(tv, field).values)
+    if shape is not None and -1 not in shape and len(items) != _count(shape, 1, where):
+        raise PackageError(f"{where}: {len(items)} values for a tensor of shape {tuple(shape)}")
     if field == "strings":
-        return items[0] if not shape else np.array(items, dtype=object).reshape(shape)
+        return (items[0] if items else "") if not shape else np.array(items, dtype=object).reshape(shape)
     arr = np.array(items, dtype=dtype if dtype is not None else None)
     return arr.reshape(shape) if shape is not None and -1 not in shape else arr

@@ -122,7 +122,7 @@ def test_unknown_op_fails_at_load(copy):
     with pytest.raises(UnsupportedOpError) as e:
         ex.load(copy)
     msg = one_line(e)
-    assert msg.startswith("op 'fancy_linear' has no executor kernel for opset CoreML7 (iOS17); supported: ")
+    assert msg.startswith(f"{copy}: op 'fancy_linear' has no executor kernel for opset CoreML7 (iOS17); supported: ")
     assert "lstm" in msg and "while_loop" in msg
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_broadcast, check_count, check_shape  # noqa: F401  (re-exported for kernels)
+
 
 def ints(v) -> list[int]:
     """A scalar, vector or list of integers as a Python list."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_shape
 from ..program import Kernel
 from ..registry import kernel
 from ..values import unpack_bits
@@ -50,7 +51,7 @@ class ConstexprLutToDense(Kernel):
         lut = np.asarray(lut)
         shape = [int(s) for s in np.asarray(shape).reshape(-1)]
         nbits = int(np.log2(lut.shape[0]))
-        count = int(np.prod(shape))
+        count = int(np.prod(check_shape(shape, max(lut.itemsize, 8), "constexpr_lut_to_dense"), dtype=object))
         idx = unpack_bits(np.asarray(indices, dtype=np.uint8).reshape(-1), nbits, count)
         return lut[idx].reshape(shape)
 
@@ -86,7 +87,7 @@ class ConstexprSparseToDense(Kernel):
 
     def compute(self, *, nonzero_data, mask, shape):
         shape = [int(s) for s in np.asarray(shape).reshape(-1)]
-        count = int(np.prod(shape))
+        count = int(np.prod(check_shape(shape, 8, "constexpr_sparse_to_dense"), dtype=object))
         bits = np.unpackbits(np.asarray(mask, dtype=np.uint8).reshape(-1), bitorder="little")[:count].astype(bool)
         out = np.zeros(count, dtype=np.asarray(nonzero_data).dtype)
         out[bits] = np.asarray(nonzero_data).reshape(-1)

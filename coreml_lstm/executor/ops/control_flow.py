@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import limits
 from ..program import Kernel
 from ..registry import kernel
-
-MAX_ITERATIONS = 1_000_000  # a guard against a malformed loop, far above any sequence length
 
 
 @kernel("while_loop", opset="iOS15")
@@ -15,20 +14,28 @@ class WhileLoop(Kernel):
     """loop_vars = body(*loop_vars) while cond(*loop_vars); blocks[0] is cond, blocks[1] the body.
 
     Both blocks read values of the enclosing scope by name (nn.GRU's lowering relies on it).
+    Iterations count against the run's bound (``limits.MAX_LOOP_ITERATIONS``), so a loop whose
+    condition never turns false ends with an error.
     """
 
     variadic = ("loop_vars",)
     needs_env = True
 
     def compute(self, *, loop_vars, env, **_):
+        if len(self.op.blocks) != 2:
+            raise ValueError(f"while_loop needs a condition and a body block, has {len(self.op.blocks)} blocks")
         cond, body = self.op.blocks
+        if len(cond.outputs) != 1 or len(body.outputs) != len(loop_vars):
+            raise ValueError(f"while_loop: the condition gives {len(cond.outputs)} values (needs 1), the body {len(body.outputs)} (needs {len(loop_vars)})")
         values = list(loop_vars)
-        for _ in range(MAX_ITERATIONS):
+        while True:
             (go,) = self.ctx.run_block(cond, env, values)
-            if not bool(np.asarray(go)):
+            if np.size(go) != 1:
+                raise ValueError(f"while_loop: the condition is {np.shape(go)}, not a scalar")
+            if not bool(np.asarray(go).reshape(())):
                 return tuple(values)
+            self.ctx.count_iteration(self.op)
             values = self.ctx.run_block(body, env, values)
-        raise ValueError(f"while_loop ran {MAX_ITERATIONS} iterations without stopping")
 
 
 @kernel("cond", opset="iOS15")
@@ -38,7 +45,11 @@ class Cond(Kernel):
     needs_env = True
 
     def compute(self, *, pred, env, **_):
-        block = self.op.blocks[0] if bool(np.asarray(pred)) else self.op.blocks[1]
+        if len(self.op.blocks) != 2:
+            raise ValueError(f"cond needs two blocks, has {len(self.op.blocks)}")
+        if np.size(pred) != 1:
+            raise ValueError(f"cond: pred is {np.shape(pred)}, not a scalar")
+        block = self.op.blocks[0] if bool(np.asarray(pred).reshape(())) else self.op.blocks[1]
         return tuple(self.ctx.run_block(block, env))
 
 
@@ -82,8 +93,7 @@ class TensorList:
             if i >= len(items):
                 if not self.dynamic:
                     raise ValueError(f"list index {i} is out of range for a fixed list of length {len(items)}")
-                if i - len(items) > 1 << 24:
-                    raise ValueError(f"list index {i} would grow the list beyond any sensible length")
+                limits.check_shape((i + 1,) + tuple(shape or ()), 8, "list_write")
                 items += [None] * (i + 1 - len(items))
             items[i] = value
         return TensorList(items, shape, self.dtype, self.dynamic)
@@ -111,6 +121,7 @@ class MakeList(Kernel):
         length = int(np.asarray(init_length).reshape(()))
         if length < 0:
             raise ValueError(f"make_list: init_length {length} is negative")
+        limits.check_shape((length,) + (shape or ()), 8, "make_list")  # a slot per element (its zeros when read)
         return TensorList([None] * length, shape, _LIST_DTYPES[name], bool(np.asarray(dynamic_length).reshape(())))
 
 
@@ -149,6 +160,8 @@ class ListGather(Kernel):
             if ls.elem_shape is None:
                 raise ValueError("list_gather: no indices and the element shape is unknown")
             return np.zeros((0,) + tuple(ls.elem_shape), ls.dtype)
+        if ls.elem_shape is not None:
+            limits.check_shape((len(idx),) + tuple(ls.elem_shape), np.dtype(ls.dtype).itemsize, "list_gather")
         return np.stack([ls.read(i) for i in idx])
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..limits import check_shape
 from ..program import Kernel
 from ..registry import kernel
 
@@ -99,6 +100,8 @@ class Conv(Kernel):
             x = np.pad(x, [(0, 0), (0, 0)] + padding)
         win = windows(x, k, strides, dilations)  # (N, C_in, *out, *K)
         out = win.shape[2 : 2 + sp]
+        check_shape(win.shape, 4, "conv (its windows)")  # the reshape below copies the windows
+        check_shape((n, c_out) + tuple(out), 4, "conv")
         win = win.reshape((n, groups, c_in // groups) + win.shape[2:])
         w = weight.reshape((groups, c_out // groups) + weight.shape[1:])
         o, kk = _OUT[:sp], _KER[:sp]
@@ -144,6 +147,7 @@ class ConvTranspose(Kernel):
         strides = ints(strides, sp, 1, "strides")
         dilations = ints(dilations, sp, 1, "dilations")
         full = [(d_in[i] - 1) * strides[i] + (k[i] - 1) * dilations[i] + 1 for i in range(sp)]
+        check_shape((n, c_out) + tuple(full), 4, "conv_transpose")
         y_full = np.zeros((n, groups, og) + tuple(full), np.float32)
         xg = x.reshape((n, groups, c_in // groups) + d_in)
         wg = weight.reshape((groups, c_in // groups, og) + k)
@@ -156,6 +160,7 @@ class ConvTranspose(Kernel):
             y_full[index] += contrib
         y_full = y_full.reshape((n, c_out) + tuple(full))
         starts, sizes = self._window(pad_type, pad, output_shape, full, d_in, strides, sp)
+        check_shape((n, c_out) + tuple(sizes), 4, "conv_transpose")
         y = np.zeros((n, c_out) + tuple(sizes), np.float32)
         src = tuple(slice(max(b, 0), min(b + s, f)) for b, s, f in zip(starts, sizes, full))
         dst = tuple(slice(max(-b, 0), max(-b, 0) + (r.stop - r.start)) for b, r in zip(starts, src))

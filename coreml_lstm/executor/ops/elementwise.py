@@ -10,14 +10,16 @@ import numpy as np
 
 from ..program import Kernel
 from ..registry import kernel
-from ._args import text
+from ._args import check_broadcast, text
 
 
 def _binary(op_type: str, fn, doc: str):
     @kernel(op_type, opset="iOS15")
     class Binary(Kernel):
         def compute(self, *, x, y):
-            return fn(np.asarray(x), np.asarray(y))
+            x, y = np.asarray(x), np.asarray(y)
+            check_broadcast(x.shape, y.shape, itemsize=max(x.itemsize, y.itemsize, 1), what=op_type)
+            return fn(x, y)
 
     Binary.__name__ = Binary.__qualname__ = "".join(p.title() for p in op_type.split("_"))
     Binary.__doc__ = doc
@@ -115,6 +117,8 @@ class Select(Kernel):
     keeps_fp16 = True  # moves fp16 values, makes none
 
     def compute(self, *, cond, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        check_broadcast(np.shape(cond), a.shape, b.shape, itemsize=max(a.itemsize, b.itemsize, 1), what="select")
         return np.where(cond, a, b)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..program import Kernel
 from ..registry import kernel
-from ._args import flag, ints, text
+from ._args import check_shape, flag, ints, text
 
 SAMPLING_MODES = ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS", "DEFAULT", "OFFSET_CORNERS", "UNALIGN_CORNERS")
 
@@ -66,10 +66,20 @@ def _resize_linear(x, sizes, modes):
     x = np.asarray(x)
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
+    _check_out(x, sizes, "resize")
     for k, (n_out, mode) in enumerate(zip(sizes, modes)):
         axis = x.ndim - len(sizes) + k
         x = _lerp(x, _grid(x.shape[axis], n_out, mode), axis)
     return x
+
+
+def _check_out(x, sizes, op: str) -> None:
+    """The resized tensor (x's leading axes, then ``sizes``) fits the memory bound (in float64: the
+    interpolation weights are computed at that size)."""
+    sizes = [int(n) for n in sizes]
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"{op}: output sizes {sizes} must be >= 1")
+    check_shape(tuple(x.shape[: x.ndim - len(sizes)]) + tuple(sizes), 8, op)
 
 
 def _spatial(x, op):
@@ -94,6 +104,7 @@ class UpsampleNearestNeighbor(Kernel):
         x = _spatial(x, "upsample_nearest_neighbor")
         h, w = x.shape[-2:]
         ho, wo = _scaled(h, scale_factor_height), _scaled(w, scale_factor_width)
+        _check_out(x, (ho, wo), "upsample_nearest_neighbor")
         rows = np.minimum(np.arange(ho) * h // max(ho, 1), h - 1)
         cols = np.minimum(np.arange(wo) * w // max(wo, 1), w - 1)
         return x[..., rows[:, None], cols[None, :]]
@@ -113,6 +124,7 @@ class ResizeNearestNeighbor(Kernel):
     def compute(self, *, x, target_size_height, target_size_width):
         x = _spatial(x, "resize_nearest_neighbor")
         h, w = x.shape[-2:]
+        _check_out(x, (int(target_size_height), int(target_size_width)), "resize_nearest_neighbor")
         rows = _nearest_half_pixel(h, int(target_size_height))
         cols = _nearest_half_pixel(w, int(target_size_width))
         return x[..., rows[:, None], cols[None, :]]
@@ -182,6 +194,7 @@ class Resize(Kernel):
         if not k <= len(shape) <= x.ndim:
             raise ValueError(f"resize: shape {shape} and resized_dims {k} do not fit x of rank {x.ndim}")
         sizes = [x.shape[x.ndim - k + i] if s == 0 else s for i, s in enumerate(shape[len(shape) - k :])]
+        _check_out(x, sizes, "resize")
         if interp == "LINEAR":
             return _resize_linear(x, sizes, [mode] * k)
         for i, n_out in enumerate(sizes):
@@ -260,6 +273,9 @@ class CropResize(Kernel):
         if x.ndim != 4 or roi.ndim != 5 or roi.shape[2] not in (4, 5):
             raise ValueError(f"crop_resize takes x (B, C, H, W) and roi (N, 1, 4|5, 1, 1), got {x.shape} and {roi.shape}")
         boxes = roi.reshape(roi.shape[0], roi.shape[2])
+        if int(th) < 1 or int(tw) < 1:
+            raise ValueError(f"crop_resize: target size {int(th)} x {int(tw)} must be at least 1 x 1")
+        check_shape((len(boxes), x.shape[0], x.shape[1], int(th), int(tw)), 8, "crop_resize")
         args = (int(th), int(tw), flag(normalized), float(scale), text(box_mode), text(mode), float(pad))
         crops = []
         for box in boxes:
@@ -370,6 +386,7 @@ class Resample(Kernel):
         if x.ndim != 4 or coords.ndim != 4 or coords.shape[-1] != 2 or coords.shape[0] != x.shape[0]:
             raise ValueError(f"resample takes x (B, C, H, W) and coordinates (B, H2, W2, 2), got {x.shape} and {coords.shape}")
         cm, align = text(coordinates_mode), flag(align_corners)
+        check_shape((x.shape[0], x.shape[1]) + coords.shape[1:3], 8, "resample")
         px = _unnormalize(coords[..., 0], x.shape[3], cm, align)
         py = _unnormalize(coords[..., 1], x.shape[2], cm, align)
         out = [_sample(x[b], px[b], py[b], text(sampling_mode), text(padding_mode), float(padding_value)) for b in range(x.shape[0])]
@@ -393,6 +410,7 @@ class Affine(Kernel):
         if x.ndim != 4 or m.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"affine takes x (B, C, H, W) and a (B or 1, 6) matrix, got {x.shape} and {m.shape}")
         ho, wo, align = int(output_height), int(output_width), flag(align_corners)
+        check_shape((x.shape[0], x.shape[1], ho, wo), 8, "affine")
         cm = text(coordinates_mode)
         if cm != "normalized_minus_one_to_one":
             raise ValueError(f"affine: coordinates_mode {cm!r} is not supported (MIL allows normalized_minus_one_to_one)")

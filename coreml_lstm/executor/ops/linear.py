@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_broadcast, check_shape
 from ..program import Kernel
 from ..registry import kernel
 
@@ -27,6 +28,7 @@ class Linear(Kernel):
         x, weight = _operand(x), _operand(weight)
         if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
             raise ValueError(f"linear: x of shape {x.shape} does not match weight of shape {weight.shape}")
+        check_shape(x.shape[:-1] + weight.shape[:1], 8, "linear")
         y = np.matmul(x, weight.T)
         if bias is not None:
             y = y + _operand(bias)
@@ -54,6 +56,8 @@ class Matmul(Kernel):
             y = np.swapaxes(y, -1, -2)
         if x.shape[-1] != y.shape[-2 if y.ndim > 1 else -1]:
             raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not multiply")
+        batch = check_broadcast(x.shape[:-2], y.shape[:-2], what="matmul")
+        check_shape(batch + x.shape[-2:-1] + y.shape[-1:], 8, "matmul")
         return np.matmul(x, y)
 
 
@@ -87,6 +91,8 @@ class Einsum(Kernel):
                 if size.get(letter, 1) not in (1, n) and n != 1:
                     raise ValueError(f"einsum: axis {letter!r} has sizes {size[letter]} and {n}")
                 size[letter] = max(size.get(letter, 1), n)
+        out = equation.partition("->")[2] or "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+        check_shape([size.get(c, 1) for c in out], 8, "einsum")
         a = np.broadcast_to(a, tuple(size[c] for c in terms[0]))
         b = np.broadcast_to(b, tuple(size[c] for c in terms[1]))
         return np.einsum(equation, a, b, optimize=True)

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..fp16 import Rounder
+from ..limits import check_shape
 from ..program import Kernel
 from ..registry import kernel
 
@@ -65,6 +66,7 @@ def _f32(v):
 def _project(x, w, b):
     """x (T, B, I) @ w.T (+ b) -> (T, B, G), one matmul for all steps."""
     T, B, I = x.shape
+    check_shape((T, B, w.shape[0]), 4, "recurrent input projection")  # the largest array a recurrent op makes
     out = (x.reshape(T * B, I) @ w.T).reshape(T, B, w.shape[0])
     return out + b if b is not None else out
 

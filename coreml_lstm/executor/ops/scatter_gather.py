@@ -17,7 +17,7 @@ import numpy as np
 from ..program import Kernel
 from ..registry import kernel
 from ._args import axis as _axis
-from ._args import text
+from ._args import check_shape, text
 
 MODES = ("update", "add", "sub", "mul", "div", "max", "min")
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum, "min": np.minimum}
@@ -81,6 +81,7 @@ class Gather(Kernel):
         a = _axis(axis, x.ndim)
         idx = _index(indices, x.shape[a], self.negative)
         bd = int(batch_dims)
+        check_shape(x.shape[:a] + idx.shape[bd:] + x.shape[a + 1 :], x.itemsize, "gather")
         if bd == 0:
             return np.take(x, idx, axis=a)
         if not 0 < bd <= min(a, idx.ndim) or x.shape[:bd] != idx.shape[:bd]:
@@ -160,6 +161,7 @@ class GatherNd(Kernel):
         k = idx.shape[-1]
         if k + bd > x.ndim or x.shape[:bd] != idx.shape[:bd]:
             raise ValueError(f"indices {idx.shape} with batch_dims {bd} do not fit x {x.shape}")
+        check_shape(idx.shape[:-1] + x.shape[bd + k :], x.itemsize, "gather_nd")
         coords = tuple(_index(idx[..., j], x.shape[bd + j], self.negative) for j in range(k))
         lead = x.shape[:bd]
         xs = x.reshape((-1,) + x.shape[bd:])

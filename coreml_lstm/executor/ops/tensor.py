@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_count
 from ..program import Kernel
 from ..registry import kernel
 
@@ -51,6 +52,7 @@ class Concat(Kernel):
     def compute(self, *, values, axis, interleave=False):
         axis = int(axis)
         values = [np.asarray(v) for v in values]
+        check_count(sum(v.size for v in values), max((v.itemsize for v in values), default=1), "concat")
         if values and all(v.ndim == 0 for v in values):
             return np.stack(values)  # MIL's type inference: shape (n,) for any axis
         if bool(interleave):
@@ -70,4 +72,6 @@ class Stack(Kernel):
     variadic = ("values",)
 
     def compute(self, *, values, axis):
-        return np.stack([np.asarray(v) for v in values], axis=int(axis))
+        values = [np.asarray(v) for v in values]
+        check_count(sum(v.size for v in values), max((v.itemsize for v in values), default=1), "stack")
+        return np.stack(values, axis=int(axis))

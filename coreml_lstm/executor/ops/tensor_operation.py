@@ -12,7 +12,7 @@ import numpy as np
 from ..program import Kernel
 from ..registry import kernel
 from ._args import axis as _axis
-from ._args import flag, ints, text
+from ._args import check_count, check_shape, flag, ints, text
 
 
 @kernel("band_part", opset="iOS15")
@@ -57,7 +57,9 @@ class Fill(Kernel):
         shape = ints(shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"fill: negative dimension in shape {shape}")
-        return np.full(shape, np.asarray(value))
+        value = np.asarray(value)
+        check_shape(shape, value.itemsize, "fill")
+        return np.full(shape, value)
 
 
 @kernel("fill_like", opset="iOS16")
@@ -87,6 +89,7 @@ class OneHot(Kernel):
     def compute(self, *, indices, one_hot_vector_size, axis=-1, on_value=1, off_value=0):
         depth = int(one_hot_vector_size)
         idx = np.asarray(indices).astype(np.int64)
+        check_shape(idx.shape + (depth,), 8, "one_hot")  # the comparison is made at that size too
         hot = np.arange(depth) == idx[..., None]
         out = np.where(hot, np.asarray(on_value), np.asarray(off_value))
         return np.moveaxis(out, -1, _axis(axis, idx.ndim + 1))
@@ -108,6 +111,9 @@ class Pad(Kernel):
         if len(pad) % 2 or len(pad) // 2 > x.ndim:
             raise ValueError(f"pad {pad} must hold a (before, after) pair for at most {x.ndim} axes")
         pairs = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
+        if any(b < 0 or a < 0 for b, a in pairs):
+            raise ValueError(f"pad {pad} has a negative amount")
+        check_shape([d + b + a for d, (b, a) in zip(x.shape, pairs)], x.itemsize, "pad")
         if mode == "constant":
             return np.pad(x, pairs, mode="constant", constant_values=np.asarray(constant_val).astype(x.dtype))
         if mode not in ("reflect", "replicate"):
@@ -127,9 +133,10 @@ class Range1d(Kernel):
         start, end, step = (np.asarray(v).reshape(()) for v in (start, end, step))
         if step == 0:
             raise ValueError("range_1d: step is 0")
-        count = int(np.ceil((end - start) / step))
-        if count > 1 << 31:
-            raise ValueError(f"range_1d: {count} elements is beyond any tensor Core ML can hold")
+        if not all(np.isfinite(v) for v in (start, end, step)):
+            raise ValueError(f"range_1d: start {start}, end {end} and step {step} must be finite")
+        count = max(int(np.ceil((float(end) - float(start)) / float(step))), 0)
+        check_count(count, np.result_type(start, end, step).itemsize, "range_1d")
         return np.arange(start, end, step)
 
 
@@ -144,6 +151,7 @@ class Tile(Kernel):
         reps = ints(reps)
         if len(reps) != x.ndim or any(r < 0 for r in reps):
             raise ValueError(f"tile: reps {reps} must hold one non-negative count per axis of rank {x.ndim}")
+        check_shape([d * r for d, r in zip(x.shape, reps)], x.itemsize, "tile")
         return np.tile(x, reps)
 
 
@@ -295,6 +303,9 @@ class NonMaximumSuppression(Kernel):
     def _nms(self, boxes, scores, iou_threshold, score_threshold, max_boxes, per_class):
         n, count, _ = boxes.shape
         k, m = scores.shape[-1], int(max_boxes)
+        if m < 0:
+            raise ValueError(f"non_maximum_suppression: max_boxes {m} is negative")
+        check_shape((n, m, max(k, 4)), 4, "non_maximum_suppression")
         out_boxes = np.zeros((n, m, 4), boxes.dtype)
         out_scores = np.zeros((n, m, k), scores.dtype)
         out_idx = np.full((n, m), -1, np.int32)

@@ -14,7 +14,7 @@ import numpy as np
 from ..program import Kernel
 from ..registry import kernel
 from ._args import axis as _axis
-from ._args import flags, ints
+from ._args import check_shape, flags, ints
 
 
 @kernel("reshape", opset="iOS15")
@@ -323,5 +323,6 @@ class SlidingWindows(Kernel):
         count = (x.shape[a] - size) // stride + 1
         if size < 1 or stride < 1 or count < 1:
             raise ValueError(f"no window of size {size}, stride {stride} fits axis {a} of size {x.shape[a]}")
+        check_shape(x.shape[:a] + (count, size) + x.shape[a + 1 :], x.itemsize, "sliding_windows")
         src = np.arange(count)[:, None] * stride + np.arange(size)[None, :]  # (count, size)
         return np.take(x, src, axis=a)

@@ -1,0 +1,143 @@
+"""Property-based tests of the forecaster's table readers (training and prediction paths).
+
+Random tables (see tests/strategies.py): the reader either gives windows and statistics that
+are all finite, or raises the toolkit's one-line error naming the file and the column or row.
+HYPOTHESIS_PROFILE=long runs 10,000 examples per property.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import assume, event, given, settings
+from hypothesis import strategies as st
+
+from coreml_lstm.data import DataConfig, load_series, prediction_windows, prepare
+from coreml_lstm.errors import CoreMLLSTMError
+
+from .strategies import Table, cell, check_error, dates, distinct_names, examples, files, finite, hostility, names, role_name, text_cells
+
+
+@st.composite
+def forecast_tables(draw, clean: bool = False):
+    """A time-series table: a time column (numbers, dates, text or none), an optional series id,
+    one or two targets, maybe features and text columns; cells from every kind (``clean``: ordinary
+    numbers, distinct names, UTF-8, enough rows: a table that should train)."""
+    n_rows = draw(st.integers(12, 40) if clean else st.integers(0, 40))
+    percent = 0 if clean else draw(hostility)
+    kinds = ["target"] * draw(st.integers(1, 2)) + draw(st.lists(st.sampled_from(["feature", "feature", "feature", "text"]), max_size=2))
+    time_kind = draw(st.sampled_from(["int", "date", "float", None] if clean else ["int", "int", "date", "float", "messy", None]))
+    if time_kind:
+        kinds.append("time")
+    series = draw(st.sampled_from([None, None, "text", "int"]))
+    if series:
+        kinds.append("series")
+    kinds = draw(st.permutations(kinds))
+    header = distinct_names(len(kinds), draw) if clean else [draw(names) for _ in kinds]
+    if not clean and draw(st.integers(0, 4)):  # mostly distinct names, so that the reader gets past the header
+        header = [f"{h}{j}" if h.strip() in [g.strip() for g in header[:j]] or not h.strip() else h for j, h in enumerate(header)]
+    ids = [cell(draw, percent, st.sampled_from(["", " a", "a ", "1", "1.0", "é"]), st.sampled_from(["a", "b", "c"] if series == "text" else ["1", "2", "10"]))
+           for _ in range(max(n_rows, 1))]
+    times = {"int": [str(i) for i in draw(st.permutations(range(n_rows)))] if n_rows else [],
+             "float": [repr(i * 0.5) for i in range(n_rows)],
+             "date": dates(n_rows, draw) if n_rows else [],
+             "messy": [cell(draw, max(percent, 10), st.sampled_from(["", "2020-01-01", "yesterday", "1", "1e400", "2020-02-30", "99999-01-01", "NaT"]),
+                            st.integers(0, 3 * n_rows).map(str)) for _ in range(n_rows)],
+             None: []}[time_kind]
+    rows = []
+    for i in range(n_rows):
+        row = []
+        for kind in kinds:
+            if kind == "time":
+                row.append(times[i])
+            elif kind == "series":
+                row.append(ids[i])
+            elif kind == "text":
+                row.append(draw(text_cells))
+            else:
+                row.append(cell(draw, percent))
+        rows.append(row)
+    table = Table(header, rows)
+    roles = {"targets": [role_name(header, j, draw) for j, k in enumerate(kinds) if k == "target"]}
+    if time_kind:
+        roles["time"] = role_name(header, kinds.index("time"), draw)
+    if series:
+        roles["series_id"] = role_name(header, kinds.index("series"), draw)
+    if draw(st.integers(0, 3)) == 0:  # features named (a text column among them now and then), else inferred
+        roles["features"] = [role_name(header, j, draw) for j, k in enumerate(kinds) if k == "feature" or (k == "text" and draw(st.integers(0, 3)) == 0)]
+    table.roles = roles
+    return draw(files(table, clean))
+
+
+def config_of(table: Table, draw) -> DataConfig:
+    roles = table.roles
+    try:
+        return DataConfig(target=roles["targets"], features=roles.get("features"), time=roles.get("time"), series_id=roles.get("series_id"),
+                          window=draw(st.sampled_from([None, 1, 2, 3, 5])), horizon=draw(st.sampled_from([None, 1, 2])),
+                          missing=draw(st.sampled_from(["error", "drop", "ffill"])), log=draw(st.integers(0, 9)) == 0,
+                          val_fraction=draw(st.sampled_from([0.2, 0.5])))
+    except CoreMLLSTMError:  # the drawn roles clash (a name listed twice): not a table the reader sees
+        assume(False)
+
+
+@settings(max_examples=examples(60))
+@given(table=forecast_tables(), data=st.data())
+def test_prepare_gives_finite_windows_or_one_line_error(table, data):
+    config = config_of(table, data.draw)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = table.write(tmp)
+        assume(source is not None)
+        separate = data.draw(st.booleans())
+        try:
+            ds = prepare(source, source if separate else None, config)
+        except Exception as exc:  # noqa: BLE001 - the property is about which exceptions escape
+            check_error(exc, source)
+            return
+        n = ds.normalizer
+        assert finite(n.input_mean, n.input_std, n.target_mean, n.target_std) and (n.input_std > 0).all()
+        assert len(ds.train) > 0 and len(ds.validation) > 0
+        assert finite(ds.train.x, ds.train.y, ds.validation.x, ds.validation.y)
+        if config.log:
+            assert (np.asarray(ds.train.y) > 0).all()
+        # The prediction path reads the same table with the trained model's columns.
+        try:
+            x, keys = prediction_windows(source, ds.config, ds.input_columns, last_only=data.draw(st.booleans()))
+        except Exception as exc:  # noqa: BLE001
+            check_error(exc, source)
+            return
+        assert len(x) == len(keys) > 0 and finite(x)
+        event("ok: windows for training and prediction")
+
+
+@settings(max_examples=examples(40))
+@given(table=forecast_tables(), data=st.data())
+def test_reading_a_table_twice_gives_the_same_series(table, data):
+    """Block by block (pyarrow) or whole (pandas), the reader decides the same way on the same bytes."""
+    config = config_of(table, data.draw)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = table.write(tmp)
+        assume(source is not None)
+        outcomes = []
+        for _ in range(2):
+            try:
+                t = load_series(source, config)
+                outcomes.append(("ok", t.columns, np.asarray(t.values).tobytes(), t.offsets.tolist(), t.ids))
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(("error", check_error(exc, source)))
+        assert outcomes[0] == outcomes[1]
+
+
+def test_the_property_catches_a_foreign_exception(tmp_path):
+    """check_error fails on anything but the toolkit's one-line error (the property can fail)."""
+    source = tmp_path / "t.csv"
+    with pytest.raises(AssertionError, match="not the toolkit's error"):
+        check_error(ValueError("could not convert"), source)
+    from coreml_lstm.errors import DataError
+
+    with pytest.raises(AssertionError, match="not one line"):
+        check_error(DataError(f"{source}: column 'y'\nrow 2"), source)
+    with pytest.raises(AssertionError, match="does not start with the file"):
+        check_error(DataError("column 'y', row 2: bad"), source)
+    assert check_error(DataError(f"{source}: column 'y', row 2: bad"), source)
