@@ -81,6 +81,15 @@ EXCLUDED: dict[str, str] = {
         "out-of-range indices with validate_indices=False: the MIL spec leaves the result undefined; "
         "the test only asserts that Core ML's result differs from one arbitrary value"
     ),
+    # crop_resize with three boxes: the expected 7.899 is the exact 7.9 (= 1 + 4 x 1.5 + 0.9, the
+    # second box's sample at row 1.5, column 0.9) rounded off by the test's author, 10x the fp32
+    # tolerance away; Apple's CI checks it only in fp16 (fp32 variants need INCLUDE_MIL_FP32_UNIT_TESTS).
+    "*TestCropResize::test_builder_to_backend_ios16[*precision='fp32'*": (
+        "expected 7.899 for the exact 7.9: a constant rounded by hand, checked by Apple's CI only in fp16"
+    ),
+    "*TestCropResize::test_builder_to_backend_ios17[*precision='fp32'*N=3*": (
+        "expected 7.899 for the exact 7.9: a constant rounded by hand, checked by Apple's CI only in fp16"
+    ),
 }
 
 # Op family of a test file, for the table (the families of the done-when list).
