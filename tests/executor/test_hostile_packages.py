@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import coreml_lstm.executor as ex
 from coreml_lstm.cli import main
 from coreml_lstm.errors import CoreMLLSTMError
-from coreml_lstm.executor import _proto, limits
+from coreml_lstm.executor import limits
 from coreml_lstm.zoo import Case, convert, gru, lstm
 
 from ..strategies import examples
