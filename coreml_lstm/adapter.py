@@ -318,9 +318,16 @@ def sample_shapes(inputs: list[Input], n: int, seed: int = 0) -> list[dict[str, 
 
 def random_samples(inputs: list[Input], n: int = 8, seed: int = 0) -> list[Sample]:
     """``n`` one-call samples of random values at the sizes of :func:`sample_shapes`."""
+    from .executor import limits
+
     rng = np.random.default_rng(seed)
     samples = []
     for shapes in sample_shapes(inputs, n, seed):
+        for name, shape in shapes.items():  # sizes a package declares may be anything: bound them before drawing
+            try:
+                limits.check_shape(shape, 4, f"input {name!r}")
+            except ValueError as exc:
+                raise ConfigError(f"{exc}: a size the model or package declares; give inputs of your own (--input {name}:SHAPE, or --inputs)") from None
         feeds = {i.name: i.random(shapes[i.name], rng) for i in inputs}
         samples.append(Sample.one(feeds, shape_label(inputs, feeds)))
     return samples

@@ -745,7 +745,8 @@ def classifier_wrapper(name: str, program, meta: dict) -> str:
         + (" and reads the vocabulary file written next to the package." if text else "."),
         f"    public init(contentsOf url: URL{vocab_arg}, configuration: MLModelConfiguration = MLModelConfiguration()) throws {{",
         *_load_model(name),
-        "        classes = try entry(\"classes\", as: [ClassName].self).map { $0.text }",
+        "        // class_labels: each class as text, as Python writes it (1.5, not a JSON number Swift may read as 1.5 or 1)",
+        "        classes = try entry(metadata[\"coreml_lstm.class_labels\"] != nil ? \"class_labels\" : \"classes\", as: [ClassName].self).map { $0.text }",
         "        maxLength = try entry(\"max_length\", as: Int.self)",
     ]
     if text:

@@ -215,6 +215,7 @@ class _Classifier:
             "task": self.task,
             "classes": list(self.classes_),
             "label_type": label_type(self.classes_),
+            "class_labels": [str(c) for c in self.classes_],  # as text, the way the Core ML classifier names them
             "max_length": self.max_length_,
             "data": self.data_config.to_dict(),
             "model": self.net_config.to_dict(),

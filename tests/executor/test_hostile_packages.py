@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 import coreml_lstm.executor as ex
 from coreml_lstm.cli import main
-from coreml_lstm.errors import CoreMLLSTMError, PackageError
-from coreml_lstm.executor import _proto, limits
+from coreml_lstm.errors import CoreMLLSTMError
+from coreml_lstm.executor import limits
 from coreml_lstm.zoo import Case, convert, gru, lstm
 
 from ..strategies import examples
@@ -435,6 +435,23 @@ def test_the_bounds_are_set_from_the_environment(built, tmp_path):
     r = subprocess.run([sys.executable, "-m", "coreml_lstm", "run", str(big), "--inputs", str(d / "feeds.npz")], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1 and r.stderr.splitlines()[-1].endswith(
         "fill of shape (1000, 1000) would need 3.8 MiB, more than the 976.6 KiB a tensor may take (COREML_LSTM_MAX_TENSOR_BYTES)")
+
+
+def test_random_inputs_drawn_from_declared_sizes_are_bounded(built, tmp_path):
+    """verify and diagnose draw random inputs at the largest size a package declares: a package
+    declaring 2^40 time steps is refused in one line, not a MemoryError."""
+    package, _, d = built
+    bad = H.copy_package(package, tmp_path / "wide.mlpackage")
+    spec = H.read_spec(bad)
+    spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[1].upperBound = BIG
+    H.write_spec(bad, spec)
+    for args in (["verify", str(d / "m.pt"), str(bad), "--samples", "2"], ["diagnose", str(bad)]):
+        with deadline(60):
+            r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (args[0], r.output, r.exception)
+        assert r.output == (f"Error: input 'x' of shape (2, {BIG}, 5) would need 40.0 TiB, more than the {limits.size_text(limits.MAX_TENSOR_BYTES)} "
+                            f"a tensor may take (a quarter of this machine's {limits.size_text(limits.PHYSICAL_MEMORY)}): a size the model or package "
+                            "declares; give inputs of your own (--input x:SHAPE, or --inputs)\n"), r.output
 
 
 def test_a_legitimate_loop_is_not_bounded_too_early(tmp_path):
