@@ -170,6 +170,10 @@ extension Sunspots {
                 array.withUnsafeBufferPointer(ofType: Double.self) { buffer in
                     offsets(shape: shape, strides: strides) { flat, offset in values[flat] = Float(buffer[offset]) }
                 }
+            case .int32:
+                array.withUnsafeBufferPointer(ofType: Int32.self) { buffer in
+                    offsets(shape: shape, strides: strides) { flat, offset in values[flat] = Float(buffer[offset]) }
+                }
             default:
                 throw SunspotsError.output("unexpected MLMultiArray data type \(array.dataType.rawValue)")
             }
