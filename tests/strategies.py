@@ -181,6 +181,7 @@ def note(text: str) -> None:
 def kind_of(message: str) -> str:
     """The kind of an error message, its names and numbers blanked (for hypothesis' statistics)."""
     text = message.split(": ", 1)[1] if ": " in message else message
+    text = text.split("; columns are:")[0]
     text = re.sub(r"'[^']*'|\"[^\"]*\"|-?\d[\d.e+-]*", "_", text)
     return re.sub(r"(column _, |row _: |line _: )", "", text)[:60]
 

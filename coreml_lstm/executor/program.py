@@ -271,6 +271,8 @@ class Program:
                     bindings.append(Binding(name=b.name))
                 else:
                     bindings.append(Binding(value=self._value(b.value, f"{where} input {arg_name!r}")))
+            if not bindings:
+                raise PackageError(f"{self.path}: {where} input {arg_name!r} is bound to nothing")
             inputs[arg_name] = bindings
         attributes = {k: self._value(v, f"{where} attribute {k!r}") for k, v in proto.attributes.items() if k != "name"}
         outputs = []

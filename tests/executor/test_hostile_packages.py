@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 import coreml_lstm.executor as ex
@@ -332,6 +332,15 @@ def _undefined_name(pkg, dest):
     return H.with_op(pkg, dest, "relu", {"x": "no_such_value"})
 
 
+def _unbound_input(pkg, dest):
+    """An op input with no binding at all (what the long fuzz run found: a flipped byte did it)."""
+    dest = H.with_op(pkg, dest, "relu", {"x": np.float32(1)})
+    spec = H.read_spec(dest)
+    del H.main_block(spec).operations[0].inputs["x"].arguments[:]
+    H.write_spec(dest, spec)
+    return dest
+
+
 def _huge_state(pkg, dest):
     dest = H.copy_package(pkg, dest)
     spec = H.read_spec(dest)
@@ -381,6 +390,7 @@ CASES = {
     "blocks nested 200 deep": (_nested_past_protobuf, "not a Core ML model protobuf"),
     "a while_loop that never ends": (_endless_loop, "a bound against a loop that never ends"),
     "an op reading an undefined name": (_undefined_name, "which no earlier op or input defines"),
+    "an op input bound to nothing": (_unbound_input, "input 'x' is bound to nothing"),
     "fill of 2^40 x 2^40": (_op("fill", shape=np.array([BIG, BIG], np.int64), value=np.float32(1)), "fill of shape (1099511627776, 1099511627776) would need"),
     "tile by 2^40": (_op("tile", x=np.ones((2, 2), np.float32), reps=np.array([BIG, BIG], np.int64)), "tile of shape"),
     "range_1d of 1e30 steps": (_op("range_1d", start=np.float32(0), end=np.float32(1e30), step=np.float32(1)), "range_1d of shape"),
@@ -475,6 +485,7 @@ def fuzz_source(built, tmp_path_factory):
 FILES = {"model": H.model_file, "weights": H.weight_file, "manifest": lambda p: Path(p) / "Manifest.json"}
 
 
+@example(kind="lstm", target="model", flips=[(0.0, 0), (0.0, 0), (0.0, 0), (0.0, 0), (0.5948604294646933, 4)], cut=None)  # an unbound input
 @settings(max_examples=examples(40))
 @given(kind=st.sampled_from(["lstm", "gru"]), target=st.sampled_from(["model", "model", "weights", "manifest"]),
        flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=8),
