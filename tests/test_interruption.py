@@ -32,6 +32,7 @@ from coreml_lstm.compare import VARIANTS
 from .conftest import sine_table
 
 KILLS = int(os.environ.get("COREML_LSTM_KILL_POINTS", "20"))  # per command
+HANG = 120  # seconds: far more than any of these runs takes
 SEED = int(os.environ.get("COREML_LSTM_KILL_SEED", "12"))
 TINY = ["--window", "4", "--hidden-size", "4", "--num-layers", "1", "--epochs", "1", "--quiet", "--scaling", "global", "--seed", "0"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,15 @@ class Zygote:
         log = self.cwd / f"run{self.runs}.log"
         return self._ask({"spawn": [str(a) for a in args], "cwd": str(self.cwd), "log": str(log)})["pid"], log
 
-    def wait(self, pid: int) -> dict:
+    def wait(self, pid: int, timeout: float = 300) -> dict:
+        """The child's exit status; a child still running after ``timeout`` s is killed and the test fails."""
+        end = time.monotonic() + timeout
+        while not finished(pid):
+            if time.monotonic() > end:
+                os.kill(pid, signal.SIGKILL)
+                self._ask({"wait": pid})
+                raise AssertionError(f"child {pid} still ran after {timeout} s (a hang): killed")
+            time.sleep(0.01)
         return self._ask({"wait": pid})
 
     def warm(self, args: list) -> int:
@@ -144,6 +153,7 @@ def _reference(z: Zygote, name: str) -> tuple[dict, list[str], float, float]:
     seen: dict[str, list[float]] = {}
     while not finished(pid):
         now = time.perf_counter()
+        assert now - start < HANG, f"{name}: the run took more than {HANG} s (a hang)"
         for t in temporaries(watch, names):
             seen.setdefault(t, [now, now])[1] = now
         time.sleep(0.0005)
@@ -151,7 +161,7 @@ def _reference(z: Zygote, name: str) -> tuple[dict, list[str], float, float]:
     status = z.wait(pid)
     assert status["code"] == 0, log.read_text()
     assert seen, f"{name}: no temporary directory was seen: the writes are not atomic, or too fast to watch"
-    save = max([b - a for a, b in seen.values()] or [0.001]) + 0.002
+    save = max([b - a for a, b in seen.values()] or [0.001])  # how long a temporary lived: a save's duration
     return {n: snapshot(watch / n) for n in names}, names, total, save
 
 
@@ -173,10 +183,13 @@ def test_kill_9_never_leaves_a_half_written_destination(zygote, name):
         targeted = rng.random() < 0.75
         if targeted:  # wait for the n-th save to begin, then kill within a save's duration
             nth, seen = 1 + int(rng.random() ** 3 * len(names)), set()  # mostly the first saves: a later one costs a conversion each
+            began = time.monotonic()
             while len(seen) < nth and not finished(pid):
+                if time.monotonic() - began > HANG:
+                    z.wait(pid, timeout=0)  # kills it and fails: a hang
                 seen.update(temporaries(watch, names))
                 time.sleep(0.0005)
-            time.sleep(rng.uniform(0, save))
+            time.sleep(rng.uniform(0, 0.8 * save))  # the temporary was seen up to a poll late
         else:
             time.sleep(rng.uniform(0, total))
         os.kill(pid, signal.SIGKILL)  # a child that has exited already is a zombie: the kill does nothing

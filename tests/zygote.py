@@ -9,7 +9,9 @@ Run as ``python -m tests.zygote``; speaks JSON lines on stdin/stdout:
     {"quit": true}
 
 torch runs on one thread here, before any fork: a forked child of a process whose OpenMP pool
-has threads can hang in its first parallel region.
+has threads can hang in its first parallel region. Each child takes locks of its own where the
+children would otherwise share one across processes (tqdm's multiprocessing write lock): a child
+killed while holding it would leave every later child waiting for it forever.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ def _command(args: list[str], cwd: str, log: str) -> int:
     return code
 
 
+def _own_locks() -> None:
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # not the inherited multiprocessing semaphore, shared with every sibling
+
+
 def serve() -> None:
     _warm_up()
     print(json.dumps({"ready": True}), flush=True)
@@ -63,6 +73,7 @@ def serve() -> None:
         if "spawn" in request:
             pid = os.fork()
             if pid == 0:
+                _own_locks()
                 os._exit(_command(request["spawn"], request["cwd"], request["log"]))
             print(json.dumps({"pid": pid}), flush=True)
         elif "warm" in request:
