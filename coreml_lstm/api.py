@@ -299,12 +299,7 @@ def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start:
     def mae(pred) -> float:
         return float(np.abs(np.asarray(pred, np.float64) - y).mean())
 
-    baselines = {}
-    for lo in range(0, len(x), 1024):  # baseline forecasts straight from the frame, batch by batch
-        part = model.baseline_forecasts(season, np.array(x[lo : lo + 1024], dtype=np.float32))
-        for k, p in part.items():
-            baselines.setdefault(k, []).append(p.numpy())
-    scores = {k: mae(np.concatenate(p)) for k, p in baselines.items()}
+    scores = model.baseline_mae(season, x, y)  # straight from the frame, batch by batch
     best = min(scores, key=scores.get)  # the first of STARTS among equals
     states = {}
     if not kept_start:

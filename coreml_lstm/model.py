@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -184,6 +185,19 @@ class RecurrentModel(nn.Module):
             out[k] = torch.exp(y) if self.config.log else y
         return out
 
+    def baseline_mae(self, season: int, x, y, block: int = 1024) -> dict[str, float]:
+        """Each baseline's mean absolute error (original units, float64) on raw windows x (N, W, F)
+        against y (N, horizon, T), computed ``block`` windows at a time: the working memory stays
+        bounded however many windows there are (x may be a lazy WindowArray)."""
+        sums = dict.fromkeys(self.baselines(season), 0.0)
+        count = 0
+        for lo in range(0, len(x), block):
+            t = np.asarray(y[lo : lo + block], np.float64)
+            for k, p in self.baseline_forecasts(season, np.array(x[lo : lo + block], dtype=np.float32)).items():
+                sums[k] += float(np.abs(p.numpy().astype(np.float64) - t).sum())
+            count += t.size
+        return {k: v / count for k, v in sums.items()} if count else sums
+
     @torch.no_grad()
     def set_baseline(self, kind: str, season: int) -> None:
         """Make the model the classical forecast ``kind``: the highway that baseline, the recurrent
@@ -225,11 +239,7 @@ class RecurrentModel(nn.Module):
         candidates = self.baselines(season)
         chosen = "seasonal naive" if "seasonal naive" in candidates else "naive"
         if x is not None and len(x):
-            losses = dict.fromkeys(candidates, 0.0)
-            for lo in range(0, len(x), 1024):  # in blocks: the working memory stays bounded
-                t = torch.as_tensor(y[lo : lo + 1024], dtype=torch.float32)
-                for k, p in self.baseline_forecasts(season, x[lo : lo + 1024]).items():
-                    losses[k] += float((p - t).abs().sum())
+            losses = self.baseline_mae(season, x, y)
             chosen = min(losses, key=losses.get)
         self.set_baseline(chosen, season)
         return chosen
