@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..fp16 import Rounder
+from ..fp16 import Rounder, round_in_range
 from ..limits import check_shape
 from ..program import Kernel
 from ..registry import kernel
@@ -205,9 +205,12 @@ class Lstm(_Recurrent):
         tmp = np.empty((H, B), np.float32)
         sig = g[: 3 * H]
         i, f, o, z = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-        rounder = Rounder(H * B) if fp16 else None
         c_max = float(np.max(np.abs(c), initial=0.0))
         bounded = math.isfinite(c_max) and (c_max + T) * math.exp(T * 2.0**-10) < 65504.0
+        if fp16:  # views for the in-place rounding, made once
+            rounder = Rounder(H * B)
+            e = np.empty((H, B), np.uint32)
+            m, c_bits, U_bits = e.view(np.float32), c.view(np.uint32), U.view(np.uint32)
         for t in _steps(T, backward):
             read, write = (t + 1, t) if backward else (t, t + 1)
             np.matmul(w, U[read], out=g)
@@ -218,12 +221,15 @@ class Lstm(_Recurrent):
             np.multiply(i, z, out=tmp)
             np.add(c, tmp, out=c)
             if fp16:
-                rounder(c, bounded, zero_sign=False)
+                if bounded:
+                    round_in_range(c, c_bits, e, m)
+                else:
+                    rounder(c, False, zero_sign=False)
             np.tanh(c, out=tmp)
             h = U[write, I : I + H]
             np.multiply(o, tmp, out=h)
-            if fp16:
-                rounder(h, True, zero_sign=False)
+            if fp16:  # |h| <= 1
+                round_in_range(h, U_bits[write, I : I + H], e, m)
         seq = U[:T, I : I + H] if backward else U[1:, I : I + H]  # (T, H, B)
         h = U[0 if backward else T, I : I + H]  # the last step's h (the initial one when T = 0)
         return seq.transpose(0, 2, 1), h.T.copy(), c.T.copy()
