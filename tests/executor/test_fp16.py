@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from coreml_lstm.executor.fp16 import Rounder, round_fp16
+from coreml_lstm.executor.fp16 import Rounder, round_fp16, round_in_range
 
 
 def cast(x):
@@ -58,6 +58,18 @@ def test_bounded_rounding_skips_nothing_it_needs():
     r = Rounder(1000)
     assert r(x, bounded=True) is x
     assert_same(x, want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float32, st.integers(1, 3000), elements=st.floats(-65519, 65519, width=32)))
+def test_the_hot_loop_rounding_is_the_cast_inside_fp16s_range(x):
+    """round_in_range (the recurrent kernels' per-step rounding): the cast's value, with a -0 that
+    may come back +0 (equal as numbers)."""
+    want = cast(x)
+    e = np.empty(x.shape, np.uint32)
+    round_in_range(x, x.view(np.uint32), e, e.view(np.float32))
+    assert np.array_equal(x, want)
+    assert np.array_equal(np.signbit(x) & (x != 0), np.signbit(want) & (want != 0))
 
 
 def test_every_fp16_value_of_an_fp16_run_is_an_fp16_value(tmp_path):
