@@ -62,9 +62,9 @@ class Forecaster:
             drift, seasonal drift) and the network averaged with the best baseline has the lowest
             MAE on the validation windows, so a series the network cannot improve on ships exactly
             that baseline; "network" ships the network as trained (early stopping aside).
-        calibrate: mixture head: stretch each target's mixtures about their means so that the
-            central 90% intervals cover 90% of the validation values (split-conformal); the
-            package outputs the calibrated mixture.
+        calibrate: mixture head: widen each target's mixtures about their means where the
+            central 90% intervals cover less than 90% of the validation values (split-conformal;
+            never narrowed); the package outputs the calibrated mixture.
         device, dist_timeout: where to train ("cpu", "cuda", "mps", "auto"); under torchrun, how
             long a collective waits for the other processes (see :func:`coreml_lstm.train.fit`).
         progress: show a progress bar on stderr while training.

@@ -129,7 +129,7 @@ def train_options(f):
         click.option("--head", type=click.Choice(["point", "mixture"]), default="point", show_default=True, help="point: one value per step; mixture: a Gaussian mixture (trained by NLL)."),
         click.option("--mixtures", type=click.IntRange(min=1), default=3, show_default=True, help="Components per value with --head mixture (1: a plain Gaussian)."),
         click.option("--select", type=click.Choice(["validation", "network"]), default="validation", show_default=True, help="validation: ship the best of the network, each classical baseline and their blend by validation MAE; network: the network as trained."),
-        click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="--head mixture: stretch the mixtures so that validation's central 90% intervals cover 90%."),
+        click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="--head mixture: widen the mixtures where validation's central 90% intervals cover less than 90%."),
         click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True),
         click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),

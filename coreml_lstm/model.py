@@ -118,9 +118,10 @@ class RecurrentModel(nn.Module):
             self.register_buffer("target_floor", torch.full((n_targets,), FLOOR))
             self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
         if config.head == "mixture":
-            # Widens (> 1) or narrows (< 1) each target's mixture about its mean: chosen after
-            # training so that the validation windows' central 90% intervals cover 90%
-            # (:func:`coreml_lstm.mixture.interval_scale`); 1 leaves the trained mixture as it is.
+            # Widens (> 1) or narrows (< 1) each target's mixture about its mean; fit chooses it
+            # after training, widening only, so that the validation windows' central 90% intervals
+            # cover at least 90% (:func:`coreml_lstm.mixture.interval_scale`); 1 leaves the
+            # trained mixture as it is.
             self.register_buffer("interval_scale", torch.ones(n_targets))
 
     @property

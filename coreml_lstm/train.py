@@ -74,7 +74,7 @@ class ForecastTrainConfig(TrainConfig):
     # baseline and the network blended with the best of them has the lowest validation MAE
     # ("validation"), or the network as trained ("network").
     select: str = "validation"
-    calibrate: bool = True  # mixture head: stretch the mixtures so validation's 90% intervals cover 90%
+    calibrate: bool = True  # mixture head: widen the mixtures until validation's 90% intervals cover 90%
 
     def __post_init__(self):
         super().__post_init__()

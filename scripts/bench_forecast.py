@@ -29,9 +29,16 @@ whole, then renamed), so several processes can run different seeds at once; the 
 from whatever files DIR holds for the requested seeds. ``--quick`` trains 1 seed with 40 epochs
 on three short series: a smoke test, not the benchmark.
 
+``--origins K`` is the development protocol, on which defaults are chosen: the held-out horizon
+is dropped (never read) and each of the K horizons before it is held out in turn, the model
+trained on what precedes it (seeds 0-1). With ``--head mixture`` it also prints the calibration
+study: the coverage those horizons get under each way of stretching the trained mixtures, every
+one chosen on the run's own validation windows (the same networks, calibrated after training).
+
     python scripts/bench_forecast.py                      # all series, seeds 0-2
     python scripts/bench_forecast.py --seeds 1 &          # parallel-safe: one process per seed
     python scripts/bench_forecast.py --head mixture       # + central 90% interval coverage
+    python scripts/bench_forecast.py --origins 3 --head mixture   # development protocol
     python scripts/bench_forecast.py --quick
 """
 
@@ -128,11 +135,16 @@ def frequency_season(freq: str, frame: pd.DataFrame) -> int:
     return SEASON[freq]
 
 
-def split(name: str):
+def split(name: str, origin: int = 0):
+    """Training part, held-out horizon, horizon and season. ``origin`` k >= 1 is the development
+    protocol: the held-out horizon is dropped and the k-th horizon before it is held out instead,
+    so the training part ends k horizons earlier and nothing after it is seen."""
     loader, freq, _ = SERIES[name]
     frame = loader().reset_index(drop=True).iloc[-MAX_POINTS:].reset_index(drop=True)
     h = min(M4_HORIZON[freq], len(frame) // 6)
-    return frame.iloc[:-h].reset_index(drop=True), frame.iloc[-h:].reset_index(drop=True), h, frequency_season(freq, frame)
+    m = frequency_season(freq, frame)
+    frame = frame.iloc[: len(frame) - origin * h]
+    return frame.iloc[:-h].reset_index(drop=True), frame.iloc[-h:].reset_index(drop=True), h, m
 
 
 def mase(y, pred, train, m) -> float:
@@ -173,7 +185,7 @@ def ets_forecast(train, h, m) -> tuple[np.ndarray, str]:
     return np.asarray(best[1].forecast(h)), best[2]
 
 
-def run_model(name: str, seed: int, head: str, quick: bool) -> dict:
+def run_model(name: str, seed: int, head: str, quick: bool, origin: int = 0) -> dict:
     import torch
 
     from coreml_lstm import Forecaster
@@ -181,7 +193,7 @@ def run_model(name: str, seed: int, head: str, quick: bool) -> dict:
     from coreml_lstm.mixture import quantile
 
     torch.set_num_threads(1)  # one core per process: seeds run side by side
-    train, test, h, m = split(name)
+    train, test, h, m = split(name, origin)
     extra = {"head": head} if head != "point" else {}
     if quick:
         extra["epochs"] = 40
@@ -207,6 +219,16 @@ def run_model(name: str, seed: int, head: str, quick: bool) -> dict:
         w, mu, s = d["weights"][0, :, 0], d["means"][0, :, 0], d["scales"][0, :, 0]
         lo, hi = quantile(w, mu, s, 0.05), quantile(w, mu, s, 0.95)
         result["coverage90"] = float(np.mean((y >= lo) & (y <= hi)))
+        if origin:  # the trained mixture (stretch 1) on validation and here: for --calibration-study
+            scale = f.model_.interval_scale.clone()
+            f.model_.interval_scale.fill_(1.0)
+            val = dict(zip(("w", "mu", "s"), f._outputs(f.model_, f.dataset_.validation.x)[:3]))
+            here = f.predict_distribution(x)
+            f.model_.interval_scale.copy_(scale)
+            result["raw"] = {"validation": {k: v[..., 0, :].tolist() for k, v in val.items()},
+                             "validation_y": np.asarray(f.dataset_.validation.y)[..., 0].tolist(),
+                             "test": {k: here[n][0, :, 0].tolist() for k, n in (("w", "weights"), ("mu", "means"), ("s", "scales"))},
+                             "y": y.tolist()}
     else:
         pred = f.predict_windows(x)[0, :, 0]
     result["mase"] = mase(y, pred, train["value"], m)
@@ -214,8 +236,8 @@ def run_model(name: str, seed: int, head: str, quick: bool) -> dict:
     return result
 
 
-def baselines(name: str) -> dict:
-    train, test, h, m = split(name)
+def baselines(name: str, origin: int = 0) -> dict:
+    train, test, h, m = split(name, origin)
     y, tr = test["value"].to_numpy(np.float64), train["value"].to_numpy(np.float64)
     ets, ets_name = ets_forecast(tr, h, m)
     return {
@@ -236,79 +258,153 @@ def _write(path: Path, value: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", nargs="*", choices=sorted(SERIES), help="default: all (quick: airline, shampoo, lynx)")
-    p.add_argument("--seeds", nargs="*", type=int, default=None, help="default 0 1 2 (quick: 0)")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="default 0 1 2 (quick: 0; --origins: 0 1)")
     p.add_argument("--head", choices=["point", "mixture"], default="point")
+    p.add_argument("--origins", type=int, default=0, metavar="K",
+                   help="development protocol: instead of the held-out horizon, the K horizons before it, one origin each, "
+                        "each trained on what precedes it (the held-out horizon is never read); with --head mixture it adds "
+                        "the calibration study")
     p.add_argument("--quick", action="store_true", help="1 seed, 40 epochs, three short series: a smoke test")
     p.add_argument("--results", type=Path, default=Path("/tmp/bench_forecast"), help="one JSON per (series, seed, head); reused if present")
     p.add_argument("--rerun", action="store_true", help="train again even when a result file exists")
     p.add_argument("--report-only", action="store_true", help="print the table from the result files; train nothing")
     args = p.parse_args(argv)
     names = args.series or (list(QUICK) if args.quick else list(SERIES))
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1] if args.origins else [0, 1, 2])
+    origins = list(range(1, args.origins + 1)) or [0]
     tag = f"{args.head}{'-quick' if args.quick else ''}"
     args.results.mkdir(parents=True, exist_ok=True)
+    suffix = lambda k: f".dev{k}" if k else ""
 
     base = {}
     for name in names:
-        path = args.results / f"{name}.baselines.json"
-        if path.exists() and not args.rerun:
-            base[name] = json.loads(path.read_text())
-        elif not args.report_only:
-            base[name] = baselines(name)
-            _write(path, base[name])
+        for k in origins:
+            path = args.results / f"{name}{suffix(k)}.baselines.json"
+            if path.exists() and not args.rerun:
+                base[name, k] = json.loads(path.read_text())
+            elif not args.report_only:
+                base[name, k] = baselines(name, k)
+                _write(path, base[name, k])
     runs: dict[tuple, dict] = {}
     for name in names:
-        for seed in seeds:
-            path = args.results / f"{name}.{tag}.seed{seed}.json"
-            if path.exists() and not args.rerun:
-                runs[name, seed] = json.loads(path.read_text())
-                continue
-            if args.report_only:
-                continue
-            print(f"{name} seed {seed} ({args.head}) ...", file=sys.stderr, flush=True)
-            runs[name, seed] = run_model(name, seed, args.head, args.quick)
-            _write(path, runs[name, seed])
-            r = runs[name, seed]
-            print(f"  MASE {r['mase']:.3f} (window {r['window']}, best epoch {r['best_epoch']}, {r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        for k in origins:
+            for seed in seeds:
+                path = args.results / f"{name}{suffix(k)}.{tag}.seed{seed}.json"
+                if path.exists() and not args.rerun:
+                    runs[name, k, seed] = json.loads(path.read_text())
+                    continue
+                if args.report_only:
+                    continue
+                print(f"{name}{f' origin {k}' if k else ''} seed {seed} ({args.head}) ...", file=sys.stderr, flush=True)
+                try:
+                    runs[name, k, seed] = run_model(name, seed, args.head, args.quick, k)
+                except Exception as exc:  # a development origin whose training part is too short for the defaults
+                    if not k:
+                        raise
+                    runs[name, k, seed] = {"skipped": str(exc).splitlines()[0]}
+                _write(path, runs[name, k, seed])
+                r = runs[name, k, seed]
+                print(f"  skipped: {r['skipped']}" if "skipped" in r else
+                      f"  MASE {r['mase']:.3f} (window {r['window']}, best epoch {r['best_epoch']}, {r['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    print_table(names, seeds, base, runs, args.head, args.quick)
+    print_table(names, seeds, origins, base, runs, args.head, args.quick)
+    if args.head == "mixture" and args.origins:
+        calibration_study(names, seeds, origins, runs)
     return 0
 
 
-def print_table(names, seeds, base, runs, head, quick) -> None:
+def stretched_coverage(raw: dict, c: np.ndarray, coverage: float = 0.9) -> float:
+    """Coverage of the test values by the central interval of the mixture stretched by c about its
+    mean (c per step, (horizon,))."""
+    from coreml_lstm.mixture import quantile
+
+    w, mu, s = (np.asarray(raw["test"][k], np.float64) for k in ("w", "mu", "s"))  # (horizon, K)
+    mean = (w * mu).sum(-1, keepdims=True)
+    c = np.asarray(c, np.float64).reshape(-1, 1)
+    mu, s = mean + c * (mu - mean), c * s
+    y = np.asarray(raw["y"], np.float64)
+    lo, hi = quantile(w, mu, s, (1 - coverage) / 2), quantile(w, mu, s, (1 + coverage) / 2)
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+CALIBRATIONS = ("none", "two-sided", "widen only (default)", "per step, widen only")
+
+
+def calibrations(raw: dict) -> dict[str, float]:
+    """Test coverage under each calibration variant, each chosen on the run's validation windows."""
+    from coreml_lstm.mixture import interval_scale
+
+    v = {k: np.asarray(a, np.float64)[..., None, :] for k, a in raw["validation"].items()}  # (N, horizon, 1, K)
+    y = np.asarray(raw["validation_y"], np.float64)[..., None]
+    h = len(raw["y"])
+    both = float(interval_scale(v["w"], v["mu"], v["s"], y, bounds=(0.05, 20.0))[0])
+    widen = float(interval_scale(v["w"], v["mu"], v["s"], y)[0])  # the default: bounds (1, 20)
+    steps = np.array([interval_scale(v["w"][:, j : j + 1], v["mu"][:, j : j + 1], v["s"][:, j : j + 1], y[:, j : j + 1])[0] for j in range(h)])
+    return {
+        "none": stretched_coverage(raw, np.ones(h)),
+        "two-sided": stretched_coverage(raw, np.full(h, both)),
+        "widen only (default)": stretched_coverage(raw, np.full(h, widen)),
+        "per step, widen only": stretched_coverage(raw, steps),
+    }
+
+
+def calibration_study(names, seeds, origins, runs) -> None:
+    print("\ncentral 90% coverage of the development origins' horizons under each calibration (chosen on each run's validation windows)")
+    print("| series | " + " | ".join(CALIBRATIONS) + " |")
+    print("|" + " --- |" * (len(CALIBRATIONS) + 1))
+    per = {c: [] for c in CALIBRATIONS}
+    for name in names:
+        got = [calibrations(r["raw"]) for k in origins for s in seeds if "raw" in (r := runs.get((name, k, s), {}))]
+        if not got:
+            continue
+        print(f"| {name} | " + " | ".join(f"{np.mean([g[c] for g in got]):.3f}" for c in CALIBRATIONS) + " |")
+        for c in CALIBRATIONS:
+            per[c].append(np.mean([g[c] for g in got]))
+    print("| mean | " + " | ".join(f"{np.mean(per[c]):.3f}" for c in CALIBRATIONS) + " |")
+
+
+def print_table(names, seeds, origins, base, runs, head, quick) -> None:
     cover = head == "mixture"
-    print(f"MASE on the held-out horizon (seeds {', '.join(map(str, seeds))}; model: mean +- half the range over seeds){' [QUICK: not the benchmark]' if quick else ''}")
+    dev = origins != [0]
+    where = f"the development origins {', '.join(map(str, origins))} (horizons before the held-out one)" if dev else "the held-out horizon"
+    print(f"MASE on {where} (seeds {', '.join(map(str, seeds))}; model: mean +- half the range over seeds"
+          f"{', means over origins' if dev else ''}){' [QUICK: not the benchmark]' if quick else ''}")
     cols = f"| series | freq | n | h | model | naive | seasonal naive | ETS |" + (" 90% coverage | interval stretch |" if cover else " shipped |")
     print(cols)
     print("|" + " --- |" * (cols.count("|") - 1))
     means = {k: [] for k in ("model", "naive", "seasonal_naive", "ets", "coverage")}
+    gaps = {}
     for name in names:
-        got = [runs[name, s] for s in seeds if (name, s) in runs]
-        b = base.get(name)
-        if not got or b is None:
-            print(f"| {name} | (missing: {len(got)} of {len(seeds)} seeds) |")
+        ks = [k for k in origins if (name, k) in base and all("mase" in runs.get((name, k, s), {}) for s in seeds)]
+        skipped = [k for k in origins if any("skipped" in runs.get((name, k, s), {}) for s in seeds)]
+        if not ks:
+            print(f"| {name} | (missing{'; skipped origins ' + ', '.join(map(str, skipped)) if skipped else ''}) |")
             continue
-        v = np.array([r["mase"] for r in got])
+        v = np.array([np.mean([runs[name, k, s]["mase"] for k in ks]) for s in seeds])  # per seed, mean over origins
         half = (v.max() - v.min()) / 2
-        row = f"| {name} | {SERIES[name][1]} | {b['n_train']} | {b['horizon']} | {v.mean():.3f} +- {half:.3f} | {b['naive']:.3f} | {b['seasonal_naive']:.3f} | {b['ets']:.3f} ({b['ets_model']}) |"
+        b = {key: np.mean([base[name, k][key] for k in ks]) for key in ("naive", "seasonal_naive", "ets")}
+        b0 = base[name, ks[0]]
+        ets = f" ({b0['ets_model']})" if len(ks) == 1 else ""
+        row = f"| {name} | {SERIES[name][1]} | {b0['n_train']} | {b0['horizon']} | {v.mean():.3f} +- {half:.3f} | {b['naive']:.3f} | {b['seasonal_naive']:.3f} | {b['ets']:.3f}{ets} |"
+        got = [runs[name, k, s] for k in ks for s in seeds]
         if cover:
             c = np.array([r["coverage90"] for r in got])
             stretch = [r.get("interval_scale") for r in got if r.get("interval_scale") is not None]
-            row += f" {c.mean():.3f} | {'/'.join(f'{v:.2f}' for v in stretch) or '-'} |"
+            shown = f"{min(stretch):.2f}-{max(stretch):.2f}" if stretch else "-"
+            row += f" {c.mean():.3f} | {shown} |"
             means["coverage"].append(c.mean())
         else:
             shipped = [r.get("shipped", "network") for r in got]
             row += " " + ", ".join(f"{k} x{shipped.count(k)}" for k in dict.fromkeys(shipped)) + " |"
-        print(row + ("" if len(got) == len(seeds) else f" ({len(got)} of {len(seeds)} seeds)"))
+        print(row + (f" (origins {', '.join(map(str, ks))}; skipped {', '.join(map(str, skipped))})" if skipped else ""))
         means["model"].append(v.mean())
         for k in ("naive", "seasonal_naive", "ets"):
             means[k].append(b[k])
+        gaps[name] = v.mean() - b["seasonal_naive"]
     if means["model"]:
         row = f"| mean | | | | {np.mean(means['model']):.3f} | {np.mean(means['naive']):.3f} | {np.mean(means['seasonal_naive']):.3f} | {np.mean(means['ets']):.3f} |"
         print(row + (f" {np.mean(means['coverage']):.3f} | |" if cover else " |"))
-        done = [n for n in names if all((n, s) in runs for s in seeds) and n in base]
-        gap = {n: np.mean([runs[n, s]["mase"] for s in seeds]) - base[n]["seasonal_naive"] for n in done}
-        worse = [f"{n}{' (a tie)' if abs(gap[n]) < 5e-4 else ''}" for n in done if gap[n] > -5e-4]
+        worse = [f"{n}{' (a tie)' if abs(g) < 5e-4 else ''}" for n, g in gaps.items() if g > -5e-4]
         print(f"targets: better than seasonal naive on every series: {'yes' if not worse else 'no: ' + ', '.join(worse)}; "
               f"mean MASE {np.mean(means['model']):.3f} vs ETS {np.mean(means['ets']):.3f}: {'at most' if np.mean(means['model']) <= np.mean(means['ets']) else 'above'}")
 

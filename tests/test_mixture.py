@@ -114,12 +114,14 @@ def test_interval_scale_recovers_a_wrong_spread(spread):
     w = np.full((n, 1, 1, k), 0.5)
     mu, s = np.zeros((n, 1, 1, k)), np.ones((n, 1, 1, k))
     y = spread * rng.standard_normal((n, 1, 1))
-    c = interval_scale(w, mu, s, y)
+    c = interval_scale(w, mu, s, y, bounds=(0.05, 20.0))
     assert c.shape == (1,) and c[0] == pytest.approx(spread, rel=0.06)
     # The conformal rank: at least 90% of the values are inside the stretched interval, and not many more.
     half = c[0] * 1.6448536
     inside = np.mean(np.abs(y) <= half)
     assert 0.9 <= inside <= 0.9 + 2 / n
+    # The default only widens: intervals too wide on these values stay as trained.
+    assert interval_scale(w, mu, s, y)[0] == (1.0 if spread < 1 else c[0])
 
 
 def test_calibrated_mixture_is_the_trained_one_stretched_about_its_mean():
@@ -140,19 +142,28 @@ def test_calibrated_mixture_is_the_trained_one_stretched_about_its_mean():
         np.testing.assert_allclose(quantile(w1, mu1, s1, q), mean0 + c * (quantile(w0, mu0, s0, q) - mean0), rtol=1e-4, atol=1e-4)
 
 
-def test_fit_calibrates_the_intervals_on_validation_and_they_hold_on_new_windows():
+def _noisier(table, seed: int, sd: float = 0.6):
+    """The same process with more noise: intervals trained on ``table`` are too narrow for it."""
+    out = table.copy()
+    out["y0"] = out["y0"] + sd * np.random.default_rng(seed).standard_normal(len(out))
+    return out
+
+
+def test_fit_widens_too_narrow_intervals_on_validation_and_they_hold_on_new_windows():
     from coreml_lstm.data import prediction_windows
 
     table = sine_table(400, seed=1)
+    validation = _noisier(sine_table(200, seed=2), seed=3)
     settings = dict(time="t", head="mixture", mixtures=2, **{**FAST, "epochs": 6})
-    raw = Forecaster("y0", calibrate=False, **settings).fit(table)
-    cal = Forecaster("y0", **settings).fit(table)
+    raw = Forecaster("y0", calibrate=False, **settings).fit(table, validation)
+    cal = Forecaster("y0", **settings).fit(table, validation)
     assert "interval_scale" not in raw.metrics_ and len(cal.metrics_["interval_scale"]) == 1
-    assert cal.metrics_["interval_scale"][0] != pytest.approx(1.0, abs=0.05)  # the trained intervals were off
+    assert raw.metrics_["probabilistic"]["overall"]["coverage90"] < 0.85  # trained on the quieter table: too narrow
+    assert cal.metrics_["interval_scale"][0] > 1.2
     assert cal.metrics_["probabilistic"]["overall"]["coverage90"] >= 0.9
     assert cal.checkpoint_.state_dict["interval_scale"][0] == pytest.approx(cal.metrics_["interval_scale"][0])
-    # Windows the calibration never saw: the same process, other noise.
-    new = sine_table(400, seed=7)
+    # Windows the calibration never saw: the noisier process, other noise.
+    new = _noisier(sine_table(400, seed=7), seed=8)
     x, _ = prediction_windows(new, cal.checkpoint_.data_config, cal.checkpoint_.input_columns)
     W, H = cal.checkpoint_.window, cal.checkpoint_.horizon
     x = np.asarray(x)[: len(new) - W - H + 1]
@@ -161,6 +172,15 @@ def test_fit_calibrates_the_intervals_on_validation_and_they_hold_on_new_windows
     w, mu, s = (d[k][:, :, 0] for k in ("weights", "means", "scales"))
     covered = np.mean((y >= quantile(w, mu, s, 0.05)) & (y <= quantile(w, mu, s, 0.95)))
     assert 0.8 <= covered <= 0.98, covered
+
+
+def test_fit_never_narrows_intervals():
+    """Trained on the noisier table and validated on the quieter one, the intervals are too wide
+    there: they ship as trained."""
+    settings = dict(time="t", head="mixture", mixtures=2, **{**FAST, "epochs": 6})
+    f = Forecaster("y0", **settings).fit(_noisier(sine_table(400, seed=1), seed=4), sine_table(200, seed=2))
+    assert f.metrics_["probabilistic"]["overall"]["coverage90"] > 0.95
+    assert f.metrics_["interval_scale"] == [1.0]
 
 
 def test_checkpoints_from_before_calibration_load_uncalibrated(tmp_path):
