@@ -29,15 +29,21 @@ def seasonal_naive_forecast(history: np.ndarray, origin: int, horizon: int, seas
     return history[idx]
 
 
-def window_forecasts(windows, season: int, horizon: int) -> dict[str, np.ndarray]:
-    """Baseline forecasts (N, horizon, T) for each window, from its series' history."""
-    out = {"naive": [], "seasonal_naive": []}
-    for sid, origin in zip(windows.series, windows.origin):
-        history = windows.history[sid]
-        out["naive"].append(naive_forecast(history, int(origin), horizon))
-        out["seasonal_naive"].append(seasonal_naive_forecast(history, int(origin), horizon, season))
-    n_t = windows.y.shape[2]
-    return {k: np.stack(v) if v else np.zeros((0, horizon, n_t)) for k, v in out.items()}
+def window_forecasts(windows, season: int, horizon: int, block: int = 1 << 16) -> dict[str, np.ndarray]:
+    """Baseline forecasts (N, horizon, T) for each window, gathered from its series in the table
+    (the baselines look back further than the window: a season may be longer), ``block`` windows
+    at a time: :func:`naive_forecast` and :func:`seasonal_naive_forecast` for every window at once."""
+    table, n_t = windows.table, windows.y.shape[2]
+    out = {k: np.zeros((len(windows), horizon, n_t), table.values.dtype) for k in ("naive", "seasonal_naive")}
+    steps = np.arange(horizon)
+    for lo in range(0, len(windows), block):
+        i = np.arange(lo, min(lo + block, len(windows)))
+        first = windows.starts(i) + windows.window  # (B,) the table row of each window's first target step
+        origin = first - table.offsets[windows.starts.series[windows.starts.segment(i)]]  # its place in its series
+        m = np.where((1 < season) & (season <= origin), season, 1)  # seasonal_lag, window by window
+        out["naive"][lo : lo + len(i)] = table.values[first - 1, :n_t][:, None, :]
+        out["seasonal_naive"][lo : lo + len(i)] = table.values[(first - m)[:, None] + steps % m[:, None], :n_t]
+    return out
 
 
 def mase_scale(insample: dict, season: int) -> np.ndarray:

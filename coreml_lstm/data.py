@@ -356,12 +356,6 @@ class Windows:
         return np.concatenate([np.arange(c, dtype=np.int64) + (f - self.table.offsets[k]) + self.window
                                for f, c, k in zip(self.starts.first, self.starts.count, self.starts.series)] or [np.zeros(0, np.int64)])
 
-    @property
-    def history(self) -> dict:
-        """{series id: (n, T) raw targets} of the series these windows come from, as views of the
-        table: the baselines look back further than the window (a season may be longer)."""
-        return self.table.targets(self.y._ncols)
-
 
 @dataclass
 class Dataset:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm import Forecaster
-from coreml_lstm.baselines import compare, mase_scale, window_forecasts
+from coreml_lstm.baselines import compare, mase_scale, naive_forecast, seasonal_naive_forecast, window_forecasts
 from coreml_lstm.cli import main
 from coreml_lstm.data import DataConfig, prepare
 from coreml_lstm.errors import ConfigError, DataError
@@ -237,6 +237,35 @@ def test_baselines_by_hand():
     assert report["skill"] < 0
     good = compare(y, y, base, mase_scale(ds.insample, 4), ["y"], 4)
     assert good["warning"] is None and good["mase"] == 0 and good["skill"] == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(6, 40), min_size=1, max_size=5),
+    targets=st.integers(1, 2),
+    window=st.integers(1, 6),
+    horizon=st.integers(1, 4),
+    season=st.integers(1, 12),
+    block=st.integers(1, 7),
+    seed=st.integers(0, 2**16),
+)
+def test_window_baselines_are_the_forecasts_from_each_window_s_series(lengths, targets, window, horizon, season, block, seed):
+    """All windows at once, block by block, against the one-window forecasts over each series."""
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"sid": f"s{k}", "t": range(n), **{f"y{j}": rng.normal(size=n).round(3) for j in range(targets)}})
+              for k, n in enumerate(lengths)]
+    frame = pd.concat(frames, ignore_index=True)
+    config = DataConfig(target=[f"y{j}" for j in range(targets)], time="t", series_id="sid", window=window, horizon=horizon, season=season, val_fraction=0.3)
+    try:
+        ds = prepare(frame, config=config)
+    except DataError:  # a series too short for this window and horizon
+        return
+    for windows in (ds.train, ds.validation):
+        got = window_forecasts(windows, season, horizon, block=block)
+        series = {f"s{k}": f[[f"y{j}" for j in range(targets)]].to_numpy(np.float32) for k, f in enumerate(frames)}
+        for i, (sid, origin) in enumerate(zip(windows.series, windows.origin)):
+            np.testing.assert_array_equal(got["naive"][i], naive_forecast(series[sid], int(origin), horizon))
+            np.testing.assert_array_equal(got["seasonal_naive"][i], seasonal_naive_forecast(series[sid], int(origin), horizon, season))
 
 
 def test_train_reports_the_baselines_and_warns(tmp_path):
