@@ -75,14 +75,28 @@ def read_arrays(path: str | Path, what: str = "inputs") -> dict[str, np.ndarray]
 
 
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write named arrays atomically as .npz or .json (by the suffix)."""
+    """Write named arrays atomically as .npz or .json (by the suffix).
+
+    An .npz holds numbers and strings only, never pickled objects (it is read back with
+    ``allow_pickle=False``, here and by anyone who follows numpy's advice): an output that is not
+    an array of either (a dictionary of class probabilities) is refused there, with the .json
+    that can hold it named."""
     path = Path(path)
     if path.suffix not in (".npz", ".json"):
         raise ConfigError(f"{path}: outputs must be .npz or .json")
+    if path.suffix == ".npz":
+        plain = {}
+        for name, value in arrays.items():
+            a = np.asarray(value)
+            if a.dtype == object and all(isinstance(v, str) for v in a.flat):
+                a = a.astype(np.str_)
+            if a.dtype.hasobject:
+                raise ConfigError(f"{path}: output {name!r} is a {type(value).__name__}, not an array of numbers or strings; write .json instead")
+            plain[name] = a
     with atomic_path(path) as tmp:
         if path.suffix == ".npz":
             with open(tmp, "wb") as fh:
-                np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+                np.savez(fh, allow_pickle=False, **plain)
         else:
             tmp.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in arrays.items()}) + "\n")
 

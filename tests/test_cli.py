@@ -159,6 +159,25 @@ def test_run_with_intermediate_values(trained, tmp_path):
         assert "forecast" in z.files and len(z.files) > 10  # every named value of the program
 
 
+def test_outputs_files_never_hold_pickles(tmp_path):
+    """Strings are stored as strings; a dictionary output goes to .json, and .npz refuses it
+    with a line that names it, writing nothing."""
+    from coreml_lstm.errors import ConfigError
+    from coreml_lstm.runner import read_arrays, write_arrays
+
+    out = {"label": "walking", "labels": np.array(["a", "bc"], dtype=object), "p": np.ones((2, 3), np.float16)}
+    write_arrays(tmp_path / "o.npz", out)
+    with np.load(tmp_path / "o.npz", allow_pickle=False) as z:
+        assert str(z["label"]) == "walking" and z["labels"].tolist() == ["a", "bc"] and z["p"].dtype == np.float16
+    probs = {**out, "probabilities": {"walking": 0.9, "running": 0.1}}
+    with pytest.raises(ConfigError, match=r"p\.npz: output 'probabilities' is a dict, not an array of numbers or strings; write \.json instead"):
+        write_arrays(tmp_path / "p.npz", probs)
+    assert not list(tmp_path.glob("p*"))
+    write_arrays(tmp_path / "p.json", probs)
+    assert json.loads((tmp_path / "p.json").read_text())["probabilities"] == {"walking": 0.9, "running": 0.1}
+    assert read_arrays(tmp_path / "o.npz")["labels"].tolist() == ["a", "bc"]
+
+
 def test_export_fp16_from_checkpoint(trained, tmp_path):
     d, _, _ = trained
     r = run("export", d / "ckpt", tmp_path / "h.mlpackage", "--precision", "fp16", "--target", "iOS17")
