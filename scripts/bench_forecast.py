@@ -57,6 +57,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreml_lstm.errors import DataError
+
 MAX_POINTS = 1000  # longer series (co2) keep their last 1000 points, so that a run takes minutes
 M4_HORIZON = {"yearly": 6, "quarterly": 8, "monthly": 18, "weekly": 13, "daily": 14, "sub-daily": 48}
 SEASON = {"yearly": 1, "quarterly": 4, "monthly": 12, "weekly": 52, "daily": 7}
@@ -219,7 +221,7 @@ def run_model(name: str, seed: int, head: str, quick: bool, origin: int = 0) -> 
         w, mu, s = d["weights"][0, :, 0], d["means"][0, :, 0], d["scales"][0, :, 0]
         lo, hi = quantile(w, mu, s, 0.05), quantile(w, mu, s, 0.95)
         result["coverage90"] = float(np.mean((y >= lo) & (y <= hi)))
-        if origin:  # the trained mixture (stretch 1) on validation and here: for --calibration-study
+        if origin:  # the trained mixture (stretch 1) on validation and here: for the calibration study
             scale = f.model_.interval_scale.clone()
             f.model_.interval_scale.fill_(1.0)
             val = dict(zip(("w", "mu", "s"), f._outputs(f.model_, f.dataset_.validation.x)[:3]))
@@ -298,7 +300,7 @@ def main(argv=None) -> int:
                 print(f"{name}{f' origin {k}' if k else ''} seed {seed} ({args.head}) ...", file=sys.stderr, flush=True)
                 try:
                     runs[name, k, seed] = run_model(name, seed, args.head, args.quick, k)
-                except Exception as exc:  # a development origin whose training part is too short for the defaults
+                except DataError as exc:  # a development origin whose training part is too short for the defaults
                     if not k:
                         raise
                     runs[name, k, seed] = {"skipped": str(exc).splitlines()[0]}
