@@ -19,6 +19,8 @@ from coreml_lstm.errors import ConfigError, DataError
 from coreml_lstm.model import ModelConfig, RecurrentModel
 from coreml_lstm.season import infer_season
 
+from .strategies import examples
+
 TINY = dict(hidden_size=8, num_layers=1, epochs=3, batch_size=16, progress=False)
 
 
@@ -239,7 +241,7 @@ def test_baselines_by_hand():
     assert good["warning"] is None and good["mase"] == 0 and good["skill"] == 1
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     lengths=st.lists(st.integers(6, 40), min_size=1, max_size=5),
     targets=st.integers(1, 2),
