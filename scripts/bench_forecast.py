@@ -18,7 +18,9 @@ method fits on the rest and forecasts the horizon at once from the end of it. Th
 ``Forecaster(target, time=..., horizon=H)`` with nothing else set (``--head mixture`` adds that
 one option): everything it chooses (window, season, its classical start, early stopping, whether
 the network, a baseline or their blend ships, the mixture's interval stretch) it chooses on the
-training part and its validation windows; nothing here was tuned on the held-out horizons. ETS is statsmodels' ETSModel
+training part and its validation windows, and the rules behind those choices were picked on the
+development protocol below, which never reads the held-out horizons (one was adopted after a
+held-out table had been seen: the calibration's widening only; the README says so). ETS is statsmodels' ETSModel
 with the AICc-best of additive errors x trend {none, additive, damped} x season {none, additive,
 and multiplicative for positive series} (the AutoETS search), fitted on the same training part
 (initial states by maximum likelihood; for seasons longer than 24, statsmodels' heuristic start).
