@@ -36,11 +36,11 @@ def window_forecasts(windows, season: int, horizon: int, block: int = 1 << 16) -
     table, n_t = windows.table, windows.y.shape[2]
     out = {k: np.zeros((len(windows), horizon, n_t), table.values.dtype) for k in ("naive", "seasonal_naive")}
     steps = np.arange(horizon)
+    origins = windows.origin  # (N,) each window's first target step within its series
     for lo in range(0, len(windows), block):
         i = np.arange(lo, min(lo + block, len(windows)))
-        first = windows.starts(i) + windows.window  # (B,) the table row of each window's first target step
-        origin = first - table.offsets[windows.starts.series[windows.starts.segment(i)]]  # its place in its series
-        m = np.where((1 < season) & (season <= origin), season, 1)  # seasonal_lag, window by window
+        first = windows.starts(i) + windows.window  # (B,) the same step as a row of the table
+        m = seasonal_lag(season, origins[i])
         out["naive"][lo : lo + len(i)] = table.values[first - 1, :n_t][:, None, :]
         out["seasonal_naive"][lo : lo + len(i)] = table.values[(first - m)[:, None] + steps % m[:, None], :n_t]
     return out

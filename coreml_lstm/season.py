@@ -8,6 +8,7 @@ irregular times imply no season (1): the user says ``season=`` then.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 DAY_SECONDS = 86400
@@ -64,7 +65,10 @@ def infer_season(times) -> int:
     return season_of_frequency(frequency(series))
 
 
-def seasonal_lag(season: int, available: int) -> int:
-    """The lag the seasonal-naive forecast uses: the season, or 1 when the history is shorter."""
+def seasonal_lag(season: int, available):
+    """The lag the seasonal-naive forecast uses: the season, or 1 when the history is shorter.
+    ``available`` may be an array of history lengths: then an array of lags, one for each."""
+    if np.ndim(available):
+        return np.where((1 < season) & (season <= np.asarray(available)), season, 1)
     return season if 1 < season <= available else 1
 
