@@ -243,7 +243,36 @@ class RecurrentModel(nn.Module):
             losses = self.baseline_mae(season, x, y)
             chosen = min(losses, key=losses.get)
         self.set_baseline(chosen, season)
+        if self.config.head == "mixture" and x is not None and len(x):
+            self.set_start_spread(self.baseline_frame_rms(chosen, season, x, y))
         return chosen
+
+    def baseline_frame_rms(self, kind: str, season: int, x, y, block: int = 1024) -> torch.Tensor:
+        """The root mean square error (horizon, T) of the baseline ``kind`` in the window frame
+        (the units the mixture's scales are in), per horizon step and target, over raw windows x
+        (N, W, F) and targets y (N, horizon, T), ``block`` windows at a time."""
+        weight = self.baselines(season)[kind]
+        total = torch.zeros(self.horizon, self.n_targets, dtype=torch.float64)
+        with torch.no_grad():
+            for lo in range(0, len(x), block):
+                xb = torch.as_tensor(np.array(x[lo : lo + block], dtype=np.float32))
+                z, ctx = self.frame(xb)
+                pred = (z[..., : self.n_targets].transpose(1, 2) @ weight.T).transpose(1, 2)  # (B, horizon, T)
+                err = self.target_frame(torch.as_tensor(np.array(y[lo : lo + block], dtype=np.float32)), ctx) - pred
+                total += (err.double() ** 2).sum(0)
+        return (total / len(x)).sqrt().float()
+
+    @torch.no_grad()
+    def set_start_spread(self, sigma: torch.Tensor) -> None:
+        """Mixture head: make every component's scale at step h and target t start at sigma[h, t]
+        (frame units) for a zero recurrent output, through the head's bias (softplus inverted), so
+        that the untrained model is the classical start with the spread of that start's own
+        errors, growing with the horizon as they do, instead of softplus(0) frame units."""
+        k = self.config.mixtures
+        target = torch.clamp(sigma.double() - MIN_SCALE, min=MIN_SCALE)  # (horizon, T)
+        raw = target + torch.log(-torch.expm1(-target))  # softplus^-1, stable for large values too
+        bias = self.head.bias.view(self.horizon, self.n_targets, 3, k)
+        bias[:, :, 2, :] = raw.float().unsqueeze(-1)
 
     # -- frames: raw values <-> the network's units ---------------------------------------------
 
