@@ -122,34 +122,35 @@ def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, seaso
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * spread + 1e-4 * abs(level))
 
 
-def _walks(rng, n, window, horizon, level, spread, drift):
-    """n random-walk windows (n, window, 1) with drift and the horizon after each (n, horizon, 1)."""
-    steps = drift + spread * rng.standard_normal((n, window + horizon))
+def _walks(rng, n, window, horizon, level, spread, drift, targets=1):
+    """n random-walk windows (n, window, targets) with drift and the horizon after each (n, horizon, targets)."""
+    steps = drift + spread * rng.standard_normal((n, window + horizon, targets))
     path = level + np.cumsum(steps, axis=1)
-    return path[:, :window, None].astype(np.float32), path[:, window:, None].astype(np.float32)
+    return path[:, :window].astype(np.float32), path[:, window:].astype(np.float32)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     window=st.integers(2, 20), horizon=st.integers(1, 8), season=st.integers(2, 8), mixtures=st.integers(1, 4),
-    seed=st.integers(0, 10_000), level=st.floats(-1e4, 1e4), spread=st.floats(1e-2, 1e3), drift=st.floats(-5, 5),
+    targets=st.integers(1, 3), seed=st.integers(0, 10_000), level=st.floats(-1e4, 1e4), spread=st.floats(1e-2, 1e3),
+    drift=st.floats(-5, 5),
 )
-def test_a_mixture_starts_with_the_spread_of_its_start_s_own_errors(window, horizon, season, mixtures, seed, level, spread, drift):
+def test_a_mixture_starts_with_the_spread_of_its_start_s_own_errors(window, horizon, season, mixtures, targets, seed, level, spread, drift):
     rng = np.random.default_rng(seed)
-    x, y = _walks(rng, 64, window, horizon, level, spread, drift * spread)
+    x, y = _walks(rng, 64, window, horizon, level, spread, drift * spread, targets)
     torch.manual_seed(seed)
-    model = RecurrentModel(ModelConfig(hidden_size=4, num_layers=1, head="mixture", mixtures=mixtures), 1, 1, horizon, window)
+    model = RecurrentModel(ModelConfig(hidden_size=4, num_layers=1, head="mixture", mixtures=mixtures), targets, targets, horizon, window)
     chosen = model.start_from_baseline(season, x, y)
     # The spread each step's start error has, in the frame: the window minus its last value over
     # its mean absolute deviation (plus the floor: target_std is 1 here).
-    d = x[..., 0].astype(np.float64) - x[:, -1:, 0]
-    frame_scale = np.abs(d - d.mean(1, keepdims=True)).mean(1) + 1e-3  # (n,)
-    start = model.baseline_forecasts(season, x)[chosen].numpy()[..., 0].astype(np.float64)
-    rms = np.sqrt(((((y[..., 0] - start) / frame_scale[:, None])) ** 2).mean(0))  # (horizon,)
+    d = x.astype(np.float64) - x[:, -1:]
+    frame_scale = np.abs(d - d.mean(1, keepdims=True)).mean(1, keepdims=True) + 1e-3  # (n, 1, T)
+    start = model.baseline_forecasts(season, x)[chosen].numpy().astype(np.float64)  # (n, horizon, T)
+    rms = np.sqrt((((y - start) / frame_scale) ** 2).mean(0))  # (horizon, T)
     with torch.no_grad():
         model.head.weight.zero_()  # the recurrent output's share: the bias alone is the start
-        scales = model(torch.as_tensor(x))[2].numpy()[..., 0, :]  # (n, horizon, K) raw units
-    expected = np.maximum(rms, 2e-3)[None, :, None] * frame_scale[:, None, None]
+        scales = model(torch.as_tensor(x))[2].numpy()  # (n, horizon, T, K) raw units
+    expected = (np.maximum(rms, 2e-3)[None] * frame_scale)[..., None]
     np.testing.assert_allclose(scales, np.broadcast_to(expected, scales.shape), rtol=2e-3)
 
 
@@ -159,7 +160,7 @@ def test_the_untrained_mixture_covers_its_start_s_errors_about_as_stated():
     # softplus(0) start it replaced covered whatever one frame unit happened to cover).
     from coreml_lstm.mixture import quantile
 
-    x, y = _walks(np.random.default_rng(3), 4000, 24, 6, 500.0, 10.0, 2.0)
+    x, y = _walks(np.random.default_rng(3), 4000, 24, 6, 500.0, 10.0, 2.0)  # one target
     torch.manual_seed(0)
     model = RecurrentModel(ModelConfig(hidden_size=8, num_layers=1, head="mixture", mixtures=3), 1, 1, 6, 24)
     model.start_from_baseline(1, x, y)
