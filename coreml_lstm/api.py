@@ -149,6 +149,7 @@ class Forecaster:
             point = outputs[0] if self.model_config.head == "point" else outputs[3]
             metrics = regression_metrics(y_val, point, dataset.target_columns)
             metrics.update(validation_baselines(dataset, point))
+            metrics["warnings"] = dataset.warnings + metrics["warnings"]
             if start:
                 metrics["start"] = start  # the classical forecast training started from
             if selection:

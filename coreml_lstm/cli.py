@@ -239,12 +239,16 @@ def _echo_baselines(metrics: dict) -> None:
         click.echo(f"against the baselines on the same windows{start}:")
         click.echo(format_report(metrics["vs_baselines"]))
     if metrics.get("selection"):
-        sel = metrics["selection"]
-        others = ", ".join(f"{k} {v:.4g}" for k, v in sel["mae"].items() if k != sel["shipped"])
-        click.echo(f"shipped: {sel['shipped']} (validation MAE {sel['mae'][sel['shipped']]:.4g}; {others})")
+        click.echo(format_selection(metrics["selection"]))
     if metrics.get("interval_scale"):
         click.echo("intervals: mixtures stretched by " + ", ".join(f"{v:.3g}" for v in metrics["interval_scale"])
                    + " about their means so that 90% of the validation values fall in the central 90% interval")
+
+
+def format_selection(sel: dict) -> str:
+    """``shipped: <candidate> (validation MAE x; <every other candidate> y, ...)``."""
+    others = ", ".join(f"{k} {v:.4g}" for k, v in sel["mae"].items() if k != sel["shipped"])
+    return f"shipped: {sel['shipped']} (validation MAE {sel['mae'][sel['shipped']]:.4g}{'; ' + others if others else ''})"
 
 
 def format_metrics(metrics: dict) -> str:

@@ -367,6 +367,8 @@ class Dataset:
     normalizer: Normalizer = field(repr=False)
     # The training part of each series' raw targets {series id: (n, T)}: the in-sample scale of MASE.
     insample: dict = field(default_factory=dict, repr=False)
+    # Sentences for the report (``metrics.json`` ``warnings``): what the defaults had to give up.
+    warnings: list = field(default_factory=list)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -1180,9 +1182,11 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     inputs, targets = table.columns, list(config.target)
     if config.log:
         _check_positive_table(table, len(targets))
+    given = config
     config = _resolved(config, table, split=validation is None)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
+    warnings = _short_series_warning(given, config, table, split=validation is None)
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1220,7 +1224,22 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         in_mean[t_idx], in_std[t_idx] = _stats(np.log(table.values[:, t_idx]), table.offsets, limit)
     normalizer = Normalizer(in_mean, in_std, in_mean[t_idx].copy(), in_std[t_idx].copy())
     return Dataset(config=config, input_columns=inputs, target_columns=targets, train=train_windows, validation=val_windows,
-                   normalizer=normalizer, insample=table.targets(len(targets), limit))
+                   normalizer=normalizer, insample=table.targets(len(targets), limit), warnings=warnings)
+
+
+def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTable, *, split: bool) -> list[str]:
+    """A sentence when the default window was shrunk for the shortest series of several below
+    what the median-length series allows (one short series sets every series' window)."""
+    lengths = table.lengths
+    if given.window is not None or len(lengths) < 2:
+        return []
+    k = int(np.argmin(lengths))
+    median = int(np.median(lengths))
+    typical, _ = default_lengths(DataConfig(**{**config.to_dict(), "window": None}), median, config.season, split=split)
+    if config.window >= typical:
+        return []
+    return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default window to {config.window} for every "
+            f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
 
 
 def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from coreml_lstm import Forecaster
 from coreml_lstm.baselines import compare, mase_scale, naive_forecast, seasonal_naive_forecast, window_forecasts
-from coreml_lstm.cli import main
+from coreml_lstm.cli import format_selection, main
 from coreml_lstm.data import DataConfig, prepare
 from coreml_lstm.errors import ConfigError, DataError
 from coreml_lstm.model import ModelConfig, RecurrentModel
@@ -64,6 +64,23 @@ def test_a_small_series_trains_and_an_impossible_one_says_what_to_change(tmp_pat
         Forecaster("y", time="date", horizon=6, window=4, **TINY).fit(path)
     assert str(e.value) == (f"{path}: the table has 10 rows; window 4 + horizon 6 with a 0.2 validation split needs at least 16 "
                             "(use a smaller window or horizon, or give a separate validation table)")
+
+
+def test_one_short_series_that_sets_every_series_window_is_named(tmp_path):
+    long = [seasonal_trend(n, seed=n).assign(store=name) for n, name in ((96, "north"), (120, "south"))]
+    short = seasonal_trend(30).assign(store="east")
+    path = tmp_path / "stores.csv"
+    pd.concat(long + [short]).to_csv(path, index=False)
+    f = Forecaster("y", time="date", series_id="store", horizon=6, **TINY).fit(path)
+    window = f.checkpoint_.data_config.window
+    (warning,) = [w for w in f.metrics_["warnings"] if "limits the default window" in w]
+    assert warning.startswith(f"{path}: series 'east' (30 rows) limits the default window to {window} for every series "
+                              "(a series of the median length, 96 rows, allows 24)")
+    # Series of one length, or a window given: nothing to say.
+    even = pd.concat([seasonal_trend(96, seed=k).assign(store=str(k)) for k in range(2)])
+    assert not [w for w in Forecaster("y", time="date", series_id="store", horizon=6, **TINY).fit(even).metrics_["warnings"] if "limits" in w]
+    given = Forecaster("y", time="date", series_id="store", horizon=6, window=window, **TINY).fit(path)
+    assert not [w for w in given.metrics_["warnings"] if "limits" in w]
 
 
 def test_log_needs_positive_targets_and_says_where(tmp_path):
@@ -225,6 +242,8 @@ def test_cli_train_says_what_shipped_and_can_keep_the_network(tmp_path):
     assert re.search(r"^shipped: seasonal naive( with drift)? \(validation MAE [0-9.e+-]+; naive [0-9.]+", r.stdout, flags=re.M), r.stdout
     r = CliRunner().invoke(main, args + ["--select", "network", "--out", str(tmp_path / "b")])
     assert r.exit_code == 0 and "shipped:" not in r.stdout, r.output
+    # The one candidate there was (window 1, the untrained start kept): nothing else to list.
+    assert format_selection({"shipped": "naive", "mae": {"naive": 18.119}}) == "shipped: naive (validation MAE 18.12)"
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
     assert saved["train"]["select"] == "network"
     r = CliRunner().invoke(main, ["train", str(csv), "--task", "classify", "--no-calibrate"])
