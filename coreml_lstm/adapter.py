@@ -368,12 +368,18 @@ class Adapter:
     carry: dict[str, str] = {}
     classes: list | None = None
     modes: tuple | None = None  # executor numerics verify runs by default (None: the program's own)
+    # Names of submodules whose ops an fp16 export keeps in fp32 (they compute on raw values).
+    fp32_scopes: tuple[str, ...] = ()
     description = ""
     extra_metadata: dict = {}  # user-defined metadata written as given (not under the toolkit's prefix)
 
     def module(self):  # pragma: no cover - every adapter implements it
         """The torch module: takes the inputs in order, returns the outputs in order."""
         raise NotImplementedError
+
+    def check_export(self, config) -> None:
+        """Refuse an export (ConfigError) that the model's own data says would not compute; called
+        before conversion. Default: nothing to refuse."""
 
     def traced(self):
         """A module already in TorchScript (a loaded archive) is converted as it is; None: trace :meth:`module`."""

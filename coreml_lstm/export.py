@@ -204,6 +204,22 @@ def _op_errors():
         logger.removeFilter(errors)
 
 
+def _fp16_precision(ct, fp32_scopes: tuple[str, ...]):
+    """fp16 compute, except the ops traced inside a submodule named in ``fp32_scopes`` (raw values
+    beyond float16's 65504, and spreads squared, stay exact there)."""
+    if not fp32_scopes:
+        return ct.precision.FLOAT16
+    from coremltools.converters.mil.mil.scope import ScopeSource
+
+    keep = frozenset(fp32_scopes)
+
+    def to_fp16(op) -> bool:
+        names = (getattr(op, "scopes", None) or {}).get(ScopeSource.TORCHSCRIPT_MODULE_NAME, [])
+        return keep.isdisjoint(names)
+
+    return ct.transform.FP16ComputePrecision(op_selector=to_fp16)
+
+
 def convert_adapter(adapter, config: ExportConfig):
     """Trace the adapter's module and convert it to an ML Program in memory (not yet saved).
 
@@ -215,6 +231,7 @@ def convert_adapter(adapter, config: ExportConfig):
     Returns:
         A ``coremltools.models.MLModel``.
     """
+    adapter.check_export(config)
     ct = coremltools()
     module = adapter.module()
     traced = adapter.traced()
@@ -233,7 +250,7 @@ def convert_adapter(adapter, config: ExportConfig):
         labels = [int(c) for c in adapter.classes] if ints else [str(c) for c in adapter.classes]
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
-    precision = ct.precision.FLOAT32 if config.precision == "fp32" else ct.precision.FLOAT16
+    precision = ct.precision.FLOAT32 if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes)
     errors = _OpErrors()
     try:
         with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:

@@ -21,8 +21,34 @@ from .errors import ConfigError
 from .export import INPUT_NAME, OUTPUT_NAME
 
 
+FP16_MAX = 65504.0  # float16's largest finite value
+
+
+def check_window_state(checkpoint) -> None:
+    """Core ML states are fp16 only, and a window-scaled model's state holds the raw rows it was
+    fed: refuse such an export when the checkpoint's validation windows already exceed fp16."""
+    x = checkpoint.validation_x
+    if checkpoint.model_config.scaling != "window" or x is None or not len(x):
+        return
+    peak = np.abs(np.asarray(x, np.float64)).max(axis=(0, 1))  # per column
+    if (peak > FP16_MAX).any():
+        j = int(peak.argmax())
+        raise ConfigError(
+            f"streaming states: Core ML states are fp16 only and this model's state holds raw rows, but column "
+            f"{checkpoint.input_columns[j]!r} reaches {peak[j]:.4g} in the validation windows (fp16's largest value is 65504); "
+            "export with streaming explicit (its window state is an fp32 input and output)"
+        )
+
+
 class ForecasterAdapter(Adapter):
     kind = "forecast"
+
+    @property
+    def fp32_scopes(self) -> tuple[str, ...]:
+        """The frame, its inverse and the streamed rows: the ops on raw values."""
+        from .model import FP32_SCOPES
+
+        return FP32_SCOPES
 
     def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
         from .streaming import state_description, state_names, state_shape
@@ -99,6 +125,10 @@ class ForecasterAdapter(Adapter):
         if not self.streaming:
             self._module = self.model
         return self
+
+    def check_export(self, config) -> None:
+        if self.streaming == "states":
+            check_window_state(self.checkpoint)
 
     def module(self):
         if self._module is None:

@@ -35,6 +35,51 @@ HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
 FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
 DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
+# Submodules computing on raw values: an fp16 export keeps their ops in fp32 (see
+# coreml_lstm.export), so a package takes and returns values beyond float16's 65504.
+FP32_SCOPES = ("raw_in", "raw_out", "raw_window")  # raw_window: coreml_lstm.streaming.RawWindow
+
+
+class RawIn(nn.Module):
+    """Raw window (B, W, F) -> (normalised inputs, level, scale): the frame of
+    :meth:`RecurrentModel.frame`. No parameters; the statistics come in as arguments."""
+
+    def __init__(self, n_targets: int, windowed: bool, log: bool):
+        super().__init__()
+        self.n_targets, self.windowed, self.log = n_targets, windowed, log
+
+    def forward(self, x, input_mean, input_std, target_mean, target_std, floor):
+        T = self.n_targets
+        y = torch.log(x[..., :T]) if self.log else x[..., :T]  # (B, W, T)
+        if not self.windowed:
+            z = torch.cat([y, x[..., T:]], dim=-1) if self.log else x
+            return (z - input_mean) / input_std, target_mean, target_std
+        level = y[:, -1:, :]  # (B, 1, T): the last value
+        d = y - level
+        # Mean absolute deviation, not a standard deviation: no squares to overflow.
+        scale = (d - d.mean(dim=1, keepdim=True)).abs().mean(dim=1, keepdim=True) + floor  # (B, 1, T)
+        z = d / scale
+        if x.shape[-1] > T:
+            z = torch.cat([z, (x[..., T:] - input_mean[T:]) / input_std[T:]], dim=-1)
+        return z, level, scale
+
+
+class RawOut(nn.Module):
+    """Frame units -> original units: ``y * scale + level`` (then exp with log scaling), or with
+    ``shift=False`` a spread: ``y * scale**power``. ``per_component``: ``y`` has a last axis of
+    mixture components that ``level`` and ``scale`` lack."""
+
+    def __init__(self, log: bool):
+        super().__init__()
+        self.log = log
+
+    def forward(self, y, level, scale, shift: bool = True, power: int = 1, per_component: bool = False):
+        if per_component:
+            level, scale = level.unsqueeze(-1), scale.unsqueeze(-1)
+        if not shift:
+            return y * scale * scale if power == 2 else y * scale
+        y = y * scale + level
+        return torch.exp(y) if self.log else y
 
 
 @dataclass
@@ -117,6 +162,10 @@ class RecurrentModel(nn.Module):
                 raise ConfigError("scaling window: the model needs the window length")
             self.register_buffer("target_floor", torch.full((n_targets,), FLOOR))
             self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
+        self.raw_in = RawIn(n_targets, config.scaling == "window", config.log)
+        self.raw_out = RawOut(config.log)
+        if config.scaling != "window":
+            self.register_buffer("target_floor", torch.zeros(n_targets), persistent=False)  # unused: global scaling has no floor
         if config.head == "mixture":
             # Widens (> 1) or narrows (< 1) each target's mixture about its mean; fit chooses it
             # after training, widening only, so that the validation windows' central 90% intervals
@@ -276,28 +325,12 @@ class RecurrentModel(nn.Module):
 
     # -- frames: raw values <-> the network's units ---------------------------------------------
 
-    def _targets_in(self, x: torch.Tensor) -> torch.Tensor:
-        y = x[..., : self.n_targets]
-        return torch.log(y) if self.config.log else y
-
     def frame(self, x: torch.Tensor):
         """Raw window (B, W, F) -> (normalised inputs (B, W, F), (level, scale) to map outputs back).
 
         Window scaling: level and scale are (B, 1, T), the window's own; global: (T,) constants.
         """
-        T = self.n_targets
-        y = self._targets_in(x)  # (B, W, T)
-        if not self.windowed:
-            z = torch.cat([y, x[..., T:]], dim=-1) if self.config.log else x
-            return (z - self.input_mean) / self.input_std, (self.target_mean, self.target_std)
-        level = y[:, -1:, :]  # (B, 1, T): the last value
-        d = y - level
-        # Mean absolute deviation, not a standard deviation: no squares, so fp16 programs do not
-        # overflow on series in the thousands.
-        scale = (d - d.mean(dim=1, keepdim=True)).abs().mean(dim=1, keepdim=True) + self.target_floor  # (B, 1, T)
-        z = d / scale
-        if self.n_inputs > T:
-            z = torch.cat([z, (x[..., T:] - self.input_mean[T:]) / self.input_std[T:]], dim=-1)
+        z, level, scale = self.raw_in(x, self.input_mean, self.input_std, self.target_mean, self.target_std, self.target_floor)
         return z, (level, scale)
 
     def target_frame(self, y: torch.Tensor, ctx) -> torch.Tensor:
@@ -350,8 +383,7 @@ class RecurrentModel(nn.Module):
         """
         level, scale = ctx
         if self.config.head == "point":
-            y = out * scale + level
-            return (torch.exp(y) if self.config.log else y,)
+            return (self.raw_out(out, level, scale),)
         logits, mu, s = out
         w = torch.softmax(logits, dim=-1)
         mean_n = (w * mu).sum(-1)  # (B, horizon, T)
@@ -364,10 +396,10 @@ class RecurrentModel(nn.Module):
         var_n = (w * (s * s + (mu - mean_n.unsqueeze(-1)) ** 2)).sum(-1)
         return (
             w,
-            mu * scale.unsqueeze(-1) + level.unsqueeze(-1),
-            s * scale.unsqueeze(-1),
-            mean_n * scale + level,
-            var_n * scale * scale,
+            self.raw_out(mu, level, scale, per_component=True),
+            self.raw_out(s, level, scale, shift=False, per_component=True),
+            self.raw_out(mean_n, level, scale),
+            self.raw_out(var_n, level, scale, shift=False, power=2),
         )
 
     def raw_outputs(self, last: torch.Tensor) -> tuple:

@@ -61,28 +61,43 @@ def _rows(window: torch.Tensor) -> torch.Tensor:
     return fed * values + (1.0 - fed) * values[:, -1:]
 
 
+class RawWindow(nn.Module):
+    """(buffer, chunk) -> (the buffer after the chunk, its rows): :func:`_push` then :func:`_rows`.
+    A module so that an fp16 export keeps these raw values in fp32 (``model.FP32_SCOPES``)."""
+
+    def __init__(self, length: int):
+        super().__init__()
+        self.length = length
+
+    def forward(self, window, x):
+        window = _push(window, x, self.length)
+        return window, _rows(window)
+
+
 class ExplicitWindow(nn.Module):
     """Window scaling: the last W rows travel as the state."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.raw_window = RawWindow(model.window)
 
     def forward(self, x, window_in):
-        window = _push(window_in, x, self.model.window)
-        return (*self.model.outputs(_rows(window)), window)
+        window, rows = self.raw_window(window_in, x)
+        return (*self.model.outputs(rows), window)
 
 
 class StatefulWindow(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.raw_window = RawWindow(model.window)
         self.register_buffer("window_state", torch.zeros(state_shape(model)))
 
     def forward(self, x):
-        window = _push(self.window_state, x, self.model.window)
+        window, rows = self.raw_window(self.window_state, x)
         self.window_state[:] = window  # slice assignment: TorchScript conversion of copy_ fails
-        return self.model.outputs(_rows(window))
+        return self.model.outputs(rows)
 
 
 class ExplicitLSTM(nn.Module):

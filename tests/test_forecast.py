@@ -277,6 +277,52 @@ def test_the_package_follows_a_trend_far_outside_the_training_range(tmp_path, tr
     assert want.min() > 1.5 * f.dataset_.train.y.max()
 
 
+@pytest.fixture(scope="module")
+def huge_models():
+    """Series in the tens of millions, far beyond float16's largest value (65504)."""
+    frame = seasonal_trend(150, slope=2.0)
+    frame["y"] *= 1e5
+    return {head: Forecaster("y", time="date", horizon=6, head=head, **TINY).fit(frame) for head in ("point", "mixture")}
+
+
+@pytest.mark.parametrize("head", ["point", "mixture"])
+@pytest.mark.parametrize("streaming", [None, "explicit"])
+def test_an_fp16_package_takes_and_returns_values_beyond_float16s_range(tmp_path, huge_models, head, streaming):
+    """The network computes in fp16; the frame, its inverse and the streamed window rows in fp32.
+    All in fp16, the raw values (and a mixture's variance, scale squared) overflow to inf."""
+    import coreml_lstm.executor as ex
+    from coreml_lstm.export import INPUT_NAME
+    from coreml_lstm.verify import verify_program, verify_streaming
+
+    f = huge_models[head]
+    W = f.checkpoint_.window
+    far = (seasonal_trend(400 + W, slope=2.0, seed=1)["y"].to_numpy(np.float32) * 1e5)[-W - 6 :, None]  # a trend continued
+    path = f.export(tmp_path / "m.mlpackage", precision="fp16", target="iOS17", streaming=streaming, max_chunk=16)
+    dtypes = {}
+    for op in ex.load(path).block.ops:
+        dtypes.setdefault(op.type, set()).update(np.dtype(o.dtype).name for o in op.outputs if o.dtype is not None)
+    assert dtypes["lstm"] == {"float16"} and dtypes["abs"] == {"float32"}  # the network / the window's spread
+    if streaming is None:
+        report = verify_program(str(path), f.model_, [{INPUT_NAME: far[None, :W]}, {INPUT_NAME: far[None, 6:]}])
+    else:
+        report = verify_streaming(str(path), f.model_, far, chunk=W // 2 + 1)
+    for check in report.checks:
+        print(check.line())
+    assert report.status == "passed" and all(np.isfinite(c.max_abs) for c in report.ran)
+    want = f.predict_windows(far[None, :W])[0, :, 0]
+    assert want.min() > 1.2 * f.dataset_.train.y.max()  # really outside the training range
+
+
+def test_a_core_ml_state_that_would_overflow_fp16_is_refused_at_export(tmp_path, huge_models):
+    """Core ML states are fp16 only; a window-scaled model's state holds raw rows."""
+    f = huge_models["point"]
+    with pytest.raises(ConfigError, match=r"^streaming states: .* column 'y' reaches [0-9.]+e\+07 .*export with streaming explicit"):
+        f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS18")
+    assert not (tmp_path / "s.mlpackage").exists()
+    r = CliRunner().invoke(main, ["export", str(f.save(tmp_path / "ckpt")), str(tmp_path / "c.mlpackage"), "--streaming", "states", "--target", "iOS18"])
+    assert r.exit_code != 0 and "streaming states: Core ML states are fp16 only" in r.output and "Traceback" not in r.output
+
+
 def test_global_scaling_is_kept_as_an_option(trend_model):
     frame = seasonal_trend(150, slope=2.0)
     g = Forecaster("y", time="date", horizon=6, scaling="global", **{**TINY, "epochs": 8}).fit(frame)
