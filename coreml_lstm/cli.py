@@ -354,9 +354,11 @@ def _load_model(model, package=None, inputs=(), outputs=(), **options):
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="An output's name, in the order the model returns them (repeat).")
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")
+@click.option("--fp32-module", "fp32_modules", multiple=True, metavar="NAME",
+              help="With --precision fp16: a submodule (dotted name, e.g. encoder.norm) whose ops stay fp32, such as a normalisation of raw inputs beyond fp16's 65504 (repeat).")
 @export_options
 @json_option
-def convert(model, output, inputs, outputs, target, samples, precision, author, license_, description, model_version, compress, as_json):
+def convert(model, output, inputs, outputs, target, samples, fp32_modules, precision, author, license_, description, model_version, compress, as_json):
     """Convert your own model to Core ML and check the package against it (exit 1 if it differs).
 
     MODEL is a TorchScript archive (torch.jit.save) or a torch.export program (.pt2); neither is
@@ -375,6 +377,10 @@ def convert(model, output, inputs, outputs, target, samples, precision, author, 
     config = _export_config(precision, target, author, license_, description, model_version, compress)
     check_destination(output)
     adapter = _load_model(model, inputs=inputs, outputs=outputs)
+    if fp32_modules:
+        from .user_model import fp32_submodules
+
+        adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
     path = export(adapter, output, config)
     report = verify_package(adapter, path, adapter.samples(samples))
     if as_json:

@@ -111,7 +111,7 @@ class Diagnosis:
         else:
             out.append(f"first {len(first)} of {len(self.departures)} op(s) where fp16 departs (program order):")
             out += ["  " + d.line() for d in first]
-            out.append(f"the error starts at {first[0].op} {first[0].name!r}: keep that layer in fp32 or scale its values")
+            out.append(f"the error starts at {first[0].op} {first[0].name!r}: keep that layer in fp32 (convert --fp32-module NAME) or scale its values")
         if self.torch is not None:
             out.append("torch submodules against the program (fp32 mode):")
             out += ["  " + m.line() for m in self.torch]

@@ -205,19 +205,27 @@ def _op_errors():
 
 
 def _fp16_precision(ct, fp32_scopes: tuple[str, ...]):
-    """fp16 compute, except the ops traced inside a submodule named in ``fp32_scopes`` (raw values
-    beyond float16's 65504, and spreads squared, stay exact there)."""
+    """(compute precision, ops kept in fp32 per scope): fp16 compute, except the ops traced inside
+    a submodule named in ``fp32_scopes`` (dotted paths from the converted module, as
+    ``named_modules`` gives them), so raw values beyond float16's 65504, and spreads squared,
+    stay exact there. The counts fill in during conversion."""
+    kept = dict.fromkeys(fp32_scopes, 0)
     if not fp32_scopes:
-        return ct.precision.FLOAT16
+        return ct.precision.FLOAT16, kept
     from coremltools.converters.mil.mil.scope import ScopeSource
 
-    keep = frozenset(fp32_scopes)
+    paths = {s: tuple(s.split(".")) for s in fp32_scopes}
 
     def to_fp16(op) -> bool:
-        names = (getattr(op, "scopes", None) or {}).get(ScopeSource.TORCHSCRIPT_MODULE_NAME, [])
-        return keep.isdisjoint(names)
+        # The scope is the module path of the call that made the op, then the torch value's name.
+        names = tuple((getattr(op, "scopes", None) or {}).get(ScopeSource.TORCHSCRIPT_MODULE_NAME, [])[:-1])
+        for scope, path in paths.items():
+            if names[: len(path)] == path:
+                kept[scope] += 1
+                return False
+        return True
 
-    return ct.transform.FP16ComputePrecision(op_selector=to_fp16)
+    return ct.transform.FP16ComputePrecision(op_selector=to_fp16), kept
 
 
 def convert_adapter(adapter, config: ExportConfig):
@@ -250,7 +258,7 @@ def convert_adapter(adapter, config: ExportConfig):
         labels = [int(c) for c in adapter.classes] if ints else [str(c) for c in adapter.classes]
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
-    precision = ct.precision.FLOAT32 if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes)
+    precision, kept = (ct.precision.FLOAT32, {}) if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes)
     errors = _OpErrors()
     try:
         with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:
@@ -264,6 +272,10 @@ def convert_adapter(adapter, config: ExportConfig):
                 minimum_deployment_target=getattr(ct.target, config.target),
                 **kwargs,
             )
+        missing = [scope for scope, n in kept.items() if not n]
+        if missing:
+            raise ConfigError(f"fp32 modules: no op of the program comes from {missing[0]!r}, so none could stay fp32 "
+                              "(a TorchScript-traced submodule's dotted name, as named_modules gives it)")
         if adapter.classes is not None:
             mlmodel = keep_probabilities(mlmodel, outputs[0].name, len(adapter.classes))
         if config.compress:

@@ -45,10 +45,9 @@ class ForecasterAdapter(Adapter):
 
     @property
     def fp32_scopes(self) -> tuple[str, ...]:
-        """The frame, its inverse and the streamed rows: the ops on raw values."""
-        from .model import FP32_SCOPES
-
-        return FP32_SCOPES
+        """The frame, its inverse and a stream's window rows: the ops on raw values."""
+        windowed_stream = self.streaming and self.model.windowed
+        return ("raw_in", "raw_out", "raw_window") if windowed_stream else ("raw_in", "raw_out")
 
     def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
         from .streaming import state_description, state_names, state_shape

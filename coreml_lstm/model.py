@@ -35,9 +35,9 @@ HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
 FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
 DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
-# Submodules computing on raw values: an fp16 export keeps their ops in fp32 (see
-# coreml_lstm.export), so a package takes and returns values beyond float16's 65504.
-FP32_SCOPES = ("raw_in", "raw_out", "raw_window")  # raw_window: coreml_lstm.streaming.RawWindow
+# raw_in / raw_out (and a stream's raw_window, coreml_lstm.streaming.RawWindow) compute on raw
+# values: an fp16 export keeps their ops in fp32 (ForecasterAdapter.fp32_scopes), so a package
+# takes and returns values beyond float16's 65504.
 
 
 class RawIn(nn.Module):

@@ -63,7 +63,7 @@ def _rows(window: torch.Tensor) -> torch.Tensor:
 
 class RawWindow(nn.Module):
     """(buffer, chunk) -> (the buffer after the chunk, its rows): :func:`_push` then :func:`_rows`.
-    A module so that an fp16 export keeps these raw values in fp32 (``model.FP32_SCOPES``)."""
+    A module so that an fp16 export keeps these raw values in fp32 (``ForecasterAdapter.fp32_scopes``)."""
 
     def __init__(self, length: int):
         super().__init__()

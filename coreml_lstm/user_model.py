@@ -452,7 +452,7 @@ def parse_input_option(text: str) -> Input:
 
 
 def convert(module, example_inputs, path, *, inputs=None, outputs=None, precision: str = "fp32", target: str = "iOS16",
-            compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8):
+            compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8, fp32_modules=()):
     """Convert a torch module to a Core ML package, save it atomically, and verify it.
 
     The module is traced (TorchScript; ``torch.export`` does not take ``nn.LSTM``) on
@@ -476,6 +476,8 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         metadata: author, license, description, version, and any other key as the package's
             user-defined metadata.
         samples: how many random samples the check draws.
+        fp32_modules: with precision fp16, submodules (dotted names, as ``named_modules`` gives
+            them) whose ops stay fp32: a normalisation of raw inputs beyond float16's 65504, say.
 
     Returns:
         ``(path, report)``: the package path and the :class:`~coreml_lstm.verify.Report`.
@@ -496,8 +498,24 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
     adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states)
     adapter.extra_metadata = metadata
+    adapter.fp32_scopes = fp32_submodules(module, fp32_modules, precision)
     path = export(adapter, path, config)
     return path, verify(module, path, samples=samples, adapter=adapter)
+
+
+def fp32_submodules(module, names, precision: str) -> tuple[str, ...]:
+    """``names`` checked against the module's submodules (for an fp16 conversion only)."""
+    names = (names,) if isinstance(names, str) else tuple(names or ())
+    if not names:
+        return ()
+    if precision != "fp16":
+        raise ConfigError(f"fp32 modules: only with precision fp16 (got {precision}); an fp32 program computes everything in fp32")
+    known = [n for n, _ in module.named_modules() if n]
+    for name in names:
+        if name not in known:
+            listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "") if known else "none"
+            raise ConfigError(f"fp32 modules: {name!r} is not a submodule of {type(module).__name__} (its submodules: {listed})")
+    return names
 
 
 def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode: str | None = None, atol: float | None = None,

@@ -254,6 +254,21 @@ def test_sequence_package_matches_torch_at_several_lengths(tmp_path, seq_clf, pr
     assert max(c.max_abs for c in ran if c.output.startswith("probabilities") and c.mode == "fp32") <= bar
 
 
+def test_an_fp16_sequence_package_takes_raw_values_beyond_float16s_range(tmp_path):
+    """Channels in the millions: the z-scoring stays fp32, the network computes in fp16."""
+    import coreml_lstm.executor as ex
+
+    table = gestures()
+    table["a"] = table["a"] * 1e5 + 3e6
+    clf = SequenceClassifier(series_id="id", time="t", **{**TINY, "epochs": 5}).fit(table)
+    path = clf.export(tmp_path / "big.mlpackage", precision="fp16", target="iOS17")
+    ops = ex.load(path).block.ops
+    assert {np.dtype(o.outputs[0].dtype).name for o in ops if o.type == "lstm"} == {"float16"}
+    report = verify_classifier(path, clf)
+    assert report.status == "passed", "\n".join(c.line() for c in report.failed)
+    assert any(c.mode == "fp16" and c.output == "probabilities" for c in report.ran)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_gru_sequence_package_matches_torch(tmp_path, bidirectional):
     # nn.GRU converts to a while_loop (not MIL's gru op): the executor runs that loop.

@@ -53,7 +53,7 @@ def test_diagnose_names_the_op_where_fp16_first_exceeds_the_tolerance(overflow):
     assert before and not any(d.exceeds for d in before)
     assert any(d.max_value > 300 for d in before)
     lines = result.lines()
-    assert f"the error starts at mul {first.name!r}: keep that layer in fp32 or scale its values" in lines
+    assert f"the error starts at mul {first.name!r}: keep that layer in fp32 (convert --fp32-module NAME) or scale its values" in lines
     # torch's submodules, matched where the converter kept a value computed from them.
     matched = {m.module: m for m in result.torch}
     assert set(matched) == {"fc1", "fc2"}

@@ -112,6 +112,62 @@ def test_convert_errors_name_what_is_wrong(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+class Raw(nn.Module):
+    """Sensor readings around 3e6 normalised inside the model: beyond float16's 65504."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = Norm()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h, _ = self.lstm(self.norm(x))
+        return self.out(h[:, -1])
+
+
+class Norm(nn.Module):
+    def forward(self, x):
+        return (x - 3e6) / 1e5
+
+
+def test_fp32_modules_keep_a_normalisation_of_raw_values_out_of_fp16(tmp_path):
+    import coreml_lstm.executor as ex
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    torch.manual_seed(0)
+    m, x = Raw().eval(), 3e6 + 1e5 * torch.randn(1, 10, 3)
+    feeds = [{"x": (3e6 + 1e5 * torch.randn(1, n, 3)).numpy()} for n in (1, 7, 20)]
+    shape = {"x": (1, "1..20", 3)}
+    _, plain = coreml_lstm.convert(m, x, tmp_path / "a.mlpackage", precision="fp16", target="iOS17", inputs=shape)
+    assert plain.status == "failed"  # x - 3e6 in fp16: inf
+    path, report = coreml_lstm.convert(m, x, tmp_path / "b.mlpackage", precision="fp16", target="iOS17", inputs=shape, fp32_modules=["norm"])
+    assert report.status == "passed", [c.line() for c in report.failed]
+    assert coreml_lstm.verify(m, path, feeds).status == "passed"
+    ops = ex.load(path).block.ops
+    assert {np.dtype(o.outputs[0].dtype).name for o in ops if o.type == "lstm"} == {"float16"}
+    for options, message in [
+        (dict(fp32_modules=["nrm"]), "fp32 modules: 'nrm' is not a submodule of Raw (its submodules: norm, lstm, out)"),
+        (dict(fp32_modules=["norm"], precision="fp32"), "fp32 modules: only with precision fp16 (got fp32); an fp32 program computes everything in fp32"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            coreml_lstm.convert(m, x, tmp_path / "c.mlpackage", **{"precision": "fp16", **options})
+        assert str(err.value) == message
+    unused = Raw().eval()
+    unused.spare = Norm()  # a submodule forward never calls: no op could stay fp32
+    with pytest.raises(ConfigError, match=r"^fp32 modules: no op of the program comes from 'spare'"):
+        coreml_lstm.convert(unused, x, tmp_path / "c.mlpackage", precision="fp16", target="iOS17", fp32_modules=["spare"])
+    assert not (tmp_path / "c.mlpackage").exists()
+    # The CLI, from a TorchScript archive (its module names survive torch.jit.save).
+    torch.jit.save(torch.jit.trace(m, x), str(tmp_path / "raw.pt"))
+    args = ["convert", str(tmp_path / "raw.pt"), str(tmp_path / "d.mlpackage"), "--input", "x:1,1..20,3:float32:2.9e6..3.1e6",
+            "--precision", "fp16", "--target", "iOS17", "--fp32-module", "norm"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+
+
 def test_a_refused_conversion_names_the_layer_and_the_op(tmp_path):
     class Heads(nn.Module):
         def forward(self, x):

@@ -60,6 +60,7 @@ class ClassifierAdapter(Adapter):
         self.package = package
         self.kind = clf.task
         self.text = clf.task == "text-classify"
+        self.fp32_scopes = () if self.text else ("raw_in",)  # SequenceNet.raw_in: the z-scoring of raw values
         model = clf._fitted()
         classes, max_length = list(clf.classes_), clf.max_length_
         self.classes = classes

@@ -83,6 +83,15 @@ class ConvBranch(nn.Module):
         return h.sum(dim=-1) / m.sum(dim=-1)
 
 
+class Standardize(nn.Module):
+    """Raw values -> z-scores with the training statistics given. A submodule (``raw_in``) so
+    that an fp16 export keeps it in fp32 (``ClassifierAdapter.fp32_scopes``): raw values may
+    exceed float16's 65504."""
+
+    def forward(self, x, mean, std):
+        return (x - mean) / std
+
+
 class SequenceNet(nn.Module):
     """Classifier of sequences (float channels) or texts (token ids).
 
@@ -105,6 +114,7 @@ class SequenceNet(nn.Module):
         else:
             self.register_buffer("mean", torch.zeros(n_channels))
             self.register_buffer("std", torch.ones(n_channels))
+            self.raw_in = Standardize()
             width_in = n_channels
         kind = nn.LSTM if config.cell == "lstm" else nn.GRU
         self.rnn = kind(width_in, config.hidden_size, num_layers=config.num_layers, batch_first=True,
@@ -120,7 +130,7 @@ class SequenceNet(nn.Module):
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Raw values (B, L, C) -> normalised; token ids (B, L) -> embeddings (B, L, E)."""
-        return self.embed(x) if self.text else (x - self.mean) / self.std
+        return self.embed(x) if self.text else self.raw_in(x, self.mean, self.std)
 
     def _last_state(self, h_n: torch.Tensor) -> torch.Tensor:
         """Final hidden state of the last layer, (layers*dirs, B, H) -> (B, dirs*H) as [forward | backward]."""
