@@ -168,11 +168,14 @@ class ForecasterAdapter(Adapter):
             return [Sample.one({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
         from .streaming import consecutive_rows
 
-        need = self.chunk * self.chunks
-        rows = consecutive_rows(x)[-need:]
-        if len(rows) < need:
-            raise ConfigError(f"--chunk {self.chunk} x --chunks {self.chunks} needs {need} consecutive rows; the windows give {len(rows)}")
-        return self.stream_samples(rows)
+        rows = consecutive_rows(x)
+        if len(rows) < 2:
+            raise ConfigError(f"a stream check needs at least 2 consecutive rows (2 calls of 1 step); the windows give {len(rows)}")
+        if len(rows) < self.chunk * self.chunks:
+            # A short series: shorter chunks (the sample's label says which), at least 2 of them.
+            self.chunks = min(self.chunks, len(rows))
+            self.chunk = len(rows) // self.chunks
+        return self.stream_samples(rows[-self.chunk * self.chunks :])
 
     def stream_samples(self, sequence: np.ndarray) -> list[Sample]:
         """A sequence (L, F) in chunks with the state carried, and its last chunk after a reset."""

@@ -4,6 +4,8 @@ Window-scaled models carry their last window rows as the state; globally scaled 
 recurrent state (see coreml_lstm/streaming.py).
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,27 @@ def test_cli_export_streaming_and_run_with_state_file(tmp_path, fitted):
     np.savez(tmp_path / "bad_state.npz", h_state=np.zeros((1, 1, 8), np.float16))
     r = runner.invoke(main, ["run", str(tmp_path / "s.mlpackage"), "--inputs", str(tmp_path / "x0.npz"), "--backend", "executor", "--state", str(tmp_path / "bad_state.npz")])
     assert r.exit_code == 2 and "'h_state' has shape (1, 1, 8), the model needs (2, 1, 8)" in r.output
+
+
+def test_a_short_series_is_stream_checked_in_shorter_chunks(tmp_path):
+    """Validation windows with fewer than --chunk x --chunks consecutive rows: the check takes
+    shorter chunks (its label says which) instead of refusing."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"t": range(23), "y": rng.normal(size=23).round(3)}).to_csv(tmp_path / "short.csv", index=False)
+    run = CliRunner().invoke
+    r = run(main, ["train", str(tmp_path / "short.csv"), "--target", "y", "--time", "t", "--epochs", "1", "--hidden-size", "2",
+                   "--select", "network", "--quiet", "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["export", str(tmp_path / "ck"), str(tmp_path / "s.mlpackage"), "--streaming", "explicit"])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["verify", str(tmp_path / "ck"), str(tmp_path / "s.mlpackage")])
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    sizes = {m.group(1) for m in re.finditer(r"\((\d+x\d+) vs one pass\)", r.stdout)}
+    assert len(sizes) == 1 and sizes != {"3x10"}, r.stdout
+    chunks, chunk = map(int, sizes.pop().split("x"))
+    assert chunks == 3 and 1 <= chunk < 10

@@ -110,3 +110,39 @@ def test_train_writes_a_finite_checkpoint_or_one_line_error(job, validation):
             assert result["metrics"] is None or result["metrics"]["classes"] == config["classes"]
             kinds = {type(c) for c in config["classes"]}
             assert len(kinds) == 1 and config["label_type"] == {int: "int", float: "float", str: "str"}[kinds.pop()]
+
+
+@st.composite
+def exports(draw):
+    """Export options: precision, streaming style and a target that takes them."""
+    precision = draw(st.sampled_from(["fp32", "fp16"]))
+    streaming = draw(st.sampled_from([None, None, "explicit", "states"]))
+    target = "iOS18" if streaming == "states" else draw(st.sampled_from(["iOS16", "iOS17"]))
+    return ["--precision", precision, "--target", target] + (["--streaming", streaming] if streaming else [])
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(table=forecast_tables(clean=True), options=st.sampled_from([[], ["--scaling", "global"], ["--head", "mixture", "--mixtures", "2"], ["--cell", "gru"]]),
+       export=exports())
+def test_every_trained_forecaster_exports_and_verifies(table, options, export):
+    """A forecaster trained on any clean table exports in any style, and its package passes verify
+    through the executor (or the export is refused with a one-line error)."""
+    r = table.roles
+    args = [a for t in r["targets"] for a in ("--target", t)] + [a for f in (r.get("features") or []) for a in ("--feature", f)]
+    args += (["--time", r["time"]] if r.get("time") else []) + (["--series-id", r["series_id"]] if r.get("series_id") else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        source = table.write(tmp)
+        assume(source is not None)
+        out, package = Path(tmp) / "ckpt", Path(tmp) / "m.mlpackage"
+        trained = CliRunner().invoke(main, ["train", str(source), *args, *options, *TINY, "--out", str(out)])
+        assume(trained.exit_code == 0)  # tables the reader refuses are the other property's
+        exported = CliRunner().invoke(main, ["export", str(out), str(package), *export])
+        if exported.exit_code != 0:
+            line = exported.stderr or exported.output
+            assert isinstance(exported.exception, SystemExit) and line.startswith("Error: ") and line.count("\n") == 1, exported.output
+            assert not package.exists()
+            event("export refused")
+            return
+        checked = CliRunner().invoke(main, ["verify", str(out), str(package)])
+        assert checked.exit_code == 0 and "result: passed" in checked.stdout, checked.output
+        event(f"verified: {' '.join(export)}")
