@@ -443,6 +443,12 @@ class Adapter:
         """A feed as the torch module takes it."""
         return _tensor(value)
 
+    def output_units(self) -> dict[str, np.ndarray]:
+        """{output name: its natural scale}, a number or an array broadcasting to the output:
+        verify's absolute tolerance is in these units (an output in raw units of a series whose
+        spread is 400 is held to 0.05 x 400 in fp16, as one of spread 1 to 0.05). Default: 1."""
+        return {}
+
     def reference(self, sample: Sample) -> dict:
         """Torch's outputs for the sample's last call, by name."""
         return self.run_torch(sample)[-1][1]

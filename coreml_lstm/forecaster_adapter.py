@@ -47,7 +47,9 @@ class ForecasterAdapter(Adapter):
     def fp32_scopes(self) -> tuple[str, ...]:
         """The frame, its inverse and a stream's window rows: the ops on raw values."""
         windowed_stream = self.streaming and self.model.windowed
-        return ("raw_in", "raw_out", "raw_window") if windowed_stream else ("raw_in", "raw_out")
+        if not windowed_stream:
+            return ("raw_in", "raw_out")
+        return ("raw_in", "raw_out", "raw_window") + (("raw_join", "raw_remainder") if self.streaming == "states" else ())
 
     def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
         from .streaming import state_description, state_names, state_shape
@@ -70,7 +72,7 @@ class ForecasterAdapter(Adapter):
         length = min(max_chunk, ckpt.window)
         self.inputs = [Input("x", (1, Dim(1, max_chunk, default=length), n), default=(1, length, n),
                              description=f"The next 1 to {max_chunk} rows of [{cols}] in raw units, oldest first; shape (1, L, {n}).")]
-        shape, names = state_shape(self.model), state_names(self.model)
+        shape, names = state_shape(self.model, streaming), state_names(self.model)
         if streaming == "explicit":
             for s in names:
                 self.inputs.append(Input(f"{s}_in", shape, description=f"{state_description(s)} from the previous call's {s}_out (zeros to start a stream); shape {shape}."))
@@ -124,6 +126,22 @@ class ForecasterAdapter(Adapter):
         if not self.streaming:
             self._module = self.model
         return self
+
+    def output_units(self) -> dict[str, np.ndarray]:
+        """Outputs in raw units are held to the tolerance in units of the training spread of each
+        target (its standard deviation; with log scaling, level x the log's deviation), a
+        variance in that squared, a stream's window in each column's; weights and recurrent
+        states in their own units (1). Window scaling is equivariant: a series times 1000 gives
+        forecasts times 1000 and, in fp16, errors times 1000."""
+        m = self.model
+        T = m.n_targets
+        std, mean = m.target_std.detach().double().numpy(), m.target_mean.detach().double().numpy()
+        target = np.exp(mean) * std if m.config.log else std  # (T,)
+        target = np.where(np.isfinite(target) & (target > 0), target, 1.0)
+        columns = np.concatenate([target, m.input_std.detach().double().numpy()[T:], [1.0]])  # (F + 1,): a window row and its flag
+        units = {"forecast": target, "prediction": target, "variance": target**2,
+                 "means": target[:, None], "scales": target[:, None], "window_out": columns}
+        return {o.name: units[o.name] for o in self.outputs if o.name in units}
 
     def check_export(self, config) -> None:
         if self.streaming == "states":

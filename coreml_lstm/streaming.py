@@ -15,8 +15,8 @@ window    the last ``window`` rows fed, ``window`` (1, W, F + 1): each row plus 
           last value and mean absolute deviation) are always those of the last W rows fed, and
           the outputs after a chunk equal the window package's on those rows. Until W rows have
           been fed, the missing rows count as copies of the latest row. Core ML states are fp16,
-          so the ``states`` style keeps the rows to ~3 significant digits (and below 65504);
-          ``explicit`` keeps them in fp32.
+          so the ``states`` style keeps each value in two fp16 parts (~22 significant bits, below
+          65504; see :class:`StatefulWindow`); ``explicit`` keeps the rows in fp32.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from torch import nn
 STYLES = ("explicit", "states")
 
 
-def state_shape(model) -> tuple[int, int, int]:
-    """The shape of every state of a streaming export of ``model``."""
+def state_shape(model, style: str = "explicit") -> tuple[int, int, int]:
+    """The shape of every state of a streaming export of ``model`` in ``style``."""
     cfg = model.config
     if model.windowed:
-        return (1, model.window, model.n_inputs + 1)
+        # Core ML states (fp16) hold each value in two parts (see StatefulWindow).
+        return (1, model.window, (2 if style == "states" else 1) * model.n_inputs + 1)
     return (cfg.num_layers * (2 if cfg.bidirectional else 1), 1, cfg.hidden_size)
 
 
@@ -87,16 +88,49 @@ class ExplicitWindow(nn.Module):
         return (*self.model.outputs(rows), window)
 
 
+class JoinParts(nn.Module):
+    """The fp16 state (1, W, 2F + 1) -> the rows buffer (1, W, F + 1): each value's two parts added."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, state):
+        n = self.n
+        return torch.cat([state[..., :n] + state[..., n : 2 * n], state[..., 2 * n :]], dim=-1)
+
+
+class Remainder(nn.Module):
+    """What the state's rounding of the values (1, W, F) left out: the values minus their stored part."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, window, stored):
+        return window[..., : self.n] - stored
+
+
 class StatefulWindow(nn.Module):
+    """Window scaling in a Core ML state. States are fp16 only, so each value is kept as two
+    parts, the value as the state rounds it and the remainder (itself rounded): their sum keeps
+    ~22 significant bits (fp32: 24) where one fp16 keeps 11. Still below fp16's 65504."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
+        n = model.n_inputs
         self.raw_window = RawWindow(model.window)
-        self.register_buffer("window_state", torch.zeros(state_shape(model)))
+        self.raw_join, self.raw_remainder = JoinParts(n), Remainder(n)
+        self.register_buffer("window_state", torch.zeros(state_shape(model, "states")))
 
     def forward(self, x):
-        window, rows = self.raw_window(self.window_state, x)
-        self.window_state[:] = window  # slice assignment: TorchScript conversion of copy_ fails
+        n = self.model.n_inputs
+        window, rows = self.raw_window(self.raw_join(self.window_state), x)
+        # Slice assignments: TorchScript conversion of copy_ fails.
+        self.window_state[:, :, :n] = window[..., :n]  # rounded to fp16 by the state
+        self.window_state[:, :, 2 * n :] = window[..., n:]  # the fed flags: 0 or 1, exact
+        self.window_state[:, :, n : 2 * n] = self.raw_remainder(window, self.window_state[:, :, :n])
         return self.model.outputs(rows)
 
 

@@ -54,6 +54,7 @@ class Check:
     worst_index: tuple | None = None
     reason: str = ""
     size: str = ""  # the input size the check ran at ("length 12", "x (1, 64, 16)"); "" when fixed
+    unit: float = 1.0  # atol is in these units of the output (the largest, when they differ along an axis)
 
     @property
     def label(self) -> str:
@@ -67,7 +68,7 @@ class Check:
         word = "PASSED " if self.status == "passed" else "FAILED "
         return (
             f"{word}{self.label} [{self.backend}, {self.mode}] shape {self.shape}: max abs {self.max_abs:.3g}, "
-            f"max rel {self.max_rel:.3g} (atol {tol.atol:g}, rtol {tol.rtol:g})"
+            f"max rel {self.max_rel:.3g} (atol {tol.atol:g}{f' x {self.unit:.4g}' if self.unit != 1.0 else ''}, rtol {tol.rtol:g})"
             + (f" worst at {self.worst_index}" if self.status == "failed" and self.worst_index is not None else "")
             + (f"; {self.reason}" if self.reason and self.status == "failed" else "")
         )
@@ -104,12 +105,15 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, bac
 
 
 def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend: str, mode: str, size: str = "",
-                 stacked: bool = True) -> Check:
+                 stacked: bool = True, unit=None) -> Check:
     """One output over several samples (each pair may have its own shape): the worst error of all.
 
     The worst index is ``(sample, *index)`` when ``stacked``; the shape is ``(samples, *shape)``
-    when every sample has one shape.
+    when every sample has one shape. ``unit`` (a number, or an array broadcasting to the output)
+    is the output's natural scale: the absolute bar is ``atol * unit`` (see
+    :meth:`coreml_lstm.adapter.Adapter.output_units`).
     """
+    unit = np.ones(()) if unit is None else np.asarray(unit, dtype=np.float64)
     gots = [np.asarray(g, dtype=np.float64) for g in gots]
     wants = [np.asarray(w, dtype=np.float64) for w in wants]
     for k, (g, w) in enumerate(zip(gots, wants)):
@@ -123,7 +127,7 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
         if not np.isfinite(got).all():
             err = np.where(np.isfinite(got), err, np.inf)
         rel = err / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
-        excess = err - (tol.atol + tol.rtol * np.abs(want))
+        excess = err - (tol.atol * unit + tol.rtol * np.abs(want))
         if excess.size:
             i = int(np.argmax(excess))
             if excess.flat[i] > worst_excess:
@@ -137,7 +141,7 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     ok = worst_excess <= 0
     return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
                  max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
-                 reason="" if len(shapes) == 1 else f"{len(shapes)} output shapes")
+                 reason="" if len(shapes) == 1 else f"{len(shapes)} output shapes", unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
 
 
 def program_precision(program) -> str:
@@ -233,6 +237,7 @@ def verify_package(
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     _check_features(adapter, program, package)
     names = [o.name for o in adapter.outputs]
+    units = adapter.output_units()
     want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples))
@@ -242,7 +247,7 @@ def verify_package(
         for size, idx in groups.items():
             for name in names:
                 report.checks.append(compare_many(name, [results[i][name] for i in idx], [want[i][name] for i in idx], tol,
-                                                  backend=backend, mode=mode, size=size))
+                                                  backend=backend, mode=mode, size=size, unit=units.get(name)))
             if adapter.classes is not None:
                 probs = np.stack([np.asarray(want[i][names[0]], np.float64) for i in idx])
                 got = [results[i] for i in idx]

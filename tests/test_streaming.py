@@ -166,3 +166,30 @@ def test_a_short_series_is_stream_checked_in_shorter_chunks(tmp_path):
     assert len(sizes) == 1 and sizes != {"3x10"}, r.stdout
     chunks, chunk = map(int, sizes.pop().split("x"))
     assert chunks == 3 and 1 <= chunk < 10
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_core_ml_window_state_keeps_values_beyond_fp16_s_three_digits(tmp_path, precision):
+    """A level of 30000 varying by tens: one fp16 keeps it to steps of 2 (the window's spread
+    lost); the state's two fp16 parts keep it to fp32's rounding."""
+    import coreml_lstm.executor as ex
+    from coreml_lstm.streaming import one_pass
+
+    t = np.arange(200)
+    frame = sine_table(200)
+    frame["y0"] = 30000 + 20 * np.sin(2 * np.pi * t / 12) + 0.01 * t
+    f = Forecaster("y0", time="t", horizon=3, **FAST).fit(frame)
+    path = f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS18", precision=precision, max_chunk=16)
+    prog = ex.load(path)
+    assert prog.states[0].shape == (1, 8, 2 * 2 + 1)  # hi and lo parts of y0 and the driver, the fed flag
+    rows = frame[["y0", "driver"]].to_numpy(np.float32)[-24:]
+    state = prog.make_state()
+    for i in range(0, 24, 6):
+        got = prog.predict({"x": rows[None, i : i + 6]}, mode=precision, state=state)["forecast"]
+    (want,), _ = one_pass(f.model_, rows)
+    (rounded,), _ = one_pass(f.model_, rows.astype(np.float16).astype(np.float32))  # one fp16 per value
+    err, lost = np.abs(got - want).max(), np.abs(rounded - want).max()
+    print(f"{precision}: max abs {err:.3g} vs one fp16 per value {lost:.3g}")
+    assert err < (0.01 if precision == "fp32" else 0.5) and lost > 5 * err
+    report = verify_streaming(str(path), f.model_, rows, chunk=6)
+    assert report.status == "passed", [c.line() for c in report.failed]

@@ -130,12 +130,14 @@ def test_every_trained_forecaster_exports_and_verifies(table, options, export):
     r = table.roles
     args = [a for t in r["targets"] for a in ("--target", t)] + [a for f in (r.get("features") or []) for a in ("--feature", f)]
     args += (["--time", r["time"]] if r.get("time") else []) + (["--series-id", r["series_id"]] if r.get("series_id") else [])
+    if table.fmt == "frame":  # the CLI reads files
+        table.fmt = "csv"
     with tempfile.TemporaryDirectory() as tmp:
         source = table.write(tmp)
         assume(source is not None)
         out, package = Path(tmp) / "ckpt", Path(tmp) / "m.mlpackage"
         trained = CliRunner().invoke(main, ["train", str(source), *args, *options, *TINY, "--out", str(out)])
-        assume(trained.exit_code == 0)  # tables the reader refuses are the other property's
+        assume(trained.exit_code == 0)  # tables the reader refuses (a text feature, too few rows) are the other property's
         exported = CliRunner().invoke(main, ["export", str(out), str(package), *export])
         if exported.exit_code != 0:
             line = exported.stderr or exported.output
@@ -146,3 +148,46 @@ def test_every_trained_forecaster_exports_and_verifies(table, options, export):
         checked = CliRunner().invoke(main, ["verify", str(out), str(package)])
         assert checked.exit_code == 0 and "result: passed" in checked.stdout, checked.output
         event(f"verified: {' '.join(export)}")
+
+
+@st.composite
+def classifier_jobs(draw):
+    """(table, train arguments) for a sequence (long or wide) or text classifier on a clean table."""
+    task = draw(st.sampled_from(["long", "wide", "text"]))
+    if task == "text":
+        table = draw(text_tables(True))
+        return table, ["--task", "text-classify", "--text", table.roles["text"], "--label", table.roles["label"]]
+    table = draw(long_tables(True) if task == "long" else wide_tables(True))
+    r = table.roles
+    args = ["--task", "classify", "--layout", task, "--label", r["label"]]
+    if task == "long":
+        assume(r["series_id"])
+        args += ["--series-id", r["series_id"]] + (["--time", r["time"]] if r["time"] else [])
+        args += [a for c in (r.get("channels") or []) for a in ("--channel", c)]
+    return table, args
+
+
+@settings(max_examples=examples(4), deadline=None)
+@given(job=classifier_jobs(), precision=st.sampled_from(["fp32", "fp16"]), target=st.sampled_from(["iOS16", "iOS17", "iOS18"]))
+def test_every_trained_classifier_exports_and_verifies(job, precision, target):
+    """Any label type, layout or text: the package verifies in both numerics (or the export is
+    refused with a one-line error)."""
+    table, args = job
+    if table.fmt == "frame":
+        table.fmt = "csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = table.write(tmp)
+        assume(source is not None)
+        out, package = Path(tmp) / "ckpt", Path(tmp) / "c.mlpackage"
+        trained = CliRunner().invoke(main, ["train", str(source), *args, *TINY, "--out", str(out)])
+        assume(trained.exit_code == 0)
+        exported = CliRunner().invoke(main, ["export", str(out), str(package), "--precision", precision, "--target", target])
+        if exported.exit_code != 0:
+            line = exported.stderr or exported.output
+            assert isinstance(exported.exception, SystemExit) and line.startswith("Error: ") and line.count("\n") == 1, exported.output
+            assert not package.exists()
+            event("export refused")
+            return
+        checked = CliRunner().invoke(main, ["verify", str(out), str(package)])
+        assert checked.exit_code == 0 and "result: passed" in checked.stdout, checked.output
+        event(f"verified: {args[1]} {precision}")
