@@ -46,10 +46,10 @@ class ForecasterAdapter(Adapter):
     @property
     def fp32_scopes(self) -> tuple[str, ...]:
         """The frame, its inverse and a stream's window rows: the ops on raw values."""
-        windowed_stream = self.streaming and self.model.windowed
-        if not windowed_stream:
-            return ("raw_in", "raw_out")
-        return ("raw_in", "raw_out", "raw_window") + (("raw_join", "raw_remainder") if self.streaming == "states" else ())
+        scopes = ("raw_in", "raw_out") + (("raw_variance",) if self.model.config.head == "mixture" else ())
+        if self.streaming and self.model.windowed:
+            scopes += ("raw_window",) + (("raw_join", "raw_remainder") if self.streaming == "states" else ())
+        return scopes
 
     def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
         from .streaming import state_description, state_names, state_shape

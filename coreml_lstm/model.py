@@ -66,20 +66,32 @@ class RawIn(nn.Module):
 
 class RawOut(nn.Module):
     """Frame units -> original units: ``y * scale + level`` (then exp with log scaling), or with
-    ``shift=False`` a spread: ``y * scale**power``. ``per_component``: ``y`` has a last axis of
+    ``shift=False`` a spread: ``y * scale``. ``per_component``: ``y`` has a last axis of
     mixture components that ``level`` and ``scale`` lack."""
 
     def __init__(self, log: bool):
         super().__init__()
         self.log = log
 
-    def forward(self, y, level, scale, shift: bool = True, power: int = 1, per_component: bool = False):
+    def forward(self, y, level, scale, shift: bool = True, per_component: bool = False):
         if per_component:
             level, scale = level.unsqueeze(-1), scale.unsqueeze(-1)
         if not shift:
-            return y * scale * scale if power == 2 else y * scale
+            return y * scale
         y = y * scale + level
         return torch.exp(y) if self.log else y
+
+
+class RawVariance(nn.Module):
+    """The mixture's variance in original units, (B, horizon, T), from its weights, means and
+    scales in frame units (B, horizon, T, K): squares of raw spreads, so fp32 (an fp16 square of a
+    frame-unit spread overflows once a near-constant window makes the frame's scale tiny)."""
+
+    def forward(self, w, mu, s, mean, scale):
+        scale = scale.unsqueeze(-1)
+        spread, offset = s * scale, (mu - mean.unsqueeze(-1)) * scale
+        # Spread around the mixture mean: no cancellation between two large terms.
+        return (w * (spread * spread + offset * offset)).sum(-1)
 
 
 @dataclass
@@ -164,6 +176,8 @@ class RecurrentModel(nn.Module):
             self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
         self.raw_in = RawIn(n_targets, config.scaling == "window", config.log)
         self.raw_out = RawOut(config.log)
+        if config.head == "mixture":
+            self.raw_variance = RawVariance()
         if config.scaling != "window":
             self.register_buffer("target_floor", torch.zeros(n_targets), persistent=False)  # unused: global scaling has no floor
         if config.head == "mixture":
@@ -392,14 +406,12 @@ class RecurrentModel(nn.Module):
         c = self.interval_scale.unsqueeze(-1)  # (T, 1)
         mu = mean_n.unsqueeze(-1) + c * (mu - mean_n.unsqueeze(-1))
         s = s * c
-        # Spread around the mixture mean: no cancellation between two large terms (safe in fp16).
-        var_n = (w * (s * s + (mu - mean_n.unsqueeze(-1)) ** 2)).sum(-1)
         return (
             w,
             self.raw_out(mu, level, scale, per_component=True),
             self.raw_out(s, level, scale, shift=False, per_component=True),
             self.raw_out(mean_n, level, scale),
-            self.raw_out(var_n, level, scale, shift=False, power=2),
+            self.raw_variance(w, mu, s, mean_n, scale),
         )
 
     def raw_outputs(self, last: torch.Tensor) -> tuple:

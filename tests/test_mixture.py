@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -189,3 +190,23 @@ def test_checkpoints_from_before_calibration_load_uncalibrated(tmp_path):
     f.save(tmp_path / "old")
     old = Forecaster.load(tmp_path / "old")
     assert old.model_.interval_scale.tolist() == [1.0]
+
+
+def test_an_fp16_mixture_variance_stays_finite_when_a_window_is_nearly_constant(tmp_path):
+    """Runs of zeros make a window's scale the floor (1e-3 of the series' spread), so spreads in
+    frame units pass 256 and their fp16 squares overflow: the variance is squared in raw units, in fp32."""
+    from coreml_lstm.export import INPUT_NAME
+    from coreml_lstm.verify import verify_program
+
+    values = [7, 26, 9, 0, -22, 27, 34, 0, 0, 1, 0, 0, 6, 948.4, 1, 2, 28, 668.4, -46, 5, -22, 824.6]
+    ids = ["a"] * 16 + ["b"] * 3 + ["c"] * 3
+    frame = pd.DataFrame({"y": values, "id": ids})
+    f = Forecaster("y", series_id="id", head="mixture", mixtures=2, hidden_size=2, num_layers=1, epochs=1, batch_size=8, progress=False).fit(frame)
+    x = f.checkpoint_.validation_x
+    with torch.no_grad():
+        z, _ = f.model_.frame(torch.as_tensor(x))
+        _, _, s = f.model_.forward_normalized(z)
+    assert float(s.max()) > 256  # s * s > 65504: inf in fp16
+    path = f.export(tmp_path / "m.mlpackage", precision="fp16", target="iOS17")
+    report = verify_program(str(path), f.model_, [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))])
+    assert report.status == "passed", [c.line() for c in report.failed]
