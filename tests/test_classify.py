@@ -380,3 +380,18 @@ def test_cli_functions_train_export_verify_and_dispatch(tmp_path):
         SequenceClassifier(schedule="step")
     with pytest.raises(ConfigError, match="unknown option 'windw'"):
         SequenceClassifier(windw=3)
+
+
+@pytest.mark.parametrize("kind", ["sequence", "text"])
+def test_a_classifier_without_validation_samples_verifies_on_random_ones(tmp_path, kind):
+    """Too few rows for a validation part: verify draws sequences from the training statistics
+    (or token ids from the vocabulary) at the shortest, the longest and a middle length."""
+    if kind == "sequence":
+        clf = SequenceClassifier(layout="wide", **{**TINY, "epochs": 1}).fit(pd.DataFrame({"label": [1, 3, -1, 2], "t0": [0.0, 1, 2, 3], "t1": [5.0, 1, 0, 2]}))
+    else:
+        clf = TextClassifier(**{**TINY, "epochs": 1}).fit(pd.DataFrame({"text": ["hello world", "foo bar baz"], "label": ["a", "b"]}))
+    assert not clf.validation_samples_
+    path = clf.export(tmp_path / "c.mlpackage")
+    report = verify_classifier(path, clf)
+    assert report.status == "passed", [c.line() for c in report.failed]
+    assert {c.size for c in report.ran} >= {"random, length 1"} and len({c.size for c in report.ran}) >= 2

@@ -105,17 +105,26 @@ class ClassifierAdapter(Adapter):
 
     # -- samples ------------------------------------------------------------------------------
 
-    def samples_from_arrays(self, arrays: list) -> list[Sample]:
+    def samples_from_arrays(self, arrays: list, kind: str = "") -> list[Sample]:
         name, dtype = (TEXT_INPUT, np.int32) if self.text else (SEQUENCE_INPUT, np.float32)
-        return [Sample.one({name: np.asarray(a, dtype)[None]}, f"length {len(a)}") for a in verify_samples(arrays)]
+        return [Sample.one({name: np.asarray(a, dtype)[None]}, f"{kind}length {len(a)}") for a in verify_samples(arrays)]
 
     def samples(self, n: int = 64, seed: int = 0) -> list[Sample]:
-        from ..errors import ConfigError
-
+        """The stored validation samples; a classifier trained without a validation part gets
+        random ones at the shortest, the longest and a middle length (token ids from its
+        vocabulary, or values drawn from each channel's training mean and deviation)."""
         stored = [x for x, _ in self.clf.validation_samples_][:n]
-        if not stored:
-            raise ConfigError("verify: no samples to compare on")
-        return self.samples_from_arrays(stored)
+        return self.samples_from_arrays(stored) if stored else self.samples_from_arrays(self.random_arrays(seed), "random, ")
+
+    def random_arrays(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        longest = int(self.clf.max_length_)
+        lengths = sorted({1, max(1, longest // 2), longest})
+        if self.text:
+            vocab = int(self.clf.tokenizer_.vocab_size)
+            return [rng.integers(min(2, vocab - 1), vocab, size=n).astype(np.int32) for n in lengths]
+        mean, std = np.asarray(self.clf.normalizer_.mean, np.float64), np.asarray(self.clf.normalizer_.std, np.float64)
+        return [(mean + std * rng.standard_normal((n, len(mean)))).astype(np.float32) for n in lengths]
 
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
         from ..errors import ConfigError
