@@ -377,10 +377,6 @@ class Adapter:
         """The torch module: takes the inputs in order, returns the outputs in order."""
         raise NotImplementedError
 
-    def check_export(self, config) -> None:
-        """Refuse an export (ConfigError) that the model's own data says would not compute; called
-        before conversion. Default: nothing to refuse."""
-
     def traced(self):
         """A module already in TorchScript (a loaded archive) is converted as it is; None: trace :meth:`module`."""
         return None

@@ -239,7 +239,6 @@ def convert_adapter(adapter, config: ExportConfig):
     Returns:
         A ``coremltools.models.MLModel``.
     """
-    adapter.check_export(config)
     ct = coremltools()
     module = adapter.module()
     traced = adapter.traced()

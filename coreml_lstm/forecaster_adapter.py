@@ -21,25 +21,6 @@ from .errors import ConfigError
 from .export import INPUT_NAME, OUTPUT_NAME
 
 
-FP16_MAX = 65504.0  # float16's largest finite value
-
-
-def check_window_state(checkpoint) -> None:
-    """Core ML states are fp16 only, and a window-scaled model's state holds the raw rows it was
-    fed: refuse such an export when the checkpoint's validation windows already exceed fp16."""
-    x = checkpoint.validation_x
-    if checkpoint.model_config.scaling != "window" or x is None or not len(x):
-        return
-    peak = np.abs(np.asarray(x, np.float64)).max(axis=(0, 1))  # per column
-    if (peak > FP16_MAX).any():
-        j = int(peak.argmax())
-        raise ConfigError(
-            f"streaming states: Core ML states are fp16 only and this model's state holds raw rows, but column "
-            f"{checkpoint.input_columns[j]!r} reaches {peak[j]:.4g} in the validation windows (fp16's largest value is 65504); "
-            "export with streaming explicit (its window state is an fp32 input and output)"
-        )
-
-
 class ForecasterAdapter(Adapter):
     kind = "forecast"
 
@@ -48,7 +29,7 @@ class ForecasterAdapter(Adapter):
         """The frame, its inverse and a stream's window rows: the ops on raw values."""
         scopes = ("raw_in", "raw_out") + (("raw_variance",) if self.model.config.head == "mixture" else ())
         if self.streaming and self.model.windowed:
-            scopes += ("raw_window",) + (("raw_join", "raw_remainder") if self.streaming == "states" else ())
+            scopes += ("raw_window",) + (("raw_join", "raw_scale", "raw_remainder") if self.streaming == "states" else ())
         return scopes
 
     def __init__(self, checkpoint, *, streaming: str | None = None, max_chunk: int = 64, chunk: int = 10, chunks: int = 3):
@@ -143,15 +124,13 @@ class ForecasterAdapter(Adapter):
                  "means": target[:, None], "scales": target[:, None], "window_out": columns}
         return {o.name: units[o.name] for o in self.outputs if o.name in units}
 
-    def check_export(self, config) -> None:
-        if self.streaming == "states":
-            check_window_state(self.checkpoint)
-
     def module(self):
         if self._module is None:
             from .streaming import wrap
 
-            self._module = wrap(self.model, self.streaming)
+            x = self.checkpoint.validation_x if self.checkpoint is not None else None
+            peaks = np.abs(np.asarray(x, np.float64)).max(axis=(0, 1)) if x is not None and len(x) else None
+            self._module = wrap(self.model, self.streaming, peaks)
         return self._module
 
     def examples(self):

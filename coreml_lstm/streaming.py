@@ -15,8 +15,9 @@ window    the last ``window`` rows fed, ``window`` (1, W, F + 1): each row plus 
           last value and mean absolute deviation) are always those of the last W rows fed, and
           the outputs after a chunk equal the window package's on those rows. Until W rows have
           been fed, the missing rows count as copies of the latest row. Core ML states are fp16,
-          so the ``states`` style keeps each value in two fp16 parts (~22 significant bits, below
-          65504; see :class:`StatefulWindow`); ``explicit`` keeps the rows in fp32.
+          so the ``states`` style keeps each value, over a power of two per column, in two fp16
+          parts (~22 significant bits; see :class:`StatefulWindow`); ``explicit`` keeps the rows
+          in fp32.
 """
 
 from __future__ import annotations
@@ -89,48 +90,69 @@ class ExplicitWindow(nn.Module):
 
 
 class JoinParts(nn.Module):
-    """The fp16 state (1, W, 2F + 1) -> the rows buffer (1, W, F + 1): each value's two parts added."""
+    """The fp16 state (1, W, 2F + 1) -> the rows buffer (1, W, F + 1) in raw units: each value's
+    two parts added, times its column's power of two."""
 
-    def __init__(self, n: int):
+    def __init__(self, scale: torch.Tensor):
         super().__init__()
-        self.n = n
+        self.n = len(scale)
+        self.register_buffer("scale", scale, persistent=False)
 
     def forward(self, state):
         n = self.n
-        return torch.cat([state[..., :n] + state[..., n : 2 * n], state[..., 2 * n :]], dim=-1)
+        return torch.cat([(state[..., :n] + state[..., n : 2 * n]) * self.scale, state[..., 2 * n :]], dim=-1)
+
+
+class ScaleDown(nn.Module):
+    """The rows buffer's values (1, W, F) over their columns' powers of two (exact in floating point)."""
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__()
+        self.n = len(scale)
+        self.register_buffer("scale", scale, persistent=False)
+
+    def forward(self, window):
+        return window[..., : self.n] / self.scale
 
 
 class Remainder(nn.Module):
-    """What the state's rounding of the values (1, W, F) left out: the values minus their stored part."""
+    """What the state's rounding of the values left out: the values minus their stored part."""
 
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
+    def forward(self, values, stored):
+        return values - stored
 
-    def forward(self, window, stored):
-        return window[..., : self.n] - stored
+
+def state_scale(peaks) -> torch.Tensor:
+    """Per column, the power of two that brings the largest magnitude seen (``peaks``) to ~1024:
+    64 times that still fits fp16 (65504), and small values stay clear of its subnormals."""
+    peaks = np.asarray(peaks, np.float64)
+    k = np.where(np.isfinite(peaks) & (peaks > 0), np.round(np.log2(np.where(peaks > 0, peaks, 1.0))) - 10, 0)
+    return torch.as_tensor(np.exp2(np.clip(k, -100, 100)), dtype=torch.float32)
 
 
 class StatefulWindow(nn.Module):
     """Window scaling in a Core ML state. States are fp16 only, so each value is kept as two
-    parts, the value as the state rounds it and the remainder (itself rounded): their sum keeps
-    ~22 significant bits (fp32: 24) where one fp16 keeps 11. Still below fp16's 65504."""
+    parts of its value over its column's power of two (:func:`state_scale`): the part as the
+    state rounds it and the remainder (itself rounded). Their sum keeps ~22 significant bits
+    (fp32: 24; one fp16: 11), and the power of two keeps values up to 64 times the largest seen
+    in training inside fp16's range (and tiny ones out of its subnormals)."""
 
-    def __init__(self, model):
+    def __init__(self, model, scale: torch.Tensor | None = None):
         super().__init__()
         self.model = model
-        n = model.n_inputs
+        scale = torch.ones(model.n_inputs) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
         self.raw_window = RawWindow(model.window)
-        self.raw_join, self.raw_remainder = JoinParts(n), Remainder(n)
+        self.raw_join, self.raw_scale, self.raw_remainder = JoinParts(scale), ScaleDown(scale), Remainder()
         self.register_buffer("window_state", torch.zeros(state_shape(model, "states")))
 
     def forward(self, x):
         n = self.model.n_inputs
         window, rows = self.raw_window(self.raw_join(self.window_state), x)
+        scaled = self.raw_scale(window)
         # Slice assignments: TorchScript conversion of copy_ fails.
-        self.window_state[:, :, :n] = window[..., :n]  # rounded to fp16 by the state
+        self.window_state[:, :, :n] = scaled  # rounded to fp16 by the state
         self.window_state[:, :, 2 * n :] = window[..., n:]  # the fed flags: 0 or 1, exact
-        self.window_state[:, :, n : 2 * n] = self.raw_remainder(window, self.window_state[:, :, :n])
+        self.window_state[:, :, n : 2 * n] = self.raw_remainder(scaled, self.window_state[:, :, :n])
         return self.model.outputs(rows)
 
 
@@ -186,9 +208,13 @@ class StatefulH(nn.Module):
         return m.raw_outputs(last)
 
 
-def wrap(model, style: str) -> nn.Module:
+def wrap(model, style: str, peaks=None) -> nn.Module:
+    """The streaming module of ``model`` in ``style``; ``peaks``: each input column's largest
+    magnitude in training, which sets a Core ML window state's powers of two (None: 1)."""
     if model.windowed:
-        return (ExplicitWindow if style == "explicit" else StatefulWindow)(model).eval()
+        if style == "explicit":
+            return ExplicitWindow(model).eval()
+        return StatefulWindow(model, None if peaks is None else state_scale(peaks)).eval()
     lstm = model.config.cell == "lstm"
     if style == "explicit":
         return (ExplicitLSTM if lstm else ExplicitH)(model).eval()
