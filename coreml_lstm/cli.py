@@ -6,7 +6,6 @@ line), 2 a usage error.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path

@@ -328,7 +328,7 @@ def _output_struct(name: str, program, mixture: bool, *, carried: bool = False, 
             "    }",
         ]
     lines.append("")
-    lines.append(f"    init(_ result: MLFeatureProvider) throws {{")
+    lines.append("    init(_ result: MLFeatureProvider) throws {")
     for t in outs:
         lines.append(f"        {identifier(t.name)} = try Output.tensor(result, {name}Feature.{identifier(t.name)})")
     lines.append("    }")
@@ -424,7 +424,7 @@ def wrapper(name: str, program, meta: dict) -> str:
             "        guard rows.count == window, rows.allSatisfy({ $0.count == inputColumns.count }) else {",
             f"            throw {name}Error.shape(\"expected \\(window) rows of \\(inputColumns.count) values (\\(inputColumns)), got \\(rows.count) rows\")",
             "        }",
-            f"        let array = try MultiArray.make(rows.flatMap {{ $0 }}, shape: [1, window, inputColumns.count])",
+            "        let array = try MultiArray.make(rows.flatMap { $0 }, shape: [1, window, inputColumns.count])",
             f"        let features = try MLDictionaryFeatureProvider(dictionary: [{name}Feature.{identifier(inp.name)}: MLFeatureValue(multiArray: array)])",
             "        return try Output(model.prediction(from: features))",
             "    }",
@@ -529,14 +529,14 @@ def xctest(name: str, program, meta: dict, golden: str, resource_name: str) -> s
     if vocabulary:
         load = (f"        let vocabulary = try XCTUnwrap(bundle.url(forResource: {_swift_string(vocabulary.removesuffix('.json'))}, withExtension: \"json\"))\n"
                 f"        let wrapper = try {name}(contentsOf: url, vocabulary: vocabulary)")
-        extra_test = f"""
+        extra_test = """
 
-    func testTokenizerFollowsTheStoredRules() throws {{
+    func testTokenizerFollowsTheStoredRules() throws {
         let (wrapper, golden) = try load()
-        for probe in golden.tokenizer ?? [] {{
+        for probe in golden.tokenizer ?? [] {
             XCTAssertEqual(wrapper.tokenizer.encode(probe.text), probe.ids, "text: \\(probe.text)")
-        }}
-    }}"""
+        }
+    }"""
     else:
         load = f"        let wrapper = try {name}(contentsOf: url)"
         extra_test = ""
@@ -757,7 +757,7 @@ def classifier_wrapper(name: str, program, meta: dict) -> str:
     body += [
         "",
         "    func classify(_ features: MLFeatureProvider) throws -> Prediction {",
-        f"        let result = try model.prediction(from: features)",
+        "        let result = try model.prediction(from: features)",
         f"        guard let array = result.featureValue(for: {name}Feature.probabilities)?.multiArrayValue else {{",
         f"            throw {name}Error.output(\"the model returned no probabilities\")",
         "        }",

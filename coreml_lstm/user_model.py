@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape
-from .errors import ConfigError, ExportError
+from .errors import ConfigError
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -373,7 +372,7 @@ def print_table(names, seeds, origins, base, runs, head, quick) -> None:
     where = f"the development origins {', '.join(map(str, origins))} (horizons before the held-out one)" if dev else "the held-out horizon"
     print(f"MASE on {where} (seeds {', '.join(map(str, seeds))}; model: mean +- half the range over seeds"
           f"{', means over origins' if dev else ''}){' [QUICK: not the benchmark]' if quick else ''}")
-    cols = f"| series | freq | n | h | model | naive | seasonal naive | ETS |" + (" 90% coverage | interval stretch |" if cover else " shipped |")
+    cols = "| series | freq | n | h | model | naive | seasonal naive | ETS |" + (" 90% coverage | interval stretch |" if cover else " shipped |")
     print(cols)
     print("|" + " --- |" * (cols.count("|") - 1))
     means = {k: [] for k in ("model", "naive", "seasonal_naive", "ets", "coverage")}

@@ -11,9 +11,10 @@ Core ML classifiers, verified against PyTorch on the executor.
     commands.py   plain functions for the CLI
 """
 
+from .adapter import is_classifier_checkpoint
 from .api import SequenceClassifier, TextClassifier, load_classifier
-from .commands import (evaluate_package, export_classifier_checkpoint, is_classifier_checkpoint, is_classifier_package,
-                       predict_classes, train_classifier, verify_classifier_package)
+from .commands import (evaluate_package, export_classifier_checkpoint, is_classifier_package, predict_classes, train_classifier,
+                       verify_classifier_package)
 from .tokenizer import Tokenizer
 from .verify import verify_classifier
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..export import ExportConfig, read_metadata
+from ..export import read_metadata
 from .api import SequenceClassifier, TextClassifier, load_classifier, top_k_frame
 from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts, typed_classes
-from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, is_classifier_checkpoint, vocabulary_path
+from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, vocabulary_path
 from .tokenizer import Tokenizer
 
 TASKS = ("classify", "text-classify")

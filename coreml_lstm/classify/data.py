@@ -20,7 +20,7 @@ DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

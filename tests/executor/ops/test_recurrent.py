@@ -170,7 +170,6 @@ def test_fp16_mode_rounds_the_state_at_every_step(shape, direction):
 def numpy_gru(x, h, w_ih, w_hh, b, acts, backward):
     """Apple's get_numpy_prediction_gru_single_batch, batched: o = a(W_o x + R_o (r * h) + b_o), processing order."""
     ra, a = ACTS[acts[0]], ACTS[acts[1]]
-    H = w_hh.shape[1]
     (Wr, Wo, Wz), (Rr, Ro, Rz), (br, bo, bz) = np.split(w_ih, 3), np.split(w_hh, 3), np.split(b, 3)
     out = []
     for xt in (x[::-1] if backward else x):
