@@ -168,22 +168,25 @@ class ForecasterAdapter(Adapter):
         rows = consecutive_rows(x)
         if len(rows) < 2:
             raise ConfigError(f"a stream check needs at least 2 consecutive rows (2 calls of 1 step); the windows give {len(rows)}")
-        if len(rows) < self.chunk * self.chunks:
+        chunk, chunks = self.chunk, self.chunks
+        if len(rows) < chunk * chunks:
             # A short series: shorter chunks (the sample's label says which), at least 2 of them.
-            self.chunks = min(self.chunks, len(rows))
-            self.chunk = len(rows) // self.chunks
-        return self.stream_samples(rows[-self.chunk * self.chunks :])
+            chunks = min(chunks, len(rows))
+            chunk = len(rows) // chunks
+        return self.stream_samples(rows[-chunk * chunks :], chunk)
 
-    def stream_samples(self, sequence: np.ndarray) -> list[Sample]:
-        """A sequence (L, F) in chunks with the state carried, and its last chunk after a reset."""
+    def stream_samples(self, sequence: np.ndarray, chunk: int | None = None) -> list[Sample]:
+        """A sequence (L, F) in chunks (default ``self.chunk`` steps) with the state carried, and
+        its last chunk after a reset."""
         sequence = np.asarray(sequence, np.float32)
-        parts = [sequence[i : i + self.chunk] for i in range(0, len(sequence), self.chunk)]
+        chunk = chunk or self.chunk
+        parts = [sequence[i : i + chunk] for i in range(0, len(sequence), chunk)]
         start = {i.name: np.zeros(i.shape, np.float32) for i in self.inputs[1:]}
 
         def calls(chunks):
             return [{"x": c[None], **(start if k == 0 else {})} for k, c in enumerate(chunks)]
 
-        return [Sample(calls(parts), f"{len(parts)}x{self.chunk} vs one pass"), Sample(calls(parts[-1:]), "reset vs fresh start")]
+        return [Sample(calls(parts), f"{len(parts)}x{chunk} vs one pass"), Sample(calls(parts[-1:]), "reset vs fresh start")]
 
     def reference(self, sample: Sample) -> dict:
         if not self.streaming:

@@ -35,7 +35,7 @@ HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
 FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
 DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
-# raw_in / raw_out (and a stream's raw_window, coreml_lstm.streaming.RawWindow) compute on raw
+# raw_in / raw_out / raw_variance (and a stream's raw_* modules, coreml_lstm.streaming) compute on raw
 # values: an fp16 export keeps their ops in fp32 (ForecasterAdapter.fp32_scopes), so a package
 # takes and returns values beyond float16's 65504.
 
@@ -174,13 +174,12 @@ class RecurrentModel(nn.Module):
                 raise ConfigError("scaling window: the model needs the window length")
             self.register_buffer("target_floor", torch.full((n_targets,), FLOOR))
             self.highway = nn.Linear(window, horizon)  # (.., W) -> (.., horizon), shared by the targets
+        else:
+            self.register_buffer("target_floor", torch.zeros(n_targets), persistent=False)  # unused: global scaling has no floor
         self.raw_in = RawIn(n_targets, config.scaling == "window", config.log)
         self.raw_out = RawOut(config.log)
         if config.head == "mixture":
             self.raw_variance = RawVariance()
-        if config.scaling != "window":
-            self.register_buffer("target_floor", torch.zeros(n_targets), persistent=False)  # unused: global scaling has no floor
-        if config.head == "mixture":
             # Widens (> 1) or narrows (< 1) each target's mixture about its mean; fit chooses it
             # after training, widening only, so that the validation windows' central 90% intervals
             # cover at least 90% (:func:`coreml_lstm.mixture.interval_scale`); 1 leaves the

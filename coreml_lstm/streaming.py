@@ -91,28 +91,26 @@ class ExplicitWindow(nn.Module):
 
 class JoinParts(nn.Module):
     """The fp16 state (1, W, 2F + 1) -> the rows buffer (1, W, F + 1) in raw units: each value's
-    two parts added, times its column's power of two."""
+    two parts added, times its column's power of two ``scale`` (F,)."""
 
-    def __init__(self, scale: torch.Tensor):
+    def __init__(self, n: int):
         super().__init__()
-        self.n = len(scale)
-        self.register_buffer("scale", scale, persistent=False)
+        self.n = n  # F, a Python number: a traced size would convert as a run-time op
 
-    def forward(self, state):
+    def forward(self, state, scale):
         n = self.n
-        return torch.cat([(state[..., :n] + state[..., n : 2 * n]) * self.scale, state[..., 2 * n :]], dim=-1)
+        return torch.cat([(state[..., :n] + state[..., n : 2 * n]) * scale, state[..., 2 * n :]], dim=-1)
 
 
 class ScaleDown(nn.Module):
     """The rows buffer's values (1, W, F) over their columns' powers of two (exact in floating point)."""
 
-    def __init__(self, scale: torch.Tensor):
+    def __init__(self, n: int):
         super().__init__()
-        self.n = len(scale)
-        self.register_buffer("scale", scale, persistent=False)
+        self.n = n
 
-    def forward(self, window):
-        return window[..., : self.n] / self.scale
+    def forward(self, window, scale):
+        return window[..., : self.n] / scale
 
 
 class Remainder(nn.Module):
@@ -141,14 +139,16 @@ class StatefulWindow(nn.Module):
         super().__init__()
         self.model = model
         scale = torch.ones(model.n_inputs) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
+        self.register_buffer("state_scale", scale, persistent=False)
         self.raw_window = RawWindow(model.window)
-        self.raw_join, self.raw_scale, self.raw_remainder = JoinParts(scale), ScaleDown(scale), Remainder()
+        n = model.n_inputs
+        self.raw_join, self.raw_scale, self.raw_remainder = JoinParts(n), ScaleDown(n), Remainder()
         self.register_buffer("window_state", torch.zeros(state_shape(model, "states")))
 
     def forward(self, x):
         n = self.model.n_inputs
-        window, rows = self.raw_window(self.raw_join(self.window_state), x)
-        scaled = self.raw_scale(window)
+        window, rows = self.raw_window(self.raw_join(self.window_state, self.state_scale), x)
+        scaled = self.raw_scale(window, self.state_scale)
         # Slice assignments: TorchScript conversion of copy_ fails.
         self.window_state[:, :, :n] = scaled  # rounded to fp16 by the state
         self.window_state[:, :, 2 * n :] = window[..., n:]  # the fed flags: 0 or 1, exact

@@ -36,6 +36,15 @@ def _strict(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+def forecast_args(roles: dict) -> list[str]:
+    """The train options naming a forecast table's columns."""
+    args = [a for t in roles["targets"] for a in ("--target", t)]
+    args += [a for f in (roles.get("features") or []) for a in ("--feature", f)]
+    args += ["--time", roles["time"]] if roles.get("time") else []
+    args += ["--series-id", roles["series_id"]] if roles.get("series_id") else []
+    return args
+
+
 @st.composite
 def jobs(draw):
     """(task, table, CLI arguments); most tables are clean (they should train), the rest hostile."""
@@ -43,11 +52,7 @@ def jobs(draw):
     clean = draw(st.integers(0, 9)) < 6
     if task == "forecast":
         table = draw(forecast_tables(clean))
-        r = table.roles
-        args = [a for t in r["targets"] for a in ("--target", t)]
-        args += [a for f in (r.get("features") or []) for a in ("--feature", f)]
-        args += ["--time", r["time"]] if r.get("time") else []
-        args += ["--series-id", r["series_id"]] if r.get("series_id") else []
+        args = forecast_args(table.roles)
         args += ["--window", str(draw(st.integers(1, 4))), "--horizon", str(draw(st.integers(1, 2)))]
         args += ["--missing", draw(st.sampled_from(["error", "drop", "ffill"]))]
         args += draw(st.sampled_from([[], [], ["--scaling", "global"], ["--head", "mixture", "--mixtures", "2"], ["--cell", "gru"]] + ([] if clean else [["--log"]])))
@@ -127,17 +132,21 @@ def exports(draw):
 def test_every_trained_forecaster_exports_and_verifies(table, options, export):
     """A forecaster trained on any clean table exports in any style, and its package passes verify
     through the executor (or the export is refused with a one-line error)."""
-    r = table.roles
-    args = [a for t in r["targets"] for a in ("--target", t)] + [a for f in (r.get("features") or []) for a in ("--feature", f)]
-    args += (["--time", r["time"]] if r.get("time") else []) + (["--series-id", r["series_id"]] if r.get("series_id") else [])
+    # Tables the reader refuses (a text feature, too few rows) are the other property's.
+    train_export_verify(table, forecast_args(table.roles) + options, export, f"verified: {' '.join(export)}")
+
+
+def train_export_verify(table, train: list[str], export: list[str], label: str) -> None:
+    """``train`` on the table (assumed to succeed), ``export`` with these options, then ``verify``:
+    the package passes, or the export is refused with one line and writes nothing."""
     if table.fmt == "frame":  # the CLI reads files
         table.fmt = "csv"
     with tempfile.TemporaryDirectory() as tmp:
         source = table.write(tmp)
         assume(source is not None)
         out, package = Path(tmp) / "ckpt", Path(tmp) / "m.mlpackage"
-        trained = CliRunner().invoke(main, ["train", str(source), *args, *options, *TINY, "--out", str(out)])
-        assume(trained.exit_code == 0)  # tables the reader refuses (a text feature, too few rows) are the other property's
+        trained = CliRunner().invoke(main, ["train", str(source), *train, *TINY, "--out", str(out)])
+        assume(trained.exit_code == 0)
         exported = CliRunner().invoke(main, ["export", str(out), str(package), *export])
         if exported.exit_code != 0:
             line = exported.stderr or exported.output
@@ -147,7 +156,7 @@ def test_every_trained_forecaster_exports_and_verifies(table, options, export):
             return
         checked = CliRunner().invoke(main, ["verify", str(out), str(package)])
         assert checked.exit_code == 0 and "result: passed" in checked.stdout, checked.output
-        event(f"verified: {' '.join(export)}")
+        event(label)
 
 
 @st.composite
@@ -173,21 +182,4 @@ def test_every_trained_classifier_exports_and_verifies(job, precision, target):
     """Any label type, layout or text: the package verifies in both numerics (or the export is
     refused with a one-line error)."""
     table, args = job
-    if table.fmt == "frame":
-        table.fmt = "csv"
-    with tempfile.TemporaryDirectory() as tmp:
-        source = table.write(tmp)
-        assume(source is not None)
-        out, package = Path(tmp) / "ckpt", Path(tmp) / "c.mlpackage"
-        trained = CliRunner().invoke(main, ["train", str(source), *args, *TINY, "--out", str(out)])
-        assume(trained.exit_code == 0)
-        exported = CliRunner().invoke(main, ["export", str(out), str(package), "--precision", precision, "--target", target])
-        if exported.exit_code != 0:
-            line = exported.stderr or exported.output
-            assert isinstance(exported.exception, SystemExit) and line.startswith("Error: ") and line.count("\n") == 1, exported.output
-            assert not package.exists()
-            event("export refused")
-            return
-        checked = CliRunner().invoke(main, ["verify", str(out), str(package)])
-        assert checked.exit_code == 0 and "result: passed" in checked.stdout, checked.output
-        event(f"verified: {args[1]} {precision}")
+    train_export_verify(table, args, ["--precision", precision, "--target", target], f"verified: {args[1]} {precision}")
