@@ -129,7 +129,9 @@ class ForecasterAdapter(Adapter):
             from .streaming import wrap
 
             x = self.checkpoint.validation_x if self.checkpoint is not None else None
-            peaks = np.abs(np.asarray(x, np.float64)).max(axis=(0, 1)) if x is not None and len(x) else None
+            peaks = None  # only a Core ML window state is scaled by powers of two
+            if self.streaming == "states" and self.model.windowed and x is not None and len(x):
+                peaks = np.abs(np.asarray(x, np.float64)).max(axis=(0, 1))
             self._module = wrap(self.model, self.streaming, peaks)
         return self._module
 
