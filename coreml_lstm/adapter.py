@@ -90,6 +90,21 @@ def parse_dim(text) -> int | Dim:
     return Dim(int(m.group(2)), int(m.group(3)), symbol=m.group(1))
 
 
+def _coreml_symbol(name: str):
+    """coremltools' shape symbol named ``name``: the one already made (by an earlier conversion,
+    another input, or the user's own ``ct.RangeDim``), else a new one. coremltools refuses to make
+    a second symbol of a name, so shared and repeated ranges must reuse it."""
+    from coremltools.converters.mil.mil.program import Symbol, get_existing_symbol
+
+    try:
+        return get_existing_symbol(name)
+    except ValueError:
+        try:
+            return Symbol(name)
+        except ValueError as e:  # a name coremltools does not take (it starts with a digit, say)
+            raise ConfigError(f"range symbol {name!r}: {e}") from None
+
+
 def _is_range_dim(value) -> bool:
     return type(value).__name__ == "RangeDim" and hasattr(value, "lower_bound")
 
@@ -140,6 +155,21 @@ def _enumerated(shapes: list[tuple]) -> tuple[tuple, list[tuple]]:
     first = shapes[0]
     dims = tuple(d if all(s[i] == d for s in shapes) else Dim(min(s[i] for s in shapes), max(s[i] for s in shapes), d) for i, d in enumerate(first))
     return dims, [tuple(s) for s in shapes]
+
+
+def cast_to(declared: dict, feeds: dict) -> dict:
+    """``feeds`` with each array cast to the ``declared`` dtype (by name) of the same kind: numbers
+    read from JSON or saved by numpy arrive as float64/int64. A float feed for an integer input
+    is left alone, to be refused rather than truncated into token ids."""
+    out = {}
+    for name, value in feeds.items():
+        value = np.asarray(value)
+        want = np.dtype(declared[name]) if name in declared else None
+        if want is not None and value.dtype != want:
+            if (want.kind == "f" and value.dtype.kind in "fiub") or (want.kind in "iu" and value.dtype.kind in "iub"):
+                value = value.astype(want)
+        out[name] = value
+    return out
 
 
 def parse_dtype(text) -> np.dtype:
@@ -214,7 +244,10 @@ class Input:
                 if isinstance(d, int):
                     dims.append(d)
                 else:
-                    dims.append(ct.RangeDim(lower_bound=d.lo, upper_bound=d.hi, default=int(size), symbol=d.symbol if d.symbol else None))
+                    dim = ct.RangeDim(lower_bound=d.lo, upper_bound=d.hi, default=int(size))
+                    if d.symbol:  # one coremltools symbol per name: its registry is global to the process
+                        dim.symbol = _coreml_symbol(d.symbol)
+                    dims.append(dim)
             shape = ct.Shape(dims)
         else:
             shape = tuple(self.shape)
@@ -394,10 +427,17 @@ class Adapter:
             return random_samples(self.inputs, n, seed)
         calls = random_samples(self.inputs, n * STREAM, seed)
         streams = [calls[k : k + STREAM] for k in range(0, len(calls), STREAM)]
-        return [Sample([c.calls[0] for c in part], f"{len(part)} calls: " + "; ".join(c.label for c in part)) for part in streams]
+
+        def label(part):
+            shapes = [c.label for c in part if c.label]
+            return f"{len(part)} calls" + (": " + "; ".join(shapes) if shapes else "")
+
+        return [Sample([c.calls[0] for c in part], label(part)) for part in streams]
 
     def sample_of(self, feeds: dict) -> Sample:
-        """A one-call sample of given feeds, labelled with the sizes of the flexible inputs."""
+        """A one-call sample of given feeds (cast to the declared dtypes), labelled with the sizes
+        of the flexible inputs."""
+        feeds = cast_to({i.name: i.dtype for i in self.inputs}, feeds)
         return Sample.one(feeds, shape_label(self.inputs, feeds))
 
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
@@ -407,8 +447,9 @@ class Adapter:
     def run_torch(self, sample: Sample) -> list[tuple[dict, dict]]:
         """Torch on a sample's calls: (the feeds used, the outputs by name) per call.
 
-        Explicit state is carried from torch's own outputs; buffers (Core ML states) start from
-        their values before the sample and are restored after it.
+        Explicit state is carried from torch's own outputs; the buffers that are Core ML states
+        start from zero, as ``MLModel.makeState()`` allocates them (whatever an earlier forward
+        left in them), and every buffer is restored after the sample.
         """
         import torch
 
@@ -418,6 +459,10 @@ class Adapter:
         records, carried = [], {}
         try:
             with torch.no_grad():
+                state_names = {s.name for s in self.states}
+                for k, v in module.named_buffers():
+                    if k in state_names:
+                        v.zero_()
                 for call in sample.calls:
                     feeds = {**call, **carried}
                     args = [self.torch_input(i.name, feeds[i.name]) for i in self.inputs]
@@ -425,7 +470,8 @@ class Adapter:
                     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
                     if len(out) != len(names):
                         raise ConfigError(f"the module returned {len(out)} outputs; the outputs are named {', '.join(names)}")
-                    result = {n: o.detach().numpy() for n, o in zip(names, out)}
+                    # Core ML has no rank-0 arrays: a scalar output is a (1,) MLMultiArray.
+                    result = {n: np.atleast_1d(o.detach().numpy()) for n, o in zip(names, out)}
                     records.append((feeds, result))
                     carried = {inp: result[o] for o, inp in self.carry.items()}
         finally:

@@ -355,9 +355,11 @@ def _load_model(model, package=None, inputs=(), outputs=(), **options):
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")
 @click.option("--fp32-module", "fp32_modules", multiple=True, metavar="NAME",
               help="With --precision fp16: a submodule (dotted name, e.g. encoder.norm) whose ops stay fp32, such as a normalisation of raw inputs beyond fp16's 65504 (repeat).")
+@click.option("--atol", type=float, help="The check's absolute tolerance (default: fp32 1e-4; fp16, compressed weights or states 5e-2).")
+@click.option("--rtol", type=float, help="The check's relative tolerance (default as --atol).")
 @export_options
 @json_option
-def convert(model, output, inputs, outputs, target, samples, fp32_modules, precision, author, license_, description, model_version, compress, as_json):
+def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol, rtol, precision, author, license_, description, model_version, compress, as_json):
     """Convert your own model to Core ML and check the package against it (exit 1 if it differs).
 
     MODEL is a TorchScript archive (torch.jit.save) or a torch.export program (.pt2); neither is
@@ -381,7 +383,7 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, preci
 
         adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
     path = export(adapter, output, config)
-    report = verify_package(adapter, path, adapter.samples(samples))
+    report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict()})
     else:
@@ -529,8 +531,8 @@ def _feeds_samples(adapter, paths) -> list:
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: the outputs to compare, in the order the model returns them (default: the package's).")
 @click.option("--samples", "--limit", "samples", type=click.IntRange(min=1), help="Compare on at most this many samples (checkpoints: validation windows or samples, default 64; model files: random draws, default 8).")
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision; classifiers: both).")
-@click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
-@click.option("--rtol", type=float, help="Relative tolerance (default per precision: fp32 1e-4, fp16 5e-2).")
+@click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4; fp16, compressed weights or states 5e-2).")
+@click.option("--rtol", type=float, help="Relative tolerance (default as --atol).")
 @click.option("--chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Streaming packages: steps per call.")
 @click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write the checks as JUnit XML here (one test case per output and check).")

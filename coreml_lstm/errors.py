@@ -64,3 +64,18 @@ class TrainingError(CoreMLLSTMError):
 
 class DistributedError(CoreMLLSTMError):
     """A process of a distributed training job died, hung or lost its connection."""
+
+
+_TORCHSCRIPT = "The following operation failed in the TorchScript interpreter"
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The gist of a foreign exception in one line: its first line, except that TorchScript's
+    interpreter errors open with a generic sentence and a TorchScript traceback, and end with the
+    error itself (``RuntimeError: Expected tensor for argument #1 'indices' ...``)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return default
+    if lines[0].startswith(_TORCHSCRIPT) and len(lines) > 1:
+        return lines[-1].removeprefix(f"{type(exc).__name__}: ")  # callers name the type
+    return lines[0]

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from ._coremltools import coremltools, no_converter_progress
-from .errors import ConfigError, ExportError
+from .errors import ConfigError, ExportError, first_line
 from .fsutil import atomic_path, destination_lock
 
 PRECISIONS = ("fp32", "fp16")
@@ -60,6 +60,9 @@ class ExportConfig:
             raise ConfigError(f"streaming states: Core ML states need deployment target iOS18 or macOS15; got {self.target} (use --streaming explicit for earlier targets)")
         if self.compress not in (None, *COMPRESSIONS):
             raise ConfigError(f"compress: {self.compress!r} is not one of {', '.join(COMPRESSIONS)}")
+        if self.compress and OPSET_TARGET.get(self.target, self.target) == "iOS15":
+            raise ConfigError(f"compress {self.compress}: compressed weights need deployment target iOS16 or macOS13 or later "
+                              f"(their constexpr ops came with it); got {self.target}")
         if not isinstance(self.max_chunk, int) or self.max_chunk < 1:
             raise ConfigError(f"max_chunk: must be an integer >= 1, got {self.max_chunk!r}")
 
@@ -77,15 +80,25 @@ def check_destination(path: str | Path) -> Path:
 
 
 def trace(module: torch.nn.Module, example):
-    """TorchScript trace in eval mode (``example``: a tensor or a tuple of them)."""
+    """TorchScript trace in eval mode (``example``: a tensor or a tuple of them). Tracing runs
+    the forward once; buffers it updates (states) get their values back afterwards."""
     from .adapter import eval_mode
 
-    with warnings.catch_warnings():
-        # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
-        # shape checks become constants: both intended, the shapes come from the export.
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*dropout.*")
-        return torch.jit.trace(eval_mode(module), example, check_trace=False)
+    saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+    try:
+        with warnings.catch_warnings():
+            # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
+            # shape checks become constants: both intended, the shapes come from the export.
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=".*dropout.*")
+            return torch.jit.trace(eval_mode(module), example, check_trace=False)
+    finally:
+        with torch.no_grad():
+            for k, v in module.named_buffers():
+                if k in saved:
+                    if v.grad_fn is not None and v._base is None:
+                        v.detach_()  # the traced forward wrote into it with autograd on
+                    v.copy_(saved[k])
 
 
 # Layers Core ML cannot take, found before tracing: the message says what to use instead.
@@ -247,7 +260,7 @@ def convert_adapter(adapter, config: ExportConfig):
         try:
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:
-            raise ExportError(f"tracing the module failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise ExportError(f"tracing the module failed: {type(exc).__name__}: {first_line(exc, type(exc).__name__)}") from exc
     inputs = [i.to_coreml() for i in adapter.inputs]
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
     kwargs = {}
@@ -282,7 +295,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced, errors.failed)) from exc
+        raise ExportError(refusal(exc, traced, errors.failed, flexible=any(i.flexible for i in adapter.inputs))) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -298,26 +311,23 @@ def _example_arg(examples: tuple):
     return examples if len(examples) != 1 else examples[0]
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # Hints for ops that fail for a reason a user can fix in the module.
 _HINTS = {
     "int": "a size of a flexible dimension used as a number (e.g. x.shape[1] in a reshape): use -1, flatten or unflatten instead",
 }
+_FLEXIBLE_HINTS = {"int"}  # hints about flexible sizes
 
 
-def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) -> str:
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, flexible: bool = True) -> str:
     """One line for a conversion coremltools refused: the torch op and, where the trace records
     it, the layer (module path) the op belongs to.
 
     ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
-    message (``convert function for op 'x' not implemented``).
+    message (``convert function for op 'x' not implemented``). ``flexible``: whether any input
+    has a flexible shape (the hints that speak of flexible sizes apply only then).
     """
     text = str(exc).strip()
-    first = _first_line(exc)
+    first = first_line(exc, type(exc).__name__)
     op, where = (failed or (None, None))
     if op is None:
         for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?"):
@@ -329,7 +339,7 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) 
         return f"conversion failed: {type(exc).__name__}: {first}"
     layer = layer_of(traced, op, where) if traced is not None else None
     named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
-    hint = f" ({_HINTS[op]})" if op in _HINTS else ""
+    hint = f" ({_HINTS[op]})" if op in _HINTS and (flexible or op not in _FLEXIBLE_HINTS) else ""
     if "not implemented" in text:
         return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools"
     return f"conversion failed: {named}torch op {op!r} does not convert{hint}: {type(exc).__name__}: {first}"

@@ -70,7 +70,15 @@ def read_arrays(path: str | Path, what: str = "inputs") -> dict[str, np.ndarray]
             raise FeedError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
         if not isinstance(data, dict):
             raise FeedError(f"{path}: expected a JSON object of named arrays")
-        return {k: np.asarray(v) for k, v in data.items()}
+        arrays = {}
+        for k, v in data.items():
+            try:
+                arrays[k] = np.asarray(v)
+            except ValueError:  # ragged nesting
+                raise FeedError(f"{path}: {k!r} is not a rectangular array (its rows differ in length)") from None
+            if arrays[k].dtype.kind not in "biuf":
+                raise FeedError(f"{path}: {k!r} is not an array of numbers")
+        return arrays
     raise FeedError(f"{path}: {what} must be .npz or .json")
 
 
@@ -107,13 +115,6 @@ def cast_feeds(program, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     A float feed for an integer input is left alone, so the executor rejects it with a FeedError
     rather than truncating token ids silently.
     """
-    declared = {t.name: np.dtype(t.dtype) for t in program.inputs}
-    out = {}
-    for name, value in feeds.items():
-        want = declared.get(name)
-        if want is not None and value.dtype != want:
-            same_kind = (want.kind == "f" and value.dtype.kind in "fiu") or (want.kind in "iu" and value.dtype.kind in "iu")
-            if same_kind:
-                value = value.astype(want)
-        out[name] = value
-    return out
+    from .adapter import cast_to
+
+    return cast_to({t.name: t.dtype for t in program.inputs}, feeds)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 
@@ -109,6 +109,10 @@ class ModuleAdapter(Adapter):
                 v.copy_(saved[k])
         out = _as_outputs(out)
         out_names = _output_names(outputs, len(out))
+        same = next(((i, j) for j in range(len(out)) for i in range(j) if out[i] is out[j]), None)
+        if same is not None:
+            i, j = same
+            raise ConfigError(f"outputs {out_names[i]!r} and {out_names[j]!r} are the same tensor: a Core ML program names a value once; return it once")
         outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
         return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
                    description=f"{type(module).__name__} converted by coreml-lstm")
@@ -160,7 +164,8 @@ class ModuleAdapter(Adapter):
                 specs.append(loaded.inputs[name])
             else:
                 example = "x:1..64,100,16" if not known else f"{name}:1,100,16"
-                raise ConfigError(f"{path.name}: input {name!r} has no shape; give --input NAME:SHAPE (e.g. --input {example})")
+                why = f" (the range of its axis {loaded.unbounded[name]} has no upper bound)" if name in loaded.unbounded else ""
+                raise ConfigError(f"{path.name}: input {name!r} has no shape{why}; give --input NAME:SHAPE (e.g. --input {example})")
         adapter = cls(loaded.module, specs, [], traced=loaded.traced, torch_dtypes=loaded.torch_dtypes,
                       description=f"{path.name} converted by coreml-lstm")
         out = _as_outputs(adapter.call_once())
@@ -177,15 +182,10 @@ class ModuleAdapter(Adapter):
                 return self._module(*[self.torch_input(i.name, np.zeros(i.default_shape(), i.dtype)) for i in self.inputs])
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
-            raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _examples(module, example_inputs) -> tuple[list[str], list]:
@@ -306,10 +306,11 @@ class Loaded:
     """A model file: the torch module, the TorchScript to convert (None: trace ``module``), the
     input names and the shapes the file records."""
 
-    def __init__(self, module, traced, input_names, inputs=None, torch_dtypes=None):
+    def __init__(self, module, traced, input_names, inputs=None, torch_dtypes=None, unbounded=None):
         self.module, self.traced, self.input_names = module, traced, list(input_names)
         self.inputs = inputs or {}
         self.torch_dtypes = torch_dtypes or {}
+        self.unbounded = unbounded or {}  # input name -> an axis whose range has no upper bound
 
 
 def load_model_file(path) -> Loaded:
@@ -339,7 +340,7 @@ def load_model_file(path) -> Loaded:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ConfigError(f"{path}: not a readable TorchScript archive ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ConfigError(f"{path}: not a readable TorchScript archive ({type(exc).__name__}: {first_line(exc)})") from None
     return Loaded(module.eval(), module, [a.name for a in module.forward.schema.arguments[1:]])
 
 
@@ -388,11 +389,11 @@ def _load_pt2(path: Path) -> Loaded:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except Exception as exc:
-        raise ConfigError(f"{path}: not a readable torch.export program ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ConfigError(f"{path}: not a readable torch.export program ({type(exc).__name__}: {first_line(exc)})") from None
     names = list(program.graph_signature.user_inputs)
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     ranges = {str(k): v for k, v in program.range_constraints.items()}
-    inputs, dtypes = {}, {}
+    inputs, dtypes, unbounded = {}, {}, {}
     examples = program.example_inputs[0] if program.example_inputs else None
     for k, name in enumerate(names):
         val = placeholders[name].meta.get("val") if name in placeholders else None
@@ -400,16 +401,17 @@ def _load_pt2(path: Path) -> Loaded:
             continue
         dims = []
         bounded = True
-        for d in val.shape:
+        for axis, d in enumerate(val.shape):
             if isinstance(d, int):
                 dims.append(d)
                 continue
             r = ranges.get(str(d))
             lo, hi = (getattr(r, "lower", None), getattr(r, "upper", None)) if r is not None else (None, None)
-            try:
+            try:  # an unbounded range (torch's int_oo) does not convert: the input needs --input
                 dims.append(Dim(max(1, int(lo)), int(hi), symbol=str(d)))
-            except (TypeError, ValueError, OverflowError, ConfigError):
+            except (TypeError, ValueError, OverflowError, AttributeError, ConfigError):
                 bounded = False
+                unbounded[name] = axis
                 break
         if not bounded:
             continue
@@ -422,7 +424,7 @@ def _load_pt2(path: Path) -> Loaded:
                 inp.value_range = (int(examples[k].min()), int(examples[k].max()))
         inputs[name] = inp
     module = program.module()
-    return Loaded(module, None, names, inputs, dtypes)
+    return Loaded(module, None, names, inputs, dtypes, unbounded)
 
 
 _OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.eE+-]+)\.\.(-?[\d.eE+-]+))?$")
@@ -452,7 +454,8 @@ def parse_input_option(text: str) -> Input:
 
 
 def convert(module, example_inputs, path, *, inputs=None, outputs=None, precision: str = "fp32", target: str = "iOS16",
-            compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8, fp32_modules=()):
+            compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8, fp32_modules=(),
+            atol: float | None = None, rtol: float | None = None):
     """Convert a torch module to a Core ML package, save it atomically, and verify it.
 
     The module is traced (TorchScript; ``torch.export`` does not take ``nn.LSTM``) on
@@ -478,6 +481,8 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         samples: how many random samples the check draws.
         fp32_modules: with precision fp16, submodules (dotted names, as ``named_modules`` gives
             them) whose ops stay fp32: a normalisation of raw inputs beyond float16's 65504, say.
+        atol, rtol: the check's tolerances (default: :data:`coreml_lstm.verify.DEFAULT_TOLERANCES`,
+            the fp16 bar for fp16, compressed weights or states).
 
     Returns:
         ``(path, report)``: the package path and the :class:`~coreml_lstm.verify.Report`.
@@ -494,13 +499,15 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     from .export import OPSET_TARGET, check_destination
 
     check_destination(path)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples: expected a whole number >= 1, got {samples!r}")
     if states and OPSET_TARGET.get(target, target) != "iOS18":
         raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
     adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states)
     adapter.extra_metadata = metadata
     adapter.fp32_scopes = fp32_submodules(module, fp32_modules, precision)
     path = export(adapter, path, config)
-    return path, verify(module, path, samples=samples, adapter=adapter)
+    return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
 
 
 def fp32_submodules(module, names, precision: str) -> tuple[str, ...]:

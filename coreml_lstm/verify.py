@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,14 @@ def program_precision(program) -> str:
     return meta if meta in DEFAULT_TOLERANCES else "fp32"
 
 
+def compressed_weights(program) -> bool:
+    """Whether the program rebuilds weights at load from a lossy encoding (``constexpr_*`` ops:
+    int8 and other quantisations, palettes, pruning): such a package is not the module's
+    weights to fp32's 1e-4, however exact the arithmetic."""
+    counts = program.op_counts() if hasattr(program, "op_counts") else {}
+    return any(t.startswith("constexpr_") for t in counts)
+
+
 def run_torch(module, feeds: list[dict], output_names: list[str]) -> list[dict]:
     """The reference: torch outputs for each feed dict, as numpy, by output name."""
     import torch
@@ -216,7 +224,8 @@ def verify_package(
         modes: executor numerics to run (default: the adapter's, else the program's precision).
         tolerances: per precision; defaults to :data:`DEFAULT_TOLERANCES`. A check is held to the
             fp16 bar when it runs in fp16, when the program computes in fp16 (its weights are
-            fp16 whatever the executor does) or keeps Core ML states (stored in fp16).
+            fp16 whatever the executor does), keeps Core ML states (stored in fp16) or has
+            compressed weights (:func:`compressed_weights`).
         backends: "executor" (always runs) and/or "coreml" (skipped off macOS).
 
     Returns:
@@ -230,6 +239,7 @@ def verify_package(
     if not samples:
         raise ConfigError("verify: no inputs to compare on")
     precision = program_precision(program)
+    lossy = bool(program.states) or compressed_weights(program)
     modes = tuple(modes or adapter.modes or (precision,))
     for m in modes:
         if m not in DEFAULT_TOLERANCES:
@@ -243,7 +253,7 @@ def verify_package(
     report = Report(package=str(package), samples=len(samples))
 
     def add(results: list[dict], backend: str, mode: str) -> None:
-        tol = tolerances["fp16" if "fp16" in (mode, precision) or program.states else "fp32"]
+        tol = tolerances["fp16" if "fp16" in (mode, precision) or lossy else "fp32"]
         for size, idx in groups.items():
             for name in names:
                 report.checks.append(compare_many(name, [results[i][name] for i in idx], [want[i][name] for i in idx], tol,
@@ -294,9 +304,8 @@ def _reference(adapter, sample, k: int) -> dict:
     except CoreMLLSTMError:
         raise
     except Exception as exc:
-        text = str(exc).strip().splitlines()
         where = f" ({sample.label})" if sample.label else ""
-        raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {text[0] if text else ''}; "
+        raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {first_line(exc)}; "
                           "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges as --input NAME:SHAPE:DTYPE:LO..HI)") from None
 
 

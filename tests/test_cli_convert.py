@@ -77,6 +77,14 @@ def test_convert_and_verify_a_torchscript_archive(files, tmp_path):
     np.savez(feeds, x=np.ones((1, 7, 4), np.float32))
     r = run("verify", d / "m.pt", package, "--inputs", feeds)
     assert r.exit_code == 0 and "PASSED logits (x (1, 7, 4))" in r.stdout and "on 1 samples" in r.stdout
+    # numpy's float64 and JSON's numbers are cast to the package's float32, as `run` does.
+    np.savez(tmp_path / "f64.npz", x=np.ones((1, 5, 4)))
+    (tmp_path / "f.json").write_text(json.dumps({"x": np.linspace(-1, 1, 12).reshape(1, 3, 4).tolist()}))
+    r = run("verify", d / "m.pt", package, "--inputs", tmp_path / "f64.npz", "--inputs", tmp_path / "f.json")
+    assert r.exit_code == 0 and "PASSED logits (x (1, 5, 4))" in r.stdout and "PASSED logits (x (1, 3, 4))" in r.stdout, r.output
+    (tmp_path / "ragged.json").write_text(json.dumps({"x": [[[1, 2, 3, 4]], [[1, 2]]]}))
+    r = run("verify", d / "m.pt", package, "--inputs", tmp_path / "ragged.json")
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'ragged.json'}: 'x' is not a rectangular array (its rows differ in length)\n"
     # The same archive against another model's package: exit 1, the output named.
     torch.manual_seed(1)
     torch.jit.save(torch.jit.trace(ConvLSTM().eval(), torch.randn(1, 10, 4)), str(tmp_path / "other.pt"))
@@ -152,3 +160,29 @@ def test_a_refused_conversion_names_the_layer(tmp_path):
     assert r.output.startswith("Error: conversion failed: ")
     assert "torch op 'int' does not convert (a size of a flexible dimension used as a number" in r.output
     assert not (tmp_path / "n.mlpackage").exists()
+
+
+def test_a_torch_export_dimension_without_an_upper_bound_needs_a_shape(tmp_path):
+    T = torch.export.Dim("T")  # torch's default: no upper bound, which Core ML needs
+    torch.export.save(torch.export.export(ConvPool().eval(), (torch.randn(1, 6, 4),), dynamic_shapes={"x": {1: T}}), str(tmp_path / "u.pt2"))
+    r = run("convert", tmp_path / "u.pt2", tmp_path / "u.mlpackage")
+    assert r.exit_code == 1
+    assert r.output == ("Error: u.pt2: input 'x' has no shape (the range of its axis 1 has no upper bound); "
+                        "give --input NAME:SHAPE (e.g. --input x:1,100,16)\n")
+    r = run("convert", tmp_path / "u.pt2", tmp_path / "u.mlpackage", "--input", "x:1,2..32,4", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+
+
+def test_a_torchscript_failure_shows_the_error_not_the_interpreter_s_preamble(tmp_path):
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+
+        def forward(self, ids):
+            return self.embed(ids).mean(1)
+
+    torch.jit.save(torch.jit.trace(Tagger().eval(), torch.randint(0, 50, (1, 12))), str(tmp_path / "t.pt"))
+    r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32")  # not declared int32
+    assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape ids (1, 2): RuntimeError: Expected tensor for argument #1 'indices'"), r.output
+    assert "TorchScript interpreter" not in r.output and not (tmp_path / "t.mlpackage").exists()

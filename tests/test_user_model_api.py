@@ -254,3 +254,113 @@ def test_the_top_level_stays_lazy():
             "print('torch' in sys.modules, 'coremltools' in sys.modules, callable(coreml_lstm.verify))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+class Pair(nn.Module):
+    """Two inputs of one flexible batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, a, b):
+        return self.fc(a) + b
+
+
+def test_a_named_range_is_shared_by_inputs_and_reused_by_later_conversions(tmp_path):
+    ct = coremltools()
+    import coreml_lstm.executor as ex
+
+    m, example = Pair().eval(), (torch.randn(2, 4), torch.randn(2, 4))
+    batch = ct.RangeDim(1, 8, symbol="batch_of_pair")  # coremltools makes a symbol of a name once
+    anonymous = ct.RangeDim(1, 8)
+    spellings = [
+        {"a": ("B=1..8", 4), "b": ("B=1..8", 4)},
+        {"a": ("B=1..8", 4), "b": ("B=1..8", 4)},  # the same symbol again, in the same process
+        {"a": (batch, 4), "b": (batch, 4)},
+        {"a": (anonymous, 4), "b": (anonymous, 4)},  # a symbol coremltools named
+    ]
+    for k, inputs in enumerate(spellings):
+        path, report = coreml_lstm.convert(m, example, tmp_path / f"p{k}.mlpackage", inputs=inputs, samples=3)
+        assert report.status == "passed", report.table()
+        assert [[tuple(r) for r in t.shape_range] for t in ex.load(path).inputs] == [[(1, 8), (4, 4)]] * 2
+
+
+class Accumulate(nn.Module):
+    """Adds every call's output to a buffer kept as a Core ML state."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("acc", torch.zeros(1, 4))
+
+    def forward(self, x):
+        y = self.fc(x) + self.acc
+        self.acc[:] = y
+        return y
+
+
+def test_a_state_buffer_starts_from_zero_as_core_ml_makes_it_and_conversion_leaves_it_alone(tmp_path):
+    torch.manual_seed(0)
+    m = Accumulate().eval()
+    with torch.no_grad():
+        m(torch.ones(1, 4) * 5)  # a forward before conversion leaves a non-zero buffer
+    before = m.acc.clone()
+    path, report = coreml_lstm.convert(m, torch.randn(1, 4), tmp_path / "acc.mlpackage", states=["acc"], target="iOS18")
+    assert report.status == "passed", report.table()
+    assert torch.equal(m.acc, before) and m.acc.grad_fn is None  # tracing's forward is undone
+    assert coreml_lstm.verify(m, path).status == "passed"
+    assert torch.equal(m.acc, before)
+    # Each sample is a stream of calls on one state, so the state's carry is what is compared.
+    checks = [c for c in report.checks if c.backend == "executor"]
+    assert checks and all("3 calls" in c.size for c in checks)
+
+
+class Dup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y
+
+
+class Total(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).sum()
+
+
+def test_outputs_core_ml_cannot_name_or_shape_as_torch_does(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(Dup().eval(), torch.randn(2, 4), tmp_path / "d.mlpackage", outputs=["a", "b"])
+    assert str(err.value) == "outputs 'a' and 'b' are the same tensor: a Core ML program names a value once; return it once"
+    assert list(tmp_path.iterdir()) == []
+    # A 0-d output is a (1,) array in Core ML: compared as such, not failed on its shape.
+    path, report = coreml_lstm.convert(Total().eval(), torch.randn(2, 4), tmp_path / "t.mlpackage")
+    assert report.status == "passed", report.table()
+    [check] = [c for c in report.checks if c.backend == "executor"]
+    assert check.max_abs < 1e-5
+
+
+def test_compressed_weights_are_held_to_the_fp16_bar_and_need_ios16(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 4)).eval()
+    x = torch.randn(1, 8)
+    with pytest.raises(ConfigError, match=r"^compress int8: compressed weights need deployment target iOS16 or macOS13 or later"):
+        coreml_lstm.convert(m, x, tmp_path / "a.mlpackage", target="iOS15", compress="int8")
+    for method in ("int8", "palettize4"):
+        path, report = coreml_lstm.convert(m, x, tmp_path / f"{method}.mlpackage", compress=method)
+        assert report.status == "passed", report.table()
+        [check] = [c for c in report.checks if c.backend == "executor"]
+        assert check.mode == "fp32" and check.tolerance.atol == 5e-2 and check.max_abs > 1e-6  # lossy, yet within the bar
+        # Held to the fp32 bar on request, int8 weights are not the module's to 1e-7.
+        strict = coreml_lstm.verify(m, path, atol=1e-7, rtol=1e-7)
+        assert strict.status == "failed"
+    with pytest.raises(ConfigError, match=r"^samples: expected a whole number >= 1, got 0$"):
+        coreml_lstm.convert(m, x, tmp_path / "s.mlpackage", samples=0)
+    assert not (tmp_path / "s.mlpackage").exists()

@@ -293,8 +293,10 @@ MODELS = [
     UserModel("masked-gru-lengths", _build(MaskedGRU, 12, x=lambda: torch.randn(3, 20, 4), lengths=lambda: torch.tensor([20, 7, 1])),
               None, ["y"]),
     UserModel("cumsum-head", _build(CumsumHead, 13, x=lambda: torch.randn(1, 10, 3), start=lambda: torch.randn(1, 2)), {"x": (1, "1..50", 3)}, ["path"]),
-    UserModel("int8-weights", _quant("int8"), {"x": (1, "1..32", 8)}, ["y"], compress="int8"),
-    UserModel("palettize4-weights", _quant("palettize4"), {"x": (1, "1..32", 8)}, ["y"], compress="palettize4"),
+    UserModel("int8-weights", _quant("int8"), {"x": (1, "1..32", 8)}, ["y"], compress="int8",
+              targets=("iOS17", "iOS18")),  # compression needs iOS16+
+    UserModel("palettize4-weights", _quant("palettize4"), {"x": (1, "1..32", 8)}, ["y"], compress="palettize4",
+              targets=("iOS17", "iOS18")),  # compression needs iOS16+
     UserModel("stateful-lstm", _build(StatefulLSTM, 14, x=lambda: torch.randn(1, 5, 4)), {"x": (1, "1..16", 4)}, ["y"], states=["h", "c"],
               refused={(t, p): "states: Core ML states need deployment target iOS18 or macOS15" for t in ("iOS15", "iOS17") for p in PRECISIONS}),
 ]
