@@ -20,6 +20,7 @@ import io
 import itertools
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -562,22 +563,80 @@ def resolve_columns(frame: pd.DataFrame, config: DataConfig) -> tuple[list[str],
     return list(config.target) + features, list(config.target)
 
 
-def _time_values(frame: pd.DataFrame, column: str) -> pd.Series:
+def _time_values(frame: pd.DataFrame, column: str) -> tuple[pd.Series, str | None]:
+    """A time column as numbers or dates, and the date format's order (see :func:`parse_dates`)."""
     label = frame.attrs["label"]
     raw = frame[column]
     if raw.isna().any():
         row = raw.isna().idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: missing time")
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
-        return raw
+        return raw, None
     numbers = pd.to_numeric(raw, errors="coerce")
     if numbers.notna().all():
-        return numbers
-    dates = pd.to_datetime(raw, errors="coerce", format="mixed")
+        return numbers, None
+    dates, order = parse_dates(raw)
     if dates.isna().any():
         row = dates.isna().idxmax()
-        raise DataError(f"{label}: column {column!r}, row {row}: not a number or a date: {str(raw[row])!r}")
-    return dates
+        first = str(raw.iloc[0])
+        like = f" like the column's first ({first!r})" if dates.notna().any() else ""
+        raise DataError(f"{label}: column {column!r}, row {row}: not a number or a date{like}: {str(raw[row])!r}")
+    return dates, order
+
+
+def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
+    """Text dates read in one format for the whole column, and which (``iso``, ``month-first``,
+    ``day-first``, ``mixed``); cells that do not parse are NaT.
+
+    Element by element, "02/01/2020" and "13/01/2020" would be 1 February and 13 January: a
+    column is read as ISO 8601 if it all is, else in the format of its first date month-first
+    or day-first, whichever reads every cell (both: the one whose dates are evenly spaced, as a
+    series' times are; a tie: month-first, pandas' default). Several formats in one column
+    are read cell by cell only where the order of day and month changes no date.
+    """
+    def read(**options):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas' "could not infer format" notices
+                return pd.to_datetime(raw, **options)
+        except (ValueError, TypeError, OverflowError):  # a cell off the format, or out of range
+            return None
+
+    iso = read(format="ISO8601")
+    if iso is None:
+        iso = read(format="ISO8601", utc=True)  # offsets that change (daylight saving time): as UTC
+    if iso is not None:
+        return iso, "iso"
+    first = str(raw.dropna().iloc[0]) if raw.notna().any() else ""
+    year_first = re.match(r"\s*\d{4}\D", first) is not None  # 2020-01-02: never year-day-month
+    orders = ("month-first",) if year_first else ("month-first", "day-first")
+    whole = {order: read(dayfirst=order == "day-first") for order in orders}
+    whole = {order: v for order, v in whole.items() if v is not None}
+    if len(whole) == 2 and not whole["month-first"].equals(whole["day-first"]):
+        order = max(whole, key=lambda o: (_evenly_spaced(whole[o]), o == "month-first"))
+        return whole[order], order
+    if whole:
+        order = next(iter(whole))
+        return whole[order], order
+    mixed = [read(format="mixed", dayfirst=d, errors="coerce") for d in (False, True)]
+    if all(m is not None for m in mixed) and mixed[0].equals(mixed[1]) and mixed[0].notna().all():
+        return mixed[0], "mixed"
+    # Some cell fits neither order: NaT where the first date's format (either order) fails.
+    coerced = [read(dayfirst=order == "day-first", errors="coerce") for order in orders]
+    coerced = [c for c in coerced if c is not None] or [pd.Series(pd.NaT, index=raw.index)]
+    best = min(coerced, key=lambda c: int(c.isna().sum()))
+    return best, "month-first"
+
+
+def _evenly_spaced(dates: pd.Series) -> int:
+    """1 when the distinct dates have a calendar frequency pandas can name (daily, monthly, ...)."""
+    unique = pd.DatetimeIndex(dates.dropna().unique()).sort_values()
+    if len(unique) < 3:
+        return 0
+    try:
+        return int(pd.infer_freq(unique) is not None)
+    except (ValueError, TypeError):
+        return 0
 
 
 # -- tables as series ------------------------------------------------------------------------
@@ -674,8 +733,8 @@ class _ArrowChunk:
             return self._frame(column).times(column)  # text to parse, or a missing time to name
         values = array.to_numpy(zero_copy_only=False)
         if pa.types.is_timestamp(t):
-            return values.astype("datetime64[ns]"), "date", t.tz  # aware times come out as naive UTC
-        return values, "number", None
+            return values.astype("datetime64[ns]"), "date", t.tz, None  # aware times come out as naive UTC
+        return values, "number", None, None
 
     def ids(self, column: str) -> tuple[np.ndarray, list]:
         import pyarrow as pa
@@ -869,14 +928,14 @@ def _same_columns(label: str, have: list[str], want: list[str]) -> None:
 
 
 def _time_chunk(chunk: pd.DataFrame, column: str):
-    """(values, kind, time zone) of a chunk's time column; aware times as naive UTC."""
-    values = _time_values(chunk, column)
+    """(values, kind, time zone, date order) of a chunk's time column; aware times as naive UTC."""
+    values, order = _time_values(chunk, column)
     if pd.api.types.is_datetime64_any_dtype(values):
         tz = getattr(values.dt, "tz", None)
         if tz is not None:
-            return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), "date", str(tz)
-        return values.to_numpy(), "date", None
-    return values.to_numpy(), "number", None
+            return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), "date", str(tz), order
+        return values.to_numpy(), "date", None, order
+    return values.to_numpy(), "number", None, None
 
 
 class _Rows:
@@ -926,11 +985,11 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     for chunk in itertools.chain([first], chunks):
         values.append(np.stack([chunk.values(c) for c in inputs], axis=1))
         if tcol:
-            t, kind, tz = chunk.times(tcol)
+            t, kind, tz, order = chunk.times(tcol)
             if time_kind is None:
-                time_kind = (kind, tz)
-            elif time_kind != (kind, tz):
-                raise _Retry  # numbers in one block, dates in another: decide on the whole column
+                time_kind = (kind, tz, order)
+            elif time_kind != (kind, tz, order):
+                raise _Retry  # numbers in one block, dates in another, or day-first and month-first: decide on the whole column
             times.append(t)
         if scol:
             local, uniques = chunk.ids(scol)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ConfigError, PackageError
 from .fsutil import write_text
-from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare, program_precision
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare, compressed_weights, program_precision
 
 FORMAT = "coreml-lstm golden 1"
 
@@ -56,12 +56,15 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
         streams = [Sample([c for s in samples for c in s.calls])]
     records = adapter.run_torch(streams[0]) if streams else [adapter.run_torch(s)[-1] for s in samples]
     precision = program_precision(program)
-    tol = DEFAULT_TOLERANCES["fp16" if stateful else precision]
+    tol = DEFAULT_TOLERANCES["fp16" if stateful or compressed_weights(program) else precision]
+    names = {k for _, outs in records for k in outs}
+    units = {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
     return {
         "format": FORMAT,
         "package": Path(package).name,
         "precision": precision,
         "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+        "units": units,  # per output, the scale of the absolute tolerance (verify's units; 1 if absent)
         "stateful": stateful,
         "calls": [
             {"inputs": {k: _array(np.asarray(v)) for k, v in feeds.items()}, "outputs": {k: _array(np.asarray(v)) for k, v in outs.items()}}
@@ -141,5 +144,6 @@ def check_golden(package: str | Path, golden: dict, *, mode: str | None = None) 
             want.setdefault(name, []).append(_unarray(expected, np.float64))
     report = Report(package=str(package), samples=len(golden["calls"]))
     for name in want:
-        report.checks.append(compare(name, np.stack(got[name]), np.stack(want[name]), tol, backend="executor:golden", mode=mode))
+        report.checks.append(compare(name, np.stack(got[name]), np.stack(want[name]), tol, backend="executor:golden", mode=mode,
+                                     unit=golden.get("units", {}).get(name)))
     return report

@@ -33,6 +33,7 @@ def package_data_config(meta: dict, path) -> DataConfig:
         series_id=meta.get("series_id_column"),
         window=int(meta["window"]),
         horizon=int(meta["horizon"]),
+        log=bool(meta.get("log", False)),  # the package takes the log of the target: values must be > 0
     )
 
 

@@ -70,7 +70,7 @@ class Check:
             f"{word}{self.label} [{self.backend}, {self.mode}] shape {self.shape}: max abs {self.max_abs:.3g}, "
             f"max rel {self.max_rel:.3g} (atol {tol.atol:g}{f' x {self.unit:.4g}' if self.unit != 1.0 else ''}, rtol {tol.rtol:g})"
             + (f" worst at {self.worst_index}" if self.status == "failed" and self.worst_index is not None else "")
-            + (f"; {self.reason}" if self.reason and self.status == "failed" else "")
+            + (f"; {self.reason}" if self.reason else "")
         )
 
 
@@ -99,9 +99,9 @@ class Report:
         return {"package": self.package, "samples": self.samples, "status": self.status, "checks": [asdict(c) for c in self.checks]}
 
 
-def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, backend: str, mode: str, size: str = "") -> Check:
-    """One output's check: errors of ``got`` (package) against ``want`` (torch)."""
-    return compare_many(name, [got], [want], tol, backend=backend, mode=mode, size=size, stacked=False)
+def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, backend: str, mode: str, size: str = "", unit=None) -> Check:
+    """One output's check: errors of ``got`` (package) against ``want`` (torch); ``unit``: as in :func:`compare_many`."""
+    return compare_many(name, [got], [want], tol, backend=backend, mode=mode, size=size, stacked=False, unit=unit)
 
 
 def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend: str, mode: str, size: str = "",
@@ -121,13 +121,18 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
             where = f"sample {k}: " if stacked else ""
             return Check(name, backend, mode, "failed", shape=g.shape, max_abs=float("inf"), max_rel=float("inf"), tolerance=tol,
                          reason=f"{where}shape {g.shape} differs from torch's {w.shape}", size=size)
-    worst_excess, worst, max_abs, max_rel = -np.inf, (), 0.0, 0.0
+    worst_excess, worst, max_abs, max_rel, nonfinite = -np.inf, (), 0.0, 0.0, 0
     for k, (got, want) in enumerate(zip(gots, wants)):
-        err = np.abs(got - want)
-        if not np.isfinite(got).all():
-            err = np.where(np.isfinite(got), err, np.inf)
-        rel = err / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
-        excess = err - (tol.atol * unit + tol.rtol * np.abs(want))
+        # A non-finite value on either side matches only the same value (NaN matches NaN): a
+        # NaN from torch is no licence for any output of the package.
+        finite = np.isfinite(got) & np.isfinite(want)
+        nonfinite += int(want.size - np.isfinite(want).sum())
+        with np.errstate(invalid="ignore"):
+            same = (got == want) | (np.isnan(got) & np.isnan(want))
+            err = np.where(finite, np.abs(got - want), np.where(same, 0.0, np.inf))
+        magnitude = np.where(finite, np.abs(want), 0.0)
+        rel = err / np.maximum(magnitude, np.finfo(np.float32).tiny)
+        excess = err - (tol.atol * unit + tol.rtol * magnitude)
         if excess.size:
             i = int(np.argmax(excess))
             if excess.flat[i] > worst_excess:
@@ -139,9 +144,10 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     shapes = {g.shape for g in gots}
     shape = ((len(gots), *gots[0].shape) if stacked else gots[0].shape) if len(shapes) == 1 else None
     ok = worst_excess <= 0
+    notes = ([] if len(shapes) == 1 else [f"{len(shapes)} output shapes"]) + ([f"torch gives {nonfinite} non-finite values"] if nonfinite else [])
     return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
                  max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
-                 reason="" if len(shapes) == 1 else f"{len(shapes)} output shapes", unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
+                 reason="; ".join(notes), unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
 
 
 def program_precision(program) -> str:

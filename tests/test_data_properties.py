@@ -141,3 +141,31 @@ def test_the_property_catches_a_foreign_exception(tmp_path):
     with pytest.raises(AssertionError, match="does not start with the file"):
         check_error(DataError("column 'y', row 2: bad"), source)
     assert check_error(DataError(f"{source}: column 'y', row 2: bad"), source)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(start=st.dates(min_value=__import__("datetime").date(1990, 1, 1), max_value=__import__("datetime").date(2030, 1, 1)),
+       n=st.integers(3, 60), freq=st.sampled_from(["D", "MS", "W-MON"]),
+       fmt=st.sampled_from(["%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%d", "%d.%m.%Y", "%d-%m-%Y %H:%M"]))
+def test_a_text_date_column_is_read_in_one_format(tmp_path_factory, start, n, freq, fmt):
+    """Cell by cell, 02/01/2020 and 13/01/2020 are read month-first and day-first; the column is
+    read in one format, so a table's dates are its own, or, where both orders give an evenly
+    spaced series, the month-first reading (pandas' default)."""
+    import pandas as pd
+
+    from coreml_lstm.data import parse_dates
+
+    truth = pd.date_range(pd.Timestamp(start), periods=n, freq=freq)
+    text = pd.Series(truth.strftime(fmt))
+    got, order = parse_dates(text)
+    if not pd.DatetimeIndex(got).equals(truth):
+        # Only a day-first column that reads as an evenly spaced series both ways may come out month-first.
+        assert fmt.startswith("%d") and order == "month-first", (order, got.tolist()[:3])
+        swapped = "%m" + fmt[2:3] + "%d" + fmt[5:]
+        other = pd.to_datetime(text, format=swapped)
+        assert pd.DatetimeIndex(other).equals(pd.DatetimeIndex(got))
+        assert pd.infer_freq(pd.DatetimeIndex(got).sort_values()) is not None
+    path = tmp_path_factory.mktemp("dates") / "t.csv"  # through the table reader
+    pd.DataFrame({"t": text, "y": np.arange(n, dtype=float)}).to_csv(path, index=False)
+    table = load_series(path, DataConfig(target=["y"], time="t"))
+    assert pd.DatetimeIndex(table.times).equals(pd.DatetimeIndex(got).sort_values())

@@ -364,3 +364,22 @@ def test_compressed_weights_are_held_to_the_fp16_bar_and_need_ios16(tmp_path):
     with pytest.raises(ConfigError, match=r"^samples: expected a whole number >= 1, got 0$"):
         coreml_lstm.convert(m, x, tmp_path / "s.mlpackage", samples=0)
     assert not (tmp_path / "s.mlpackage").exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=12), st.data())
+def test_a_non_finite_value_matches_only_itself(values, data):
+    from coreml_lstm.verify import DEFAULT_TOLERANCES, compare
+
+    want = np.array(values, np.float32)
+    k = data.draw(st.integers(0, len(values) - 1))
+    special = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    tol = DEFAULT_TOLERANCES["fp32"]
+    assert compare("y", want.copy(), want, tol, backend="executor", mode="fp32").status == "passed"
+    bad = want.copy()
+    bad[k] = special
+    # torch non-finite where the package is finite, and the other way round: failed, never passed
+    assert compare("y", want, bad, tol, backend="executor", mode="fp32").status == "failed"
+    assert compare("y", bad, want, tol, backend="executor", mode="fp32").status == "failed"
+    same = compare("y", bad.copy(), bad, tol, backend="executor", mode="fp32")
+    assert same.status == "passed" and "torch gives 1 non-finite values" in same.line()
