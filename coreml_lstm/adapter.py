@@ -585,7 +585,7 @@ def for_package(package) -> type[Adapter]:
     from .verify import load_declared
 
     program, _ = load_declared(package)
-    return kind_class(read_metadata(program.metadata.get("user", {})).get("task"))
+    return kind_class(read_metadata(program.metadata.get("user", {}), package).get("task"))
 
 
 def kind_class(task: str | None) -> type[Adapter]:

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from ._coremltools import coremltools, no_converter_progress
-from .errors import ConfigError, ExportError, first_line
+from .errors import ConfigError, ExportError, PackageError, first_line
 from .fsutil import atomic_path, destination_lock
 
 PRECISIONS = ("fp32", "fp16")
@@ -453,8 +453,14 @@ def set_metadata(mlmodel, config: ExportConfig, user: dict) -> None:
         mlmodel.user_defined_metadata[METADATA_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
 
 
-def read_metadata(user_defined: dict) -> dict:
-    """The toolkit's entries of a package's user-defined metadata, JSON-decoded."""
+def read_metadata(user_defined: dict, package: str | Path | None = None) -> dict:
+    """The toolkit's entries of a package's user-defined metadata, JSON-decoded (an entry that is
+    not JSON is kept as its text).
+
+    Raises:
+        PackageError: an entry is JSON no reader should have to take (nested past Python's
+            recursion limit, an integer of more than 4300 digits), naming ``package`` and the entry.
+    """
     out = {}
     for key, value in user_defined.items():
         if key.startswith(METADATA_PREFIX):
@@ -462,6 +468,9 @@ def read_metadata(user_defined: dict) -> dict:
                 out[key[len(METADATA_PREFIX) :]] = json.loads(value)
             except json.JSONDecodeError:
                 out[key[len(METADATA_PREFIX) :]] = value
+            except (RecursionError, ValueError) as exc:
+                detail = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+                raise PackageError(f"{package or 'the package'}: metadata entry {key!r} is malformed JSON ({detail})") from None
     return out
 
 

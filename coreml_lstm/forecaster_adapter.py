@@ -83,7 +83,7 @@ class ForecasterAdapter(Adapter):
         if package is not None:
             from . import executor
 
-            meta = read_metadata(executor.load(package).metadata.get("user", {}))
+            meta = read_metadata(executor.load(package).metadata.get("user", {}), package)
             streaming, max_chunk = meta.get("streaming"), meta.get("max_chunk") or 64
         return cls(checkpoint, streaming=streaming, max_chunk=int(max_chunk), chunk=chunk, chunks=chunks)
 
@@ -94,7 +94,7 @@ class ForecasterAdapter(Adapter):
         from .export import read_metadata
 
         program = executor.load(package)
-        meta = read_metadata(program.metadata.get("user", {}))
+        meta = read_metadata(program.metadata.get("user", {}), package)
         names = {t.name for t in program.inputs}
         self = cls.__new__(cls)
         self.checkpoint, self.model, self._module = None, model.eval(), None

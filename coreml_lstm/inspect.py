@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,26 @@ from .export import read_metadata
 
 
 def _size(path: Path) -> int:
-    """Bytes of the package's own files (a symbolic link is not followed: it may point anywhere)."""
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink() and p.is_file())
+    """Bytes of the package's own files (a symbolic link is not followed: it may point anywhere).
+
+    The walk keeps its own stack (os.walk and Path.rglob recurse before Python 3.12): a tree
+    nested thousands of directories deep is summed, not a RecursionError. What cannot be listed
+    or stat'ed is skipped."""
+    total, stack = 0, [os.fspath(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
 
 
 def _spec(t) -> dict:
@@ -41,7 +60,7 @@ def describe(path: str | Path) -> dict:
         "outputs": [_spec(t) for t in program.outputs],
         "states": [_spec(t) for t in program.states],
         "metadata": {k: meta.get(k, "") for k in ("author", "license", "short_description", "version")},
-        "toolkit": read_metadata(meta.get("user", {})),
+        "toolkit": read_metadata(meta.get("user", {}), path),
         "user_defined": {k: v for k, v in meta.get("user", {}).items() if not k.startswith("coreml_lstm.")},
         "op_counts": dict(sorted(program.op_counts().items(), key=lambda kv: (-kv[1], kv[0]))),
     }

@@ -49,7 +49,7 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
         The prediction frame and the backend used.
     """
     runner = Backend(package, backend, mode)
-    meta = read_metadata(runner.program.metadata.get("user", {}))
+    meta = read_metadata(runner.program.metadata.get("user", {}), package)
     config = package_data_config(meta, package)
     columns = list(meta["input_columns"])
     names = [o.name for o in runner.program.outputs]

@@ -51,7 +51,7 @@ def generate(package: str | Path, out_dir: str | Path, *, golden: str | None = N
     from .export import read_metadata
 
     program = executor.load(package)
-    meta = read_metadata(program.metadata.get("user", {}))
+    meta = read_metadata(program.metadata.get("user", {}), package)
     if any(t.dtype.kind not in "fiu" for t in program.inputs):
         raise ConfigError(f"{package}: Swift generation takes packages whose inputs are arrays")
     write = (adapter or for_package(package)).swift

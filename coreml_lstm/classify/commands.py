@@ -60,12 +60,12 @@ def is_classifier_package(package) -> bool:
     """Whether a package's metadata says it is a classifier."""
     from .. import executor
 
-    meta = read_metadata(executor.load(package).metadata["user"])
+    meta = read_metadata(executor.load(package).metadata["user"], package)
     return meta.get("task") in TASKS
 
 
 def _package_meta(program, package) -> dict:
-    meta = read_metadata(program.metadata["user"])
+    meta = read_metadata(program.metadata["user"], package)
     missing = [k for k in ("task", "classes", "max_length", "data") if k not in meta]
     if missing or meta.get("task") not in TASKS:
         raise ConfigError(f"{package}: not a coreml-lstm classifier package (metadata lacks {', '.join(missing) or 'a classifier task'})")

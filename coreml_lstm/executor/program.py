@@ -207,13 +207,27 @@ class Program:
         self._root = root
         self._model_dir = model_path.parent.relative_to(root).as_posix()  # what @model_path names
         self._weights: dict[str, WeightFile] = {}
+        self._blobs: dict[tuple, np.ndarray] = {}  # (file, offset, dtype, shape) -> the one decoded copy
+        self._as_float32: dict[int, tuple] = {}  # id of a folded fp16 array -> (it, its float32 copy)
         self.function_inputs = {}
         for nvt in function.inputs:
             self._where = f"function input {nvt.name!r}"
             dtype, shape = tensor_type(nvt.type)
             self.function_inputs[nvt.name] = (dtype, shape, nvt.type.WhichOneof("type") == "stateType")
+        described = {t.name for t in self.inputs} | {t.name for t in self.states}
+        undescribed = sorted(set(self.function_inputs) - described)
+        if undescribed:  # no feed could give it a value
+            raise PackageError(f"{path}: function input {undescribed[0]!r} is not among the model description's inputs "
+                               f"({', '.join(sorted(described)) or 'none'})")
         self.block = self._block(function.block_specializations[self.opset], set(self.function_inputs), 0)
+        produced = set(self.block.outputs)
+        for o in self.outputs:  # matched by name, as Core ML does: not by position
+            if o.name not in produced:
+                raise PackageError(f"{path}: the model description declares output {o.name!r}, which the program does not produce "
+                                   f"(its outputs: {', '.join(sorted(produced)) or 'none'})")
         self._weights.clear()  # every blob is decoded: let the file's bytes go
+        self._blobs.clear()
+        self._as_float32.clear()
         self._where = "the model description"
 
     @property
@@ -231,10 +245,18 @@ class Program:
         return self._weights[rel]
 
     def _value(self, value, where: str):
-        weights = None
-        if value.WhichOneof("value") == "blobFileValue":
-            weights = self._weight_file(value.blobFileValue.fileName)
-        return decode_value(value, weights, where)
+        if value.WhichOneof("value") != "blobFileValue":
+            return decode_value(value, None, where)
+        # Decoded once however many values name the blob (a package may name one 256 MiB blob from
+        # every const), shared read-only.
+        blob = value.blobFileValue
+        dtype, shape = tensor_type(value.type)
+        key = (blob.fileName, blob.offset, value.type.tensorType.dataType, shape)
+        if key not in self._blobs:
+            decoded = decode_value(value, self._weight_file(blob.fileName), where)
+            decoded.flags.writeable = False
+            self._blobs[key] = decoded
+        return self._blobs[key]
 
     def _block(self, block, scope: set, depth: int) -> Block:
         """A block's ops, checking that every name it reads is defined before it (``scope``: the
@@ -300,8 +322,29 @@ class Program:
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
-        op.folded = [self._cast(r, out, "fp32") for r, out in zip(results, op.outputs)]
-        op.folded16 = [self._cast(r, out, "fp16") for r, out in zip(results, op.outputs)]
+        op.folded, op.folded16 = [], []
+        for r, out in zip(results, op.outputs):
+            if out.dtype == np.float16 and isinstance(r, np.ndarray) and r.dtype == np.float16:
+                # fp16 values are exact in float32: fp16 mode's rounding leaves them as they are, so
+                # both modes share one float32 copy.
+                value = value16 = self._fold_float32(r)
+            else:
+                value = self._cast(r, out, "fp32")
+                value16 = self._cast(r, out, "fp16") if out.dtype == np.float16 else value  # only fp16 outputs differ
+            op.folded.append(value)
+            op.folded16.append(value16)
+        # The runner reads only the folded results: let the decoded inputs go (an fp16 blob's own copy).
+        op.attributes = {}
+        op.inputs = {name: [Binding(name=b.name) for b in bindings] for name, bindings in op.inputs.items()}
+
+    def _fold_float32(self, value: np.ndarray) -> np.ndarray:
+        """An fp16 constant as float32, one copy per decoded array (consts sharing a blob share it)."""
+        key = id(value)
+        if key not in self._as_float32:
+            f32 = value.astype(np.float32)
+            f32.flags.writeable = False
+            self._as_float32[key] = (value, f32)  # holds value: its id stays its own until load ends
+        return self._as_float32[key][1]
 
     # -- running -----------------------------------------------------------------------------
 
@@ -349,7 +392,12 @@ class Program:
                 if keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32:
                     env[out.name] = value
                 else:
-                    env[out.name] = self._cast(value, out, mode)
+                    try:
+                        env[out.name] = self._cast(value, out, mode)
+                    except (ValueError, TypeError, OverflowError) as exc:  # a string value declared fp32, say
+                        detail = " ".join(str(exc).split())[:200]
+                        raise PackageError(f"op {op.name!r} ({op.type}): its output {out.name!r} cannot be held as the declared "
+                                           f"{np.dtype(out.dtype).name} ({detail})") from None
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
@@ -412,7 +460,8 @@ class Program:
             return {k: v for k, v in env.items() if not isinstance(v, State)}
         declared = {o.name: o.dtype for o in self.block_output_types()}
         out = {}
-        for o, name in zip(self.outputs, self.block.outputs):
+        for o in self.outputs:
+            name = o.name  # checked at load: the program produces every declared output
             value = env[name]
             # Core ML has no rank-0 multi-arrays: a scalar tensor output comes back with shape (1,).
             # (Classifier outputs, a label and a dictionary, are not multi-arrays.)

@@ -69,6 +69,13 @@ def unpack_bits(buf: np.ndarray, nbits: int, count: int, signed: bool = False) -
     return values.astype(np.uint8)
 
 
+def held_itemsize(dtype) -> int:
+    """Bytes per element the executor holds a value of ``dtype`` in: fp16 values are held as
+    float32 (kernels compute in fp32; see program.py), so a constant costs 4 bytes an element."""
+    dtype = np.dtype(dtype)
+    return 4 if dtype == np.float16 else dtype.itemsize
+
+
 def _count(shape, itemsize: int, where: str) -> int:
     """Elements of a declared shape (Python ints: no overflow), refused past the memory bound."""
     try:
@@ -79,7 +86,7 @@ def _count(shape, itemsize: int, where: str) -> int:
 
 def _from_bytes(raw: bytes | np.ndarray, code: int, shape: tuple, where: str) -> np.ndarray:
     name, dtype, nbits = MIL_DTYPES[code]
-    count = _count(shape, np.dtype(dtype).itemsize, where)
+    count = _count(shape, held_itemsize(dtype), where)
     buf = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray)) else raw
     if nbits is not None:
         if buf.size * 8 < count * nbits:
@@ -131,7 +138,7 @@ def decode_value(value, weights, where: str):
     if shape is not None and -1 in shape and field in (None, "bytes"):
         raise PackageError(f"{where}: an immediate tensor needs a fully known shape, got {shape}")
     if field is None:  # an empty tensor
-        _count(shape, np.dtype(dtype or np.float32).itemsize, where)
+        _count(shape, held_itemsize(dtype or np.float32), where)
         return np.zeros(shape, dtype=dtype)
     if field == "bytes":
         return _from_bytes(tv.bytes.values, code, shape, where)

@@ -108,14 +108,21 @@ def make_block(inputs: list[tuple[str, type, tuple]] = (), outputs: list[str] = 
 
 
 def with_op(package: Path, dest: Path, op_type: str, inputs: dict, out_dtype=np.float32, out_shape=(1,), blocks=(), **attributes) -> Path:
-    """A copy of ``package`` whose first output is now the result of one new op at the front."""
+    """A copy of ``package`` whose first output is now the result of one new op at the front
+    (named ``hostile_out`` in the program and in the model description)."""
     dest = copy_package(package, dest)
     spec = read_spec(dest)
     block = main_block(spec)
     add_op(block.operations, op_type, "hostile_out", inputs, out_dtype, out_shape, blocks, **attributes)
-    block.outputs[0] = "hostile_out"
+    rename_first_output(spec, "hostile_out")
     write_spec(dest, spec)
     return dest
+
+
+def rename_first_output(spec, name: str) -> None:
+    """The main block's first output, and the description's (outputs are matched by name), is now ``name``."""
+    main_block(spec).outputs[0] = name
+    spec.description.output[0].name = name
 
 
 def blob_consts(spec):

@@ -311,7 +311,7 @@ def _nested_past_protobuf(pkg, dest):
     spec = H.read_spec(dest)
     main = H.main_block(spec)
     H.add_op(main.operations, "cond", "hostile_out", {"pred": np.bool_(True)}, blocks=[block, leaf], front=False)
-    main.outputs[0] = "hostile_out"
+    H.rename_first_output(spec, "hostile_out")
     H.write_spec(dest, spec)
     return dest
 

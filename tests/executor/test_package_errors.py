@@ -9,7 +9,10 @@ import pytest
 
 import coreml_lstm.executor as ex
 from coreml_lstm.errors import FeedError, PackageError, UnsupportedOpError
+from coreml_lstm.executor import limits
 from coreml_lstm.zoo import Case, convert, lstm
+
+from . import hostile as H
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +172,158 @@ def test_import_needs_neither_torch_nor_the_converter(package):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["False", "False"], out
     print(f"executor import time: {float(out[2]):.3f} s")
+
+
+# -- what a constant costs, outputs by name, types an op does not take --------------------------
+
+
+def _fp16_empty_const(spec, name: str, n: int):
+    """An fp16 const of n zeros, an empty immediate tensor (a few bytes in the protobuf)."""
+    from coreml_lstm.executor import _proto
+
+    op = _proto.mil_pb2().Operation()
+    op.type = "const"
+    out = op.outputs.add()
+    out.name = name
+    for t in (out.type.tensorType, op.attributes["val"].type.tensorType):
+        t.dataType, t.rank = 10, 1  # fp16
+        t.dimensions.add().constant.size = n
+    op.attributes["val"].immediateValue.tensor.SetInParent()
+    block = H.main_block(spec)
+    ops = [op] + list(block.operations)
+    del block.operations[:]
+    block.operations.extend(ops)
+
+
+def _ops(program):
+    return {op.name: op for op in program.block.ops}
+
+
+def test_an_fp16_constant_is_checked_at_the_float32_it_is_held_in(copy, monkeypatch):
+    spec = H.read_spec(copy)
+    _fp16_empty_const(spec, "half", 1 << 20)  # 2 MiB as fp16, 4 MiB as the float32 it is held in
+    H.write_spec(copy, spec)
+    monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", 3 << 20)
+    with pytest.raises(PackageError) as e:
+        ex.load(copy)
+    assert "a tensor of shape (1048576,) would need 4.0 MiB, more than the 3.0 MiB a tensor may take" in one_line(e)
+    monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", 4 << 20)
+    op = _ops(ex.load(copy))["half"]
+    # one float32 copy for both modes (fp16 values are exact in float32), read-only, and the decoded
+    # fp16 value let go
+    assert op.folded[0] is op.folded16[0] and op.folded[0].dtype == np.float32 and not op.folded[0].flags.writeable
+    assert op.attributes == {}
+
+
+def test_a_blob_named_by_several_consts_is_decoded_once(copy):
+    spec = H.read_spec(copy)
+    block = H.main_block(spec)
+    first = H.blob_consts(spec)[0]
+    twins = []
+    for k in range(3):
+        twin = type(first)()
+        twin.CopyFrom(first)
+        twin.outputs[0].name = f"twin{k}"
+        twins.append(twin)
+    ops = twins + list(block.operations)
+    del block.operations[:]
+    block.operations.extend(ops)
+    H.write_spec(copy, spec)
+    by_name = _ops(ex.load(copy))
+    values = [by_name[name].folded[0] for name in ("twin0", "twin1", "twin2", first.outputs[0].name)]
+    assert all(v is values[0] for v in values) and not values[0].flags.writeable
+
+
+def test_a_function_input_the_description_does_not_declare_is_refused_at_load(copy):
+    spec = H.read_spec(copy)
+    fn = spec.mlProgram.functions["main"]
+    ghost = fn.inputs.add()
+    ghost.name = "ghost"
+    H.tensor_type(ghost.type, np.float32, (1,))
+    H.add_op(H.main_block(spec).operations, "relu", "reads_ghost", {"x": "ghost"})
+    H.write_spec(copy, spec)
+    with pytest.raises(PackageError) as e:
+        ex.load(copy)
+    assert one_line(e) == f"{copy}: function input 'ghost' is not among the model description's inputs (x)"
+
+
+def test_an_output_its_declared_type_cannot_hold_is_one_line(copy, package):
+    spec = H.read_spec(copy)
+    op = H.add_op(H.main_block(spec).operations, "identity", "hostile_out", {"x": np.float32(0)}, out_shape=())
+    value = H.main_block(spec).operations[0].inputs["x"].arguments[0].value
+    value.Clear()
+    value.type.tensorType.dataType = 2  # a string
+    value.immediateValue.tensor.strings.values.append("abc")
+    assert op.type == "identity"
+    H.rename_first_output(spec, "hostile_out")
+    H.write_spec(copy, spec)
+    feeds = {"x": np.zeros((2, 4, 5), np.float32)}
+    with pytest.raises(PackageError) as e:
+        ex.load(copy).predict(feeds)
+    assert one_line(e).startswith(f"{copy}: op 'hostile_out' (identity): its output 'hostile_out' cannot be held as the declared float32 "
+                                  "(could not convert string to float")
+
+
+def test_declared_outputs_are_matched_by_name(copy):
+    spec = H.read_spec(copy)
+    spec.description.output[0].name = "not_the_block_output"
+    H.write_spec(copy, spec)
+    with pytest.raises(PackageError) as e:
+        ex.load(copy)
+    assert one_line(e).startswith(f"{copy}: the model description declares output 'not_the_block_output', which the program does not produce (its outputs: ")
+    spec.description.output[0].name = H.main_block(spec).outputs[0]
+    extra = spec.description.output.add()
+    extra.CopyFrom(spec.description.output[0])
+    extra.name = "extra"
+    H.write_spec(copy, spec)
+    with pytest.raises(PackageError, match="declares output 'extra', which the program does not produce"):
+        ex.load(copy)
+
+
+def test_int32_recurrent_weights_are_refused(copy):
+    spec = H.read_spec(copy)
+    lstm_op = next(op for op in H.main_block(spec).operations if op.type == "lstm")
+    weights = {op.outputs[0].name: op for op in H.blob_consts(spec)}[lstm_op.inputs["weight_hh"].arguments[0].name]
+    shape = [d.constant.size for d in weights.outputs[0].type.tensorType.dimensions]
+    binding = lstm_op.inputs["weight_hh"].arguments[0]
+    binding.Clear()
+    H.immediate(binding.value, np.zeros(shape, np.int32))
+    H.write_spec(copy, spec)
+    with pytest.raises(PackageError) as e:
+        ex.load(copy).predict({"x": np.zeros((2, 4, 5), np.float32)})
+    assert one_line(e).endswith("failed: lstm: weight_hh is int32; MIL takes fp16 or fp32 here")
+
+
+# -- inspect ------------------------------------------------------------------------------------
+
+
+def test_inspect_sums_a_deeply_nested_tree(copy):
+    from coreml_lstm.inspect import describe
+
+    before = describe(copy)["size_bytes"]
+    levels = [copy]
+    for _ in range(1500):  # deeper than Python's recursion limit
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir()
+    (levels[-1] / "f").write_bytes(b"12345")
+    try:
+        assert describe(copy)["size_bytes"] == before + 5
+    finally:  # from the bottom up: shutil.rmtree (pytest's clean-up) recurses too
+        (levels[-1] / "f").unlink()
+        for level in reversed(levels[1:]):
+            level.rmdir()
+
+
+@pytest.mark.parametrize("value, detail", [("[" * 100_000 + "]" * 100_000, "nested too deeply"), ("1" * 5000, "Exceeds the limit (4300 digits)")],
+                         ids=["nested 100000 deep", "a 5000-digit integer"])
+def test_inspect_refuses_metadata_json_no_reader_should_take(copy, value, detail):
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    spec = H.read_spec(copy)
+    spec.description.metadata.userDefined["coreml_lstm.evil"] = value
+    H.write_spec(copy, spec)
+    r = CliRunner().invoke(main, ["inspect", str(copy)])
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith(f"Error: {copy}: metadata entry 'coreml_lstm.evil' is malformed JSON ({detail}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_broadcast, check_shape
 from ..program import Kernel
 from ..registry import kernel
 
@@ -24,6 +25,13 @@ class ScaledDotProductAttention(Kernel):
             raise ValueError(f"scaled_dot_product_attention: query, key, value of ranks {q.ndim}, {k.ndim}, {v.ndim}")
         if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
             raise ValueError(f"scaled_dot_product_attention: query {q.shape}, key {k.shape}, value {v.shape} do not fit")
+        # The (B, *, L, S) scores, their exp and the weights are float32 temporaries of that size.
+        batch = check_broadcast(q.shape[:-2], k.shape[:-2], v.shape[:-2], what="scaled_dot_product_attention")
+        score_shape = batch + (q.shape[-2], k.shape[-2])
+        if attn_mask is not None:
+            score_shape = check_broadcast(score_shape, np.shape(attn_mask), what="scaled_dot_product_attention (its scores)")
+        check_shape(score_shape, 4, "scaled_dot_product_attention (its scores)")
+        check_shape(score_shape[:-1] + v.shape[-1:], 4, "scaled_dot_product_attention")
         scores = np.matmul(q, np.swapaxes(k, -1, -2)) * np.float32(1.0 / np.sqrt(q.shape[-1]))  # (B, *, L, S)
         if attn_mask is not None:
             mask = np.asarray(attn_mask)

@@ -32,6 +32,7 @@ class ConstexprAffineDequantize(Kernel):
     def compute(self, *, quantized_data, zero_point, scale, axis=0):
         q = np.asarray(quantized_data)
         axis = int(axis) % max(q.ndim, 1)
+        check_shape(q.shape, 4, "constexpr_affine_dequantize")  # float32 out of (u)int8 storage: 4x its bytes
         return (q.astype(np.float32) - _along(zero_point, axis, q.ndim)) * _along(scale, axis, q.ndim)
 
 
@@ -71,6 +72,8 @@ class ConstexprLutToDenseIOS18(ConstexprLutToDense):
         # Which table each element uses: its block coordinate along every axis.
         block = [np.arange(idx.shape[d]) // (idx.shape[d] // grid[d]) for d in range(k)]
         coords = np.meshgrid(*block, indexing="ij")
+        check_shape(idx.shape + (vsize,), max(lut.itemsize, 4), "constexpr_lut_to_dense")
+        check_shape((k,) + idx.shape, 8, "constexpr_lut_to_dense (its block coordinates)")
         values = lut[tuple(coords) + (idx,)]  # (*idx.shape, VECTOR_SIZE)
         if vsize == 1:
             return values[..., 0]
@@ -100,6 +103,7 @@ class ConstexprSparseToDenseIOS18(ConstexprSparseToDense):
 
     def compute(self, *, nonzero_data, mask):
         mask = np.asarray(mask).astype(bool)
+        check_shape(mask.shape, max(np.asarray(nonzero_data).itemsize, 1), "constexpr_sparse_to_dense")
         out = np.zeros(mask.shape, dtype=np.asarray(nonzero_data).dtype)
         out[mask] = np.asarray(nonzero_data).reshape(-1)
         return out
@@ -111,6 +115,7 @@ class ConstexprBlockwiseShiftScale(Kernel):
     (block size along axis i = data.shape[i] / scale.shape[i])."""
 
     def compute(self, *, data, scale, offset=None):
+        check_shape(np.shape(data), 4, "constexpr_blockwise_shift_scale")  # float32 out of 4- or 8-bit storage
         data = np.asarray(data).astype(np.float32)
         scale = np.asarray(scale, dtype=np.float32)
 
@@ -130,6 +135,7 @@ def _dense(nonzero, mask) -> np.ndarray:
     nonzero = np.asarray(nonzero).reshape(-1)
     if int(mask.sum()) != nonzero.size:
         raise ValueError(f"the mask holds {int(mask.sum())} ones for {nonzero.size} values")
+    check_shape(mask.shape, max(nonzero.itemsize, 1), "constexpr (its dense data)")
     out = np.zeros(mask.shape, dtype=nonzero.dtype)
     out[mask] = nonzero
     return out
@@ -150,6 +156,7 @@ class ConstexprLutToSparse(Kernel):
         indices = _dense(np.asarray(indices_nonzero_data).astype(np.int64), mask)
         dense = ConstexprLutToDenseIOS18.compute(self, indices=indices, lut=lut, vector_axis=vector_axis)
         if vector_axis is not None:
+            check_shape(mask.shape + (np.asarray(lut).shape[-1],), 1, "constexpr_lut_to_sparse")
             mask = np.repeat(mask, np.asarray(lut).shape[-1], axis=int(vector_axis) % mask.ndim)
         return mask, dense[mask != 0]
 

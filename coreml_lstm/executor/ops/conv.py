@@ -97,6 +97,7 @@ class Conv(Kernel):
         eff = [(k[i] - 1) * dilations[i] + 1 for i in range(sp)]
         padding = pads(pad_type, pad, x.shape[2:], eff, strides)
         if any(p != (0, 0) for p in padding):
+            check_shape(x.shape[:2] + tuple(d + b + a for d, (b, a) in zip(x.shape[2:], padding)), 4, "conv (its padded input)")
             x = np.pad(x, [(0, 0), (0, 0)] + padding)
         win = windows(x, k, strides, dilations)  # (N, C_in, *out, *K)
         out = win.shape[2 : 2 + sp]

@@ -4,13 +4,12 @@ Activations (relu, sigmoid, softmax, ...) live in ``activation.py``."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..program import Kernel
 from ..registry import kernel
 from ._args import check_broadcast, text
+from .activation import erf
 
 
 def _binary(op_type: str, fn, doc: str):
@@ -83,6 +82,7 @@ class Log(Kernel):
 
     def compute(self, *, x, epsilon=1e-45):
         x = np.asarray(x, dtype=np.float32)
+        check_broadcast(x.shape, np.shape(epsilon), what="log")
         return np.log(x + np.float32(epsilon))
 
 
@@ -91,6 +91,7 @@ class Rsqrt(Kernel):
     """1 / sqrt(x + epsilon), epsilon default 1e-12."""
 
     def compute(self, *, x, epsilon=1e-12):
+        check_broadcast(np.shape(x), np.shape(epsilon), itemsize=8, what="rsqrt")
         return 1.0 / np.sqrt(x + epsilon)
 
 
@@ -99,6 +100,7 @@ class Inverse(Kernel):
     """1 / (x + epsilon), epsilon default 1e-4."""
 
     def compute(self, *, x, epsilon=1e-4):
+        check_broadcast(np.shape(x), np.shape(epsilon), itemsize=8, what="inverse")
         return 1.0 / (x + epsilon)
 
 
@@ -107,6 +109,7 @@ class Clip(Kernel):
     """min(max(x, alpha), beta)."""
 
     def compute(self, *, x, alpha, beta):
+        check_broadcast(np.shape(x), np.shape(alpha), np.shape(beta), itemsize=8, what="clip")
         return np.minimum(np.maximum(x, alpha), beta)
 
 
@@ -176,8 +179,6 @@ def _float_op(fn):
     return lambda x: fn(np.asarray(x, dtype=np.float64))
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
-
 for _name, _fn, _doc in [
     ("acos", np.arccos, "arccos x, x in [-1, 1]"),
     ("asin", np.arcsin, "arcsin x, x in [-1, 1]"),
@@ -186,7 +187,7 @@ for _name, _fn, _doc in [
     ("cosh", np.cosh, "cosh x"),
     ("sinh", np.sinh, "sinh x"),
     ("tan", np.tan, "tan x"),
-    ("erf", lambda x: np.asarray(_erf(x), dtype=np.float64), "the error function 2/sqrt(pi) * integral_0^x e^(-t^2) dt"),
+    ("erf", erf, "the error function 2/sqrt(pi) * integral_0^x e^(-t^2) dt"),
 ]:
     _unary(_name, _float_op(_fn), _doc)
 
@@ -196,6 +197,7 @@ class Threshold(Kernel):
     """max(x, alpha): values below alpha become alpha."""
 
     def compute(self, *, x, alpha):
+        check_broadcast(np.shape(x), np.shape(alpha), itemsize=8, what="threshold")
         return np.maximum(x, np.asarray(alpha))
 
 
@@ -216,6 +218,7 @@ class Pow(Kernel):
 
     def compute(self, *, x, y):
         x, y = np.asarray(x), np.asarray(y)
+        check_broadcast(x.shape, y.shape, itemsize=8, what="pow")
         if x.dtype.kind in "iub" and y.dtype.kind in "iub":
             return np.power(x.astype(np.float64), y.astype(np.float64))
         return np.power(x, y)

@@ -128,10 +128,14 @@ class LocalResponseNorm(Kernel):
         if x.ndim < 3 or size < 1:
             raise ValueError(f"local_response_norm: x of shape {x.shape} with size {size}")
         sq = np.moveaxis(np.square(x), -3, 0)  # (C, ...)
+        channels = sq.shape[0]
         before, after = size // 2, (size - 1) // 2
-        padded = np.pad(sq, [(before, after)] + [(0, 0)] * (x.ndim - 1))
-        csum = np.concatenate([np.zeros_like(padded[:1]), np.cumsum(padded, axis=0)], axis=0)
-        window = np.moveaxis(csum[size:] - csum[:-size], 0, -3)  # the sum over each channel's window
+        # Channel c sums csum[c + after + 1] - csum[c - before], both clipped to [0, C]: channels
+        # past either end add nothing, so no padding is made (``size`` is the package's to choose).
+        csum = np.concatenate([np.zeros_like(sq[:1]), np.cumsum(sq, axis=0)], axis=0)  # (C + 1, ...)
+        c = np.arange(channels)
+        hi, lo = np.minimum(c + after + 1, channels), np.maximum(c - before, 0)
+        window = np.moveaxis(csum[hi] - csum[lo], 0, -3)  # the sum over each channel's window
         return (x / np.power(float(k) + float(alpha) / size * window, float(beta))).astype(np.float32)
 
 

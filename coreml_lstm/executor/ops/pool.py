@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_shape
 from ..program import Kernel
 from ..registry import kernel
 from .conv import ints, pads, windows
@@ -47,6 +48,9 @@ class _Pool(Kernel):
         # Pad before as asked; after, as far as the last window reaches (ceil mode may run past the pad).
         reach = [(out[i] - 1) * s[i] + k[i] - x.shape[2 + i] - padding[i][0] for i in range(sp)]
         spec = [(0, 0), (0, 0)] + [(padding[i][0], max(reach[i], 0)) for i in range(sp)]
+        # A custom pad is the package's to choose: check the padded input before np.pad makes it.
+        check_shape([d + b + a for d, (b, a) in zip(x.shape, spec)], 4, f"{self.op_type} (its padded input)")
+        check_shape(x.shape[:2] + tuple(out), 8, self.op_type)
         xp = np.pad(x, spec, constant_values=self.fill)
         inside = np.pad(np.ones(x.shape[2:], np.float32), spec[2:])
         padded = np.zeros_like(inside)
@@ -91,4 +95,5 @@ class L2Pool(_Pool):
 
     def compute(self, *, x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
         win, axes, _, _ = self._windows(x, kernel_sizes, strides, pad_type, pad, ceil_mode)
+        check_shape(win.shape, 8, "l2_pool (its squared windows)")  # np.square copies the window view
         return np.sqrt(np.square(win, dtype=np.float64).sum(axis=axes)).astype(np.float32)

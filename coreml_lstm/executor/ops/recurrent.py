@@ -91,6 +91,13 @@ def _steps(T: int, backward: bool):
 class _Recurrent(Kernel):
     keeps_fp16 = True  # in fp16 mode the state, hence every output, is rounded as it is made
 
+    def _floats(self, **values) -> None:
+        """MIL types every tensor of a recurrent op fp16 or fp32: an int32 weight is a malformed
+        package, not something to cast and run."""
+        for name, v in values.items():
+            if v is not None and np.asarray(v).dtype.kind != "f":
+                raise ValueError(f"{self.op_type}: {name} is {np.asarray(v).dtype.name}; MIL takes fp16 or fp32 here")
+
     def _fp16(self) -> bool:
         """Whether this run emulates fp16 for this op (its outputs are fp16)."""
         return self.ctx is not None and self.ctx.mode == "fp16" and self.op.outputs[0].dtype == np.float16
@@ -114,6 +121,8 @@ class Lstm(_Recurrent):
                 weight_ih_back=None, weight_hh_back=None, bias_back=None, peephole_back=None,
                 direction="forward", output_sequence=False, recurrent_activation="sigmoid",
                 cell_activation="tanh", activation="tanh", clip=None):
+        self._floats(x=x, initial_h=initial_h, initial_c=initial_c, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias, peephole=peephole,
+                     weight_ih_back=weight_ih_back, weight_hh_back=weight_hh_back, bias_back=bias_back, peephole_back=peephole_back)
         x = np.asarray(x, dtype=np.float32)
         H = np.shape(weight_hh)[1]
         ra, ca, a = _act(recurrent_activation), _act(cell_activation), _act(activation)
@@ -250,6 +259,7 @@ class Rnn(_Recurrent):
 
     def compute(self, *, x, initial_h, weight_ih, weight_hh, bias=None, direction="forward",
                 output_sequence=False, activation="tanh"):
+        self._floats(x=x, initial_h=initial_h, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias)
         x = np.asarray(x, np.float32)
         act = _act(activation)
         fp16 = self._fp16()
@@ -289,6 +299,7 @@ class Gru(_Recurrent):
 
     def _gru(self, x, initial_h, weight_ih, weight_hh, input_bias, bias, direction, output_sequence,
              recurrent_activation, activation, reset_after):
+        self._floats(x=x, initial_h=initial_h, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias, input_bias=input_bias)
         x = np.asarray(x, np.float32)
         ra, a = _act(recurrent_activation), _act(activation)
         w_hh = _f32(weight_hh)

@@ -17,7 +17,7 @@ import numpy as np
 from ..program import Kernel
 from ..registry import kernel
 from ._args import axis as _axis
-from ._args import check_shape, text
+from ._args import check_broadcast, check_shape, text
 
 MODES = ("update", "add", "sub", "mul", "div", "max", "min")
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum, "min": np.minimum}
@@ -129,6 +129,11 @@ class GatherAlongAxis(Kernel):
         x = np.asarray(x)
         a = _axis(axis, x.ndim)
         idx = _index(indices, x.shape[a], self.negative)
+        if idx.ndim != x.ndim:
+            raise ValueError(f"gather_along_axis: indices of shape {idx.shape} for x of shape {x.shape} (ranks must match)")
+        # numpy broadcasts size-1 axes of either against the other: check what that makes.
+        off = check_broadcast(x.shape[:a] + (1,) + x.shape[a + 1 :], idx.shape[:a] + (1,) + idx.shape[a + 1 :], what="gather_along_axis")
+        check_shape(off[:a] + idx.shape[a : a + 1] + off[a + 1 :], max(x.itemsize, 8), "gather_along_axis")
         return np.take_along_axis(x, idx, axis=a)
 
 

@@ -33,7 +33,10 @@ class Split(Kernel):
         if split_sizes is not None:
             edges = np.cumsum(_ints(split_sizes))[:-1]
             return tuple(np.split(x, edges, axis=axis))
-        return tuple(np.split(x, int(num_splits), axis=axis))
+        num_splits = int(num_splits)
+        if num_splits != len(self.op.outputs):  # before np.split makes that many views (2^40 of an empty axis)
+            raise ValueError(f"split: num_splits {num_splits} for an op with {len(self.op.outputs)} outputs")
+        return tuple(np.split(x, num_splits, axis=axis))
 
 
 @kernel("concat", opset="iOS15")

@@ -75,7 +75,11 @@ class NonZero(Kernel):
     """The (N, rank) int32 coordinates of the N non-zero elements of x, in row-major order."""
 
     def compute(self, *, x):
-        return np.argwhere(np.asarray(x)).astype(np.int32)
+        x = np.asarray(x)
+        # argwhere makes (N, rank) int64 coordinates before the int32 copy: up to rank x size x 8
+        # bytes for an input of size elements. Count first (no allocation), then check.
+        check_shape((np.count_nonzero(x), max(x.ndim, 1)), 8, "non_zero")
+        return np.argwhere(x).astype(np.int32)
 
 
 @kernel("one_hot", opset="iOS15")
@@ -306,6 +310,7 @@ class NonMaximumSuppression(Kernel):
         if m < 0:
             raise ValueError(f"non_maximum_suppression: max_boxes {m} is negative")
         check_shape((n, m, max(k, 4)), 4, "non_maximum_suppression")
+        check_shape((count, count), 8, "non_maximum_suppression (its pairwise IoU)")  # float64, a few of them
         out_boxes = np.zeros((n, m, 4), boxes.dtype)
         out_scores = np.zeros((n, m, k), scores.dtype)
         out_idx = np.full((n, m), -1, np.int32)

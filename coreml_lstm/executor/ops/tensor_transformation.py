@@ -285,6 +285,7 @@ class SpaceToBatch(Kernel):
         x = _rank4(x, "space_to_batch")
         bh, bw = ints(block_shape)
         (pt, pb), (pl, pr) = np.asarray(paddings).astype(np.int64).reshape(2, 2).tolist()
+        check_shape(x.shape[:2] + (x.shape[2] + pt + pb, x.shape[3] + pl + pr), x.itemsize, "space_to_batch (its padded input)")
         p = np.pad(x, [(0, 0), (0, 0), (pt, pb), (pl, pr)])
         n, c, h, w = p.shape
         y = p.reshape(n, c, h // bh, bh, w // bw, bw)  # (n, c, h', i, w', j)
