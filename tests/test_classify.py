@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coreml_lstm.classify import SequenceClassifier, TextClassifier, Tokenizer, load_classifier, predict_classes, verify_classifier
-from coreml_lstm.classify.data import SequenceDataConfig, read_sequences, stratified_split
+from coreml_lstm.classify.data import SequenceDataConfig, TextDataConfig, read_sequences, read_texts, stratified_split
 from coreml_lstm.classify.model import NetConfig, SequenceNet
 from coreml_lstm.classify.train import classification_metrics
 from coreml_lstm.errors import ConfigError, DataError
@@ -137,6 +141,44 @@ def test_save_and_load_without_pickle(tmp_path, seq_clf):
     np.testing.assert_allclose(back.predict_proba(table), seq_clf.predict_proba(table), atol=1e-6)
     with pytest.raises(ConfigError, match="holds a SequenceClassifier, not a TextClassifier"):
         TextClassifier.load(d)
+
+
+LABEL_TEXTS = ["007", "7", "08", "0", "-3", "42", "+3", "-0", "1.0", "2.0", "0.5", "True", "False", "NA", "nan", "x", " y", "1e3",
+               "9" * 19, "9" * 30]
+
+
+def _csv_labels(draw_labels, layout: str, path) -> None:
+    """Write a table whose labels are ``draw_labels`` (one sample each) in ``layout``."""
+    if layout == "long":
+        lines = ["id,t,a,label"] + [f"s{i},{t},{t + i},{lab}" for i, lab in enumerate(draw_labels) for t in range(2)]
+    elif layout == "wide":
+        lines = ["label,t0,t1"] + [f"{lab},{i},1" for i, lab in enumerate(draw_labels)]
+    else:
+        lines = ["text,label"] + [f"word{i} more,{lab}" for i, lab in enumerate(draw_labels)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.sampled_from(LABEL_TEXTS), min_size=1, max_size=6), layout=st.sampled_from(["long", "wide", "text"]))
+def test_csv_labels_are_their_text_or_all_canonical_integers(labels, layout):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labels.csv"
+        _csv_labels(labels, layout, path)
+        if layout == "text":
+            got = read_texts(path, TextDataConfig()).labels
+        else:
+            got = read_sequences(path, SequenceDataConfig(layout=layout, series_id="id", time="t"))[0].labels
+    words = [lab.strip() for lab in labels]
+    integers = all(w.lstrip("-").isdigit() and str(int(w)) == w and abs(int(w)) < 2**63 for w in words)
+    assert got == ([int(w) for w in words] if integers else words)  # "007" and "7" were one class 7, "1.0" the int 1, "True" a bool's text
+    assert all(type(v) is (int if integers else str) for v in got)
+
+
+def test_a_dataframes_labels_keep_their_dtype():
+    frame = pd.DataFrame({"id": [0, 0, 1, 1], "t": [0, 1, 0, 1], "a": [1.0, 2, 3, 4]})
+    for values, want in (([1.0, 1.0, 2.0, 2.0], [1, 2]), ([0.5, 0.5, 1.5, 1.5], [0.5, 1.5]), (["007", "007", "7", "7"], ["007", "7"]),
+                         ([3, 3, 7, 7], [3, 7])):
+        assert read_sequences(frame.assign(label=values), SequenceDataConfig(series_id="id", time="t"))[0].labels == want
 
 
 # -- bad input, one line each ----------------------------------------------------------------
