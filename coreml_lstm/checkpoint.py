@@ -109,6 +109,13 @@ class Checkpoint:
         for name in (CONFIG, WEIGHTS):
             if not (directory / name).is_file():
                 raise ConfigError(f"{directory}: missing {name}; not a checkpoint directory")
+        from .classify.adapter import is_classifier_checkpoint
+
+        if is_classifier_checkpoint(directory):
+            raise ConfigError(f"{directory}: is a classifier checkpoint, not a forecaster's; load it with coreml_lstm.classify.load_classifier "
+                              "(its predict, evaluate and export work on it)",
+                              cli=f"{directory}: is a classifier checkpoint; plot and backtest are for forecasters "
+                                  "(a classifier checkpoint takes export, verify, compare and swift; predict takes its package)")
         try:
             config = json.loads((directory / CONFIG).read_text())
             state = load_file(str(directory / WEIGHTS))

@@ -187,3 +187,19 @@ def test_csv_labels_keep_their_text_through_the_checkpoint_and_the_package(tmp_p
     from coreml_lstm.classify import evaluate_package
 
     assert evaluate_package(tmp_path / "m.mlpackage", tmp_path / "train.csv", backend="executor")["n"] == 12  # the CSV's labels are the classes
+
+
+def test_plot_backtest_and_forecaster_load_on_a_classifier_checkpoint_say_what_it_is(sequence):
+    from coreml_lstm import Forecaster
+    from coreml_lstm.errors import ConfigError
+
+    d, _ = sequence
+    ckpt = d / "ckpt"
+    line = (f"Error: {ckpt}: is a classifier checkpoint; plot and backtest are for forecasters "
+            "(a classifier checkpoint takes export, verify, compare and swift; predict takes its package)\n")
+    for args in (("plot", ckpt), ("plot", ckpt, "--backtest", d / "g.csv"), ("backtest", ckpt, d / "g.csv")):
+        r = run(*args)  # TypeError: DataConfig.__init__() got an unexpected keyword argument 'label'
+        assert r.exit_code == 1 and r.output == line, r.output
+    with pytest.raises(ConfigError) as e:
+        Forecaster.load(ckpt)
+    assert str(e.value) == f"{ckpt}: is a classifier checkpoint, not a forecaster's; load it with coreml_lstm.classify.load_classifier (its predict, evaluate and export work on it)"
