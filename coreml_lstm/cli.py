@@ -412,8 +412,11 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     Example:
         coreml-lstm export runs/model models/model.mlpackage --precision fp16 --target iOS17
     """
+    from .classify.adapter import is_classifier_checkpoint, refuse_streaming
     from .export import export as export_package
 
+    if is_classifier_checkpoint(checkpoint):
+        refuse_streaming(streaming)  # before the streaming options' own checks, which are a forecaster's
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
     adapter = _load_model(checkpoint, streaming=streaming, max_chunk=max_chunk)
     path = export_package(adapter, output, config)

@@ -203,3 +203,18 @@ def test_plot_backtest_and_forecaster_load_on_a_classifier_checkpoint_say_what_i
     with pytest.raises(ConfigError) as e:
         Forecaster.load(ckpt)
     assert str(e.value) == f"{ckpt}: is a classifier checkpoint, not a forecaster's; load it with coreml_lstm.classify.load_classifier (its predict, evaluate and export work on it)"
+
+
+@pytest.mark.parametrize("style", ["explicit", "states"])
+def test_a_classifier_export_refuses_streaming(sequence, tmp_path, style):
+    from coreml_lstm.classify import load_classifier
+    from coreml_lstm.errors import ConfigError
+
+    d, _ = sequence
+    why = "streaming exports are for forecasters; a classifier's package takes a whole sequence per call"
+    r = run("export", d / "ckpt", tmp_path / "s.mlpackage", "--streaming", style)  # was written without state and reported as done
+    assert r.exit_code == 1 and r.output == f"Error: --streaming {style}: {why}\n", r.output
+    with pytest.raises(ConfigError) as e:
+        load_classifier(d / "ckpt").export(tmp_path / "s.mlpackage", streaming=style, target="iOS18")
+    assert str(e.value) == f"streaming: {style}: {why}"
+    assert not (tmp_path / "s.mlpackage").exists()

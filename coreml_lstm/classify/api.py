@@ -249,9 +249,11 @@ class _Classifier:
     def export(self, path, *, precision: str = "fp32", target: str = "iOS16", **metadata) -> Path:
         """Write a Core ML classifier package (see :mod:`coreml_lstm.classify.export`)."""
         from ..export import ExportConfig
+        from .adapter import refuse_streaming
         from .export import export_classifier
 
         self._fitted()
+        refuse_streaming(metadata.get("streaming"))
         return export_classifier(self, path, ExportConfig(precision=precision, target=target, **metadata))
 
 
