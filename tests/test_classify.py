@@ -181,6 +181,44 @@ def test_a_dataframes_labels_keep_their_dtype():
         assert read_sequences(frame.assign(label=values), SequenceDataConfig(series_id="id", time="t"))[0].labels == want
 
 
+COLUMN_KINDS = {"float": lambda i: f"{0.5 * i}", "int": lambda i: str(i), "bool": lambda i: ("True", "False")[i % 2],
+                "text": lambda i: ("bob", "ann")[i % 2], "date": lambda i: f"2020-01-0{1 + i % 9}"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(COLUMN_KINDS)), min_size=1, max_size=5), csv=st.booleans())
+def test_default_channels_are_the_numeric_columns(kinds, csv):
+    """As the forecaster picks its features: numbers and booleans, not text or dates ('bob' was a
+    channel and failed as a non-numeric value)."""
+    names = [f"{k}{j}" for j, k in enumerate(kinds)]
+    frame = pd.DataFrame({"id": [i // 2 for i in range(8)], "t": [i % 2 for i in range(8)], "label": [("p", "q")[i // 2 % 2] for i in range(8)],
+                          **{n: [COLUMN_KINDS[k](i) for i in range(8)] for n, k in zip(names, kinds)}})
+    numeric = [n for n, k in zip(names, kinds) if k in ("float", "int", "bool")]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = frame
+        if csv:
+            source = Path(tmp) / "t.csv"
+            frame.to_csv(source, index=False)
+        else:
+            source = frame.assign(**{n: pd.to_numeric(frame[n]) for n, k in zip(names, kinds) if k in ("float", "int")},
+                                  **{n: frame[n] == "True" for n, k in zip(names, kinds) if k == "bool"})
+        config = SequenceDataConfig(series_id="id", time="t")
+        if not numeric:
+            assert err(read_sequences, source, config).endswith(": no numeric channel columns besides 'id', 't', 'label'")
+            return
+        samples, channels = read_sequences(source, config)
+    assert channels == numeric and samples.x[0].shape == (2, len(numeric))
+
+
+def test_channels_listed_twice_or_naming_a_key_column():
+    with pytest.raises(DataError) as e:
+        SequenceDataConfig(series_id="id", channels=["a", "b", "a"])
+    assert str(e.value) == "channels: column 'a' is listed twice" and e.value.cli == "--channel: column 'a' is listed twice"
+    with pytest.raises(DataError) as e:
+        SequenceClassifier(series_id="id", time="t", channels=["a", "t"])
+    assert str(e.value) == "channels: column 't' is also the time column"
+
+
 # -- bad input, one line each ----------------------------------------------------------------
 
 

@@ -218,3 +218,9 @@ def test_a_classifier_export_refuses_streaming(sequence, tmp_path, style):
         load_classifier(d / "ckpt").export(tmp_path / "s.mlpackage", streaming=style, target="iOS18")
     assert str(e.value) == f"streaming: {style}: {why}"
     assert not (tmp_path / "s.mlpackage").exists()
+
+
+def test_duplicate_channels_are_one_line(tmp_path):
+    (tmp_path / "g.csv").write_text("id,t,a,label\ns0,0,1,x\ns1,0,2,y\n")
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--channel", "a", "--channel", "a", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == "Error: --channel: column 'a' is listed twice\n", r.output

@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, not_utf8, numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, not_utf8, numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
-CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id"}
+CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id",
+               "channels": "--channel"}
 
 
 def _option_error(field: str, message: str) -> DataError:
@@ -78,6 +79,14 @@ class SequenceDataConfig(_ClassifyData):
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
             raise _option_error("series_id", "the long layout needs a series id column")
+        if self.channels is not None:
+            self.channels = list(self.channels)
+            dup = _first_duplicate(self.channels)
+            if dup is not None:
+                raise _option_error("channels", f"column {dup!r} is listed twice")
+            for role in ("label", "series_id", "time"):
+                if getattr(self, role) is not None and getattr(self, role) in self.channels:
+                    raise _option_error("channels", f"column {getattr(self, role)!r} is also the {role.replace('_', ' ')} column")
         super().__post_init__()
 
 
@@ -282,9 +291,9 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     if channels is None:
         require_columns(frame, keys + [config.label])
         skip = set(keys) | {config.label}
-        channels = [c for c in frame.columns if c not in skip]
+        channels = [c for c in frame.columns if c not in skip and _looks_numeric(frame[c])]  # as the forecaster picks its features
         if not channels:
-            raise DataError(f"{label}: no channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
+            raise DataError(f"{label}: no numeric channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
     require_columns(frame, keys + list(channels) + ([config.label] if labelled else []))
     values = {c: numeric_column(frame, c, allow_nan=True) for c in channels}
     for c in channels:
