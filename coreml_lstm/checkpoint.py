@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .data import DataConfig, Normalizer
 from .errors import ConfigError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, directory_destination
 from .model import ModelConfig, RecurrentModel
 from .train import ForecastTrainConfig, is_main_process
 
@@ -81,7 +81,7 @@ class Checkpoint:
         Under torchrun only rank 0 writes (every rank holds the same weights); the others return
         the path without touching it.
         """
-        directory = Path(directory)
+        directory = directory_destination(directory)
         if not is_main_process():
             return directory
         with atomic_path(directory) as tmp:

@@ -260,6 +260,33 @@ def test_sequence_longer_than_the_maximum(seq_clf):
     assert err(seq_clf.predict, long) == f"input data: row 1: sequence {first!r} has 40 steps; the model takes at most {seq_clf.max_length_}"
 
 
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=3), bad=st.sampled_from([np.nan, np.inf, -np.inf, 1e39]), where=st.integers(0, 10**6))
+def test_a_list_of_sequences_must_be_finite(seq_clf, lengths, bad, where):
+    """NaN gave NaN probabilities and a label, inf finite probabilities."""
+    xs = [np.full((n, 2), 5.0) for n in lengths]
+    i = where % len(xs)
+    t, c = divmod(where // len(xs) % xs[i].size, 2)
+    xs[i][t, c] = bad
+    what = "value beyond the float32 range" if np.isfinite(bad) else "non-finite value"
+    want = f"input data: sample {i}: step {t}, channel {['a', 'b'][c]!r}: {what} {bad!r}"
+    assert err(seq_clf.predict_proba, xs) == want and err(seq_clf.predict, xs) == want
+
+
+def test_list_inputs_of_the_wrong_kind_and_saving_over_a_file(seq_clf, tmp_path):
+    from coreml_lstm.errors import WriteError
+
+    assert err(seq_clf.predict, [["x", "y"]]) == "input data: sample 0: expected numbers of shape (L, 2) with L >= 1"
+    text = TextClassifier(hidden_size=4, num_layers=1, epochs=1).fit(pd.DataFrame({"text": ["good day", "bad day"] * 4, "label": ["p", "n"] * 4}))
+    assert err(text.predict, ["fine", 123]) == "input data: text 1: expected a string, got int"  # was "empty text"
+    assert err(text.predict, [" "]) == "input data: text 0: empty text"
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(WriteError) as e:
+        seq_clf.save(tmp_path / "afile")  # NotADirectoryError
+    assert str(e.value) == f"{tmp_path / 'afile'}: exists and is not a directory; a checkpoint is a directory (give another path, or remove the file)"
+
+
 # -- tokenizer -------------------------------------------------------------------------------
 
 TRICKY = [

@@ -25,6 +25,7 @@ DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.r
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def _canonical_int(text: str) -> bool:
 def text_labels(source, frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """``frame`` with a CSV file's label column as the file's text (empty cells missing), for
     :func:`label_values`; a DataFrame or Parquet file's frame as it is."""
-    if isinstance(source, pd.DataFrame) or Path(source).suffix.lower() not in CSV_SUFFIXES or column not in frame.columns:
+    if not isinstance(source, (str, os.PathLike)) or Path(source).suffix.lower() not in CSV_SUFFIXES or column not in frame.columns:
         return frame
     try:
         raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True,
@@ -382,7 +383,7 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
     such as "NA" staying a label.
     """
     frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
-    if not isinstance(source, pd.DataFrame) and Path(source).suffix.lower() in CSV_SUFFIXES:
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in CSV_SUFFIXES:
         typed = frame
         try:
             raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
