@@ -683,10 +683,11 @@ def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
     """
     from .adapter import for_package
     from .fsutil import write_text
+    from .predict import records_json
 
     frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
-    text = frame.to_json(orient="records", indent=2) if as_json else frame.to_csv(index=False)
+    text = records_json(frame) if as_json else frame.to_csv(index=False)
     if out is not None:
         write_text(out, text)
     else:

@@ -14,6 +14,22 @@ from .export import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
 
 
+def records_json(frame: pd.DataFrame) -> str:
+    """A prediction frame as a JSON list of records (``predict --json``): times as ISO-8601 text
+    (a date alone when every time is a midnight without zone, as the CSV writes them; else
+    ``2020-10-26T06:00:00``, an aware time with its offset), not pandas' epoch milliseconds;
+    integer time steps stay integers."""
+    out = frame.copy()
+    for column in out.columns:
+        times = out[column]
+        if not pd.api.types.is_datetime64_any_dtype(times):
+            continue
+        dates = times.dt.tz is None and bool((times.dropna() == times.dropna().dt.normalize()).all())
+        out[column] = pd.Series([None if pd.isna(t) else t.date().isoformat() if dates else t.isoformat() for t in times],
+                                index=times.index, dtype=object)
+    return out.to_json(orient="records", indent=2)
+
+
 def clean_series(table, config: DataConfig, columns: list[str]):
     frame = read_table(table, role="input")
     return clean(frame, config, columns)
