@@ -667,10 +667,12 @@ def diagnose(package, feeds, atol, rtol, limit, as_json):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classifiers: classes shown per sample.")
+@click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True,
+              help="Forecasters: what to do with empty cells, as in train (drop their rows, or carry each series' last value forward).")
 @click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
 @json_option
-def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
+def predict(package, csv_path, out, last, top_k, missing, backend, mode, as_json):
     """Predict from a CSV with the columns (and window) the package records.
 
     Forecasters print predictions in original units (mixtures: mean, std and quantiles);
@@ -685,7 +687,7 @@ def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
     from .fsutil import write_text
     from .predict import records_json
 
-    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k)
+    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k, missing=missing)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
     text = records_json(frame) if as_json else frame.to_csv(index=False)
     if out is not None:

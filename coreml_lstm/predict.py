@@ -35,12 +35,13 @@ def clean_series(table, config: DataConfig, columns: list[str]):
     return clean(frame, config, columns)
 
 
-def package_data_config(meta: dict, path) -> DataConfig:
-    """The data configuration a package was trained with, from its user-defined metadata."""
+def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
+    """The data configuration a package was trained with, from its user-defined metadata;
+    ``missing`` ("error" | "drop" | "ffill") is what to do with the table's empty cells."""
     needed = ("input_columns", "target_columns", "window", "horizon")
-    missing = [k for k in needed if k not in meta]
-    if missing:
-        raise ConfigError(f"{path}: not a coreml-lstm forecaster package (metadata lacks {', '.join(missing)})")
+    lacks = [k for k in needed if k not in meta]
+    if lacks:
+        raise ConfigError(f"{path}: not a coreml-lstm forecaster package (metadata lacks {', '.join(lacks)})")
     targets = list(meta["target_columns"])
     return DataConfig(
         target=targets,
@@ -49,23 +50,27 @@ def package_data_config(meta: dict, path) -> DataConfig:
         series_id=meta.get("series_id_column"),
         window=int(meta["window"]),
         horizon=int(meta["horizon"]),
+        missing=missing,
     )
 
 
-def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False) -> tuple[pd.DataFrame, str]:
+def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False,
+                  missing: str = "error") -> tuple[pd.DataFrame, str]:
     """Forecasts from a table with the package, in original units.
 
     A window package forecasts after every complete window of the table (only the last per series
     with ``last_only``). A streaming package is fed each series from its start in chunks, the state
     carried, and forecasts after the series' last row. Mixture packages give the mean, standard
-    deviation and 5/25/75/95% quantiles per target and step.
+    deviation and 5/25/75/95% quantiles per target and step. Empty cells are an error, or, as in
+    training, ``missing="drop"`` drops their rows and ``"ffill"`` carries each series' last value
+    forward.
 
     Returns:
         The prediction frame and the backend used.
     """
     runner = Backend(package, backend, mode)
     meta = read_metadata(runner.program.metadata.get("user", {}))
-    config = package_data_config(meta, package)
+    config = package_data_config(meta, package, missing)
     columns = list(meta["input_columns"])
     names = [o.name for o in runner.program.outputs]
     if meta.get("streaming"):

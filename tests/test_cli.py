@@ -1,6 +1,7 @@
 """The command line through click's CliRunner: exit codes, stdout results, exact error lines."""
 
 import json
+from io import StringIO
 
 import numpy as np
 import pytest
@@ -289,3 +290,24 @@ def test_records_json_times(times, want):
 
     stamps = pd.to_datetime(pd.Series(times), format="mixed")
     assert [r["when"] for r in json.loads(records_json(pd.DataFrame({"when": stamps, "y": [1.0, 2.0]})))] == want
+
+
+def test_predict_missing_cells_error_drop_or_ffill_as_train_does(trained, tmp_path):
+    """The error told a predict user to use --missing drop or ffill, which predict did not have."""
+    import pandas as pd
+
+    d, _, _ = trained
+    table = sine_table(120)
+    holey = table.copy()
+    holey.loc[59, "y0"] = np.nan  # CSV row 60
+    holey.to_csv(tmp_path / "holey.csv", index=False)
+    args = ("predict", d / "m.mlpackage", "--csv", tmp_path / "holey.csv", "--backend", "executor")
+    r = run(*args)
+    assert r.exit_code == 1
+    assert r.output == f"Error: {tmp_path / 'holey.csv'}: column 'y0', row 60: missing value (use --missing drop or --missing ffill to accept empty cells)\n"
+    dropped = pd.read_csv(StringIO(run(*args, "--missing", "drop").stdout))
+    assert len(dropped) == 119 - 8 + 1 and 59 not in dropped["t"].tolist()
+    table.loc[59, "y0"] = table.loc[58, "y0"]
+    table.to_csv(tmp_path / "filled.csv", index=False)
+    filled = run(*args, "--missing", "ffill", "--json").stdout
+    assert filled == run("predict", d / "m.mlpackage", "--csv", tmp_path / "filled.csv", "--backend", "executor", "--json").stdout

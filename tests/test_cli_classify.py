@@ -224,3 +224,9 @@ def test_duplicate_channels_are_one_line(tmp_path):
     (tmp_path / "g.csv").write_text("id,t,a,label\ns0,0,1,x\ns1,0,2,y\n")
     r = run("train", tmp_path / "g.csv", "--task", "classify", "--channel", "a", "--channel", "a", *QUICK, "--out", tmp_path / "ckpt")
     assert r.exit_code == 1 and r.output == "Error: --channel: column 'a' is listed twice\n", r.output
+
+
+def test_predict_missing_is_for_forecasters(sequence):
+    d, _ = sequence
+    r = run("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--missing", "ffill")
+    assert r.exit_code == 1 and r.output == "Error: --missing ffill: only for forecaster packages; a classifier's samples must be complete\n"
