@@ -569,7 +569,7 @@ def load(path, *, package=None, inputs=None, outputs=None, **options) -> Adapter
         if inputs or outputs:
             raise ConfigError(f"--input / --output: {path} is a checkpoint, whose inputs and outputs are known")
         if is_classifier_checkpoint(path):
-            return ClassifierAdapter.load(path, package=package)
+            return ClassifierAdapter.load(path, package=package, streaming=options.get("streaming"))
         from .forecaster_adapter import ForecasterAdapter
 
         return ForecasterAdapter.load(path, package=package, **options)

@@ -21,7 +21,7 @@ import torch
 
 from . import data as data_mod
 from .checkpoint import Checkpoint, from_model
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, DataError, TrainingError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
 from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
@@ -31,10 +31,26 @@ from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_
 START_WINDOWS = 16384
 
 
-def _as_list(value) -> list[str] | None:
+def _column(value, field: str) -> str:
+    """A column name as the table readers hold it: pandas columns may be named by numbers (``0``),
+    which :func:`coreml_lstm.data.read_table` reads as their text (``"0"``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, np.generic)):
+        return str(value)
+    raise ConfigError(f"{field}: expected a column name or a list of them, got {type(value).__name__} {value!r}")
+
+
+def _as_list(value, field: str) -> list[str] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    if isinstance(value, (str, int, float, np.generic)):
+        return [_column(value, field)]
+    try:
+        items = list(value)
+    except TypeError:
+        raise ConfigError(f"{field}: expected a column name or a list of them, got {type(value).__name__} {value!r}") from None
+    return [_column(v, field) for v in items]
 
 
 class Forecaster:
@@ -104,8 +120,10 @@ class Forecaster:
         dist_timeout: float = 300.0,
         progress: bool = True,
     ):
-        self.target = _as_list(target)
-        self.features = _as_list(features)
+        self.target = _as_list(target, "target")
+        self.features = _as_list(features, "features")
+        time = None if time is None else _column(time, "time")
+        series_id = None if series_id is None else _column(series_id, "series_id")
         self.data_kwargs = dict(time=time, series_id=series_id, window=window, horizon=horizon, season=season, val_fraction=val_fraction, missing=missing, log=log)
         self.model_config = ModelConfig(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, head=head, mixtures=mixtures,
                                         scaling=scaling, log=log)
@@ -194,8 +212,7 @@ class Forecaster:
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         """Raw windows (N, window, F) -> raw predictions (N, horizon, T) (the mixture mean for a mixture head)."""
-        self._fitted()
-        out = self._outputs(self.model_, _windows(x))
+        out = self._outputs(self.model_, self._windows(x))
         return out[0] if self.model_config.head == "point" else out[3]
 
     def predict_distribution(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -205,7 +222,29 @@ class Forecaster:
             raise ConfigError("predict_distribution needs a mixture head (head='mixture')")
         from .model import MIXTURE_OUTPUTS
 
-        return dict(zip(MIXTURE_OUTPUTS, self._outputs(self.model_, _windows(x))))
+        return dict(zip(MIXTURE_OUTPUTS, self._outputs(self.model_, self._windows(x))))
+
+    def _windows(self, x):
+        """Windows as given when lazy (cut and checked batch by batch later), else checked float32:
+        shape (N, window, F) (a globally scaled model takes any length), finite, within float32."""
+        ckpt = self._fitted()
+        if isinstance(x, data_mod.WindowArray):
+            return x
+        columns = ckpt.input_columns
+        steps = ckpt.window if ckpt.model_config.scaling == "window" else "L"
+        expected = f"expected shape (N, {steps}, {len(columns)}): N windows of {steps} steps of [{', '.join(columns)}]"
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"windows: {expected}, got values that are not numbers") from None
+        if x.ndim != 3 or x.shape[2] != len(columns) or (steps != "L" and x.shape[1] != steps) or x.shape[1] == 0:
+            raise DataError(f"windows: {expected}, got shape {x.shape}")
+        bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > data_mod.FLOAT32_MAX)
+        if bad.any():
+            n, t, c = (int(i) for i in np.argwhere(bad)[0])
+            what = "non-finite value" if not np.isfinite(x[n, t, c]) else "value beyond the float32 range"
+            raise DataError(f"windows: window {n}, step {t}, column {columns[c]!r}: {what} {float(x[n, t, c])!r}")
+        return x.astype(np.float32)
 
     def predict(self, frame, *, last_only: bool = False) -> pd.DataFrame:
         """Forecast after every complete window of a table (CSV path or DataFrame).
@@ -335,11 +374,6 @@ def calibrate_intervals(model: RecurrentModel, dataset) -> np.ndarray:
 def _spread(n: int, k: int) -> np.ndarray:
     """Up to ``k`` positions spread evenly over 0..n-1 (all of them when n <= k)."""
     return np.unique(np.linspace(0, n - 1, num=min(n, k)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
-
-
-def _windows(x):
-    """Windows as given when lazy (cut batch by batch later), else a float32 array."""
-    return x if isinstance(x, data_mod.WindowArray) else np.asarray(x, dtype=np.float32)
 
 
 def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .data import DataConfig, Normalizer
 from .errors import ConfigError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, directory_destination
 from .model import ModelConfig, RecurrentModel
 from .train import ForecastTrainConfig, is_main_process
 
@@ -81,7 +81,7 @@ class Checkpoint:
         Under torchrun only rank 0 writes (every rank holds the same weights); the others return
         the path without touching it.
         """
-        directory = Path(directory)
+        directory = directory_destination(directory)
         if not is_main_process():
             return directory
         with atomic_path(directory) as tmp:
@@ -109,6 +109,13 @@ class Checkpoint:
         for name in (CONFIG, WEIGHTS):
             if not (directory / name).is_file():
                 raise ConfigError(f"{directory}: missing {name}; not a checkpoint directory")
+        from .classify.adapter import is_classifier_checkpoint
+
+        if is_classifier_checkpoint(directory):
+            raise ConfigError(f"{directory}: is a classifier checkpoint, not a forecaster's; load it with coreml_lstm.classify.load_classifier "
+                              "(its predict, evaluate and export work on it)",
+                              cli=f"{directory}: is a classifier checkpoint; plot and backtest are for forecasters "
+                                  "(a classifier checkpoint takes export, verify, compare and swift; predict takes its package)")
         try:
             config = json.loads((directory / CONFIG).read_text())
             state = load_file(str(directory / WEIGHTS))

@@ -412,8 +412,11 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     Example:
         coreml-lstm export runs/model models/model.mlpackage --precision fp16 --target iOS17
     """
+    from .classify.adapter import is_classifier_checkpoint, refuse_streaming
     from .export import export as export_package
 
+    if is_classifier_checkpoint(checkpoint):
+        refuse_streaming(streaming)  # before the streaming options' own checks, which are a forecaster's
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
     adapter = _load_model(checkpoint, streaming=streaming, max_chunk=max_chunk)
     path = export_package(adapter, output, config)
@@ -664,10 +667,12 @@ def diagnose(package, feeds, atol, rtol, limit, as_json):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classifiers: classes shown per sample.")
+@click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True,
+              help="Forecasters: what to do with empty cells, as in train (drop their rows, or carry each series' last value forward).")
 @click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Executor numerics.")
 @json_option
-def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
+def predict(package, csv_path, out, last, top_k, missing, backend, mode, as_json):
     """Predict from a CSV with the columns (and window) the package records.
 
     Forecasters print predictions in original units (mixtures: mean, std and quantiles);
@@ -680,10 +685,11 @@ def predict(package, csv_path, out, last, top_k, backend, mode, as_json):
     """
     from .adapter import for_package
     from .fsutil import write_text
+    from .predict import records_json
 
-    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k)
+    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k, missing=missing)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
-    text = frame.to_json(orient="records", indent=2) if as_json else frame.to_csv(index=False)
+    text = records_json(frame) if as_json else frame.to_csv(index=False)
     if out is not None:
         write_text(out, text)
     else:

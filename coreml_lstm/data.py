@@ -19,6 +19,7 @@ import csv
 import io
 import itertools
 import math
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -457,6 +458,20 @@ def _parquet_file(path: Path, label: str):
     return pf
 
 
+def table_source(source, role: str = "training"):
+    """``source`` as a table reader takes it: a DataFrame (a named Series becomes its one column;
+    its index is not read), a path (str or os.PathLike) or None; anything else is one line."""
+    if isinstance(source, pd.Series):
+        if source.name is None:
+            raise DataError(f"{role} data: a Series needs a name, its column's (series.rename('load'))")
+        return source.to_frame()
+    if source is None or isinstance(source, (pd.DataFrame, str, os.PathLike)):
+        return source
+    kind = type(source)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    raise DataError(f"{role} data: expected a DataFrame or a CSV or Parquet path, got {name}")
+
+
 def read_table(source, *, role: str = "training") -> pd.DataFrame:
     """Read a CSV or Parquet path or take a DataFrame, checking what a real file can get wrong.
 
@@ -469,6 +484,7 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
         DataError: not a file, a directory, not a CSV or Parquet file, empty, header only,
             duplicate column names.
     """
+    source = table_source(source, role)
     if isinstance(source, pd.DataFrame):
         label = f"{role} data"
         dup = _first_duplicate([str(c) for c in source.columns])
@@ -878,6 +894,7 @@ class _ArrowSource:
 
 
 def _open(source, role: str):
+    source = table_source(source, role)
     if isinstance(source, pd.DataFrame) or source is None:
         return _FrameSource(read_table(source, role=role))
     path, label, kind = _check_path(source)

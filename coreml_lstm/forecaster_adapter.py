@@ -244,11 +244,11 @@ class ForecasterAdapter(Adapter):
         return wrapper(name, program, meta)
 
     @staticmethod
-    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, **_):
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, missing: str = "error", **_):
         """Forecasts after every window of a table (``predict --csv``): (frame, backend used, what)."""
         from .predict import predict_table
 
-        frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last)
+        frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last, missing=missing)
         return frame, used, "forecasts"
 
 

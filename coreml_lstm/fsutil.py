@@ -160,6 +160,15 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = ""):
             shutil.rmtree(tmp_root, ignore_errors=True)
 
 
+def directory_destination(dest: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """``dest`` as the path of a directory to write: an existing file there is one line, not the
+    ``NotADirectoryError`` of moving a directory onto it."""
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise WriteError(f"{dest}: exists and is not a directory; a {what} is a directory (give another path, or remove the file)")
+    return dest
+
+
 def write_text(dest: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(dest) as tmp:

@@ -14,17 +14,34 @@ from .export import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
 
 
+def records_json(frame: pd.DataFrame) -> str:
+    """A prediction frame as a JSON list of records (``predict --json``): times as ISO-8601 text
+    (a date alone when every time is a midnight without zone, as the CSV writes them; else
+    ``2020-10-26T06:00:00``, an aware time with its offset), not pandas' epoch milliseconds;
+    integer time steps stay integers."""
+    out = frame.copy()
+    for column in out.columns:
+        times = out[column]
+        if not pd.api.types.is_datetime64_any_dtype(times):
+            continue
+        dates = times.dt.tz is None and bool((times.dropna() == times.dropna().dt.normalize()).all())
+        out[column] = pd.Series([None if pd.isna(t) else t.date().isoformat() if dates else t.isoformat() for t in times],
+                                index=times.index, dtype=object)
+    return out.to_json(orient="records", indent=2)
+
+
 def clean_series(table, config: DataConfig, columns: list[str]):
     frame = read_table(table, role="input")
     return clean(frame, config, columns)
 
 
-def package_data_config(meta: dict, path) -> DataConfig:
-    """The data configuration a package was trained with, from its user-defined metadata."""
+def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
+    """The data configuration a package was trained with, from its user-defined metadata;
+    ``missing`` ("error" | "drop" | "ffill") is what to do with the table's empty cells."""
     needed = ("input_columns", "target_columns", "window", "horizon")
-    missing = [k for k in needed if k not in meta]
-    if missing:
-        raise ConfigError(f"{path}: not a coreml-lstm forecaster package (metadata lacks {', '.join(missing)})")
+    lacks = [k for k in needed if k not in meta]
+    if lacks:
+        raise ConfigError(f"{path}: not a coreml-lstm forecaster package (metadata lacks {', '.join(lacks)})")
     targets = list(meta["target_columns"])
     return DataConfig(
         target=targets,
@@ -34,23 +51,27 @@ def package_data_config(meta: dict, path) -> DataConfig:
         window=int(meta["window"]),
         horizon=int(meta["horizon"]),
         log=bool(meta.get("log", False)),  # the package takes the log of the target: values must be > 0
+        missing=missing,
     )
 
 
-def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False) -> tuple[pd.DataFrame, str]:
+def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False,
+                  missing: str = "error") -> tuple[pd.DataFrame, str]:
     """Forecasts from a table with the package, in original units.
 
     A window package forecasts after every complete window of the table (only the last per series
     with ``last_only``). A streaming package is fed each series from its start in chunks, the state
     carried, and forecasts after the series' last row. Mixture packages give the mean, standard
-    deviation and 5/25/75/95% quantiles per target and step.
+    deviation and 5/25/75/95% quantiles per target and step. Empty cells are an error, or, as in
+    training, ``missing="drop"`` drops their rows and ``"ffill"`` carries each series' last value
+    forward.
 
     Returns:
         The prediction frame and the backend used.
     """
     runner = Backend(package, backend, mode)
     meta = read_metadata(runner.program.metadata.get("user", {}), package)
-    config = package_data_config(meta, package)
+    config = package_data_config(meta, package, missing)
     columns = list(meta["input_columns"])
     names = [o.name for o in runner.program.outputs]
     if meta.get("streaming"):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coreml_lstm.classify import SequenceClassifier, TextClassifier, Tokenizer, load_classifier, predict_classes, verify_classifier
-from coreml_lstm.classify.data import SequenceDataConfig, read_sequences, stratified_split
+from coreml_lstm.classify.data import SequenceDataConfig, TextDataConfig, read_sequences, read_texts, stratified_split
 from coreml_lstm.classify.model import NetConfig, SequenceNet
 from coreml_lstm.classify.train import classification_metrics
 from coreml_lstm.errors import ConfigError, DataError
@@ -139,6 +143,82 @@ def test_save_and_load_without_pickle(tmp_path, seq_clf):
         TextClassifier.load(d)
 
 
+LABEL_TEXTS = ["007", "7", "08", "0", "-3", "42", "+3", "-0", "1.0", "2.0", "0.5", "True", "False", "NA", "nan", "x", " y", "1e3",
+               "9" * 19, "9" * 30]
+
+
+def _csv_labels(draw_labels, layout: str, path) -> None:
+    """Write a table whose labels are ``draw_labels`` (one sample each) in ``layout``."""
+    if layout == "long":
+        lines = ["id,t,a,label"] + [f"s{i},{t},{t + i},{lab}" for i, lab in enumerate(draw_labels) for t in range(2)]
+    elif layout == "wide":
+        lines = ["label,t0,t1"] + [f"{lab},{i},1" for i, lab in enumerate(draw_labels)]
+    else:
+        lines = ["text,label"] + [f"word{i} more,{lab}" for i, lab in enumerate(draw_labels)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.sampled_from(LABEL_TEXTS), min_size=1, max_size=6), layout=st.sampled_from(["long", "wide", "text"]))
+def test_csv_labels_are_their_text_or_all_canonical_integers(labels, layout):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labels.csv"
+        _csv_labels(labels, layout, path)
+        if layout == "text":
+            got = read_texts(path, TextDataConfig()).labels
+        else:
+            got = read_sequences(path, SequenceDataConfig(layout=layout, series_id="id", time="t"))[0].labels
+    words = [lab.strip() for lab in labels]
+    integers = all(w.lstrip("-").isdigit() and str(int(w)) == w and abs(int(w)) < 2**63 for w in words)
+    assert got == ([int(w) for w in words] if integers else words)  # "007" and "7" were one class 7, "1.0" the int 1, "True" a bool's text
+    assert all(type(v) is (int if integers else str) for v in got)
+
+
+def test_a_dataframes_labels_keep_their_dtype():
+    frame = pd.DataFrame({"id": [0, 0, 1, 1], "t": [0, 1, 0, 1], "a": [1.0, 2, 3, 4]})
+    for values, want in (([1.0, 1.0, 2.0, 2.0], [1, 2]), ([0.5, 0.5, 1.5, 1.5], [0.5, 1.5]), (["007", "007", "7", "7"], ["007", "7"]),
+                         ([3, 3, 7, 7], [3, 7])):
+        assert read_sequences(frame.assign(label=values), SequenceDataConfig(series_id="id", time="t"))[0].labels == want
+
+
+COLUMN_KINDS = {"float": lambda i: f"{0.5 * i}", "int": lambda i: str(i), "bool": lambda i: ("True", "False")[i % 2],
+                "text": lambda i: ("bob", "ann")[i % 2], "date": lambda i: f"2020-01-0{1 + i % 9}"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(COLUMN_KINDS)), min_size=1, max_size=5), csv=st.booleans())
+def test_default_channels_are_the_numeric_columns(kinds, csv):
+    """As the forecaster picks its features: numbers and booleans, not text or dates ('bob' was a
+    channel and failed as a non-numeric value)."""
+    names = [f"{k}{j}" for j, k in enumerate(kinds)]
+    frame = pd.DataFrame({"id": [i // 2 for i in range(8)], "t": [i % 2 for i in range(8)], "label": [("p", "q")[i // 2 % 2] for i in range(8)],
+                          **{n: [COLUMN_KINDS[k](i) for i in range(8)] for n, k in zip(names, kinds)}})
+    numeric = [n for n, k in zip(names, kinds) if k in ("float", "int", "bool")]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = frame
+        if csv:
+            source = Path(tmp) / "t.csv"
+            frame.to_csv(source, index=False)
+        else:
+            source = frame.assign(**{n: pd.to_numeric(frame[n]) for n, k in zip(names, kinds) if k in ("float", "int")},
+                                  **{n: frame[n] == "True" for n, k in zip(names, kinds) if k == "bool"})
+        config = SequenceDataConfig(series_id="id", time="t")
+        if not numeric:
+            assert err(read_sequences, source, config).endswith(": no numeric channel columns besides 'id', 't', 'label'")
+            return
+        samples, channels = read_sequences(source, config)
+    assert channels == numeric and samples.x[0].shape == (2, len(numeric))
+
+
+def test_channels_listed_twice_or_naming_a_key_column():
+    with pytest.raises(DataError) as e:
+        SequenceDataConfig(series_id="id", channels=["a", "b", "a"])
+    assert str(e.value) == "channels: column 'a' is listed twice" and e.value.cli == "--channel: column 'a' is listed twice"
+    with pytest.raises(DataError) as e:
+        SequenceClassifier(series_id="id", time="t", channels=["a", "t"])
+    assert str(e.value) == "channels: column 't' is also the time column"
+
+
 # -- bad input, one line each ----------------------------------------------------------------
 
 
@@ -178,6 +258,33 @@ def test_sequence_longer_than_the_maximum(seq_clf):
     long = gestures(3, seed=9, lengths=(40, 41))
     first = long.loc[0, "id"]  # rows are shuffled: the series that starts at row 1
     assert err(seq_clf.predict, long) == f"input data: row 1: sequence {first!r} has 40 steps; the model takes at most {seq_clf.max_length_}"
+
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=3), bad=st.sampled_from([np.nan, np.inf, -np.inf, 1e39]), where=st.integers(0, 10**6))
+def test_a_list_of_sequences_must_be_finite(seq_clf, lengths, bad, where):
+    """NaN gave NaN probabilities and a label, inf finite probabilities."""
+    xs = [np.full((n, 2), 5.0) for n in lengths]
+    i = where % len(xs)
+    t, c = divmod(where // len(xs) % xs[i].size, 2)
+    xs[i][t, c] = bad
+    what = "value beyond the float32 range" if np.isfinite(bad) else "non-finite value"
+    want = f"input data: sample {i}: step {t}, channel {['a', 'b'][c]!r}: {what} {bad!r}"
+    assert err(seq_clf.predict_proba, xs) == want and err(seq_clf.predict, xs) == want
+
+
+def test_list_inputs_of_the_wrong_kind_and_saving_over_a_file(seq_clf, tmp_path):
+    from coreml_lstm.errors import WriteError
+
+    assert err(seq_clf.predict, [["x", "y"]]) == "input data: sample 0: expected numbers of shape (L, 2) with L >= 1"
+    text = TextClassifier(hidden_size=4, num_layers=1, epochs=1).fit(pd.DataFrame({"text": ["good day", "bad day"] * 4, "label": ["p", "n"] * 4}))
+    assert err(text.predict, ["fine", 123]) == "input data: text 1: expected a string, got int"  # was "empty text"
+    assert err(text.predict, [" "]) == "input data: text 0: empty text"
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(WriteError) as e:
+        seq_clf.save(tmp_path / "afile")  # NotADirectoryError
+    assert str(e.value) == f"{tmp_path / 'afile'}: exists and is not a directory; a checkpoint is a directory (give another path, or remove the file)"
 
 
 # -- tokenizer -------------------------------------------------------------------------------

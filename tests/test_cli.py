@@ -1,6 +1,7 @@
 """The command line through click's CliRunner: exit codes, stdout results, exact error lines."""
 
 import json
+from io import StringIO
 
 import numpy as np
 import pytest
@@ -256,3 +257,57 @@ def test_a_path_of_the_wrong_kind_is_one_line_error(trained):
     assert r.exit_code == 1 and r.output == f"Error: {d}: is a directory; CSV takes a file\n"
     r = CliRunner().invoke(main, ["run", str(d / "nope.mlpackage"), "--inputs", str(csv)])
     assert r.exit_code == 1 and r.output == f"Error: {d / 'nope.mlpackage'}: no such file or directory (PACKAGE)\n"
+
+
+def test_predict_json_writes_times_as_iso_text_and_steps_as_integers(trained, tmp_path):
+    import pandas as pd
+
+    d, csv, _ = trained
+    r = run("predict", d / "m.mlpackage", "--csv", csv, "--backend", "executor", "--json", "--last")
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)
+    assert row["t"] == 119 and type(row["t"]) is int
+    table = sine_table(120).assign(date=pd.date_range("2020-07-01", periods=120, freq="D")).drop(columns="t")
+    table.to_csv(tmp_path / "daily.csv", index=False)
+    r = run("train", tmp_path / "daily.csv", "--target", "y0", "--time", "date", *FAST, "--horizon", "2", "--out", tmp_path / "ckpt",
+            "--export", tmp_path / "daily.mlpackage")
+    assert r.exit_code == 0, r.output
+    args = ("predict", tmp_path / "daily.mlpackage", "--csv", tmp_path / "daily.csv", "--backend", "executor", "--last")
+    (row,) = json.loads(run(*args, "--json").stdout)
+    assert row["date"] == "2020-10-28"  # was 1603843200000, epoch milliseconds
+    assert run(*args).stdout.splitlines()[1].startswith("2020-10-28,")
+
+
+@pytest.mark.parametrize("times, want", [
+    (["2020-10-26", "2020-10-27"], ["2020-10-26", "2020-10-27"]),
+    (["2020-10-26 06:00", "2020-10-26 07:30:15"], ["2020-10-26T06:00:00", "2020-10-26T07:30:15"]),
+    (["2021-07-19 00:00-04:00", None], ["2021-07-19T00:00:00-04:00", None]),
+], ids=["dates", "times", "aware"])
+def test_records_json_times(times, want):
+    import pandas as pd
+
+    from coreml_lstm.predict import records_json
+
+    stamps = pd.to_datetime(pd.Series(times), format="mixed")
+    assert [r["when"] for r in json.loads(records_json(pd.DataFrame({"when": stamps, "y": [1.0, 2.0]})))] == want
+
+
+def test_predict_missing_cells_error_drop_or_ffill_as_train_does(trained, tmp_path):
+    """The error told a predict user to use --missing drop or ffill, which predict did not have."""
+    import pandas as pd
+
+    d, _, _ = trained
+    table = sine_table(120)
+    holey = table.copy()
+    holey.loc[59, "y0"] = np.nan  # CSV row 60
+    holey.to_csv(tmp_path / "holey.csv", index=False)
+    args = ("predict", d / "m.mlpackage", "--csv", tmp_path / "holey.csv", "--backend", "executor")
+    r = run(*args)
+    assert r.exit_code == 1
+    assert r.output == f"Error: {tmp_path / 'holey.csv'}: column 'y0', row 60: missing value (use --missing drop or --missing ffill to accept empty cells)\n"
+    dropped = pd.read_csv(StringIO(run(*args, "--missing", "drop").stdout))
+    assert len(dropped) == 119 - 8 + 1 and 59 not in dropped["t"].tolist()
+    table.loc[59, "y0"] = table.loc[58, "y0"]
+    table.to_csv(tmp_path / "filled.csv", index=False)
+    filled = run(*args, "--missing", "ffill", "--json").stdout
+    assert filled == run("predict", d / "m.mlpackage", "--csv", tmp_path / "filled.csv", "--backend", "executor", "--json").stdout

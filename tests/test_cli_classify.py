@@ -97,6 +97,8 @@ def test_compare_a_classifier(sequence):
 # -- labels of every type survive training, saving, loading and the package ------------------
 
 LABELS = {"int": (1, 2), "float": (0.5, 1.5), "str": ("one", "two")}
+# A CSV's labels are text: integers written as Python writes them become int, anything else stays its string.
+FROM_CSV = {"int": ([1, 2], "int"), "float": (["0.5", "1.5"], "str"), "str": (["one", "two"], "str")}
 QUICK = ["--hidden-size", "4", "--num-layers", "1", "--epochs", "1", "--quiet"]
 
 
@@ -118,7 +120,7 @@ def labelled_table(layout: str, kind: str, n: int = 16, seed: int = 0):
 @pytest.mark.parametrize("validation", [False, True], ids=["split", "validation"])
 @pytest.mark.parametrize("layout", ["long", "wide"])
 @pytest.mark.parametrize("kind", ["int", "float", "str"])
-def test_labels_of_every_type_train_save_and_predict_as_the_same_type(tmp_path, kind, layout, validation):
+def test_labels_of_every_type_train_save_and_predict_as_read(tmp_path, kind, layout, validation):
     from coreml_lstm.classify import load_classifier
 
     frame = labelled_table(layout, kind)
@@ -131,10 +133,10 @@ def test_labels_of_every_type_train_save_and_predict_as_the_same_type(tmp_path, 
         args += ["--validation", tmp_path / "val.csv"]
     r = run(*args, "--json")  # the saving of integer labels raised TypeError (numpy int64 in JSON)
     assert r.exit_code == 0, r.output
-    want = list(LABELS[kind])
+    want, want_type = FROM_CSV[kind]
     assert json.loads(r.stdout)["metrics"]["classes"] == want
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert config["classes"] == want and config["label_type"] == kind
+    assert config["classes"] == want and config["label_type"] == want_type
     clf = load_classifier(tmp_path / "ckpt")
     assert clf.classes_ == want and all(type(c) is type(want[0]) for c in clf.classes_)
     predicted = clf.predict(tmp_path / "train.csv")
@@ -142,7 +144,7 @@ def test_labels_of_every_type_train_save_and_predict_as_the_same_type(tmp_path, 
 
 
 @pytest.mark.parametrize("kind", ["int", "float", "str"])
-def test_the_package_gives_back_labels_of_the_training_type(tmp_path, kind):
+def test_the_package_gives_back_labels_as_read(tmp_path, kind):
     labelled_table("long", kind).to_csv(tmp_path / "train.csv", index=False)
     r = run("train", tmp_path / "train.csv", "--task", "classify", "--series-id", "series_id", "--time", "t", *QUICK,
             "--out", tmp_path / "ckpt", "--export", tmp_path / "m.mlpackage")
@@ -150,6 +152,81 @@ def test_the_package_gives_back_labels_of_the_training_type(tmp_path, kind):
     r = run("predict", tmp_path / "m.mlpackage", "--csv", tmp_path / "train.csv", "--backend", "executor", "--json")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    want = list(LABELS[kind])
+    want, _ = FROM_CSV[kind]
     assert len(rows) == 16 and all(type(row["label"]) is type(want[0]) and row["label"] in want for row in rows)
     assert {row["top1"] for row in rows} | {row["top2"] for row in rows} == set(want)
+
+
+@pytest.mark.parametrize("labels, want, output_type", [
+    (("007", "7", "1.0"), ["007", "1.0", "7"], "stringType"),  # "007" and "7" were one class 7, "1.0" the int 1
+    (("-3", "0", "42"), [-3, 0, 42], "int64Type"),
+], ids=["text", "integers"])
+def test_csv_labels_keep_their_text_through_the_checkpoint_and_the_package(tmp_path, labels, want, output_type):
+    import numpy as np
+
+    from coreml_lstm.classify import load_classifier
+
+    from .test_classify import spec_of
+
+    rng = np.random.default_rng(0)
+    lines = ["id,t,c0,label"] + [f"s{s},{t},{np.sin(t * (1 + s % 3)) + 0.1 * rng.normal():.4f},{labels[s % 3]}" for s in range(12) for t in range(6)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    r = run("train", tmp_path / "train.csv", "--task", "classify", "--series-id", "id", "--time", "t", *QUICK,
+            "--out", tmp_path / "ckpt", "--export", tmp_path / "m.mlpackage")
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["classes"] == want and config["label_type"] == ("int" if output_type == "int64Type" else "str")
+    clf = load_classifier(tmp_path / "ckpt")
+    assert clf.classes_ == want and clf.evaluate(tmp_path / "train.csv")["n"] == 12
+    spec = spec_of(tmp_path / "m.mlpackage")
+    assert spec.description.output[0].name == "classLabel" and spec.description.output[0].type.WhichOneof("Type") == output_type
+    r = run("predict", tmp_path / "m.mlpackage", "--csv", tmp_path / "train.csv", "--backend", "executor", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert len(rows) == 12 and all(row["label"] in want and type(row["label"]) is type(want[0]) for row in rows)
+    from coreml_lstm.classify import evaluate_package
+
+    assert evaluate_package(tmp_path / "m.mlpackage", tmp_path / "train.csv", backend="executor")["n"] == 12  # the CSV's labels are the classes
+
+
+def test_plot_backtest_and_forecaster_load_on_a_classifier_checkpoint_say_what_it_is(sequence):
+    from coreml_lstm import Forecaster
+    from coreml_lstm.errors import ConfigError
+
+    d, _ = sequence
+    ckpt = d / "ckpt"
+    line = (f"Error: {ckpt}: is a classifier checkpoint; plot and backtest are for forecasters "
+            "(a classifier checkpoint takes export, verify, compare and swift; predict takes its package)\n")
+    for args in (("plot", ckpt), ("plot", ckpt, "--backtest", d / "g.csv"), ("backtest", ckpt, d / "g.csv")):
+        r = run(*args)  # TypeError: DataConfig.__init__() got an unexpected keyword argument 'label'
+        assert r.exit_code == 1 and r.output == line, r.output
+    with pytest.raises(ConfigError) as e:
+        Forecaster.load(ckpt)
+    assert str(e.value) == f"{ckpt}: is a classifier checkpoint, not a forecaster's; load it with coreml_lstm.classify.load_classifier (its predict, evaluate and export work on it)"
+
+
+@pytest.mark.parametrize("style", ["explicit", "states"])
+def test_a_classifier_export_refuses_streaming(sequence, tmp_path, style):
+    from coreml_lstm.classify import load_classifier
+    from coreml_lstm.errors import ConfigError
+
+    d, _ = sequence
+    why = "streaming exports are for forecasters; a classifier's package takes a whole sequence per call"
+    r = run("export", d / "ckpt", tmp_path / "s.mlpackage", "--streaming", style)  # was written without state and reported as done
+    assert r.exit_code == 1 and r.output == f"Error: --streaming {style}: {why}\n", r.output
+    with pytest.raises(ConfigError) as e:
+        load_classifier(d / "ckpt").export(tmp_path / "s.mlpackage", streaming=style, target="iOS18")
+    assert str(e.value) == f"streaming: {style}: {why}"
+    assert not (tmp_path / "s.mlpackage").exists()
+
+
+def test_duplicate_channels_are_one_line(tmp_path):
+    (tmp_path / "g.csv").write_text("id,t,a,label\ns0,0,1,x\ns1,0,2,y\n")
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--channel", "a", "--channel", "a", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == "Error: --channel: column 'a' is listed twice\n", r.output
+
+
+def test_predict_missing_is_for_forecasters(sequence):
+    d, _ = sequence
+    r = run("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--missing", "ffill")
+    assert r.exit_code == 1 and r.output == "Error: --missing ffill: only for forecaster packages; a classifier's samples must be complete\n"

@@ -37,6 +37,15 @@ def is_classifier_checkpoint(directory) -> bool:
         return False
 
 
+def refuse_streaming(streaming: str | None) -> None:
+    """A streaming export asked of a classifier: one line (its package takes a whole sequence per call)."""
+    from ..errors import ConfigError
+
+    if streaming:
+        message = f"{streaming}: streaming exports are for forecasters; a classifier's package takes a whole sequence per call"
+        raise ConfigError(f"streaming: {message}", cli=f"--streaming {message}")
+
+
 def verify_samples(samples: list[np.ndarray], *, lengths: int = 2) -> list[np.ndarray]:
     """Samples at ``lengths`` or more distinct lengths: the given ones, plus prefixes when they all share one."""
     out = [np.asarray(s) for s in samples]
@@ -82,11 +91,9 @@ class ClassifierAdapter(Adapter):
 
     @classmethod
     def load(cls, directory, *, package=None, streaming: str | None = None, **_):
-        from ..errors import ConfigError
         from .api import load_classifier
 
-        if streaming:
-            raise ConfigError("--streaming: classifiers take a whole sequence per call")
+        refuse_streaming(streaming)
         return cls(load_classifier(directory), package)
 
     def module(self):
@@ -180,9 +187,13 @@ class ClassifierAdapter(Adapter):
         return classifier_wrapper(name, program, meta)
 
     @staticmethod
-    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int = 3, **_):
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int = 3, missing: str = "error", **_):
         """Label and top-k classes per sample of a table (``predict --csv``): (frame, backend used, what)."""
+        from ..errors import ConfigError
         from .commands import predict_classes
+
+        if missing != "error":
+            raise ConfigError(f"--missing {missing}: only for forecaster packages; a classifier's samples must be complete")
 
         frame, used = predict_classes(package, table, top_k=top_k, backend=backend, mode=mode)
         return frame, used, "samples classified"

@@ -26,9 +26,9 @@ from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..data import LARGE
+from ..data import FLOAT32_MAX, LARGE
 from ..errors import ConfigError, DataError, TrainingError
-from ..fsutil import atomic_path
+from ..fsutil import atomic_path, directory_destination
 from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, label_type, pad,
                    read_sequences, read_texts, stratified_split, typed_classes)
 from .model import NetConfig, SequenceNet
@@ -225,7 +225,7 @@ class _Classifier:
     def save(self, directory) -> Path:
         """Write config.json, model.safetensors, metrics.json and validation samples (no pickle)."""
         self._fitted()
-        directory = Path(directory)
+        directory = directory_destination(directory)
         with atomic_path(directory) as tmp:
             tmp.mkdir()
             (tmp / CONFIG).write_text(json.dumps(self.config_dict(), indent=2, ensure_ascii=False) + "\n")
@@ -249,9 +249,11 @@ class _Classifier:
     def export(self, path, *, precision: str = "fp32", target: str = "iOS16", **metadata) -> Path:
         """Write a Core ML classifier package (see :mod:`coreml_lstm.classify.export`)."""
         from ..export import ExportConfig
+        from .adapter import refuse_streaming
         from .export import export_classifier
 
         self._fitted()
+        refuse_streaming(metadata.get("streaming"))
         return export_classifier(self, path, ExportConfig(precision=precision, target=target, **metadata))
 
 
@@ -284,12 +286,22 @@ class SequenceClassifier(_Classifier):
 
     def _from_list(self, arrays: list) -> Samples:
         xs = []
+        c = len(self.channels_)
         for i, a in enumerate(arrays):
-            a = np.asarray(a, dtype=np.float32)
+            try:
+                a = np.asarray(a, dtype=np.float64)
+            except (TypeError, ValueError):  # text, ragged lists
+                raise DataError(f"input data: sample {i}: expected numbers of shape (L, {c}) with L >= 1") from None
             a = a[:, None] if a.ndim == 1 else a
-            if a.ndim != 2 or a.shape[1] != len(self.channels_) or len(a) == 0:
-                raise DataError(f"input data: sample {i}: expected shape (L, {len(self.channels_)}) with L >= 1, got {tuple(np.shape(arrays[i]))}")
-            xs.append(a)
+            if a.ndim != 2 or a.shape[1] != c or len(a) == 0:
+                raise DataError(f"input data: sample {i}: expected shape (L, {c}) with L >= 1, got {tuple(np.shape(arrays[i]))}")
+            # NaN would come back as NaN probabilities (and a label), inf as finite ones: neither is a prediction.
+            bad = ~np.isfinite(a) | (np.abs(np.nan_to_num(a)) > FLOAT32_MAX)
+            if bad.any():
+                t, k = (int(v) for v in np.argwhere(bad)[0])
+                what = "non-finite value" if not np.isfinite(a[t, k]) else "value beyond the float32 range"
+                raise DataError(f"input data: sample {i}: step {t}, channel {self.channels_[k]!r}: {what} {float(a[t, k])!r}")
+            xs.append(a.astype(np.float32))
         return Samples(xs, [None] * len(xs), list(range(len(xs))), list(range(len(xs))), "input data")
 
     def _inputs(self, samples):
@@ -334,7 +346,9 @@ class TextClassifier(_Classifier):
 
     def _from_list(self, texts: list) -> Samples:
         for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
+            if not isinstance(t, str):
+                raise DataError(f"input data: text {i}: expected a string, got {type(t).__name__}")
+            if not t.strip():
                 raise DataError(f"input data: text {i}: empty text")
         return Samples(list(texts), [None] * len(texts), list(range(len(texts))), list(range(len(texts))), "input data")
 

@@ -12,7 +12,12 @@ Texts: a text column and a label column, one row per sample.
 Labels can be integers, other numbers or strings; they are kept as JSON-native Python values of
 one type (``label_type``, recorded with the model so predictions come back typed as the labels
 were), classes are sorted (numbers numerically, strings by code point) and a class's index is
-its position in that list. Bad input raises
+its position in that list. A CSV's label column is read as text and each label kept as its
+exact string (surrounding spaces trimmed; only an empty cell is missing), so "007" and "7", or
+"1.0" and "1", stay two classes; a column whose every label is a canonical integer
+(``str(int(s)) == s``: "0", "-3", "42", not "007", "+1" or "1.0") within int64 becomes int. A
+DataFrame's (or Parquet file's) labels keep their own dtype: integral numbers int, other
+numbers float, anything else str. Bad input raises
 :class:`coreml_lstm.errors.DataError` with one line naming the file (or "training data" for a
 DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.read_table`.
 """
@@ -20,17 +25,19 @@ DataFrame), the column and the row, rows counted as in :func:`coreml_lstm.data.r
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, not_utf8, numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, not_utf8, numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
-CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id"}
+CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id",
+               "channels": "--channel"}
 
 
 def _option_error(field: str, message: str) -> DataError:
@@ -73,6 +80,14 @@ class SequenceDataConfig(_ClassifyData):
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
             raise _option_error("series_id", "the long layout needs a series id column")
+        if self.channels is not None:
+            self.channels = list(self.channels)
+            dup = _first_duplicate(self.channels)
+            if dup is not None:
+                raise _option_error("channels", f"column {dup!r} is listed twice")
+            for role in ("label", "series_id", "time"):
+                if getattr(self, role) is not None and getattr(self, role) in self.channels:
+                    raise _option_error("channels", f"column {getattr(self, role)!r} is also the {role.replace('_', ' ')} column")
         super().__post_init__()
 
 
@@ -168,18 +183,52 @@ def typed_classes(classes: list, kind: str | None) -> list:
     return [cast(c) for c in classes]
 
 
+def _canonical_int(text: str) -> bool:
+    """Whether ``text`` is an integer as Python writes it ("-3", not "007", "+3", "3.0" or "٣"), within int64."""
+    try:
+        value = int(text)
+    except ValueError:
+        return False
+    return str(value) == text and -(2**63) <= value < 2**63
+
+
+def text_labels(source, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``frame`` with a CSV file's label column as the file's text (empty cells missing), for
+    :func:`label_values`; a DataFrame or Parquet file's frame as it is."""
+    if not isinstance(source, (str, os.PathLike)) or Path(source).suffix.lower() not in CSV_SUFFIXES or column not in frame.columns:
+        return frame
+    try:
+        raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True,
+                          usecols=lambda c: str(c).strip() == column)
+    except UnicodeDecodeError:
+        raise not_utf8(Path(source), frame.attrs["label"]) from None
+    words = raw.iloc[:, 0]
+    if len(words) != len(frame):  # the same parser read both: never expected
+        raise DataError(f"{frame.attrs['label']}: column {column!r}: read {len(words)} labels for {len(frame)} rows")
+    frame = frame.copy()
+    frame[column] = words.where(words.str.strip() != "").set_axis(frame.index).astype(object)
+    frame.attrs["text_labels"] = column
+    return frame
+
+
 def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
     """The label column as JSON-native Python values of one type (an object Series); an empty cell
     is an error naming its row.
 
-    Integers stay int, numbers with a fraction float (integers among them then become float too),
-    anything else str (numbers among text then become their text).
+    A CSV's labels (read by :func:`text_labels`) are their text, or int when every one is a
+    canonical integer. Otherwise (a DataFrame's own dtype) integers stay int, numbers with a
+    fraction float (integers among them then become float too), anything else str (numbers
+    among text then become their text).
     """
     label = frame.attrs["label"]
     raw = frame[column]
     missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
     if missing.any():
         raise DataError(f"{label}: column {column!r}, row {missing.idxmax()}: missing label")
+    if frame.attrs.get("text_labels") == column:
+        words = [str(v).strip() for v in raw.tolist()]
+        values = [int(v) for v in words] if all(_canonical_int(v) for v in words) else words
+        return pd.Series(values, index=raw.index, dtype=object)
     values = [_plain(v) for v in raw.tolist()]
     kind = label_type(values)
     if kind == "float":
@@ -201,11 +250,14 @@ def class_list(labels: list, source: str, column: str) -> list:
 def encode(labels: list, classes: list, source: str, column: str, rows: list) -> np.ndarray:
     """Class indices of ``labels``; a label the classes lack is an error naming its row."""
     index = {c: i for i, c in enumerate(classes)}
+    # The same label as text: a CSV's "1" for a DataFrame's (or an older checkpoint's) 1, or its
+    # "0.5" for 0.5; an int 7 of an all-integer table for the class "7" of text labels.
+    as_text = {str(c): i for i, c in enumerate(classes)}
     out = np.empty(len(labels), dtype=np.int64)
     for k, value in enumerate(labels):
         if value not in index:
-            if isinstance(value, int) and str(value) in index:
-                value = str(value)
+            if str(value) in as_text:
+                value = classes[as_text[str(value)]]
             else:
                 raise DataError(f"{source}: column {column!r}, row {rows[k]}: label {value!r} is not a training class; classes are: {', '.join(map(str, classes))}")
         out[k] = index[value]
@@ -225,7 +277,7 @@ def read_sequences(source, config: SequenceDataConfig, *, role: str = "training"
         channels: the channels a trained model expects (prediction, validation); None to resolve.
         labelled: the label column is required (training, verify) or optional (prediction).
     """
-    frame = read_table(source, role=role)
+    frame = text_labels(source, read_table(source, role=role), config.label)
     if config.layout == "wide":
         return _read_wide(frame, config, labelled), ["value"]
     return _read_long(frame, config, channels, labelled)
@@ -240,9 +292,9 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     if channels is None:
         require_columns(frame, keys + [config.label])
         skip = set(keys) | {config.label}
-        channels = [c for c in frame.columns if c not in skip]
+        channels = [c for c in frame.columns if c not in skip and _looks_numeric(frame[c])]  # as the forecaster picks its features
         if not channels:
-            raise DataError(f"{label}: no channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
+            raise DataError(f"{label}: no numeric channel columns besides {', '.join(repr(c) for c in keys + [config.label])}")
     require_columns(frame, keys + list(channels) + ([config.label] if labelled else []))
     values = {c: numeric_column(frame, c, allow_nan=True) for c in channels}
     for c in channels:
@@ -327,11 +379,11 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
     """Texts (raw strings) and labels; an empty text is an error naming its row.
 
     A CSV's texts are read as text, so "NA" or "null" stay words rather than becoming missing
-    values; its labels are typed as the sequence reader types them (integers stay integers), a
-    word such as "NA" staying a label.
+    values; its labels as the sequence reader reads a CSV's (see :func:`label_values`), a word
+    such as "NA" staying a label.
     """
     frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
-    if not isinstance(source, pd.DataFrame) and Path(source).suffix.lower() in CSV_SUFFIXES:
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in CSV_SUFFIXES:
         typed = frame
         try:
             raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
@@ -340,8 +392,8 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
         raw.columns = [str(c).strip() for c in raw.columns]
         frame = raw.set_axis(typed.index).copy()
         if config.label in frame.columns:
-            words = frame[config.label].where(frame[config.label].str.strip() != "")
-            frame[config.label] = typed[config.label].astype(object).where(typed[config.label].notna(), words)
+            frame[config.label] = frame[config.label].where(frame[config.label].str.strip() != "")
+            frame.attrs["text_labels"] = config.label
         frame.attrs["label"] = str(source)
     label = frame.attrs["label"]
     require_columns(frame, [config.text] + ([config.label] if labelled else []))

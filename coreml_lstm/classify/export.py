@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..export import ExportConfig, export
-from .adapter import DICT_OUTPUT, LABEL_OUTPUT, PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, ClassifierAdapter, vocabulary_path
+from .adapter import DICT_OUTPUT, LABEL_OUTPUT, PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, ClassifierAdapter, refuse_streaming, vocabulary_path
 
 __all__ = ["DICT_OUTPUT", "LABEL_OUTPUT", "PROB_OUTPUT", "SEQUENCE_INPUT", "TEXT_INPUT", "export_classifier", "vocabulary_path"]
 
@@ -33,4 +33,6 @@ def export_classifier(clf, path: str | Path, config: ExportConfig | None = None)
     Returns:
         The package path.
     """
-    return export(ClassifierAdapter(clf), path, config or ExportConfig())
+    config = config or ExportConfig()
+    refuse_streaming(config.streaming)
+    return export(ClassifierAdapter(clf), path, config)
