@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, not_utf8, numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, not_utf8, numeric_column, parse_dates, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -309,7 +309,7 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
         time = frame[config.time]
         numbers = pd.to_numeric(time, errors="coerce")
         if numbers.isna().any():
-            dates = pd.to_datetime(time, errors="coerce", format="mixed")
+            dates, _ = parse_dates(time)  # one format for the column: 02/01 and 13/01 both day-first
             if dates.isna().any():
                 row = dates.isna().idxmax()
                 raise DataError(f"{label}: column {config.time!r}, row {row}: not a number or a date: {str(time[row])!r}")
