@@ -22,6 +22,7 @@ final class SunspotsTests: XCTestCase {
 
     struct Golden: Decodable {
         let tolerance: [String: Float]
+        let units: [String: Float]?  // per output: the absolute tolerance is atol x this scale
         let stateful: Bool
         let calls: [Call]
         let tokenizer: [TokenProbe]?
@@ -37,10 +38,10 @@ final class SunspotsTests: XCTestCase {
         return (wrapper, golden)
     }
 
-    func check(_ result: MLFeatureProvider, _ call: Call, _ tolerance: [String: Float], _ index: Int) throws {
-        let atol = tolerance["atol"] ?? 1e-4
+    func check(_ result: MLFeatureProvider, _ call: Call, _ tolerance: [String: Float], _ units: [String: Float]?, _ index: Int) throws {
         let rtol = tolerance["rtol"] ?? 1e-4
         for (output, expected) in call.outputs {
+            let atol = (tolerance["atol"] ?? 1e-4) * (units?[output] ?? 1)
             let array = try XCTUnwrap(result.featureValue(for: output)?.multiArrayValue, "call \(index): no output \(output)")
             let got = try Sunspots.MultiArray.read(array)
             XCTAssertEqual(got.shape, expected.shape, "call \(index): \(output) shape")
@@ -67,7 +68,7 @@ final class SunspotsTests: XCTestCase {
         // Each call stands alone (explicit state, if any, is among its inputs).
         for (index, call) in golden.calls.enumerated() {
             let result = try model.prediction(from: features(call))
-            try check(result, call, golden.tolerance, index)
+            try check(result, call, golden.tolerance, golden.units, index)
         }
     }
 }
