@@ -365,9 +365,40 @@ class Program:
             return value.astype(dtype)
         return value
 
-    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext) -> None:
+    def _releases(self) -> dict[int, list[str]]:
+        """For the main block: op index -> the values no later op reads (nested blocks' reads
+        count as their op's), to let go of after it when only the outputs are wanted. A run then
+        holds the values still to be read, not every value it made."""
+        if getattr(self, "_release_plan", None) is None:
+            def reads(op: Op):
+                for bindings in op.inputs.values():
+                    yield from (b.name for b in bindings if b.name is not None)
+                for block in op.blocks:
+                    for inner in block.ops:
+                        yield from reads(inner)
+                    yield from block.outputs
+
+            last = {}
+            for i, op in enumerate(self.block.ops):
+                for name in reads(op):
+                    last[name] = i
+                for out in op.outputs:  # made and never read: gone at once
+                    last.setdefault(out.name, i)
+            kept = set(self.block.outputs)
+            plan: dict[int, list[str]] = {}
+            for name, i in last.items():
+                if name not in kept:
+                    plan.setdefault(i, []).append(name)
+            self._release_plan = plan
+        return self._release_plan
+
+    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None) -> None:
         mode = ctx.mode
-        for op in ops:
+        for i, op in enumerate(ops):
+            if releases and i - 1 in releases:
+                for name in releases[i - 1]:
+                    if not isinstance(env.get(name), State):
+                        env.pop(name, None)
             folded = getattr(op, "folded16" if mode == "fp16" else "folded", None)
             if folded is not None:
                 for out, value in zip(op.outputs, folded):
@@ -451,7 +482,7 @@ class Program:
                 env[s.name] = State(s.name)
         ctx = RunContext(self, mode, state)
         try:
-            self._run_ops(self.block.ops, env, ctx)
+            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases())
         except PackageError as exc:
             if str(exc).startswith(str(self.path)):
                 raise

@@ -61,3 +61,36 @@ def test_a_wrong_weight_is_caught(tmp_path):
         want = module(torch.as_tensor(feeds["x"])).numpy()
     got = ex.load(path).predict(feeds)["y"]
     assert np.max(np.abs(got - want)) > 1e-3
+
+
+def test_a_run_for_the_outputs_lets_go_of_each_value_after_its_last_reader(tmp_path):
+    """A chain of eight unary ops on a 4 MiB input: asked for its outputs only, a run holds about
+    the values still to be read (a few), not all eight; with intermediate values kept, all of them."""
+    import tracemalloc
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import coreml_lstm
+    import coreml_lstm.executor as ex
+
+    class Chain(nn.Module):
+        def forward(self, x):
+            for f in (torch.sin, torch.cos, torch.tanh, torch.exp, torch.abs, torch.sigmoid, torch.sin, torch.cos):
+                x = f(x)
+            return x.sum(-1)
+
+    n = 1 << 20
+    path, report = coreml_lstm.convert(Chain().eval(), torch.randn(1, n), tmp_path / "chain.mlpackage", samples=1)
+    assert report.status == "passed"
+    program = ex.load(path)
+    x = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32)
+    peaks, outs = {}, {}
+    for intermediate in (False, True):
+        tracemalloc.start()
+        outs[intermediate] = program.run({"x": x}, intermediate=intermediate)["output"]
+        peaks[intermediate] = tracemalloc.get_traced_memory()[1] / (4 * n)  # in input sizes
+        tracemalloc.stop()
+    np.testing.assert_array_equal(outs[False], outs[True].reshape(outs[False].shape))
+    assert peaks[False] < 4 < 8 <= peaks[True], peaks
