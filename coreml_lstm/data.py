@@ -102,19 +102,24 @@ class DataConfig:
 
 @dataclass
 class Normalizer:
-    """Per-column mean and standard deviation of the training part (std 0 becomes 1)."""
+    """Per-column mean and standard deviation of the training part (std 0 becomes 1), and per
+    target the smallest standard deviation of one series (``series_std``: the scale a window-scaled
+    model's floor is a fraction of; the table's own with one series, None in older checkpoints)."""
 
     input_mean: np.ndarray
     input_std: np.ndarray
     target_mean: np.ndarray
     target_std: np.ndarray
+    series_std: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {k: [float(v) for v in getattr(self, k)] for k in ("input_mean", "input_std", "target_mean", "target_std")}
+        keys = ("input_mean", "input_std", "target_mean", "target_std") + (("series_std",) if self.series_std is not None else ())
+        return {k: [float(v) for v in getattr(self, k)] for k in keys}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalizer":
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in ("input_mean", "input_std", "target_mean", "target_std")})
+        keys = [k for k in ("input_mean", "input_std", "target_mean", "target_std", "series_std") if k in d]
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in keys})
 
 
 # -- series and windows ----------------------------------------------------------------------
@@ -1239,6 +1244,24 @@ def _stats(values: np.ndarray, offsets: np.ndarray, limit: np.ndarray | None = N
     return mean, np.where(std > 0, std, 1.0)
 
 
+def _smallest_series_std(y: np.ndarray, offsets: np.ndarray, limit: np.ndarray | None, default: np.ndarray) -> np.ndarray:
+    """Per column of ``y`` (n, T), the smallest standard deviation of one series' first
+    ``limit[k]`` rows among the series that vary (``default`` where none does)."""
+    lengths = np.diff(offsets)
+    series = np.repeat(np.arange(len(lengths)), lengths)
+    keep = np.arange(len(y)) - offsets[series] < (lengths if limit is None else limit)[series]
+    series, y = series[keep], y[keep].astype(np.float64)
+    count = np.bincount(series, minlength=len(lengths))
+    out = np.array(default, dtype=np.float64)
+    for j in range(y.shape[1]):
+        mean = np.bincount(series, weights=y[:, j], minlength=len(lengths)) / np.maximum(count, 1)
+        std = np.sqrt(np.bincount(series, weights=(y[:, j] - mean[series]) ** 2, minlength=len(lengths)) / np.maximum(count, 1))
+        varying = std[(count > 1) & (std > 0)]
+        if varying.size:
+            out[j] = varying.min()
+    return out
+
+
 def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset:
     """Training and validation windows plus normalisation statistics from the training part.
 
@@ -1298,7 +1321,12 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     t_idx = [inputs.index(c) for c in targets]  # the first columns
     if config.log:  # the model normalises log(target): its statistics are those of the logs
         in_mean[t_idx], in_std[t_idx] = _stats(np.log(table.values[:, t_idx]), table.offsets, limit)
-    normalizer = Normalizer(in_mean, in_std, in_mean[t_idx].copy(), in_std[t_idx].copy())
+    target_std = in_std[t_idx].copy()
+    series_std = target_std
+    if len(table.ids) > 1:
+        y = table.values[:, t_idx]
+        series_std = _smallest_series_std(np.log(y) if config.log else y, table.offsets, limit, target_std)
+    normalizer = Normalizer(in_mean, in_std, in_mean[t_idx].copy(), target_std, series_std)
     return Dataset(config=config, input_columns=inputs, target_columns=targets, train=train_windows, validation=val_windows,
                    normalizer=normalizer, insample=table.targets(len(targets), limit), warnings=warnings)
 

@@ -33,7 +33,7 @@ MIXTURE_OUTPUTS = ("weights", "means", "scales", "prediction", "variance")
 MIN_SCALE = 1e-3  # in normalised units: 0.1% of the target's standard deviation
 HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
-FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation
+FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation (of its least varying series)
 DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
 # raw_in / raw_out / raw_variance (and a stream's raw_* modules, coreml_lstm.streaming) compute on raw
 # values: an fp16 export keeps their ops in fp32 (ForecasterAdapter.fp32_scopes), so a package
@@ -194,8 +194,10 @@ class RecurrentModel(nn.Module):
         """Copy a :class:`coreml_lstm.data.Normalizer` into the module's buffers."""
         for name in ("input_mean", "input_std", "target_mean", "target_std"):
             getattr(self, name).copy_(torch.as_tensor(getattr(normalizer, name), dtype=torch.float32))
-        if self.windowed:
-            self.target_floor.copy_(FLOOR * self.target_std)
+        if self.windowed:  # a fraction of the smallest series' spread: a small series among large ones keeps its shape
+            spread = getattr(normalizer, "series_std", None)
+            spread = self.target_std if spread is None else torch.as_tensor(spread, dtype=torch.float32)
+            self.target_floor.copy_(FLOOR * spread)
 
     STARTS = ("naive", "seasonal naive", "naive with drift", "naive with damped drift", "seasonal naive with drift")
 

@@ -452,3 +452,25 @@ def test_backtest_origins_and_baselines(tmp_path):
     frame.head(20).to_csv(tmp_path / "short.csv", index=False)
     r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "short.csv")])
     assert r.exit_code == 1 and f"the table has 20 rows; a backtest with window {W} + horizon 6 needs at least {W + 6}" in r.output
+
+
+def test_a_small_series_among_large_ones_keeps_its_own_scale(tmp_path):
+    """The window scale's floor is a fraction of the least varying series' spread: with it a
+    fraction of the whole table's (about 5e5 here), a series around 0.01 next to one around 1e7
+    came out as -20.8 / 28.4 (flattened to its floor, then mapped back by it)."""
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2020-01-01", periods=150, freq="D")
+    shape = 10 + np.sin(np.arange(150) * 2 * np.pi / 7)
+    frame = pd.concat([pd.DataFrame({"store": sid, "date": t, "units": scale * (shape + rng.normal(0, 0.1, 150))})
+                       for sid, scale in (("big", 1e6), ("small", 1e-3))])
+    f = Forecaster("units", time="date", series_id="store", horizon=3, **TINY).fit(frame)
+    small = frame[frame.store == "small"].units
+    assert f.checkpoint_.normalizer.series_std[0] == pytest.approx(small.iloc[:120].std(ddof=0), rel=0.05)
+    forecast = f.predict(frame, last_only=True).set_index("store")
+    got = forecast.loc["small", [c for c in forecast.columns if c.startswith("units_t+")]].to_numpy(float)
+    assert np.all((got > 0.5 * small.min()) & (got < 2 * small.max())), got
+    # One series: the floor is a fraction of its own spread, as it always was.
+    one = Forecaster("units", time="date", horizon=3, **TINY).fit(frame[frame.store == "big"])
+    norm = one.checkpoint_.normalizer
+    assert np.array_equal(norm.series_std, norm.target_std)
+    assert torch.equal(one.model_.target_floor, torch.as_tensor(1e-3 * norm.target_std, dtype=torch.float32))
