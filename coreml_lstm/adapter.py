@@ -253,6 +253,16 @@ class Input:
             shape = tuple(self.shape)
         return ct.TensorType(name=self.name, shape=shape, dtype=np.int32 if self.dtype == INT32 else np.float32)
 
+    def example(self, shape: tuple | None = None) -> np.ndarray:
+        """A deterministic value of ``shape`` (default: the default shape): zeros, or the value
+        range's bound nearest zero when zero lies outside it (lengths 1..8: ones)."""
+        shape = self.default_shape() if shape is None else shape
+        fill = 0
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            fill = 0 if lo <= 0 <= hi else lo if lo > 0 else hi
+        return np.full(shape, fill, np.int32 if self.dtype == INT32 else np.float32)
+
     def random(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if self.dtype == INT32:
             lo, hi = self.value_range or (0, 9)
@@ -262,6 +272,38 @@ class Input:
             return rng.uniform(lo, hi, size=shape).astype(np.float32)
         mean, std = self.stats or (0.0, 1.0)
         return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+    def sampling(self) -> dict:
+        """What random samples of this input need beyond its declared shape, as JSON: each axis's
+        shared-range symbol, the value range, the normal statistics (a package records it)."""
+        return {"name": self.name, "symbols": [d.symbol if isinstance(d, Dim) else None for d in self.shape],
+                "value_range": list(self.value_range) if self.value_range is not None else None,
+                "stats": list(self.stats) if self.stats is not None else None}
+
+    def with_sampling(self, record) -> "Input":
+        """This input with a :meth:`sampling` record applied; a record that does not fit (from a
+        package anyone may have written) is ignored, leaving the defaults."""
+        if not isinstance(record, dict):
+            return self
+        symbols = record.get("symbols")
+        if isinstance(symbols, list) and len(symbols) == len(self.shape) and not self.enumerated:
+            if all(s is None or (isinstance(s, str) and 0 < len(s) <= 64) for s in symbols):
+                self.shape = tuple(Dim(d.lo, d.hi, d.default, s) if isinstance(d, Dim) and s else d for d, s in zip(self.shape, symbols))
+
+        def pair(key):
+            value = record.get(key)
+            if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                lo, hi = float(value[0]), float(value[1])
+                if np.isfinite(lo) and np.isfinite(hi):
+                    return value[0], value[1]
+            return None
+
+        value_range, stats = pair("value_range"), pair("stats")
+        if value_range is not None and value_range[0] <= value_range[1]:
+            self.value_range = value_range
+        if stats is not None and stats[1] > 0:
+            self.stats = stats
+        return self
 
     @classmethod
     def from_spec(cls, spec) -> "Input":
@@ -274,6 +316,16 @@ class Input:
             dims = tuple(int(lo) if lo == hi else Dim(int(lo), int(hi) if hi > 0 else int(lo)) for lo, hi in spec.shape_range)
             return cls(spec.name, dims, dtype, None, spec.description)
         return cls(spec.name, tuple(int(s) for s in spec.shape), dtype, None, spec.description)
+
+
+def package_inputs(program, package=None) -> list[Input]:
+    """The inputs a loaded package declares, with the sampling the conversion recorded in its
+    metadata (:meth:`Input.sampling`: shared ranges, value ranges, statistics), where it did."""
+    from .export import read_metadata
+
+    recorded = read_metadata(program.metadata.get("user", {}), package).get("inputs")
+    recorded = {r.get("name"): r for r in recorded if isinstance(r, dict)} if isinstance(recorded, list) else {}
+    return [Input.from_spec(t).with_sampling(recorded.get(t.name)) for t in program.inputs]
 
 
 @dataclass
@@ -415,10 +467,10 @@ class Adapter:
         return None
 
     def examples(self) -> tuple:
-        """Example tensors for tracing, one per input (default: zeros of each default shape)."""
+        """Example tensors for tracing, one per input (default: :meth:`Input.example` of each)."""
         import torch
 
-        return tuple(torch.as_tensor(np.zeros(i.default_shape(), np.int32 if i.dtype == INT32 else np.float32)) for i in self.inputs)
+        return tuple(torch.as_tensor(i.example()) for i in self.inputs)
 
     def samples(self, n: int = 8, seed: int = 0) -> list[Sample]:
         """Inputs to compare on (default: random values inside every flexible range; a model

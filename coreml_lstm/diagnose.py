@@ -134,7 +134,7 @@ def diagnose(package, feeds=None, *, module=None, samples: int = 3, atol: float 
         A :class:`Diagnosis`; ``first()`` gives the first departing ops in program order.
     """
     from . import executor
-    from .adapter import Input, random_samples
+    from .adapter import package_inputs, random_samples
     from .verify import program_precision
 
     program = executor.load(package)
@@ -143,7 +143,7 @@ def diagnose(package, feeds=None, *, module=None, samples: int = 3, atol: float 
     if feeds is None:
         if samples < 1:
             raise ConfigError(f"samples: must be >= 1, got {samples}")
-        runs = [s.calls[0] for s in random_samples([Input.from_spec(t) for t in program.inputs], samples, seed)]
+        runs = [s.calls[0] for s in random_samples(package_inputs(program, package), samples, seed)]
     else:
         runs = [feeds] if isinstance(feeds, dict) else list(feeds)
         if not runs:

@@ -76,6 +76,9 @@ def check_destination(path: str | Path) -> Path:
         raise ConfigError(f"{path}: the output path must end in .mlpackage")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a package directory")
+    if path.is_dir() and not (path / "Manifest.json").is_file() and any(path.iterdir()):
+        # A package is replaced whole; a folder of other files is not ours to delete.
+        raise ConfigError(f"{path}: exists and is not a package (no Manifest.json) but holds files; remove it or choose another path")
     return path
 
 
@@ -111,6 +114,25 @@ def _unsupported(module: torch.nn.Module) -> str | None:
         kind = type(module).__name__
         return f"nn.{kind} does not convert under TorchScript; use nn.{kind[:-4]} (a one-layer {kind[:-4]} over the sequence, or over one step for streaming)"
     return None
+
+
+# Torch ops that convert but not to what torch computes: refused before conversion.
+_MISCONVERTED = {
+    "aten::_pack_padded_sequence": "pack_padded_sequence converts to a program that runs every step of the padded batch "
+                                   "(coremltools sizes the state by the longest length); run the RNN on the padded batch and pick "
+                                   "each sequence's last valid step with its length (gather at lengths - 1), or mask",
+}
+
+
+def preflight_graph(traced) -> None:
+    """Raise ExportError for a torch op in the trace that coremltools converts wrongly."""
+    try:
+        kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    except (AttributeError, RuntimeError):  # not a TorchScript module (a torch.export program)
+        return
+    for kind, problem in _MISCONVERTED.items():
+        if kind in kinds:
+            raise ExportError(f"torch op {kind.split('::')[1]!r}: {problem}")
 
 
 def preflight(module: torch.nn.Module) -> None:
@@ -261,6 +283,7 @@ def convert_adapter(adapter, config: ExportConfig):
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:
             raise ExportError(f"tracing the module failed: {type(exc).__name__}: {first_line(exc, type(exc).__name__)}") from exc
+    preflight_graph(traced)
     inputs = [i.to_coreml() for i in adapter.inputs]
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
     kwargs = {}

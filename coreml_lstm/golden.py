@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, PackageError
+from .errors import ConfigError, CoreMLLSTMError, PackageError, first_line
 from .fsutil import write_text
-from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare, compressed_weights, program_precision
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, compressed_weights, program_precision
 
 FORMAT = "coreml-lstm golden 1"
 
@@ -54,7 +54,12 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     streams = [s for s in samples if len(s.calls) > 1]
     if stateful and not streams:  # the device replays the calls in order on one state: torch must too
         streams = [Sample([c for s in samples for c in s.calls])]
-    records = adapter.run_torch(streams[0]) if streams else [adapter.run_torch(s)[-1] for s in samples]
+    try:
+        records = adapter.run_torch(streams[0]) if streams else [adapter.run_torch(s)[-1] for s in samples]
+    except CoreMLLSTMError:
+        raise
+    except Exception as exc:  # the module refuses the samples: one line, as verify says it
+        raise ConfigError(f"golden vectors: the torch module fails on the samples: {type(exc).__name__}: {first_line(exc)}") from None
     precision = program_precision(program)
     tol = DEFAULT_TOLERANCES["fp16" if stateful or compressed_weights(program) else precision]
     names = {k for _, outs in records for k in outs}
@@ -143,7 +148,7 @@ def check_golden(package: str | Path, golden: dict, *, mode: str | None = None) 
             got.setdefault(name, []).append(np.asarray(result[name]))
             want.setdefault(name, []).append(_unarray(expected, np.float64))
     report = Report(package=str(package), samples=len(golden["calls"]))
-    for name in want:
-        report.checks.append(compare(name, np.stack(got[name]), np.stack(want[name]), tol, backend="executor:golden", mode=mode,
-                                     unit=golden.get("units", {}).get(name)))
+    for name in want:  # calls may differ in shape (a flexible length): compared call by call
+        report.checks.append(compare_many(name, got[name], want[name], tol, backend="executor:golden", mode=mode,
+                                          unit=golden.get("units", {}).get(name)))
     return report

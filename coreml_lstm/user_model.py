@@ -45,6 +45,11 @@ class ModuleAdapter(Adapter):
     def module(self):
         return self._module
 
+    def metadata(self, path=None) -> dict:
+        """Besides the kind, how each input is sampled (shared ranges, value ranges, statistics),
+        so a later check of the package draws what the check at conversion drew."""
+        return {**super().metadata(path), "inputs": [i.sampling() for i in self.inputs]}
+
     def traced(self):
         return self._traced
 
@@ -123,8 +128,10 @@ class ModuleAdapter(Adapter):
         (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
         from .verify import load_declared
 
+        from .adapter import package_inputs
+
         program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
-        declared = [Input.from_spec(t) for t in program.inputs]
+        declared = package_inputs(program, package)
         if inputs:
             given = {i.name: i for i in inputs}
             unknown = [n for n in given if n not in {d.name for d in declared}]
@@ -174,12 +181,13 @@ class ModuleAdapter(Adapter):
         return adapter
 
     def call_once(self):
-        """The module's own return value on zeros of every input's default shape (to count its outputs)."""
+        """The module's own return value on every input's example (zeros, or inside its value
+        range) at its default shape, to count its outputs."""
         import torch
 
         try:
             with torch.no_grad():
-                return self._module(*[self.torch_input(i.name, np.zeros(i.default_shape(), i.dtype)) for i in self.inputs])
+                return self._module(*[self.torch_input(i.name, i.example()) for i in self.inputs])
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
             raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None

@@ -16,6 +16,7 @@ import coreml_lstm
 from coreml_lstm._coremltools import coremltools
 from coreml_lstm.adapter import Dim, Input, parse_shape, sample_shapes
 from coreml_lstm.errors import ConfigError, ExportError
+from coreml_lstm.testing import format_report
 from coreml_lstm.user_model import _no_pickle, parse_input_option
 
 
@@ -282,7 +283,7 @@ def test_a_named_range_is_shared_by_inputs_and_reused_by_later_conversions(tmp_p
     ]
     for k, inputs in enumerate(spellings):
         path, report = coreml_lstm.convert(m, example, tmp_path / f"p{k}.mlpackage", inputs=inputs, samples=3)
-        assert report.status == "passed", report.table()
+        assert report.status == "passed", format_report(report)
         assert [[tuple(r) for r in t.shape_range] for t in ex.load(path).inputs] == [[(1, 8), (4, 4)]] * 2
 
 
@@ -307,7 +308,7 @@ def test_a_state_buffer_starts_from_zero_as_core_ml_makes_it_and_conversion_leav
         m(torch.ones(1, 4) * 5)  # a forward before conversion leaves a non-zero buffer
     before = m.acc.clone()
     path, report = coreml_lstm.convert(m, torch.randn(1, 4), tmp_path / "acc.mlpackage", states=["acc"], target="iOS18")
-    assert report.status == "passed", report.table()
+    assert report.status == "passed", format_report(report)
     assert torch.equal(m.acc, before) and m.acc.grad_fn is None  # tracing's forward is undone
     assert coreml_lstm.verify(m, path).status == "passed"
     assert torch.equal(m.acc, before)
@@ -342,7 +343,7 @@ def test_outputs_core_ml_cannot_name_or_shape_as_torch_does(tmp_path):
     assert list(tmp_path.iterdir()) == []
     # A 0-d output is a (1,) array in Core ML: compared as such, not failed on its shape.
     path, report = coreml_lstm.convert(Total().eval(), torch.randn(2, 4), tmp_path / "t.mlpackage")
-    assert report.status == "passed", report.table()
+    assert report.status == "passed", format_report(report)
     [check] = [c for c in report.checks if c.backend == "executor"]
     assert check.max_abs < 1e-5
 
@@ -355,7 +356,7 @@ def test_compressed_weights_are_held_to_the_fp16_bar_and_need_ios16(tmp_path):
         coreml_lstm.convert(m, x, tmp_path / "a.mlpackage", target="iOS15", compress="int8")
     for method in ("int8", "palettize4"):
         path, report = coreml_lstm.convert(m, x, tmp_path / f"{method}.mlpackage", compress=method)
-        assert report.status == "passed", report.table()
+        assert report.status == "passed", format_report(report)
         [check] = [c for c in report.checks if c.backend == "executor"]
         assert check.mode == "fp32" and check.tolerance.atol == 5e-2 and check.max_abs > 1e-6  # lossy, yet within the bar
         # Held to the fp32 bar on request, int8 weights are not the module's to 1e-7.
@@ -383,3 +384,78 @@ def test_a_non_finite_value_matches_only_itself(values, data):
     assert compare("y", bad, want, tol, backend="executor", mode="fp32").status == "failed"
     same = compare("y", bad.copy(), bad, tol, backend="executor", mode="fp32")
     assert same.status == "passed" and "torch gives 1 non-finite values" in same.line()
+
+
+class Squares(nn.Module):
+    """Readings around 300 squared: beyond float16's 65504 on real inputs, harmless on N(0, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x * x * 1e-4 - 9)
+
+
+def test_a_later_check_draws_what_the_conversion_drew(tmp_path):
+    torch.manual_seed(0)
+    readings = 300 + torch.randn(1, 6, 3)
+    squares = Squares().eval()
+    path, report = coreml_lstm.convert(squares, readings, tmp_path / "sq.mlpackage", inputs={"x": (1, "2..12", 3)}, precision="fp16", samples=3)
+    assert report.status == "failed"  # inf in fp16 on values like the example's
+    # The package records the example's statistics, so a check of it later fails too (N(0, 1) passed).
+    assert coreml_lstm.verify(squares, path, samples=3).status == "failed"
+    # Inputs sharing a range are drawn at one length later as at conversion.
+    shared, pair = {"a": (1, "T=2..16", 4), "b": (1, "T=2..16", 4)}, Pair().eval()
+    path, report = coreml_lstm.convert(pair, (torch.randn(1, 5, 4), torch.randn(1, 5, 4)), tmp_path / "p.mlpackage", inputs=shared)
+    later = coreml_lstm.verify(pair, path)  # as many samples as the conversion drew
+    assert report.status == later.status == "passed", format_report(later)
+    assert {c.size for c in later.ran if c.backend == "executor"} == {c.size for c in report.ran if c.backend == "executor"}
+
+
+def test_an_existing_folder_that_is_not_a_package_is_not_replaced(tmp_path):
+    folder = tmp_path / "notes.mlpackage"
+    folder.mkdir()
+    (folder / "important.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match=r"exists and is not a package \(no Manifest.json\) but holds files"):
+        coreml_lstm.convert(Total().eval(), torch.randn(2, 4), folder)
+    assert (folder / "important.txt").read_text() == "keep me"
+
+
+def test_golden_vectors_of_an_output_whose_shape_follows_a_flexible_length(tmp_path):
+    from coreml_lstm.golden import check_golden, read_golden
+    from coreml_lstm.swift import write
+
+    class PerStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(3, 8, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x)[0]  # (1, T, 8)
+
+    torch.manual_seed(0)
+    m = PerStep().eval()
+    path, report = coreml_lstm.convert(m, torch.randn(1, 5, 3), tmp_path / "g.mlpackage", inputs={"x": (1, "2..20", 3)})
+    written = write(path, tmp_path / "ios", module=m)
+    golden = read_golden(next(p for p in written if p.name.endswith(".golden.json")))
+    shapes = {tuple(c["outputs"]["output"]["shape"]) for c in golden["calls"]}
+    assert len(shapes) > 1  # calls of several lengths, each replayed and compared as it is
+    assert check_golden(path, golden).status == "passed"
+
+
+def test_pack_padded_sequence_is_refused_before_conversion(tmp_path):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Packed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 8, batch_first=True)
+
+        def forward(self, x, lengths):
+            _, (h, _) = self.lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+            return h[-1]
+
+    with pytest.raises(ExportError, match=r"^torch op '_pack_padded_sequence': pack_padded_sequence converts to a program that runs every step"):
+        coreml_lstm.convert(Packed().eval(), (torch.randn(2, 8, 3), torch.tensor([8, 5])), tmp_path / "p.mlpackage")
+    assert list(tmp_path.iterdir()) == []
