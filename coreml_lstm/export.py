@@ -239,9 +239,32 @@ def _op_errors():
         logger.removeFilter(errors)
 
 
-def _fp16_precision(ct, fp32_scopes: tuple[str, ...]):
+_CONTAINERS = ("ModuleList", "ModuleDict")  # TorchScript scopes name their children, not them
+
+
+def scope_paths(module, dotted: str) -> list[tuple[str, ...]]:
+    """The TorchScript module-scope prefixes of the submodule ``dotted``: its path without the
+    names of ModuleList / ModuleDict containers (their children's ops are scoped ``0``, ``1``, not
+    ``norms.0``); a container itself, each child's."""
+    def kind(m) -> str:  # a TorchScript module keeps its class's name as original_name
+        return getattr(m, "original_name", type(m).__name__)
+
+    def children(m) -> dict:
+        return dict(m.named_children()) if hasattr(m, "named_children") else {}
+
+    path, current = [], module
+    for segment in dotted.split("."):
+        current = children(current).get(segment) if current is not None else None
+        if kind(current) not in _CONTAINERS:
+            path.append(segment)
+    if current is not None and kind(current) in _CONTAINERS:
+        return [(*path, child) for child in children(current)]
+    return [tuple(path)]
+
+
+def _fp16_precision(ct, fp32_scopes: tuple[str, ...], module=None):
     """(compute precision, ops kept in fp32 per scope): fp16 compute, except the ops traced inside
-    a submodule named in ``fp32_scopes`` (dotted paths from the converted module, as
+    a submodule named in ``fp32_scopes`` (dotted paths from the converted ``module``, as
     ``named_modules`` gives them), so raw values beyond float16's 65504, and spreads squared,
     stay exact there. The counts fill in during conversion."""
     kept = dict.fromkeys(fp32_scopes, 0)
@@ -249,13 +272,13 @@ def _fp16_precision(ct, fp32_scopes: tuple[str, ...]):
         return ct.precision.FLOAT16, kept
     from coremltools.converters.mil.mil.scope import ScopeSource
 
-    paths = {s: tuple(s.split(".")) for s in fp32_scopes}
+    paths = {s: scope_paths(module, s) if module is not None else [tuple(s.split("."))] for s in fp32_scopes}
 
     def to_fp16(op) -> bool:
         # The scope is the module path of the call that made the op, then the torch value's name.
         names = tuple((getattr(op, "scopes", None) or {}).get(ScopeSource.TORCHSCRIPT_MODULE_NAME, [])[:-1])
-        for scope, path in paths.items():
-            if names[: len(path)] == path:
+        for scope, prefixes in paths.items():
+            if any(p and names[: len(p)] == p for p in prefixes):
                 kept[scope] += 1
                 return False
         return True
@@ -293,7 +316,7 @@ def convert_adapter(adapter, config: ExportConfig):
         labels = [int(c) for c in adapter.classes] if ints else [str(c) for c in adapter.classes]
         kwargs["classifier_config"] = ct.ClassifierConfig(labels)
     outputs = [ct.TensorType(name=o.name, dtype=np.int32 if np.dtype(o.dtype).kind in "iu" else np.float32) for o in adapter.outputs]
-    precision, kept = (ct.precision.FLOAT32, {}) if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes)
+    precision, kept = (ct.precision.FLOAT32, {}) if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes, traced)
     errors = _OpErrors()
     try:
         with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:

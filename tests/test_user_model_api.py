@@ -459,3 +459,27 @@ def test_pack_padded_sequence_is_refused_before_conversion(tmp_path):
     with pytest.raises(ExportError, match=r"^torch op '_pack_padded_sequence': pack_padded_sequence converts to a program that runs every step"):
         coreml_lstm.convert(Packed().eval(), (torch.randn(2, 8, 3), torch.tensor([8, 5])), tmp_path / "p.mlpackage")
     assert list(tmp_path.iterdir()) == []
+
+
+class Listed(nn.Module):
+    """The normalisation inside a ModuleList (TorchScript scopes its ops "0", not "pre.0")."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.ModuleList([Norm(), nn.Identity()])
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        for layer in self.pre:
+            x = layer(x)
+        h, _ = self.lstm(x)
+        return self.out(h[:, -1])
+
+
+@pytest.mark.parametrize("name", ["pre.0", "pre"])
+def test_fp32_modules_name_a_module_list_s_children_or_the_list(tmp_path, name):
+    torch.manual_seed(0)
+    m, x = Listed().eval(), 3e6 + 1e5 * torch.randn(1, 6, 3)
+    path, report = coreml_lstm.convert(m, x, tmp_path / "l.mlpackage", precision="fp16", target="iOS17", fp32_modules=[name])
+    assert report.status == "passed", format_report(report)
