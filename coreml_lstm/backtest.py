@@ -104,6 +104,18 @@ def _origins(n: int, window: int, horizon: int, k: int, step: int) -> list[int]:
     return [o for o in (n - horizon - j * step for j in range(k - 1, -1, -1)) if o >= window]
 
 
+def _before(g: pd.DataFrame, sid, cut: int, config, inputs: list[str]) -> pd.DataFrame:
+    """A series' rows before its origin ``cut`` (positions in time order, as the series is held),
+    as a table ``fit`` reads: its value columns, its time and its id. (Taken from the sorted series
+    itself, not by row label from the source table, whose order may be any.)"""
+    part = g.iloc[:cut][inputs].copy()
+    if config.time:
+        part[config.time] = g["__time__"].iloc[:cut].to_numpy()
+    if config.series_id:
+        part[config.series_id] = sid
+    return part
+
+
 def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False) -> Backtest:
     """See the module docstring; ``forecaster`` is a fitted :class:`coreml_lstm.api.Forecaster`."""
     if not isinstance(origins, int) or origins < 1:
@@ -142,9 +154,9 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
         for j in range(k):
             # Origin j of every series (counted from the last), all series refitted together.
             cut = {sid: p[len(p) - k + j] for sid, _, p in plan if len(p) - k + j >= 0}
-            rows = pd.concat([frame.loc[g.index[: cut[sid]]] for sid, g, _ in plan if sid in cut])
+            rows = pd.concat([_before(g, sid, cut[sid], config, inputs) for sid, g, _ in plan if sid in cut], ignore_index=True)
             rows.attrs["label"] = frame.attrs["label"]
-            fresh = _fresh(forecaster, ckpt, progress).fit(rows.reset_index(drop=True))
+            fresh = _fresh(forecaster, ckpt, progress).fit(rows)
             for sid, g, _ in plan:
                 if sid in cut:
                     o = cut[sid]

@@ -596,6 +596,9 @@ def _time_values(frame: pd.DataFrame, column: str) -> tuple[pd.Series, str | Non
     numbers = pd.to_numeric(raw, errors="coerce")
     if numbers.notna().all():
         return numbers, None
+    if numbers.notna().mean() > 0.5:  # a column of numbers with a bad cell: name that cell
+        row = numbers.isna().idxmax()
+        raise DataError(f"{label}: column {column!r}, row {row}: not a number like the rest of the column: {str(raw[row])!r}")
     dates, order = parse_dates(raw)
     if dates.isna().any():
         row = dates.isna().idxmax()

@@ -442,3 +442,15 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_line_when_its_column_is_read(tm
     rows[250] = "249,1.5\xe9,2"
     p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
     assert err(prepare, p, config=cfg) == want
+
+
+def test_a_column_of_time_steps_with_one_bad_cell_names_that_cell(tmp_path):
+    from coreml_lstm.data import load_series
+
+    path = tmp_path / "steps.csv"
+    t = [str(i) for i in range(300)]
+    t[99] = "x"  # source row 100
+    pd.DataFrame({"t": t, "y": np.arange(300.0)}).to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        load_series(path, DataConfig(target=["y"], time="t"))
+    assert str(err.value) == f"{path}: column 't', row 100: not a number like the rest of the column: 'x'"

@@ -419,7 +419,7 @@ def test_train_reports_the_baselines_and_warns(tmp_path):
 # -- backtest ----------------------------------------------------------------------------------
 
 
-def test_backtest_origins_and_baselines(tmp_path):
+def test_backtest_origins_and_baselines(tmp_path, monkeypatch):
     frame = seasonal_trend(96)
     f = Forecaster("y", time="date", horizon=6, **TINY).fit(frame.head(72))
     bt = f.backtest(frame, origins=4, step=6)
@@ -438,6 +438,21 @@ def test_backtest_origins_and_baselines(tmp_path):
     again = Forecaster("y", time="date", horizon=6, window=W, season=12, **TINY).fit(frame.head(90))
     assert refit.refit and len(refit.origins) == 1
     np.testing.assert_allclose(refit.origins[0]["model"], again.predict_windows(y[None, 90 - W : 90, None].astype(np.float32))[0], rtol=1e-6)
+    # Rows in any order: the refit trains on the rows before the origin in time (it took rows by
+    # their place in the file, future ones included, when the file was not in time order).
+    frame.sample(frac=1, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    seen = []
+    fit = Forecaster.fit
+
+    def spy(self, data, *args, **kwargs):
+        seen.append(pd.to_datetime(data["date"]).max())
+        return fit(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Forecaster, "fit", spy)
+    shuffled = f.backtest(tmp_path / "shuffled.csv", origins=1, refit=True)
+    assert seen == [frame["date"].iloc[89]]  # the last row before the origin, never a later one
+    np.testing.assert_allclose(shuffled.origins[0]["model"], refit.origins[0]["model"], rtol=1e-6)
+    monkeypatch.undo()
     f.save(tmp_path / "ckpt")
     frame.to_csv(tmp_path / "all.csv", index=False)
     r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "all.csv"), "--origins", "3", "--json", "--plot", str(tmp_path / "bt.png")])

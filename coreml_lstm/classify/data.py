@@ -308,6 +308,9 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     if config.time:
         time = frame[config.time]
         numbers = pd.to_numeric(time, errors="coerce")
+        if numbers.isna().any() and numbers.notna().mean() > 0.5:  # numbers with a bad cell: name it
+            row = numbers.isna().idxmax()
+            raise DataError(f"{label}: column {config.time!r}, row {row}: not a number like the rest of the column: {str(time[row])!r}")
         if numbers.isna().any():
             dates, _ = parse_dates(time)  # one format for the column: 02/01 and 13/01 both day-first
             if dates.isna().any():
