@@ -1288,7 +1288,7 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     config = _resolved(config, table, split=validation is None)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = _short_series_warning(given, config, table, split=validation is None)
+    warnings = _short_series_warning(given, config, table, split=validation is None) + _gap_warning(table)
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1347,6 +1347,48 @@ def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTa
         return []
     return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default window to {config.window} for every "
             f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
+
+
+def _gap_warning(table: SeriesTable) -> list[str]:
+    """A sentence when series step evenly but for missing steps (at least 80% of a series' steps
+    are its most common one, the others whole multiples of it): windows then run across the
+    gaps as if the rows were consecutive, and no season is inferred from such times."""
+    if table.times is None or len(table.times) < 3:
+        return []
+    from .season import frequency
+
+    dates = np.issubdtype(table.times.dtype, np.datetime64)
+    times = table.times.view(np.int64) if dates else table.times
+    if not np.issubdtype(np.asarray(times).dtype, np.integer):
+        return []
+    with_gaps, first = 0, None
+    for k in range(len(table.ids)):
+        a, b = int(table.offsets[k]), int(table.offsets[k + 1])
+        steps = np.diff(np.asarray(times[a:b], np.int64))
+        if len(steps) < 2:
+            continue
+        values, counts = np.unique(steps, return_counts=True)
+        step = int(values[np.argmax(counts)])
+        if step <= 0 or counts.max() < 0.8 * len(steps):
+            continue
+        longer = steps[steps > step]
+        if not len(longer) or np.any(longer % step):
+            continue
+        if dates and frequency(table.times[a:b]) is not None:  # a calendar step pandas names (business days, say)
+            continue
+        with_gaps += 1
+        if first is None:
+            missing = int((longer // step - 1).sum())
+            at = a + int(np.flatnonzero(steps > step)[0])
+            first = (table.ids[k], missing, len(longer), _plain(table.time_at(np.array([at]))[0]))
+    if not with_gaps:
+        return []
+    sid, missing, gaps, after = first
+    who = f"series {sid!r}" if sid is not None else "the series"
+    more = f" (and {with_gaps - 1} other series)" if with_gaps > 1 else ""
+    return [f"{table.label}: {who}{more} misses {missing} time steps in {gaps} gaps, the first after {after}; windows run across "
+            "them as if the rows were consecutive, and no season is inferred: add a row per missing step (empty values, then "
+            "--missing ffill) or give --season"]
 
 
 def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:

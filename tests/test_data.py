@@ -454,3 +454,16 @@ def test_a_column_of_time_steps_with_one_bad_cell_names_that_cell(tmp_path):
     with pytest.raises(DataError) as err:
         load_series(path, DataConfig(target=["y"], time="t"))
     assert str(err.value) == f"{path}: column 't', row 100: not a number like the rest of the column: 'x'"
+
+
+def test_missing_time_steps_are_named_and_a_calendar_step_is_not_a_gap():
+    t = pd.date_range("2022-01-01", periods=200, freq="D")
+    frame = pd.DataFrame({"d": t, "y": np.sin(np.arange(200.0))}).drop(index=[20, 50, 51, 90])
+    [warning] = prepare(frame, config=DataConfig(target=["y"], time="d")).warnings
+    assert warning.startswith("training data: the series misses 4 time steps in 3 gaps, the first after 2022-01-20")
+    assert "add a row per missing step" in warning
+    business = pd.DataFrame({"d": pd.bdate_range("2022-01-03", periods=200), "y": np.sin(np.arange(200.0))})
+    assert prepare(business, config=DataConfig(target=["y"], time="d")).warnings == []  # weekends are no gap
+    steps = pd.DataFrame({"t": np.r_[0:50, 60:150], "y": np.arange(140.0)})  # integer time steps, 10 missing
+    [warning] = prepare(steps, config=DataConfig(target=["y"], time="t")).warnings
+    assert "misses 10 time steps in 1 gaps, the first after 49" in warning
