@@ -239,11 +239,10 @@ class Forecaster:
             raise DataError(f"windows: {expected}, got values that are not numbers") from None
         if x.ndim != 3 or x.shape[2] != len(columns) or (steps != "L" and x.shape[1] != steps) or x.shape[1] == 0:
             raise DataError(f"windows: {expected}, got shape {x.shape}")
-        bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > data_mod.FLOAT32_MAX)
-        if bad.any():
-            n, t, c = (int(i) for i in np.argwhere(bad)[0])
-            what = "non-finite value" if not np.isfinite(x[n, t, c]) else "value beyond the float32 range"
-            raise DataError(f"windows: window {n}, step {t}, column {columns[c]!r}: {what} {float(x[n, t, c])!r}")
+        unheld = data_mod.first_unheld(x)
+        if unheld is not None:
+            (n, t, c), what = unheld
+            raise DataError(f"windows: window {n}, step {t}, column {columns[c]!r}: {what}")
         return x.astype(np.float32)
 
     def predict(self, frame, *, last_only: bool = False) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, TrainingError
-from .season import infer_season
+from .season import frequency, infer_season
 
 MISSING = ("error", "drop", "ffill")
 CSV_SUFFIXES = (".csv", ".txt")
@@ -38,6 +38,17 @@ BLOCK_BYTES = 1 << 16  # CSV bytes per block: pyarrow's working memory grows wit
 BATCH_ROWS = 1 << 17  # Parquet rows per batch
 STATS_ROWS = 1 << 20  # rows per block of the statistics pass
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # tables are held in float32
+
+
+def first_unheld(values: np.ndarray) -> tuple[tuple[int, ...], str] | None:
+    """The index of the first value float32 cannot hold as a number (NaN, inf, or beyond its
+    range) and what it is, e.g. ``((0, 3, 1), "non-finite value nan")``; None when every value fits."""
+    bad = ~np.isfinite(values) | (np.abs(np.nan_to_num(values)) > FLOAT32_MAX)
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    value = float(values[index])
+    return index, f"{'non-finite value' if not np.isfinite(value) else 'value beyond the float32 range'} {value!r}"
 
 
 # The command line's spelling of a DataConfig field, for errors a CLI user reads.
@@ -637,7 +648,7 @@ def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     whole = {order: read(dayfirst=order == "day-first") for order in orders}
     whole = {order: v for order, v in whole.items() if v is not None}
     if len(whole) == 2 and not whole["month-first"].equals(whole["day-first"]):
-        order = max(whole, key=lambda o: (_evenly_spaced(whole[o]), o == "month-first"))
+        order = max(whole, key=lambda o: (frequency(whole[o]) is not None, o == "month-first"))
         return whole[order], order
     if whole:
         order = next(iter(whole))
@@ -650,17 +661,6 @@ def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     coerced = [c for c in coerced if c is not None] or [pd.Series(pd.NaT, index=raw.index)]
     best = min(coerced, key=lambda c: int(c.isna().sum()))
     return best, "month-first"
-
-
-def _evenly_spaced(dates: pd.Series) -> int:
-    """1 when the distinct dates have a calendar frequency pandas can name (daily, monthly, ...)."""
-    unique = pd.DatetimeIndex(dates.dropna().unique()).sort_values()
-    if len(unique) < 3:
-        return 0
-    try:
-        return int(pd.infer_freq(unique) is not None)
-    except (ValueError, TypeError):
-        return 0
 
 
 # -- tables as series ------------------------------------------------------------------------
@@ -1355,8 +1355,6 @@ def _gap_warning(table: SeriesTable) -> list[str]:
     gaps as if the rows were consecutive, and no season is inferred from such times."""
     if table.times is None or len(table.times) < 3:
         return []
-    from .season import frequency
-
     dates = np.issubdtype(table.times.dtype, np.datetime64)
     times = table.times.view(np.int64) if dates else table.times
     if not np.issubdtype(np.asarray(times).dtype, np.integer):

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ConfigError, CoreMLLSTMError, PackageError, first_line
 from .fsutil import write_text
-from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, compressed_weights, program_precision
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, program_precision
 
 FORMAT = "coreml-lstm golden 1"
 
@@ -61,7 +61,7 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     except Exception as exc:  # the module refuses the samples: one line, as verify says it
         raise ConfigError(f"golden vectors: the torch module fails on the samples: {type(exc).__name__}: {first_line(exc)}") from None
     precision = program_precision(program)
-    tol = DEFAULT_TOLERANCES["fp16" if stateful or compressed_weights(program) else precision]
+    tol = DEFAULT_TOLERANCES["fp16" if fp16_bar(program) else precision]
     names = {k for _, outs in records for k in outs}
     units = {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
     return {

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, parse_dtype, parse_shape
+from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
 from .errors import ConfigError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -56,7 +56,7 @@ class ModuleAdapter(Adapter):
     def examples(self) -> tuple:
         if self._examples is not None:
             return self._examples
-        return tuple(self.torch_input(i.name, np.zeros(i.default_shape(), i.dtype)) for i in self.inputs)
+        return tuple(self.torch_input(i.name, i.example()) for i in self.inputs)
 
     def torch_input(self, name: str, value):
         """A feed as the module takes it: integers in the dtype of the example it was traced on,
@@ -127,8 +127,6 @@ class ModuleAdapter(Adapter):
         """The adapter of ``module`` with the inputs, outputs and states a saved package declares
         (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
         from .verify import load_declared
-
-        from .adapter import package_inputs
 
         program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
         declared = package_inputs(program, package)

@@ -167,6 +167,12 @@ def compressed_weights(program) -> bool:
     return any(t.startswith("constexpr_") for t in counts)
 
 
+def fp16_bar(program) -> bool:
+    """Whether the package is held to the fp16 tolerance whatever the executor's mode: it keeps
+    Core ML states (stored in fp16) or has compressed weights (:func:`compressed_weights`)."""
+    return bool(program.states) or compressed_weights(program)
+
+
 def run_torch(module, feeds: list[dict], output_names: list[str]) -> list[dict]:
     """The reference: torch outputs for each feed dict, as numpy, by output name."""
     import torch
@@ -245,7 +251,7 @@ def verify_package(
     if not samples:
         raise ConfigError("verify: no inputs to compare on")
     precision = program_precision(program)
-    lossy = bool(program.states) or compressed_weights(program)
+    lossy = fp16_bar(program)
     modes = tuple(modes or adapter.modes or (precision,))
     for m in modes:
         if m not in DEFAULT_TOLERANCES:

@@ -26,7 +26,7 @@ from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..data import FLOAT32_MAX, LARGE
+from ..data import LARGE, first_unheld
 from ..errors import ConfigError, DataError, TrainingError
 from ..fsutil import atomic_path, directory_destination
 from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, label_type, pad,
@@ -296,11 +296,10 @@ class SequenceClassifier(_Classifier):
             if a.ndim != 2 or a.shape[1] != c or len(a) == 0:
                 raise DataError(f"input data: sample {i}: expected shape (L, {c}) with L >= 1, got {tuple(np.shape(arrays[i]))}")
             # NaN would come back as NaN probabilities (and a label), inf as finite ones: neither is a prediction.
-            bad = ~np.isfinite(a) | (np.abs(np.nan_to_num(a)) > FLOAT32_MAX)
-            if bad.any():
-                t, k = (int(v) for v in np.argwhere(bad)[0])
-                what = "non-finite value" if not np.isfinite(a[t, k]) else "value beyond the float32 range"
-                raise DataError(f"input data: sample {i}: step {t}, channel {self.channels_[k]!r}: {what} {float(a[t, k])!r}")
+            unheld = first_unheld(a)
+            if unheld is not None:
+                (t, k), what = unheld
+                raise DataError(f"input data: sample {i}: step {t}, channel {self.channels_[k]!r}: {what}")
             xs.append(a.astype(np.float32))
         return Samples(xs, [None] * len(xs), list(range(len(xs))), list(range(len(xs))), "input data")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, not_utf8, numeric_column, parse_dates, read_table, require_columns
+from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -306,18 +306,7 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
         raise DataError(f"{label}: column {config.series_id!r}, row {sids.isna().idxmax()}: missing series id")
     labels = label_values(frame, config.label) if has_label else None
     if config.time:
-        time = frame[config.time]
-        numbers = pd.to_numeric(time, errors="coerce")
-        if numbers.isna().any() and numbers.notna().mean() > 0.5:  # numbers with a bad cell: name it
-            row = numbers.isna().idxmax()
-            raise DataError(f"{label}: column {config.time!r}, row {row}: not a number like the rest of the column: {str(time[row])!r}")
-        if numbers.isna().any():
-            dates, _ = parse_dates(time)  # one format for the column: 02/01 and 13/01 both day-first
-            if dates.isna().any():
-                row = dates.isna().idxmax()
-                raise DataError(f"{label}: column {config.time!r}, row {row}: not a number or a date: {str(time[row])!r}")
-            numbers = dates
-        table["__time__"] = numbers
+        table["__time__"], _ = _time_values(frame, config.time)  # as the forecaster reads its time column
     xs, ys, names, rows = [], [], [], []
     for sid, idx in sids.groupby(sids, sort=False).groups.items():
         g = table.loc[idx]
