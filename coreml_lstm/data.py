@@ -488,13 +488,18 @@ def table_source(source, role: str = "training"):
     raise DataError(f"{role} data: expected a DataFrame or a CSV or Parquet path, got {name}")
 
 
-def read_table(source, *, role: str = "training") -> pd.DataFrame:
+def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
     """Read a CSV or Parquet path or take a DataFrame, checking what a real file can get wrong.
 
     Handles a byte-order mark, CRLF line ends and quoted fields. The returned frame's index is
     the 1-based row number in the source, and ``frame.attrs["label"]`` names the source in errors.
     This reads the whole table through pandas; the forecaster's own paths read only the columns
     they need, block by block (:func:`load_series`).
+
+    ``text`` names key columns (series ids, labels) that a CSV file gives as their text, stripped,
+    empty cells missing, instead of as pandas infers them (which would make "007" and "7" one
+    key); ``frame.attrs["text_columns"]`` lists those read so (:func:`typed_keys` types them).
+    A DataFrame's or a Parquet file's columns keep their own types.
 
     Raises:
         DataError: not a file, a directory, not a CSV or Parquet file, empty, header only,
@@ -530,9 +535,45 @@ def read_table(source, *, role: str = "training") -> pd.DataFrame:
             frame.columns = [str(c).strip() for c in frame.columns]
             if len(frame) == 0:
                 raise DataError(f"{label}: has a header but no data rows")
+            frame = _with_text(frame, path, label, [c for c in text if c in frame.columns])
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     frame.attrs["label"] = label
     return frame
+
+
+def _with_text(frame: pd.DataFrame, path: Path, label: str, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as the CSV file's text (a second read of those columns only)."""
+    if not columns:
+        return frame
+    try:
+        raw = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True,
+                          usecols=lambda c: str(c).strip() in columns)
+    except UnicodeDecodeError:
+        raise not_utf8(path, label) from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if len(raw) != len(frame):  # the same parser read both: never expected
+        raise DataError(f"{label}: read {len(raw)} rows of {', '.join(map(repr, columns))} for {len(frame)} rows")
+    frame = frame.copy()
+    for c in columns:
+        words = raw[c].str.strip()
+        frame[c] = words.where(words != "").set_axis(frame.index).astype(object)
+    frame.attrs["text_columns"] = list(columns)
+    return frame
+
+
+def canonical_int(text: str) -> bool:
+    """Whether ``text`` is an integer as Python writes it ("-3", not "007", "+3", "3.0" or "٣"), within int64."""
+    try:
+        value = int(text)
+    except ValueError:
+        return False
+    return str(value) == text and -(2**63) <= value < 2**63
+
+
+def typed_keys(words: list) -> list:
+    """Keys read as text (series ids, labels): ints when every one is a canonical integer, else
+    the text itself, so "007" and "7" stay two keys and "7" and "8" come back as 7 and 8."""
+    return [int(w) for w in words] if all(canonical_int(w) for w in words) else list(words)
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
@@ -676,13 +717,17 @@ class _FrameSource:
     def __init__(self, frame: pd.DataFrame):
         self.frame, self.label, self.columns = frame, frame.attrs["label"], list(frame.columns)
 
+    def reads_text(self, column: str) -> bool:
+        """Whether ``column`` holds the file's text (a CSV's key column; see :func:`read_table`)."""
+        return column in self.frame.attrs.get("text_columns", ())
+
     def resolve(self, config: DataConfig) -> list[str]:
         return resolve_columns(self.frame, config)[0]
 
     def rows_hint(self, first: int) -> int:
         return len(self.frame)
 
-    def chunks(self, columns: list[str], values: list[str]):
+    def chunks(self, columns: list[str], values: list[str], text=()):
         yield _FrameChunk(self.frame)
 
 
@@ -767,15 +812,21 @@ class _ArrowChunk:
         array = self.batch.column(self.raw[column])
         row = self._first_null(array)
         if row is not None:
+            if self.strip:  # pyarrow reads "NA" and the like as missing, where a CSV id read as text is "NA"
+                raise _Retry
             raise DataError(f"{self.label}: column {column!r}, row {row}: missing series id")
         try:
             encoded = pc.dictionary_encode(array, memory_pool=_pool())
         except pa.ArrowNotImplementedError:
             return self._frame(column).ids(column)
         uniques = encoded.dictionary.to_pylist()
-        if self.strip and _kind(array.type) == "text":
-            uniques = [u.lstrip(" ") for u in uniques]
-        return encoded.indices.to_numpy(zero_copy_only=False), uniques
+        local = encoded.indices.to_numpy(zero_copy_only=False)
+        if self.strip and _kind(array.type) == "text":  # a CSV's ids, read as text: as read_table reads them
+            uniques = [u.strip() for u in uniques]
+            if "" in uniques:
+                row = self.offset + int(np.argmax(local == uniques.index(""))) + 1
+                raise DataError(f"{self.label}: column {column!r}, row {row}: missing series id")
+        return local, uniques
 
 
 def _pool():
@@ -891,17 +942,24 @@ class _ArrowSource:
                 numbers[c] += int(pd.to_numeric(cells, errors="coerce").notna().sum())
         return {c: present[c] > 0 and numbers[c] / present[c] >= 0.5 for c in columns}
 
-    def chunks(self, columns: list[str], values: list[str]):
+    def reads_text(self, column: str) -> bool:
+        """Whether ``column`` is read as text when named in ``chunks(text=...)``: a CSV's are."""
+        return self.kind == "csv"
+
+    def chunks(self, columns: list[str], values: list[str], text=()):
         import pyarrow as pa
 
         # Value columns inferred as integers from the first block become float64, so a later 1.5
-        # is no type change; text stays text, and the per-chunk checks name any bad cell.
+        # is no type change; text stays text, and the per-chunk checks name any bad cell. A CSV's
+        # key columns (``text``) are read as text whatever they look like ("007" is not 7).
         types = {c: pa.float64() for c in values if self.kinds[c] == "number"}
         types.update({c: pa.string() for c in values if self.kinds[c] == "text"})
+        if self.kind == "csv":
+            types.update({c: pa.string() for c in text})
         return self._batches(columns, types)
 
 
-def _open(source, role: str):
+def _open(source, role: str, text=()):
     source = table_source(source, role)
     if isinstance(source, pd.DataFrame) or source is None:
         return _FrameSource(read_table(source, role=role))
@@ -909,7 +967,12 @@ def _open(source, role: str):
     try:
         return _ArrowSource(path, label, kind)
     except _Retry:
-        return _FrameSource(read_table(source, role=role))
+        return _FrameSource(read_table(source, role=role, text=text))
+
+
+def key_columns(config: DataConfig) -> list[str]:
+    """The columns a CSV file gives as text (:func:`read_table`): the series id's."""
+    return [config.series_id] if config.series_id else []
 
 
 def load_series(source, config: DataConfig, *, role: str = "training", columns: list[str] | None = None, like: SeriesTable | None = None) -> SeriesTable:
@@ -922,7 +985,7 @@ def load_series(source, config: DataConfig, *, role: str = "training", columns: 
         columns: the value columns (a trained model's inputs); None to resolve them from config.
         like: a table whose columns this one must have, in the same order (a validation table).
     """
-    src = _open(source, role)
+    src = _open(source, role, key_columns(config))
     if like is not None:
         _same_columns(src.label, src.columns, like.table_columns)
     return _load(src, source, config, role, columns)
@@ -939,7 +1002,7 @@ def _load(src, source, config: DataConfig, role: str, columns: list[str] | None)
                 inputs = list(columns)
             return _build(src, config, inputs)
         except _Retry:
-            src = _FrameSource(read_table(source, role=role))
+            src = _FrameSource(read_table(source, role=role, text=key_columns(config)))
     raise AssertionError("a whole-table read never retries")  # pragma: no cover
 
 
@@ -998,7 +1061,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     label = src.label
     tcol, scol = config.time, config.series_id
     needed = list(dict.fromkeys(list(inputs) + [c for c in (tcol, scol) if c]))
-    chunks = iter(src.chunks(needed, inputs))
+    chunks = iter(src.chunks(needed, inputs, text=[scol] if scol else []))
     first = next(chunks, None)
     if first is None:
         raise DataError(f"{label}: has a header but no data rows")
@@ -1059,7 +1122,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     def series_of(p: int) -> int:
         return int(codes[p]) if codes is not None else 0
 
-    id_list = list(ids) if scol else [None]
+    id_list = (typed_keys(list(ids)) if src.reads_text(scol) else list(ids)) if scol else [None]
     problems = []  # (series index, check order, message, its CLI spelling or None): the first series' first problem is raised
     if times is not None:
         dup = times[1:] == times[:-1]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .api import distribution_frame, prediction_frame
-from .data import DataConfig, clean, prediction_windows, read_table
+from .data import DataConfig, clean, key_columns, prediction_windows, read_table
 from .errors import ConfigError
 from .export import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
@@ -31,7 +31,7 @@ def records_json(frame: pd.DataFrame) -> str:
 
 
 def clean_series(table, config: DataConfig, columns: list[str]):
-    frame = read_table(table, role="input")
+    frame = read_table(table, role="input", text=key_columns(config))
     return clean(frame, config, columns)
 
 

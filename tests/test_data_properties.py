@@ -169,3 +169,36 @@ def test_a_text_date_column_is_read_in_one_format(tmp_path_factory, start, n, fr
     pd.DataFrame({"t": text, "y": np.arange(n, dtype=float)}).to_csv(path, index=False)
     table = load_series(path, DataConfig(target=["y"], time="t"))
     assert pd.DatetimeIndex(table.times).equals(pd.DatetimeIndex(got).sort_values())
+
+
+ID_TEXTS = ["7", "007", "8", "-3", "+3", "3.0", "1e3", "NA", "a b", "x", " 9", "0", "-0", "\u0663", "99999999999999999999"]
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(ids=st.lists(st.sampled_from(ID_TEXTS), min_size=1, max_size=5, unique=True), reader=st.sampled_from(["blocks", "whole"]),
+       interleaved=st.booleans())
+def test_csv_series_ids_are_their_text_or_all_canonical_integers(tmp_path_factory, ids, reader, interleaved):
+    """A CSV's series ids are the file's text ("007" and "7" were one series 7, "3.0" came back as
+    3, "NA" was a missing id on one reader), or ints when every id is a canonical integer; the
+    block-by-block reader (training) and the whole-table one (predict, backtest) agree."""
+    from coreml_lstm.data import clean, key_columns, read_table
+
+    rows = [(sid, t) for t in range(3) for sid in ids] if interleaved else [(sid, t) for sid in ids for t in range(3)]
+    path = tmp_path_factory.mktemp("ids") / "t.csv"
+    path.write_text("id,t,y\n" + "".join(f"{sid},{t},{k}\n" for k, (sid, t) in enumerate(rows)))
+    config = DataConfig(target=["y"], time="t", series_id="id")
+    if reader == "blocks":
+        table = load_series(path, config)
+        got = list(table.ids)
+        firsts = {sid: float(table.values[table.offsets[k], 0]) for k, sid in enumerate(got)}
+    else:
+        series = clean(read_table(path, role="input", text=key_columns(config)), config, ["y"])
+        got = [sid for sid, _ in series]
+        firsts = {sid: float(g["y"].iloc[0]) for sid, g in series}
+    words = list(dict.fromkeys(w.strip() for w in ids))
+    integers = all(w.lstrip("-").isdigit() and str(int(w)) == w and abs(int(w)) < 2**63 for w in words)
+    assert got == ([int(w) for w in words] if integers else words)
+    assert all(type(v) is (int if integers else str) for v in got)
+    for j, w in enumerate(words):  # each id's rows are its own: its first value is the row it first appears in
+        first = next(k for k, (sid, t) in enumerate(rows) if sid.strip() == w and t == 0)
+        assert firsts[got[j]] == first

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns
+from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns, typed_keys
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -183,40 +183,12 @@ def typed_classes(classes: list, kind: str | None) -> list:
     return [cast(c) for c in classes]
 
 
-def _canonical_int(text: str) -> bool:
-    """Whether ``text`` is an integer as Python writes it ("-3", not "007", "+3", "3.0" or "٣"), within int64."""
-    try:
-        value = int(text)
-    except ValueError:
-        return False
-    return str(value) == text and -(2**63) <= value < 2**63
-
-
-def text_labels(source, frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """``frame`` with a CSV file's label column as the file's text (empty cells missing), for
-    :func:`label_values`; a DataFrame or Parquet file's frame as it is."""
-    if not isinstance(source, (str, os.PathLike)) or Path(source).suffix.lower() not in CSV_SUFFIXES or column not in frame.columns:
-        return frame
-    try:
-        raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True,
-                          usecols=lambda c: str(c).strip() == column)
-    except UnicodeDecodeError:
-        raise not_utf8(Path(source), frame.attrs["label"]) from None
-    words = raw.iloc[:, 0]
-    if len(words) != len(frame):  # the same parser read both: never expected
-        raise DataError(f"{frame.attrs['label']}: column {column!r}: read {len(words)} labels for {len(frame)} rows")
-    frame = frame.copy()
-    frame[column] = words.where(words.str.strip() != "").set_axis(frame.index).astype(object)
-    frame.attrs["text_labels"] = column
-    return frame
-
-
 def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
     """The label column as JSON-native Python values of one type (an object Series); an empty cell
     is an error naming its row.
 
-    A CSV's labels (read by :func:`text_labels`) are their text, or int when every one is a
-    canonical integer. Otherwise (a DataFrame's own dtype) integers stay int, numbers with a
+    A CSV's labels (read as text: ``read_table(..., text=[label])``) are their text, or int when
+    every one is a canonical integer (:func:`typed_keys`). Otherwise (a DataFrame's own dtype) integers stay int, numbers with a
     fraction float (integers among them then become float too), anything else str (numbers
     among text then become their text).
     """
@@ -225,10 +197,8 @@ def label_values(frame: pd.DataFrame, column: str) -> pd.Series:
     missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
     if missing.any():
         raise DataError(f"{label}: column {column!r}, row {missing.idxmax()}: missing label")
-    if frame.attrs.get("text_labels") == column:
-        words = [str(v).strip() for v in raw.tolist()]
-        values = [int(v) for v in words] if all(_canonical_int(v) for v in words) else words
-        return pd.Series(values, index=raw.index, dtype=object)
+    if column in frame.attrs.get("text_columns", ()):
+        return pd.Series(typed_keys([str(v).strip() for v in raw.tolist()]), index=raw.index, dtype=object)
     values = [_plain(v) for v in raw.tolist()]
     kind = label_type(values)
     if kind == "float":
@@ -277,7 +247,7 @@ def read_sequences(source, config: SequenceDataConfig, *, role: str = "training"
         channels: the channels a trained model expects (prediction, validation); None to resolve.
         labelled: the label column is required (training, verify) or optional (prediction).
     """
-    frame = text_labels(source, read_table(source, role=role), config.label)
+    frame = read_table(source, role=role, text=[config.label] + ([config.series_id] if config.layout == "long" and config.series_id else []))
     if config.layout == "wide":
         return _read_wide(frame, config, labelled), ["value"]
     return _read_long(frame, config, channels, labelled)
@@ -327,6 +297,8 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
         xs.append(g[list(channels)].to_numpy(np.float32))
         names.append(_plain(sid))
         rows.append(int(idx.min()))
+    if config.series_id in frame.attrs.get("text_columns", ()):
+        names = typed_keys(names)  # a CSV's ids: "007" and "7" are two samples
     return Samples(xs, ys, names, rows, label), list(channels)
 
 
@@ -385,7 +357,7 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
         frame = raw.set_axis(typed.index).copy()
         if config.label in frame.columns:
             frame[config.label] = frame[config.label].where(frame[config.label].str.strip() != "")
-            frame.attrs["text_labels"] = config.label
+            frame.attrs["text_columns"] = [config.label]
         frame.attrs["label"] = str(source)
     label = frame.attrs["label"]
     require_columns(frame, [config.text] + ([config.label] if labelled else []))
