@@ -167,6 +167,10 @@ class SeriesTable:
             return t
         return self.rows[positions].astype(np.int64) if self.rows is not None else positions + 1
 
+    def where(self, p: int) -> str:
+        """How an error names the row at position ``p``: by its row in the source."""
+        return f"row {int(self.rows[p]) if self.rows is not None else p + 1}"
+
     def targets(self, n_targets: int, limit: np.ndarray | None = None) -> dict:
         """{series id: (n, T) view of its first ``n_targets`` columns (the targets)}, each series cut
         to its first ``limit[k]`` rows when given."""
@@ -1176,8 +1180,6 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         codes = codes[keep] if codes is not None else None
         times = times[keep] if times is not None else None
         rows = (rows if rows is not None else np.arange(1, n + 1))[keep]
-    if times is not None:
-        rows = None  # keys and errors use the time from here on
     if rows is not None and len(rows) and rows.max() < 2**31:
         rows = rows.astype(np.int32)
     counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
@@ -1217,8 +1219,7 @@ def _check_positive_table(table: SeriesTable, n_targets: int) -> None:
     bad = ~(table.values[:, :n_targets] > 0)  # (n, T)
     if bad.any():
         p, k = map(int, np.argwhere(bad)[0])
-        row = int(table.rows[p]) if table.rows is not None else p + 1
-        raise DataError(f"{table.label}: column {table.columns[k]!r}, row {row}: value {_plain(table.values[p, k])!r} is not positive; "
+        raise DataError(f"{table.label}: column {table.columns[k]!r}, {table.where(p)}: value {_plain(table.values[p, k])!r} is not positive; "
                         "log scaling needs every target value > 0 (train without --log)")
 
 
@@ -1235,8 +1236,7 @@ def diverged(tables: list[SeriesTable], exc: Exception) -> Exception:
         magnitude = np.abs(table.values)  # (n, F)
         if magnitude.size and magnitude.max() > LARGE:
             p, k = np.unravel_index(int(np.argmax(magnitude)), magnitude.shape)
-            where = f"row {int(table.rows[p]) if table.rows is not None else p + 1}" if table.times is None else f"time {_plain(table.time_at(np.array([p]))[0])!r}"
-            return DataError(f"{table.label}: column {table.columns[k]!r}, {where}: value {float(table.values[p, k]):.4g} is too large to train on "
+            return DataError(f"{table.label}: column {table.columns[k]!r}, {table.where(int(p))}: value {float(table.values[p, k]):.4g} is too large to train on "
                              f"in float32 ({exc}); rescale the column")
     label = tables[0].label
     return TrainingError(f"{label}: {exc}; try a smaller learning rate (lr)", cli=f"{label}: {exc}; try a smaller --lr")

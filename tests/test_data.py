@@ -411,7 +411,7 @@ def test_values_too_large_for_float32_arithmetic_stop_training_naming_the_column
     with pytest.raises(DataError) as e:
         Forecaster("y", time="t", window=4, hidden_size=4, epochs=2, progress=False).fit(p)
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith(f"{p}: column 'y', time ") and "is too large to train on in float32 (training diverged" in msg
+    assert "\n" not in msg and msg.startswith(f"{p}: column 'y', row ") and "is too large to train on in float32 (training diverged" in msg
 
 
 def test_the_missing_value_hint_speaks_the_api_and_the_cli(tmp_path):

@@ -91,6 +91,13 @@ def test_log_needs_positive_targets_and_says_where(tmp_path):
     with pytest.raises(DataError) as e:
         Forecaster("y", time="date", log=True, **TINY).fit(path)
     assert str(e.value) == f"{path}: column 'y', row 42: value 0.0 is not positive; log scaling needs every target value > 0 (train without --log)"
+    # Rows out of time order, two series: the row named is still the file's (was the sorted position).
+    two = pd.concat([seasonal_trend(60).assign(store="a"), frame.assign(store="b")]).sample(frac=1, random_state=0).reset_index(drop=True)
+    two.to_csv(path, index=False)
+    row = int(np.flatnonzero(two["y"].to_numpy() <= 0)[0]) + 1
+    for source in (path, two):
+        with pytest.raises(DataError, match=f"column 'y', row {row}: value 0.0 is not positive"):
+            Forecaster("y", time="date", series_id="store", log=True, **TINY).fit(source)
     with pytest.raises(ConfigError, match="log: a mixture head"):
         Forecaster("y", log=True, head="mixture")
 
