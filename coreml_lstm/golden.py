@@ -102,6 +102,7 @@ TOKENIZER_PROBES = (
     "\u0395\u039b\u039b\u0391\u0394\u0391 \u65e5\u672c\u8a9e \u0645\u0631\u062d\u0628\u0627",
     "emoji \U0001f600 and tabs\tand\nnewlines",
     "zzyzx qwxv",
+    "?! \U0001f44d\U0001f3fd",
 )
 
 

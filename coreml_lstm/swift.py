@@ -714,9 +714,10 @@ public struct Tokenizer {
         return tokens
     }
 
-    /// Rule 4: the ids of a text's tokens.
+    /// Rules 4 and 5: the ids of a text's tokens; a text with none is one out-of-vocabulary token.
     public func encode(_ text: String) -> [Int32] {
-        split(text).map { ids[$0] ?? oovId }
+        let encoded = split(text).map { ids[$0] ?? oovId }
+        return encoded.isEmpty ? [oovId] : encoded
     }
 }
 """

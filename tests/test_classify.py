@@ -250,8 +250,11 @@ def test_empty_text(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text('text,label\nhello there,a\n"   ",b\n')
     assert err(TextClassifier().fit, p) == f"{p}: column 'text', row 2: empty text"
-    frame = pd.DataFrame({"text": ["fine words", "?!", "more words"], "label": ["a", "b", "a"]})
-    assert err(TextClassifier().fit, frame) == "training data: column 'text', row 2: empty text (no tokens: '?!')"
+    # No tokens (punctuation, emoji) is one out-of-vocabulary token, in training and prediction (it failed the whole table).
+    frame = pd.DataFrame({"text": ["fine words", "?!", "more words", "\U0001f44d"], "label": ["a", "b", "a", "b"]})
+    clf = TextClassifier(hidden_size=4, epochs=1, progress=False).fit(frame)
+    assert clf.tokenizer_.encode("?!") == clf.tokenizer_.encode("\U0001f44d") == [1]
+    assert len(clf.predict(["\U0001f600", "fine"])) == 2
 
 
 def test_sequence_longer_than_the_maximum(seq_clf):

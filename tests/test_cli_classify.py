@@ -59,6 +59,11 @@ def test_text_classify_end_to_end(tmp_path):
     r = run("verify", tmp_path / "ckpt", tmp_path / "r.mlpackage", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["status"] == "passed"
+    # A text of emoji only (no word tokens) is predicted, not an error failing the whole table.
+    (tmp_path / "new.csv").write_text("text\ngreat value\n\U0001f44d\U0001f44d\n?!\n", encoding="utf-8")
+    r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 4, r.stdout
 
 
 def test_option_conflicts_are_usage_errors(tmp_path):

@@ -355,13 +355,7 @@ class TextClassifier(_Classifier):
         self.tokenizer_.fit(train.x)
 
     def _inputs(self, samples):
-        out = []
-        for text, row in zip(samples.x, samples.rows):
-            ids = self.tokenizer_.encode(text)
-            if not ids:
-                raise DataError(f"{samples.source}: column {self.data_config.text!r}, row {row}: empty text (no tokens: {text[:40]!r})")
-            out.append(np.asarray(ids, dtype=np.int64))
-        return out
+        return [np.asarray(self.tokenizer_.encode(text), dtype=np.int64) for text in samples.x]
 
     def _build(self):
         torch.manual_seed(self.train_config.seed)

@@ -103,12 +103,7 @@ def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samp
         if expected.get("vocab_size") not in (None, tok.vocab_size):
             raise ConfigError(f"{vocab}: holds {tok.vocab_size} ids but the package was exported with {expected['vocab_size']}")
         samples = read_texts(table, config, role="input", labelled=False)
-        arrays = []
-        for text, row in zip(samples.x, samples.rows):
-            ids = tok.encode(text)
-            if not ids:
-                raise DataError(f"{samples.source}: column {config.text!r}, row {row}: empty text (no tokens: {text[:40]!r})")
-            arrays.append(np.asarray(ids, np.int32))
+        arrays = [np.asarray(tok.encode(text), np.int32) for text in samples.x]
         what = "text"
     check_lengths(Samples(arrays, samples.labels, samples.keys, samples.rows, samples.source), int(meta["max_length"]), what)
     return arrays, samples, meta

@@ -17,6 +17,9 @@ RULES (``Tokenizer.encode``), applied to one text:
 4. Map each token to its id: ``tokens`` (the vocabulary list stored in the JSON) gives the id as
    the token's index; a token not in the list gets ``oov_id`` (1). Id 0 (``pad_id``) is never
    produced for a token; it pads batches in training only.
+5. A text with no tokens (at word level, one of only punctuation, symbols or emoji: "?!",
+   "\U0001f44d") is one out-of-vocabulary token, ``[oov_id]``: the model sees every text as
+   one step at least, as the app does.
 
 The vocabulary: the ``max_vocab`` most frequent tokens of the training texts (ties broken by
 the token's code points, ascending), after ids 0 (padding) and 1 (out of vocabulary), whose
@@ -89,8 +92,8 @@ class Tokenizer:
         return out
 
     def encode(self, text: str) -> list[int]:
-        """Rules 1-4: the text's token ids (may be empty, e.g. for punctuation only at word level)."""
-        return [self._ids.get(t, self.oov_id) for t in self.split(text)]
+        """Rules 1-5: the text's token ids (one at least)."""
+        return [self._ids.get(t, self.oov_id) for t in self.split(text)] or [self.oov_id]
 
     def fit(self, texts) -> "Tokenizer":
         """Build the vocabulary from training texts (replacing any previous one)."""
