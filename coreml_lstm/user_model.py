@@ -136,6 +136,9 @@ class ModuleAdapter(Adapter):
             if unknown:
                 raise ConfigError(f"--input {unknown[0]!r}: not an input of {package}; its inputs are {', '.join(d.name for d in declared)}")
             declared = [given.get(d.name, d) for d in declared]
+        params = _forward_names(module, 0, every=True)[: len(declared)]
+        if {d.name for d in declared} == set(params):  # the module is called positionally: in forward's order
+            declared = sorted(declared, key=lambda d: params.index(d.name))
         names = outputs or [t.name for t in program.outputs]
         if outputs and any(n not in {t.name for t in program.outputs} for n in outputs):
             bad = next(n for n in outputs if n not in {t.name for t in program.outputs})
@@ -195,11 +198,27 @@ FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) u
 
 
 def _examples(module, example_inputs) -> tuple[list[str], list]:
-    """(input names, example tensors): names from the dict, else from ``forward``'s signature."""
+    """(input names, example tensors) in ``forward``'s argument order: names from the dict, else
+    from ``forward``'s signature.
+
+    A dict whose keys are ``forward``'s argument names binds each tensor to its argument,
+    whatever the dict's order (the trace and every check call the module positionally, so a
+    ``{"skip": s, "x": x}`` example fed the input named ``x`` to ``skip``); keys that are not
+    its names are the package's names for its arguments in the dict's order.
+    """
     import torch
 
     if isinstance(example_inputs, dict):
         names, tensors = list(example_inputs), list(example_inputs.values())
+        params = _forward_names(module, 0, every=True)
+        named = [n for n in names if n in params]
+        if named:
+            first = params[: len(names)]
+            if len(named) < len(names) or set(names) != set(first):
+                others = [n for n in names if n not in first]
+                raise ConfigError(f"example_inputs: {', '.join(map(repr, others))} {'is' if len(others) == 1 else 'are'} not among forward's first "
+                                  f"{len(names)} arguments ({', '.join(first)}); name every tensor by its forward argument, or none of them")
+            names, tensors = first, [example_inputs[n] for n in first]
     else:
         tensors = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
         names = _forward_names(module, len(tensors))
@@ -213,8 +232,9 @@ def _examples(module, example_inputs) -> tuple[list[str], list]:
     return names, out
 
 
-def _forward_names(module, n: int) -> list[str]:
-    """The names of ``forward``'s first ``n`` arguments (``input_0``... when it takes ``*args``)."""
+def _forward_names(module, n: int, every: bool = False) -> list[str]:
+    """The names of ``forward``'s first ``n`` arguments (``input_0``... when it takes ``*args``);
+    ``every``: all its positional argument names (none for ``*args``)."""
     names = []
     schema = getattr(getattr(module, "forward", None), "schema", None)
     if schema is not None:  # TorchScript
@@ -225,6 +245,8 @@ def _forward_names(module, n: int) -> list[str]:
             names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             names = []
+    if every:
+        return names
     if len(names) < n:
         return [f"input_{i}" for i in range(n)]
     return names[:n]
@@ -472,7 +494,8 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     Args:
         module: the ``nn.Module``.
         example_inputs: a tensor, a tuple of tensors or ``{name: tensor}``; names default to the
-            ``forward`` argument names.
+            ``forward`` argument names. A dict keyed by ``forward``'s argument names binds each
+            tensor to its argument in any order; other keys name the arguments in order.
         path: destination ending in ``.mlpackage``.
         inputs: flexible shapes: ``{name: shape}`` with sizes and ranges (``"1..64"``,
             ``ct.RangeDim``), ``ct.EnumeratedShapes`` or a list of shapes; or ``ct.TensorType`` list.

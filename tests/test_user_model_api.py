@@ -483,3 +483,34 @@ def test_fp32_modules_name_a_module_list_s_children_or_the_list(tmp_path, name):
     m, x = Listed().eval(), 3e6 + 1e5 * torch.randn(1, 6, 3)
     path, report = coreml_lstm.convert(m, x, tmp_path / "l.mlpackage", precision="fp16", target="iOS17", fp32_modules=[name])
     assert report.status == "passed", format_report(report)
+
+
+class Skip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x, skip):
+        return self.lin(x) + 0.5 * skip
+
+
+def test_a_dict_example_binds_each_tensor_to_the_forward_argument_it_names(tmp_path):
+    """{"skip": s, "x": x} traced positionally fed the input named 'x' to forward's skip, and every
+    check made the same swap: passed on a package wrong for anyone feeding it by name."""
+    import coreml_lstm.executor as ex
+
+    torch.manual_seed(0)
+    model, x, skip = Skip().eval(), torch.randn(1, 4), torch.randn(1, 4)
+    path, report = coreml_lstm.convert(model, {"skip": skip, "x": x}, tmp_path / "s.mlpackage")
+    assert report.status == "passed"
+    got = ex.load(path).predict({"x": x.numpy(), "skip": skip.numpy()})["output"]
+    np.testing.assert_allclose(got, model(x=x, skip=skip).detach().numpy(), atol=1e-5)
+    assert coreml_lstm.verify(model, path, {"x": x.numpy(), "skip": skip.numpy()}).status == "passed"
+    # A package whose inputs are forward's names in another order is checked by name too.
+    assert [i.name for i in coreml_lstm.user_model.ModuleAdapter.for_package(model, path).inputs] == ["x", "skip"]
+    with pytest.raises(ConfigError, match=r"'y' is not among forward's first 2 arguments \(x, skip\)"):
+        coreml_lstm.convert(model, {"x": x, "y": skip}, tmp_path / "t.mlpackage")
+    # Names that are not forward's are the package's names for its arguments, in the dict's order.
+    path, report = coreml_lstm.convert(model, {"a": x, "b": skip}, tmp_path / "u.mlpackage")
+    got = ex.load(path).predict({"a": x.numpy(), "b": skip.numpy()})["output"]
+    np.testing.assert_allclose(got, model(x, skip).detach().numpy(), atol=1e-5)
