@@ -74,7 +74,7 @@ class ModuleAdapter(Adapter):
     # -- building ------------------------------------------------------------------------------
 
     @classmethod
-    def from_module(cls, module, example_inputs, *, inputs=None, outputs=None, states=None) -> "ModuleAdapter":
+    def from_module(cls, module, example_inputs, *, inputs=None, outputs=None, states=None, value_ranges=None) -> "ModuleAdapter":
         """The adapter of ``module`` traced on ``example_inputs``, with the flexible shapes of ``inputs``.
 
         Args:
@@ -87,6 +87,8 @@ class ModuleAdapter(Adapter):
                 named keep the example's shape.
             outputs: output names (or ``ct.TensorType`` list); default ``output`` / ``output_0``...
             states: buffer names (or ``ct.StateType`` list) kept as Core ML states (iOS18+).
+            value_ranges: ``{name: (lo, hi)}``: the values random samples of that input draw from
+                (inclusive integers for an integer input; uniform floats for a float one).
         """
         import torch
 
@@ -105,6 +107,7 @@ class ModuleAdapter(Adapter):
         elif inputs is not None:
             raise ConfigError("inputs: expected {name: shape} or a list of ct.TensorType")
         specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
+        _set_value_ranges(specs_in, value_ranges)
         torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
         eval_mode(module)
         with torch.no_grad():
@@ -252,6 +255,28 @@ def _forward_names(module, n: int, every: bool = False) -> list[str]:
     return names[:n]
 
 
+def _set_value_ranges(specs: list[Input], ranges) -> None:
+    """``value_ranges`` checked (names, pairs, lo <= hi) and set on the inputs they name."""
+    if ranges is None:
+        return
+    if not isinstance(ranges, dict):
+        raise ConfigError("value_ranges: expected {input name: (lo, hi)}")
+    by_name = {i.name: i for i in specs}
+    for name, pair in ranges.items():
+        if name not in by_name:
+            raise ConfigError(f"value_ranges: {name!r} is not an input of the module; its inputs are {', '.join(by_name)}")
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ConfigError(f"value_ranges: {name!r}: expected (lo, hi), got {pair!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise ConfigError(f"value_ranges: {name!r}: ({pair[0]}, {pair[1]}) is not a finite range with lo <= hi")
+        inp = by_name[name]
+        inp.value_range = (int(np.ceil(lo)), int(np.floor(hi))) if inp.dtype == INT32 else (lo, hi)
+        if inp.value_range[0] > inp.value_range[1]:
+            raise ConfigError(f"value_ranges: {name!r}: ({pair[0]}, {pair[1]}) holds no integer")
+
+
 def input_from_example(name: str, tensor, spec=None, description: str = "") -> Input:
     """An :class:`Input` for an example tensor: its dtype (int -> int32), its shape unless ``spec``
     gives flexible dims, and value statistics for random samples."""
@@ -277,7 +302,10 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     values = tensor.detach().double().numpy()
     if values.size:
         if integer:
-            inp.value_range = (int(values.min()), int(values.max()))
+            lo, hi = int(values.min()), int(values.max())
+            # A constant example (zeros, the usual tracing dummy) says nothing of the values the
+            # model takes: the checks draw from 0..9 with it, not from that one value only.
+            inp.value_range = (lo, hi) if lo < hi else (min(lo, 0), max(hi, 9))
         else:
             std = float(values.std())
             inp.stats = (float(values.mean()), std if std > 0 else 1.0)
@@ -483,7 +511,7 @@ def parse_input_option(text: str) -> Input:
 
 def convert(module, example_inputs, path, *, inputs=None, outputs=None, precision: str = "fp32", target: str = "iOS16",
             compress: str | None = None, states=None, metadata: dict | None = None, samples: int = 8, fp32_modules=(),
-            atol: float | None = None, rtol: float | None = None):
+            atol: float | None = None, rtol: float | None = None, value_ranges=None):
     """Convert a torch module to a Core ML package, save it atomically, and verify it.
 
     The module is traced (TorchScript; ``torch.export`` does not take ``nn.LSTM``) on
@@ -510,6 +538,9 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         samples: how many random samples the check draws.
         fp32_modules: with precision fp16, submodules (dotted names, as ``named_modules`` gives
             them) whose ops stay fp32: a normalisation of raw inputs beyond float16's 65504, say.
+        value_ranges: ``{name: (lo, hi)}``: the values the check's random samples of an input
+            draw from (token ids below the vocabulary size, say); default: the example's range,
+            0..9 for an integer example that is constant, N(mean, std) of a float one.
         atol, rtol: the check's tolerances (default: :data:`coreml_lstm.verify.DEFAULT_TOLERANCES`,
             the fp16 bar for fp16, compressed weights or states).
 
@@ -532,7 +563,7 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         raise ConfigError(f"samples: expected a whole number >= 1, got {samples!r}")
     if states and OPSET_TARGET.get(target, target) != "iOS18":
         raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
-    adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states)
+    adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
     adapter.extra_metadata = metadata
     adapter.fp32_scopes = fp32_submodules(module, fp32_modules, precision)
     path = export(adapter, path, config)

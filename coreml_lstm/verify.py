@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, first_line
+from .errors import ConfigError, PackageError, UnsupportedOpError, first_line
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class Check:
     def line(self) -> str:
         if self.status == "skipped":
             return f"SKIPPED {self.label} [{self.backend}]: {self.reason}"
+        if self.shape is None and self.reason:  # nothing to compare: the package did not run
+            return f"FAILED {self.label} [{self.backend}, {self.mode}]: {self.reason}"
         tol = self.tolerance
         word = "PASSED " if self.status == "passed" else "FAILED "
         return (
@@ -264,9 +266,16 @@ def verify_package(
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples))
 
-    def add(results: list[dict], backend: str, mode: str) -> None:
+    def add(results: list, backend: str, mode: str) -> None:
         tol = tolerances["fp16" if "fp16" in (mode, precision) or lossy else "fp32"]
         for size, idx in groups.items():
+            refused = next((results[i] for i in idx if isinstance(results[i], Exception)), None)
+            if refused is not None:  # the program does not run at a size it declares
+                status = "skipped" if isinstance(refused, UnsupportedOpError) else "failed"
+                for name in names:
+                    report.checks.append(Check(name, backend, mode, status, tolerance=tol, size=size, max_abs=float("inf"), max_rel=float("inf"),
+                                               reason=f"the package does not run at this size: {first_line(refused)}"))
+                continue
             for name in names:
                 report.checks.append(compare_many(name, [results[i][name] for i in idx], [want[i][name] for i in idx], tol,
                                                   backend=backend, mode=mode, size=size, unit=units.get(name)))
@@ -285,7 +294,7 @@ def verify_package(
             def predict(feeds, state, mode=mode):
                 return program.predict(feeds, mode=mode, state=state)
 
-            add([run_sample(predict, s, carry, program.make_state if program.states else None) for s in samples], "executor", mode)
+            add([_run_or_refusal(predict, s, carry, program.make_state if program.states else None) for s in samples], "executor", mode)
     if "coreml" in backends:
         ok, why = coreml_available()
         if not ok:
@@ -307,6 +316,15 @@ def verify_package(
     return report
 
 
+def _run_or_refusal(predict, sample, carry: dict, make_state=None):
+    """:func:`run_sample` through the executor, or the PackageError it raised (a kernel that
+    refuses the sample's size, say), which its checks report."""
+    try:
+        return run_sample(predict, sample, carry, make_state)
+    except PackageError as exc:
+        return exc
+
+
 def _reference(adapter, sample, k: int) -> dict:
     """Torch's outputs for one sample; a module that fails on it is a one-line error naming the sample."""
     from .errors import CoreMLLSTMError
@@ -318,7 +336,7 @@ def _reference(adapter, sample, k: int) -> dict:
     except Exception as exc:
         where = f" ({sample.label})" if sample.label else ""
         raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {first_line(exc)}; "
-                          "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges as --input NAME:SHAPE:DTYPE:LO..HI)") from None
+                          "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges: value_ranges= / --input NAME:SHAPE:DTYPE:LO..HI)") from None
 
 
 class _Declared:

@@ -514,3 +514,64 @@ def test_a_dict_example_binds_each_tensor_to_the_forward_argument_it_names(tmp_p
     path, report = coreml_lstm.convert(model, {"a": x, "b": skip}, tmp_path / "u.mlpackage")
     got = ex.load(path).predict({"a": x.numpy(), "b": skip.numpy()})["output"]
     np.testing.assert_allclose(got, model(x, skip).detach().numpy(), atol=1e-5)
+
+
+class HashedBigrams(nn.Module):
+    """Integer arithmetic that overflows int32 (Core ML) where torch's int64 does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5003, 3)
+
+    def forward(self, ids):
+        prev = torch.cat([torch.zeros_like(ids[:, :1]), ids[:, :-1]], 1)
+        return self.emb((prev * 1_000_003 + ids) % 5003)
+
+
+def test_an_integer_input_traced_on_a_constant_is_checked_on_other_values(tmp_path):
+    """Traced on zeros, the ids were drawn from zeros only: passed on a package wrong on every
+    real input. A constant example now draws from 0..9; value_ranges= gives the range."""
+    from coreml_lstm.adapter import package_inputs
+    from coreml_lstm.verify import load_declared
+
+    def drawn(path):
+        return package_inputs(load_declared(path)[0], path)[0].value_range
+
+    model, zeros = HashedBigrams().eval(), torch.zeros(1, 16, dtype=torch.long)
+    path, report = coreml_lstm.convert(model, zeros, tmp_path / "h.mlpackage")
+    assert report.status == "passed" and tuple(drawn(path)) == (0, 9)  # right for ids 0..9: no overflow there
+    path, report = coreml_lstm.convert(model, zeros, tmp_path / "r.mlpackage", value_ranges={"ids": (0, 5002)})
+    assert report.status == "failed" and tuple(drawn(path)) == (0, 5002)
+    assert coreml_lstm.verify(model, path, samples=2).status == "failed"  # the package records the range
+    small = nn.Embedding(4, 2).eval()  # ids past its table: the torch failure names the way out
+    with pytest.raises(ConfigError, match="value_ranges="):
+        coreml_lstm.convert(small, zeros, tmp_path / "s.mlpackage")
+    path, report = coreml_lstm.convert(small, zeros, tmp_path / "t.mlpackage", value_ranges={"input": (0, 3)})
+    assert report.status == "passed" and tuple(drawn(path)) == (0, 3)
+    for bad, message in (({"nope": (0, 1)}, "'nope' is not an input"), ({"input": (3, 1)}, "lo <= hi"), ({"input": 5}, "expected \\(lo, hi\\)")):
+        with pytest.raises(ConfigError, match=message):
+            coreml_lstm.convert(small, zeros, tmp_path / "u.mlpackage", value_ranges=bad)
+
+
+class ReplicateCausal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, 9)
+
+    def forward(self, x):  # (batch, channels, time)
+        return self.conv(torch.nn.functional.pad(x, (8, 0), mode="replicate"))
+
+
+def test_a_size_the_program_does_not_run_at_is_a_failed_check_naming_the_size(tmp_path):
+    """MIL's replicate pad takes at most the axis' size: below 8 steps the program does not run.
+    The check raised the executor's error (no report, no size); it is now that size's FAILED line."""
+    path, report = coreml_lstm.convert(ReplicateCausal().eval(), torch.randn(1, 2, 30), tmp_path / "c.mlpackage",
+                                       inputs={"x": (1, 2, "1..100")})
+    assert report.status == "failed"
+    refused = [c for c in report.failed]
+    assert refused and all("does not run at this size" in c.reason and "replicate pad" in c.reason for c in refused)
+    assert all(int(c.size.split(", ")[-1].rstrip(")")) < 8 for c in refused), [c.size for c in refused]
+    assert any(c.status == "passed" for c in report.checks)  # the sizes it runs at are still compared
+    assert refused[0].line().startswith("FAILED output (x (1, 2, ")
+    _, report = coreml_lstm.convert(ReplicateCausal().eval(), torch.randn(1, 2, 30), tmp_path / "d.mlpackage", inputs={"x": (1, 2, "8..100")})
+    assert report.status == "passed", format_report(report)
