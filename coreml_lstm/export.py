@@ -386,6 +386,10 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, 
     layer = layer_of(traced, op, where) if traced is not None else None
     named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
     hint = f" ({_HINTS[op]})" if op in _HINTS and (flexible or op not in _FLEXIBLE_HINTS) else ""
+    if "only 0-dimensional arrays can be converted to Python scalars" in text:  # the converter, not the model
+        import numpy
+
+        hint = f" (coremltools 9 needs numpy below 2.4, which turned this into an error; this is numpy {numpy.__version__}: pip install 'numpy<2.4')"
     if "not implemented" in text:
         return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools"
     return f"conversion failed: {named}torch op {op!r} does not convert{hint}: {type(exc).__name__}: {first}"

@@ -575,3 +575,27 @@ def test_a_size_the_program_does_not_run_at_is_a_failed_check_naming_the_size(tm
     assert refused[0].line().startswith("FAILED output (x (1, 2, ")
     _, report = coreml_lstm.convert(ReplicateCausal().eval(), torch.randn(1, 2, 30), tmp_path / "d.mlpackage", inputs={"x": (1, 2, "8..100")})
     assert report.status == "passed", format_report(report)
+
+
+class SizesAsNumbers(nn.Module):
+    """Sizes read from the tensor, as most real models do (and nn.MultiheadAttention inside)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        y, _ = self.attn(x, x, x)
+        return y.reshape(b, -1) + x.new_zeros(t * c)
+
+
+def test_sizes_read_from_a_tensor_convert():
+    """coremltools 9 calls int() on a one-element array for every size a model reads from a
+    tensor; NumPy 2.4 refuses that, so such models failed to convert (numpy is held below 2.4)."""
+    import tempfile
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, report = coreml_lstm.convert(SizesAsNumbers().eval(), torch.randn(2, 5, 4), f"{tmp}/s.mlpackage")
+    assert report.status == "passed", format_report(report)
