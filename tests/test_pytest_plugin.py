@@ -93,3 +93,14 @@ def test_a_swapped_package_fails_readably(pytester, packages, monkeypatch):
         "*skipped: the Core ML runtime needs macOS*",
     ])
     result.stdout.fnmatch_lines(["*coreml-lstm parity*", "FAILED*keyword.mlpackage"])
+
+
+def test_a_check_that_could_not_run_is_listed_as_an_error(pytester, packages, monkeypatch):
+    """A ConfigError (here: inputs naming no input of the package) ran no check: the summary
+    lists the package as ERROR (it was left out, as if never checked)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    project(pytester, packages, "seed0.mlpackage")
+    pytester.makepyfile(test_keyword=TEST.replace('samples=3)', 'inputs={"nope": [[0.0]]})'))
+    result = pytester.runpytest("-p", entry_point(), "-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*coreml-lstm parity*", "ERROR*keyword.mlpackage"])
