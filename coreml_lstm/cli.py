@@ -666,7 +666,7 @@ def diagnose(package, feeds, atol, rtol, limit, as_json):
 @click.option("--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="Table with the package's input columns.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classifiers: classes shown per sample.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classifiers: classes shown per sample.  [default: 3]")
 @click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True,
               help="Forecasters: what to do with empty cells, as in train (drop their rows, or carry each series' last value forward).")
 @click.option("--backend", type=click.Choice(["auto", "coreml", "executor"]), default="auto", show_default=True)

@@ -244,9 +244,13 @@ class ForecasterAdapter(Adapter):
         return wrapper(name, program, meta)
 
     @staticmethod
-    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, missing: str = "error", **_):
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, missing: str = "error",
+                      top_k: int | None = None, **_):
         """Forecasts after every window of a table (``predict --csv``): (frame, backend used, what)."""
         from .predict import predict_table
+
+        if top_k is not None:
+            raise ConfigError("--top-k: only for classifier packages; a forecaster predicts values, not classes")
 
         frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last, missing=missing)
         return frame, used, "forecasts"

@@ -137,6 +137,8 @@ def test_predict_csv_matches_the_python_api(trained):
     from coreml_lstm import Forecaster
 
     d, csv, _ = trained
+    r = run("predict", d / "m.mlpackage", "--csv", csv, "--top-k", "2")  # was ignored
+    assert r.exit_code == 1 and r.output == "Error: --top-k: only for classifier packages; a forecaster predicts values, not classes\n"
     r = run("predict", d / "m.mlpackage", "--csv", csv, "--backend", "executor")
     assert r.exit_code == 0, r.output
     from io import StringIO

@@ -235,3 +235,5 @@ def test_predict_missing_is_for_forecasters(sequence):
     d, _ = sequence
     r = run("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--missing", "ffill")
     assert r.exit_code == 1 and r.output == "Error: --missing ffill: only for forecaster packages; a classifier's samples must be complete\n"
+    r = run("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--last")  # was ignored
+    assert r.exit_code == 1 and r.output == "Error: --last: only for forecaster packages; a classifier gives one prediction per sample\n"

@@ -187,13 +187,17 @@ class ClassifierAdapter(Adapter):
         return classifier_wrapper(name, program, meta)
 
     @staticmethod
-    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int = 3, missing: str = "error", **_):
+    def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int | None = None, missing: str = "error",
+                      last: bool = False, **_):
         """Label and top-k classes per sample of a table (``predict --csv``): (frame, backend used, what)."""
         from ..errors import ConfigError
         from .commands import predict_classes
 
         if missing != "error":
             raise ConfigError(f"--missing {missing}: only for forecaster packages; a classifier's samples must be complete")
+        if last:
+            raise ConfigError("--last: only for forecaster packages; a classifier gives one prediction per sample")
+        top_k = 3 if top_k is None else top_k
 
         frame, used = predict_classes(package, table, top_k=top_k, backend=backend, mode=mode)
         return frame, used, "samples classified"
