@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
-from .baselines import naive_forecast, seasonal_naive_forecast
+from .baselines import naive_forecast, seasonal_naive_forecast, worse_than
 from .errors import DataError
 from .season import seasonal_lag
 
@@ -37,6 +37,7 @@ class Backtest:
     origins: list[dict] = field(default_factory=list)  # series, origin row, time, y, model, naive, seasonal_naive
     scale: dict = field(default_factory=dict)  # series id -> (T,) MASE denominators
     history: dict = field(default_factory=dict)  # series id -> (first row, times, (n, T) values) for plots
+    notes: list = field(default_factory=list)  # sentences: series that hold fewer origins than asked
 
     def summary(self) -> dict:
         """Pooled MAE, RMSE and MASE per method; the model's skill against seasonal naive; a warning."""
@@ -48,7 +49,7 @@ class Backtest:
             out[method] = {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())), "mase": mase}
         m, s = out["model"]["mase"], out["seasonal_naive"]["mase"]
         skill = None if m is None or not s else 1.0 - m / s
-        worse = (m > s) if (m is not None and s is not None) else out["model"]["mae"] > out["seasonal_naive"]["mae"]
+        worse = worse_than(m, s) if (m is not None and s is not None) else worse_than(out["model"]["mae"], out["seasonal_naive"]["mae"])
         warning = None
         if worse:
             what = f"MASE {m:.3f} vs {s:.3f}" if m is not None and s is not None else f"MAE {out['model']['mae']:.4g} vs {out['seasonal_naive']['mae']:.4g}"
@@ -65,7 +66,7 @@ class Backtest:
 
         return {
             "targets": self.targets, "window": self.window, "horizon": self.horizon, "season": self.season, "refit": self.refit,
-            "summary": self.summary(),
+            "summary": self.summary(), "notes": list(self.notes),
             "origins": [{k: plain(v) for k, v in o.items()} | {f"{m}_mae": float(np.abs(np.asarray(o[m]) - np.asarray(o["y"])).mean()) for m in METHODS}
                         for o in self.origins],
         }
@@ -84,7 +85,7 @@ class Backtest:
             lines.append(f"{method.replace('_', ' '):<35} {r['mae']:>12.4f} {r['rmse']:>12.4f} {mase:>8}")
         skill = "n/a" if summary["skill"] is None else f"{summary['skill']:+.3f}"
         lines.append(f"skill vs seasonal naive: {skill}   (horizon {self.horizon}, season {self.season}, {'refit at each origin' if self.refit else 'no refit'})")
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def plot(self, path):
         """Write a PNG of the truth and every origin's forecasts; returns its path."""
@@ -140,6 +141,9 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
             who = f"series {sid!r}" if sid is not None else "the table"
             raise DataError(f"{frame.attrs['label']}: {who} has {len(g)} rows; a backtest with window {W} + horizon {H} needs at least {W + H}")
         plan.append((sid, g, positions))
+        if len(positions) < origins:
+            who = f"series {sid!r}" if sid is not None else "the table"
+            result.notes.append(f"{who} holds {len(positions)} of the {origins} origins asked ({len(g)} rows, window {W}, horizon {H}, step {step})")
         values = g[targets].to_numpy(np.float64)
         before = values[: positions[0]]
         lag = seasonal_lag(m, len(before) - 1)

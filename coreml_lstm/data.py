@@ -1351,7 +1351,7 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     config = _resolved(config, table, split=validation is None)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = _short_series_warning(given, config, table, split=validation is None) + _gap_warning(table)
+    warnings = _short_series_warning(given, config, table, split=validation is None) + _gap_warning(table) + _unused_columns_warning(given, table)
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1412,6 +1412,20 @@ def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTa
             f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
 
 
+def _unused_columns_warning(config: DataConfig, table: SeriesTable) -> list[str]:
+    """When the features are the table's numeric columns (none given), the columns left out
+    (text; numbers written as text, "12,279", among them), named: silence would hide a feature."""
+    if config.features is not None:
+        return []
+    keys = {config.time, config.series_id}
+    unused = [c for c in table.table_columns if c not in table.columns and c not in keys]
+    if not unused:
+        return []
+    named = ", ".join(map(repr, unused[:5])) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+    return [f"{table.label}: column{'s' if len(unused) > 1 else ''} {named} {'are' if len(unused) > 1 else 'is'} not numeric and not used as "
+            "features; to use one, make its cells numbers (--feature NAME names the first cell that is not)"]
+
+
 def _gap_warning(table: SeriesTable) -> list[str]:
     """A sentence when series step evenly but for missing steps (at least 80% of a series' steps
     are its most common one, the others whole multiples of it): windows then run across the
@@ -1441,7 +1455,8 @@ def _gap_warning(table: SeriesTable) -> list[str]:
         if first is None:
             missing = int((longer // step - 1).sum())
             at = a + int(np.flatnonzero(steps > step)[0])
-            first = (table.ids[k], missing, len(longer), _plain(table.time_at(np.array([at]))[0]))
+            after = table.time_at(np.array([at]))[0]
+            first = (table.ids[k], missing, len(longer), pd.Timestamp(after) if isinstance(after, np.datetime64) else _plain(after))
     if not with_gaps:
         return []
     sid, missing, gaps, after = first

@@ -74,6 +74,9 @@ def check_destination(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".mlpackage":
         raise ConfigError(f"{path}: the output path must end in .mlpackage")
+    parent = next((p for p in path.parents if p.exists() or p.is_symlink()), None)  # the nearest that exists
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{path}: {parent} is a file, not a folder to write the package in")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a package directory")
     if path.is_dir() and not (path / "Manifest.json").is_file() and any(path.iterdir()):

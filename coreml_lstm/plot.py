@@ -82,7 +82,8 @@ def plot_backtest(result, path: str | Path, max_panels: int = 6) -> Path:
         first_row, times, values = result.history[sid]
         ax.plot(times, values[:, k], color="black", lw=1.2, label="actual")
         first = True
-        for i, o in enumerate(o for o in result.origins if o["series"] == sid):
+        own = [o for o in result.origins if o["series"] == sid]
+        for i, o in enumerate(own):
             start = o["origin"] - first_row
             span = times[start : start + result.horizon]
             color = f"C{i % 9 + 1}"
@@ -91,7 +92,7 @@ def plot_backtest(result, path: str | Path, max_panels: int = 6) -> Path:
             ax.axvline(span[0], color=color, lw=0.6, alpha=0.5)
             first = False
         who = "" if sid is None else f"series {sid}, "
-        ax.set_title(f"{who}{name}: {result.horizon}-step forecasts from {len(result.origins)} origins ({'refit' if result.refit else 'no refit'})")
+        ax.set_title(f"{who}{name}: {result.horizon}-step forecasts from {len(own)} origins ({'refit' if result.refit else 'no refit'})")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)

@@ -49,6 +49,15 @@ def mutated_copy(package, tmp_path):
     return bad
 
 
+def test_an_export_path_under_a_file_is_refused_before_training(trained, tmp_path):
+    d, csv, _ = trained
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(main, ["train", str(csv), "--target", "y0", "--time", "t", *FAST, "--out", str(tmp_path / "ckpt"),
+                                  "--export", str(tmp_path / "afile" / "x.mlpackage")])
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'afile' / 'x.mlpackage'}: {tmp_path / 'afile'} is a file, not a folder to write the package in\n"
+    assert not (tmp_path / "ckpt").exists()  # refused before training
+
+
 def test_version_and_help():
     r = run("--version")
     assert r.exit_code == 0 and __version__ in r.output

@@ -456,6 +456,20 @@ def test_a_column_of_time_steps_with_one_bad_cell_names_that_cell(tmp_path):
     assert str(err.value) == f"{path}: column 't', row 100: not a number like the rest of the column: 'x'"
 
 
+def test_columns_left_out_of_the_default_features_are_named(tmp_path):
+    """Numbers written with a decimal comma are text: the column was silently no feature."""
+    n = 60
+    frame = pd.DataFrame({"t": range(n), "y": np.sin(np.arange(n) / 3.0), "lead": [f"{v:.3f}".replace(".", ",") for v in np.cos(np.arange(n))],
+                          "x": np.arange(n, dtype=float)})
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    for source, label in ((tmp_path / "f.csv", str(tmp_path / "f.csv")), (frame, "training data")):
+        ds = prepare(source, config=DataConfig(target=["y"], time="t"))
+        assert ds.input_columns == ["y", "x"]
+        assert [w for w in ds.warnings if "not used as features" in w] == [
+            f"{label}: column 'lead' is not numeric and not used as features; to use one, make its cells numbers (--feature NAME names the first cell that is not)"]
+    assert not [w for w in prepare(frame, config=DataConfig(target=["y"], time="t", features=["x"])).warnings if "features" in w]
+
+
 def test_missing_time_steps_are_named_and_a_calendar_step_is_not_a_gap():
     t = pd.date_range("2022-01-01", periods=200, freq="D")
     frame = pd.DataFrame({"d": t, "y": np.sin(np.arange(200.0))}).drop(index=[20, 50, 51, 90])
@@ -467,3 +481,6 @@ def test_missing_time_steps_are_named_and_a_calendar_step_is_not_a_gap():
     steps = pd.DataFrame({"t": np.r_[0:50, 60:150], "y": np.arange(140.0)})  # integer time steps, 10 missing
     [warning] = prepare(steps, config=DataConfig(target=["y"], time="t")).warnings
     assert "misses 10 time steps in 1 gaps, the first after 49" in warning
+    hourly = pd.DataFrame({"d": pd.date_range("2021-01-01", periods=200, freq="h").astype("datetime64[ns]"), "y": np.arange(200.0)}).drop(index=[100])
+    [warning] = prepare(hourly, config=DataConfig(target=["y"], time="d")).warnings
+    assert "the first after 2021-01-05 03:00:00;" in warning  # was nanoseconds since 1970

@@ -376,6 +376,10 @@ def test_baselines_by_hand():
     assert report["skill"] < 0
     good = compare(y, y, base, mase_scale(ds.insample, 4), ["y"], 4)
     assert good["warning"] is None and good["mase"] == 0 and good["skill"] == 1
+    # Seasonal naive shipped, computed in float32 through the network: a tie, not "do not ship it".
+    shipped = (base["seasonal_naive"].astype(np.float32) * np.float32(1 + 3e-7)).astype(np.float64)
+    tie = compare(y, shipped, base, mase_scale(ds.insample, 4), ["y"], 4)
+    assert tie["mase"] > tie["baselines"]["seasonal_naive"]["mase"] and tie["warning"] is None
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -440,6 +444,11 @@ def test_backtest_origins_and_baselines(tmp_path, monkeypatch):
     np.testing.assert_allclose(o["model"], f.predict_windows(y[None, 90 - W : 90, None].astype(np.float32))[0], rtol=1e-6)
     s = bt.summary()
     assert set(s["methods"]) == {"model", "naive", "seasonal_naive"} and s["methods"]["model"]["mase"] > 0
+    assert bt.notes == []
+    many = f.backtest(frame, origins=100, step=6)  # fewer fit: said, not silent
+    fit_in = len(many.origins)
+    assert fit_in < 100 and many.notes == [f"the table holds {fit_in} of the 100 origins asked (96 rows, window {W}, horizon 6, step 6)"]
+    assert many.table().endswith("note: " + many.notes[0]) and many.to_dict()["notes"] == many.notes
     refit = f.backtest(frame, origins=1, refit=True)
     # The refitted forecast is that of a model with the same settings trained on the rows before the origin.
     again = Forecaster("y", time="date", horizon=6, window=W, season=12, **TINY).fit(frame.head(90))
