@@ -456,6 +456,19 @@ def test_a_column_of_time_steps_with_one_bad_cell_names_that_cell(tmp_path):
     assert str(err.value) == f"{path}: column 't', row 100: not a number like the rest of the column: 'x'"
 
 
+def test_values_float32_rounds_beyond_their_changes_are_named(tmp_path):
+    """A meter near 1.2345e8 rising 0-3 a row: float32 keeps every 8th integer there, silently."""
+    rng = np.random.default_rng(0)
+    meter = pd.DataFrame({"t": range(300), "y": 1.2345e8 + np.cumsum(rng.uniform(0, 3, 300)), "x": rng.integers(0, 2**24, 300)})
+    meter.to_csv(tmp_path / "m.csv", index=False)
+    for source in (tmp_path / "m.csv", meter):
+        [warning] = [w for w in prepare(source, config=DataConfig(target=["y"], time="t")).warnings if "float32" in w]
+        assert "column 'y' holds values near 1.235e+08, which float32" in warning and "rounds by up to 4," in warning
+        assert "subtract an offset" in warning  # 'x': integers below 2**24 are held exactly, not named
+    fine = meter.assign(y=meter["y"] - 1.2345e8)
+    assert not [w for w in prepare(fine, config=DataConfig(target=["y"], time="t")).warnings if "float32" in w]
+
+
 def test_columns_left_out_of_the_default_features_are_named(tmp_path):
     """Numbers written with a decimal comma are text: the column was silently no feature."""
     n = 60
