@@ -344,7 +344,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced, errors.failed, flexible=any(i.flexible for i in adapter.inputs))) from exc
+        raise ExportError(refusal(exc, traced, errors.failed)) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -360,20 +360,12 @@ def _example_arg(examples: tuple):
     return examples if len(examples) != 1 else examples[0]
 
 
-# Hints for ops that fail for a reason a user can fix in the module.
-_HINTS = {
-    "int": "a size of a flexible dimension used as a number (e.g. x.shape[1] in a reshape): use -1, flatten or unflatten instead",
-}
-_FLEXIBLE_HINTS = {"int"}  # hints about flexible sizes
-
-
-def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, flexible: bool = True) -> str:
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) -> str:
     """One line for a conversion coremltools refused: the torch op and, where the trace records
     it, the layer (module path) the op belongs to.
 
     ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
-    message (``convert function for op 'x' not implemented``). ``flexible``: whether any input
-    has a flexible shape (the hints that speak of flexible sizes apply only then).
+    message (``convert function for op 'x' not implemented``).
     """
     text = str(exc).strip()
     first = first_line(exc, type(exc).__name__)
@@ -388,7 +380,7 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, 
         return f"conversion failed: {type(exc).__name__}: {first}"
     layer = layer_of(traced, op, where) if traced is not None else None
     named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
-    hint = f" ({_HINTS[op]})" if op in _HINTS and (flexible or op not in _FLEXIBLE_HINTS) else ""
+    hint = ""
     if "only 0-dimensional arrays can be converted to Python scalars" in text:  # the converter, not the model
         import numpy
 
