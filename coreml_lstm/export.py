@@ -143,6 +143,53 @@ def preflight(module: torch.nn.Module) -> None:
             raise ExportError(f"layer {name or type(module).__name__!r}: {problem}")
 
 
+def cast_bool_inputs(traced, inputs, *, copy: bool = False):
+    """The trace with each bool input (``Input.torch_dtype == "bool"``) cast to bool at the top
+    of its graph.
+
+    Core ML has no bool inputs: the package takes int32 0/1. Without the cast every op on the
+    input sees an integer (``~mask`` converts to a bitwise ``-(mask + 1)``, never 0: a mask that
+    keeps everything); with it ``~``, where, masked_fill and logical ops work on bools, as in
+    torch. coremltools converts from ``traced.forward.graph`` (its passes edit that graph in
+    place too). ``copy``: cast in a copy, for a loaded archive that is also the reference.
+    """
+    positions = [k for k, i in enumerate(inputs) if i.torch_dtype == "bool"]
+    if not positions:
+        return traced
+    name = inputs[positions[0]].name
+    try:
+        if copy:
+            traced = _script_copy(traced)
+        graph = traced.forward.graph
+        args = list(graph.inputs())[1:]  # after self
+        if len(args) != len(inputs):
+            raise ValueError(f"the program takes {len(args)} inputs, not {len(inputs)}")
+        first = next(iter(graph.nodes()), graph.return_node())
+        constants = [graph.insertConstant(v) for v in (torch.bool, False, False, None)]
+        for c in constants:
+            c.node().moveBefore(first)
+        for k in positions:
+            cast = graph.create("aten::to", [args[k], *constants])
+            cast.insertBefore(first)
+            cast.output().setType(args[k].type())
+            args[k].replaceAllUsesAfterNodeWith(cast, cast.output())
+    except Exception as exc:  # a torch release without this graph API, or a graph of another form
+        raise ExportError(f"input {name!r}: a bool input, which Core ML inputs cannot be, and casting it in the program failed "
+                          f"({type(exc).__name__}: {first_line(exc)}); take an int32 input and cast it in forward: mask = mask.bool()") from None
+    return traced
+
+
+def _script_copy(module):
+    """A TorchScript module with graphs of its own (a deepcopy shares them), by a round trip
+    through TorchScript's own serialisation."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer, map_location="cpu").eval()
+
+
 def compress(mlmodel, method: str, *, threshold: int = 16):
     """Compress the weights of a converted program with coremltools.optimize.coreml.
 
@@ -306,6 +353,9 @@ def convert_adapter(adapter, config: ExportConfig):
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:
             raise ExportError(f"tracing the module failed: {type(exc).__name__}: {first_line(exc, type(exc).__name__)}") from exc
+        traced = cast_bool_inputs(traced, adapter.inputs)
+    else:  # a loaded archive: the module is also the reference the package is checked against
+        traced = cast_bool_inputs(traced, adapter.inputs, copy=True)
     preflight_graph(traced)
     inputs = [i.to_coreml() for i in adapter.inputs]
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None

@@ -128,7 +128,7 @@ def test_convert_and_verify_a_torch_export_program(files, tmp_path):
         ("m.pt", ["--input", "x:1,64..2,4"], "--input 'x:1,64..2,4': range 64..2: the lower bound is above the upper bound"),
         ("m.pt", [], "m.pt: input 'x' has no shape; give --input NAME:SHAPE (e.g. --input x:1,100,16)"),
         ("m.pt", ["--input", "x"], "--input 'x': expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999"),
-        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32"),
+        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32, bool"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_package(files, tmp_path, model, options, message):
@@ -186,3 +186,31 @@ def test_a_torchscript_failure_shows_the_error_not_the_interpreter_s_preamble(tm
     r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32")  # not declared int32
     assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape ids (1, 2): RuntimeError: Expected tensor for argument #1 'indices'"), r.output
     assert "TorchScript interpreter" not in r.output and not (tmp_path / "t.mlpackage").exists()
+
+
+class NotMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x, mask):  # mask: bool (1, T), True = keep
+        return self.fc(x).masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
+
+
+def test_a_torchscript_archive_with_a_bool_input(tmp_path):
+    """``--input mask:1,10:bool``: an int32 package input of 0/1, fed to torch as bool, cast to bool
+    in the program (``~mask`` works); bool was refused and int32 fed torch int64."""
+    torch.manual_seed(0)
+    archive, package = tmp_path / "mask.pt", tmp_path / "mask.mlpackage"
+    torch.jit.save(torch.jit.trace(NotMask().eval(), (torch.randn(1, 10, 4), torch.rand(1, 10) > 0.5)), str(archive))
+    r = run("convert", archive, package, "--input", "x:1,10,4", "--input", "mask:1,10:int32:0..1")
+    assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape x (1, 10, 4), mask (1, 10): RuntimeError: ")
+    assert r.output.endswith(" (a bool input is --input mask:1,10:bool)\n"), r.output
+    r = run("convert", archive, package, "--input", "x:1,10,4", "--input", "mask:1,10:bool", "--samples", "3")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    info = json.loads(run("inspect", package, "--json").stdout)
+    assert {i["name"]: i["dtype"] for i in info["inputs"]} == {"x": "float32", "mask": "int32"}
+    r = run("verify", archive, package, "--samples", "3")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    r = run("verify", archive, package, "--samples", "2", "--input", "mask:1,10:int32:0..1")  # the package says torch takes it as bool
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
