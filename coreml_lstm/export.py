@@ -104,14 +104,39 @@ def trace(module: torch.nn.Module, example):
                     v.copy_(saved[k])
 
 
+# The recurrent layers the preflight knows, by the class name a TorchScript module keeps.
+_RECURRENT = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN,
+              "LSTMCell": torch.nn.LSTMCell, "GRUCell": torch.nn.GRUCell, "RNNCell": torch.nn.RNNCell}
+
+
+def _layer_kind(module) -> str | None:
+    """Which torch recurrent layer ``module`` is ("LSTM", "GRUCell", ...), or None: by class for
+    a torch module, by ``original_name`` for a TorchScript one (a loaded archive's submodules
+    are RecursiveScriptModules that keep their class's name)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        name = getattr(module, "original_name", None)
+        return name if name in _RECURRENT else None
+    return next((kind for kind, cls in _RECURRENT.items() if isinstance(module, cls)), None)
+
+
+def _layer_flag(module, attribute: str, parameter) -> bool:
+    """A layer's ``proj_size`` / ``bidirectional``: the attribute where the module has it (torch,
+    scripted), else from its parameter names (a traced archive keeps only the parameters:
+    ``weight_hr_l0`` for a projection, ``*_reverse`` for a backward direction)."""
+    value = getattr(module, attribute, None)
+    if value is not None and not isinstance(value, torch.Tensor):
+        return bool(value)
+    return any(parameter(name) for name, _ in module.named_parameters(recurse=False))
+
+
 # Layers Core ML cannot take, found before tracing: the message says what to use instead.
 def _unsupported(module: torch.nn.Module) -> str | None:
-    if isinstance(module, torch.nn.LSTM) and module.proj_size:
+    kind = _layer_kind(module)
+    if kind == "LSTM" and _layer_flag(module, "proj_size", lambda n: n.startswith("weight_hr_l")):
         return "nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"
-    if isinstance(module, torch.nn.RNN) and not isinstance(module, (torch.nn.LSTM, torch.nn.GRU)) and module.bidirectional:
+    if kind == "RNN" and _layer_flag(module, "bidirectional", lambda n: n.endswith("_reverse")):
         return "bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"
-    if isinstance(module, (torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell)):
-        kind = type(module).__name__
+    if kind in ("LSTMCell", "GRUCell", "RNNCell"):
         return f"nn.{kind} does not convert under TorchScript; use nn.{kind[:-4]} (a one-layer {kind[:-4]} over the sequence, or over one step for streaming)"
     return None
 
@@ -136,11 +161,12 @@ def preflight_graph(traced) -> None:
 
 
 def preflight(module: torch.nn.Module) -> None:
-    """Raise ExportError naming the first layer Core ML cannot take, and what to use instead."""
+    """Raise ExportError naming the first layer Core ML cannot take, and what to use instead
+    (a torch module, or a loaded TorchScript archive: the same advice from the CLI as from Python)."""
     for name, sub in module.named_modules():
         problem = _unsupported(sub)
         if problem:
-            raise ExportError(f"layer {name or type(module).__name__!r}: {problem}")
+            raise ExportError(f"layer {name or getattr(module, 'original_name', type(module).__name__)!r}: {problem}")
 
 
 def cast_bool_inputs(traced, inputs, *, copy: bool = False):
@@ -347,8 +373,8 @@ def convert_adapter(adapter, config: ExportConfig):
     ct = coremltools()
     module = adapter.module()
     traced = adapter.traced()
+    preflight(module)
     if traced is None:
-        preflight(module)
         try:
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:

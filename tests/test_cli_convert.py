@@ -197,7 +197,7 @@ class NotMask(nn.Module):
         return self.fc(x).masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
 
 
-def test_a_torchscript_archive_with_a_bool_input(tmp_path):
+def test_a_torchscript_archive_with_a_bool_input(tmp_path, caplog):
     """``--input mask:1,10:bool``: an int32 package input of 0/1, fed to torch as bool, cast to bool
     in the program (``~mask`` works); bool was refused and int32 fed torch int64."""
     torch.manual_seed(0)
@@ -208,9 +208,39 @@ def test_a_torchscript_archive_with_a_bool_input(tmp_path):
     assert r.output.endswith(" (a bool input is --input mask:1,10:bool)\n"), r.output
     r = run("convert", archive, package, "--input", "x:1,10,4", "--input", "mask:1,10:bool", "--samples", "3")
     assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    assert "experimental" not in r.output and "experimental" not in caplog.text  # said of every loaded archive, traced ones too
     info = json.loads(run("inspect", package, "--json").stdout)
     assert {i["name"]: i["dtype"] for i in info["inputs"]} == {"x": "float32", "mask": "int32"}
     r = run("verify", archive, package, "--samples", "3")
     assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
     r = run("verify", archive, package, "--samples", "2", "--input", "mask:1,10:int32:0..1")  # the package says torch takes it as bool
     assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+
+
+class Recurrent(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (nn.LSTM(4, 8, proj_size=2, batch_first=True), "1,5,4",
+     "layer 'rnn': nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"),
+    (nn.RNN(4, 8, bidirectional=True, batch_first=True), "1,5,4",
+     "layer 'rnn': bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"),
+    (nn.GRUCell(4, 8), "2,4",
+     "layer 'rnn': nn.GRUCell does not convert under TorchScript; use nn.GRU (a one-layer GRU over the sequence, or over one step for streaming)"),
+])
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_a_torchscript_archive_gets_the_layer_advice_the_python_api_gives(tmp_path, layer, shape, message, how):
+    """Archives skipped the preflight: coremltools' internals (Incorrect weights shape for lstm
+    layer, Bidirectional simple RNN not supported, unsafe_chunk) instead of the advice."""
+    model = Recurrent(layer).eval()
+    example = torch.randn(*map(int, shape.split(",")))
+    torch.jit.save(torch.jit.trace(model, example) if how == "trace" else torch.jit.script(model), str(tmp_path / "r.pt"))
+    r = run("convert", tmp_path / "r.pt", tmp_path / "r.mlpackage", "--input", f"x:{shape}")
+    assert r.exit_code == 1 and r.output == f"Error: {message}\n"
+    assert not (tmp_path / "r.mlpackage").exists()
