@@ -284,19 +284,27 @@ def _quiet_embedding_note():
 
 
 class _OpErrors(logging.Filter):
-    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error for the
-    one-line message (and out of stderr: the ExportError says it)."""
+    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error, and the
+    pass pipeline's "ERROR - '<pass>' graph pass produces the following error" banner, for the
+    one-line message (and out of stderr: the ExportError says them)."""
 
     PATTERN = re.compile(r"converting '([^']+)' op \(located at: '([^']*)'\)")
+    PASS = re.compile(r"'([^']+)' graph pass produces the following error")
 
     def __init__(self):
         super().__init__()
         self.failed: tuple[str, str] | None = None
+        self.failed_pass: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        m = self.PATTERN.search(record.getMessage())
+        message = record.getMessage()
+        m = self.PATTERN.search(message)
         if m:
             self.failed = self.failed or (m.group(1), m.group(2))
+            return False
+        m = self.PASS.search(message)
+        if m:
+            self.failed_pass = self.failed_pass or m.group(1)
             return False
         return True
 
@@ -417,7 +425,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced, errors.failed, flexible=any(i.flexible for i in adapter.inputs))) from exc
+        raise ExportError(refusal(exc, traced, errors.failed, flexible=any(i.flexible for i in adapter.inputs), failed_pass=errors.failed_pass)) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -440,16 +448,27 @@ _HINTS = {
 _FLEXIBLE_HINTS = {"int"}  # hints about flexible sizes
 
 
-def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, flexible: bool = True) -> str:
+# coremltools' assertion when an output is an input as it is (a clone or nn.Identity it removed).
+_PASS_THROUGH = re.compile(r"Main block's input name, '([^']+)', is different from its corresponding var's name, '([^']+)'")
+
+
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, flexible: bool = True,
+            failed_pass: str | None = None) -> str:
     """One line for a conversion coremltools refused: the torch op and, where the trace records
     it, the layer (module path) the op belongs to.
 
     ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
     message (``convert function for op 'x' not implemented``). ``flexible``: whether any input
     has a flexible shape (the hints that speak of flexible sizes apply only then).
+    ``failed_pass``: the MIL graph pass whose error banner coremltools logged, if any.
     """
     text = str(exc).strip()
     first = first_line(exc, type(exc).__name__)
+    m = _PASS_THROUGH.search(text)
+    if m:
+        from .user_model import pass_through
+
+        return pass_through(m.group(2), m.group(1))
     op, where = (failed or (None, None))
     if op is None:
         for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?"):
@@ -458,7 +477,8 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, 
                 op = m.group(1)
                 break
     if op is None:
-        return f"conversion failed: {type(exc).__name__}: {first}"
+        stage = f"coremltools' graph pass {failed_pass!r}: " if failed_pass else ""
+        return f"conversion failed: {stage}{type(exc).__name__}: {first}"
     layer = layer_of(traced, op, where) if traced is not None else None
     named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
     hint = f" ({_HINTS[op]})" if op in _HINTS and (flexible or op not in _FLEXIBLE_HINTS) else ""

@@ -125,6 +125,7 @@ class ModuleAdapter(Adapter):
         if same is not None:
             i, j = same
             raise ConfigError(f"outputs {out_names[i]!r} and {out_names[j]!r} are the same tensor: a Core ML program names a value once; return it once")
+        _refuse_pass_through(out, out_names, tensors, names)
         outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
         return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
                    description=f"{type(module).__name__} converted by coreml-lstm")
@@ -183,19 +184,23 @@ class ModuleAdapter(Adapter):
                 raise ConfigError(f"{path.name}: input {name!r} has no shape{why}; give --input NAME:SHAPE (e.g. --input {example})")
         adapter = cls(loaded.module, specs, [], traced=loaded.traced, torch_dtypes=loaded.torch_dtypes,
                       description=f"{path.name} converted by coreml-lstm")
-        out = _as_outputs(adapter.call_once())
+        args = [adapter.torch_input(i.name, i.example()) for i in adapter.inputs]
+        out = _as_outputs(adapter.call_once(args))
         names = _output_names(list(outputs or []) or None, len(out))
+        _refuse_pass_through(out, names, args, [i.name for i in adapter.inputs])
         adapter.outputs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(names, out)]
         return adapter
 
-    def call_once(self):
+    def call_once(self, args=None):
         """The module's own return value on every input's example (zeros, or inside its value
-        range) at its default shape, to count its outputs."""
+        range) at its default shape, to count its outputs (``args``: those examples as tensors)."""
         import torch
 
+        if args is None:
+            args = [self.torch_input(i.name, i.example()) for i in self.inputs]
         try:
             with torch.no_grad():
-                return self._module(*[self.torch_input(i.name, i.example()) for i in self.inputs])
+                return self._module(*args)
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
             ints = [i for i in self.inputs if i.dtype == INT32 and i.torch_dtype is None and i.name not in self._torch_dtypes]
@@ -214,6 +219,22 @@ def _keep_torch_dtype(given: Input, declared: Input) -> Input:
     if given.torch_dtype is None and given.dtype == declared.dtype:
         given.torch_dtype = declared.torch_dtype
     return given
+
+
+def _refuse_pass_through(out, out_names, args, arg_names) -> None:
+    """An output that is an input tensor unchanged (``return x, self.lin(x)``) fails inside
+    coremltools (an assertion on the program's names, with an ERROR banner); refused first."""
+    for o, out_name in zip(out, out_names):
+        for a, name in zip(args, arg_names):
+            if o is a:
+                raise ConfigError(pass_through(out_name, name))
+
+
+def pass_through(output: str, name: str) -> str:
+    """The one line for an output that is the input ``name`` as it is (coremltools removes a
+    clone, an nn.Identity, then fails on the program's names)."""
+    return (f"output {output!r} is the input {name!r} unchanged: a Core ML program cannot return an input as it is "
+            f"(coremltools drops a copy such as {name}.clone() too); return {name} + 0, or leave it out")
 
 
 def _examples(module, example_inputs) -> tuple[list[str], list]:
@@ -352,6 +373,8 @@ def _as_outputs(out) -> tuple:
         return (out,)
     if isinstance(out, (tuple, list)) and out and all(isinstance(o, torch.Tensor) for o in out):
         return tuple(out)
+    if isinstance(out, (tuple, list)) and any(isinstance(o, (tuple, list)) for o in out):
+        raise ConfigError("the module returns a nested tuple (a tuple inside its tuple of outputs); flatten it: return y, h, c rather than y, (h, c)")
     raise ConfigError(f"the module returns {type(out).__name__}; return a tensor or a tuple of tensors (one per output)")
 
 

@@ -244,3 +244,20 @@ def test_a_torchscript_archive_gets_the_layer_advice_the_python_api_gives(tmp_pa
     r = run("convert", tmp_path / "r.pt", tmp_path / "r.mlpackage", "--input", f"x:{shape}")
     assert r.exit_code == 1 and r.output == f"Error: {message}\n"
     assert not (tmp_path / "r.mlpackage").exists()
+
+
+class PassThrough(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x), x
+
+
+def test_an_archive_returning_an_input_unchanged_is_refused_in_one_line(tmp_path):
+    torch.jit.save(torch.jit.trace(PassThrough().eval(), torch.randn(1, 4)), str(tmp_path / "p.pt"))
+    r = run("convert", tmp_path / "p.pt", tmp_path / "p.mlpackage", "--input", "x:1,4", "--output", "y", "--output", "x_out")
+    assert r.exit_code == 1 and r.output == ("Error: output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
+                                             "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out\n")
+    assert not (tmp_path / "p.mlpackage").exists()

@@ -667,3 +667,52 @@ def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
         assert read({"torch_dtype": bad}) is None
     assert read({"torch_dtype": "bool"}, np.float32) is None  # a float input is fed as float
     assert Input("m", (1, 4), np.int32).with_sampling("junk").torch_dtype is None
+
+
+class PassThrough(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x), x
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)
+
+
+class ClonedThrough(PassThrough):
+    def forward(self, x):
+        return self.lin(x), x.clone()
+
+
+class CopiedThrough(PassThrough):
+    def forward(self, x):
+        return self.lin(x), x + 0
+
+
+def test_an_output_that_is_an_input_unchanged_or_a_nested_tuple_is_refused_in_one_line(tmp_path, capfd, caplog):
+    """coremltools failed on a pass-through output with an AssertionError on the program's names
+    and an ERROR banner on stderr; it removes a clone first, so x.clone() fails alike."""
+    message = ("output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
+               "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out")
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(PassThrough().eval(), torch.randn(1, 4), tmp_path / "p.mlpackage", outputs=["y", "x_out"])
+    assert str(err.value) == message
+    with pytest.raises(ExportError) as err:
+        coreml_lstm.convert(ClonedThrough().eval(), torch.randn(1, 4), tmp_path / "c.mlpackage", outputs=["y", "x_out"])
+    assert str(err.value) == message
+    assert "graph pass" not in caplog.text and "ERROR" not in capfd.readouterr().err
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(Nested().eval(), torch.randn(1, 3, 4), tmp_path / "n.mlpackage")
+    assert str(err.value) == ("the module returns a nested tuple (a tuple inside its tuple of outputs); "
+                              "flatten it: return y, h, c rather than y, (h, c)")
+    assert list(tmp_path.iterdir()) == []
+    _, report = coreml_lstm.convert(CopiedThrough().eval(), torch.randn(1, 4), tmp_path / "ok.mlpackage", outputs=["y", "x_out"], samples=2)
+    assert report.status == "passed", format_report(report)  # the copy the message suggests converts
