@@ -4,7 +4,9 @@ On Linux, importing coremltools logs one "Failed to load _ML...Proxy" line per r
 (the runtime ships for macOS only) and a warning that this torch release is newer than the
 ones it was tested with. Both are expected here and say nothing about the user's model (nor
 does the note that a tuple of outputs will be flattened, which every multi-output export of
-the toolkit triggers on purpose); everything else the converter logs is kept.
+the toolkit triggers on purpose, nor the "Torch Script Models is experimental" warning, which
+coremltools gives for every loaded archive, traced ones included: it cannot tell them apart);
+everything else the converter logs is kept.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import logging
 
 # The third: the toolkit's modules return tuples on purpose (one tensor per named output), and the
 # converter says it flattens them on every multi-output conversion.
-_NOISE = ("Failed to load _ML", "has not been tested with coremltools", "Tuple detected at graph output")
+# The fourth: given for any torch.jit.load-ed archive, and "use a traced model" misleads for the
+# traced archives the README asks for.
+_NOISE = ("Failed to load _ML", "has not been tested with coremltools", "Tuple detected at graph output",
+          "Support for converting Torch Script Models is experimental")
 
 
 class _DropImportNoise(logging.Filter):

@@ -36,7 +36,9 @@ from .errors import ConfigError
 
 FLOAT32, INT32 = np.dtype(np.float32), np.dtype(np.int32)
 STREAM = 3  # calls per sample for a model with state: the state must carry from call to call
-DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32}
+DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32, "bool": INT32}
+# The dtypes torch may take an integer input in (the package takes int32; a bool input holds 0/1).
+TORCH_INTEGER_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64")
 
 
 # -- shapes ------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def cast_to(declared: dict, feeds: dict) -> dict:
 def parse_dtype(text) -> np.dtype:
     if isinstance(text, str):
         if text.lower() not in DTYPES:
-            raise ConfigError(f"dtype {text!r}: expected one of float32, int32")
+            raise ConfigError(f"dtype {text!r}: expected one of float32, int32, bool")
         return DTYPES[text.lower()]
     dtype = np.dtype(text)
     if dtype.kind == "f":
@@ -195,7 +197,9 @@ class Input:
     ``shape`` holds a size (int) or a :class:`Dim` per axis; ``enumerated`` lists the exact
     shapes allowed instead of ranges. Random samples draw float values from a normal
     distribution with ``stats`` (mean, std; default 0, 1) or uniformly from ``value_range``, and
-    integers uniformly from ``value_range`` (inclusive; default 0..9).
+    integers uniformly from ``value_range`` (inclusive; default 0..9, 0..1 for a bool input).
+    ``torch_dtype`` is the dtype the torch module takes an integer input in ("bool", "int64",
+    ...; one of :data:`TORCH_INTEGER_DTYPES`), where it is known: Core ML has int32 inputs only.
     """
 
     name: str
@@ -206,6 +210,7 @@ class Input:
     default: tuple | None = None  # the shape of the example the module is traced on
     value_range: tuple | None = None
     stats: tuple | None = None
+    torch_dtype: str | None = None
 
     @property
     def flexible(self) -> bool:
@@ -265,7 +270,7 @@ class Input:
 
     def random(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if self.dtype == INT32:
-            lo, hi = self.value_range or (0, 9)
+            lo, hi = self.value_range or ((0, 1) if self.torch_dtype == "bool" else (0, 9))
             return rng.integers(int(lo), int(hi) + 1, size=shape).astype(np.int32)
         if self.value_range is not None:
             lo, hi = self.value_range
@@ -275,10 +280,11 @@ class Input:
 
     def sampling(self) -> dict:
         """What random samples of this input need beyond its declared shape, as JSON: each axis's
-        shared-range symbol, the value range, the normal statistics (a package records it)."""
+        shared-range symbol, the value range, the normal statistics, the torch dtype of an integer
+        input (a package records it: a later check feeds a bool mask as bool, not int64)."""
         return {"name": self.name, "symbols": [d.symbol if isinstance(d, Dim) else None for d in self.shape],
                 "value_range": list(self.value_range) if self.value_range is not None else None,
-                "stats": list(self.stats) if self.stats is not None else None}
+                "stats": list(self.stats) if self.stats is not None else None, "torch_dtype": self.torch_dtype}
 
     def with_sampling(self, record) -> "Input":
         """This input with a :meth:`sampling` record applied; a record that does not fit (from a
@@ -303,6 +309,9 @@ class Input:
             self.value_range = value_range
         if stats is not None and stats[1] > 0:
             self.stats = stats
+        torch_dtype = record.get("torch_dtype")
+        if self.dtype == INT32 and isinstance(torch_dtype, str) and torch_dtype in TORCH_INTEGER_DTYPES:
+            self.torch_dtype = torch_dtype
         return self
 
     @classmethod

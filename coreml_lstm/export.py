@@ -107,14 +107,39 @@ def trace(module: torch.nn.Module, example):
                     v.copy_(saved[k])
 
 
+# The recurrent layers the preflight knows, by the class name a TorchScript module keeps.
+_RECURRENT = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN,
+              "LSTMCell": torch.nn.LSTMCell, "GRUCell": torch.nn.GRUCell, "RNNCell": torch.nn.RNNCell}
+
+
+def _layer_kind(module) -> str | None:
+    """Which torch recurrent layer ``module`` is ("LSTM", "GRUCell", ...), or None: by class for
+    a torch module, by ``original_name`` for a TorchScript one (a loaded archive's submodules
+    are RecursiveScriptModules that keep their class's name)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        name = getattr(module, "original_name", None)
+        return name if name in _RECURRENT else None
+    return next((kind for kind, cls in _RECURRENT.items() if isinstance(module, cls)), None)
+
+
+def _layer_flag(module, attribute: str, parameter) -> bool:
+    """A layer's ``proj_size`` / ``bidirectional``: the attribute where the module has it (torch,
+    scripted), else from its parameter names (a traced archive keeps only the parameters:
+    ``weight_hr_l0`` for a projection, ``*_reverse`` for a backward direction)."""
+    value = getattr(module, attribute, None)
+    if value is not None and not isinstance(value, torch.Tensor):
+        return bool(value)
+    return any(parameter(name) for name, _ in module.named_parameters(recurse=False))
+
+
 # Layers Core ML cannot take, found before tracing: the message says what to use instead.
 def _unsupported(module: torch.nn.Module) -> str | None:
-    if isinstance(module, torch.nn.LSTM) and module.proj_size:
+    kind = _layer_kind(module)
+    if kind == "LSTM" and _layer_flag(module, "proj_size", lambda n: n.startswith("weight_hr_l")):
         return "nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"
-    if isinstance(module, torch.nn.RNN) and not isinstance(module, (torch.nn.LSTM, torch.nn.GRU)) and module.bidirectional:
+    if kind == "RNN" and _layer_flag(module, "bidirectional", lambda n: n.endswith("_reverse")):
         return "bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"
-    if isinstance(module, (torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell)):
-        kind = type(module).__name__
+    if kind in ("LSTMCell", "GRUCell", "RNNCell"):
         return f"nn.{kind} does not convert under TorchScript; use nn.{kind[:-4]} (a one-layer {kind[:-4]} over the sequence, or over one step for streaming)"
     return None
 
@@ -139,11 +164,59 @@ def preflight_graph(traced) -> None:
 
 
 def preflight(module: torch.nn.Module) -> None:
-    """Raise ExportError naming the first layer Core ML cannot take, and what to use instead."""
+    """Raise ExportError naming the first layer Core ML cannot take, and what to use instead
+    (a torch module, or a loaded TorchScript archive: the same advice from the CLI as from Python)."""
     for name, sub in module.named_modules():
         problem = _unsupported(sub)
         if problem:
-            raise ExportError(f"layer {name or type(module).__name__!r}: {problem}")
+            raise ExportError(f"layer {name or getattr(module, 'original_name', type(module).__name__)!r}: {problem}")
+
+
+def cast_bool_inputs(traced, inputs, *, copy: bool = False):
+    """The trace with each bool input (``Input.torch_dtype == "bool"``) cast to bool at the top
+    of its graph.
+
+    Core ML has no bool inputs: the package takes int32 0/1. Without the cast every op on the
+    input sees an integer (``~mask`` converts to a bitwise ``-(mask + 1)``, never 0: a mask that
+    keeps everything); with it ``~``, where, masked_fill and logical ops work on bools, as in
+    torch. coremltools converts from ``traced.forward.graph`` (its passes edit that graph in
+    place too). ``copy``: cast in a copy, for a loaded archive that is also the reference.
+    """
+    positions = [k for k, i in enumerate(inputs) if i.torch_dtype == "bool"]
+    if not positions:
+        return traced
+    name = inputs[positions[0]].name
+    try:
+        if copy:
+            traced = _script_copy(traced)
+        graph = traced.forward.graph
+        args = list(graph.inputs())[1:]  # after self
+        if len(args) != len(inputs):
+            raise ValueError(f"the program takes {len(args)} inputs, not {len(inputs)}")
+        first = next(iter(graph.nodes()), graph.return_node())
+        constants = [graph.insertConstant(v) for v in (torch.bool, False, False, None)]
+        for c in constants:
+            c.node().moveBefore(first)
+        for k in positions:
+            cast = graph.create("aten::to", [args[k], *constants])
+            cast.insertBefore(first)
+            cast.output().setType(args[k].type())
+            args[k].replaceAllUsesAfterNodeWith(cast, cast.output())
+    except Exception as exc:  # a torch release without this graph API, or a graph of another form
+        raise ExportError(f"input {name!r}: a bool input, which Core ML inputs cannot be, and casting it in the program failed "
+                          f"({type(exc).__name__}: {first_line(exc)}); take an int32 input and cast it in forward: mask = mask.bool()") from None
+    return traced
+
+
+def _script_copy(module):
+    """A TorchScript module with graphs of its own (a deepcopy shares them), by a round trip
+    through TorchScript's own serialisation."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer, map_location="cpu").eval()
 
 
 def compress(mlmodel, method: str, *, threshold: int = 16):
@@ -214,19 +287,27 @@ def _quiet_embedding_note():
 
 
 class _OpErrors(logging.Filter):
-    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error for the
-    one-line message (and out of stderr: the ExportError says it)."""
+    """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error, and the
+    pass pipeline's "ERROR - '<pass>' graph pass produces the following error" banner, for the
+    one-line message (and out of stderr: the ExportError says them)."""
 
     PATTERN = re.compile(r"converting '([^']+)' op \(located at: '([^']*)'\)")
+    PASS = re.compile(r"'([^']+)' graph pass produces the following error")
 
     def __init__(self):
         super().__init__()
         self.failed: tuple[str, str] | None = None
+        self.failed_pass: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        m = self.PATTERN.search(record.getMessage())
+        message = record.getMessage()
+        m = self.PATTERN.search(message)
         if m:
             self.failed = self.failed or (m.group(1), m.group(2))
+            return False
+        m = self.PASS.search(message)
+        if m:
+            self.failed_pass = self.failed_pass or m.group(1)
             return False
         return True
 
@@ -303,12 +384,15 @@ def convert_adapter(adapter, config: ExportConfig):
     ct = coremltools()
     module = adapter.module()
     traced = adapter.traced()
+    preflight(module)
     if traced is None:
-        preflight(module)
         try:
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:
             raise ExportError(f"tracing the module failed: {type(exc).__name__}: {first_line(exc, type(exc).__name__)}") from exc
+        traced = cast_bool_inputs(traced, adapter.inputs)
+    else:  # a loaded archive: the module is also the reference the package is checked against
+        traced = cast_bool_inputs(traced, adapter.inputs, copy=True)
     preflight_graph(traced)
     inputs = [i.to_coreml() for i in adapter.inputs]
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(s.shape), dtype=np.float16), name=s.name) for s in adapter.states] or None
@@ -344,7 +428,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced, errors.failed)) from exc
+        raise ExportError(refusal(exc, traced, errors.failed, failed_pass=errors.failed_pass)) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -360,15 +444,25 @@ def _example_arg(examples: tuple):
     return examples if len(examples) != 1 else examples[0]
 
 
-def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) -> str:
+# coremltools' assertion when an output is an input as it is (a clone or nn.Identity it removed).
+_PASS_THROUGH = re.compile(r"Main block's input name, '([^']+)', is different from its corresponding var's name, '([^']+)'")
+
+
+def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, failed_pass: str | None = None) -> str:
     """One line for a conversion coremltools refused: the torch op and, where the trace records
     it, the layer (module path) the op belongs to.
 
     ``failed`` is the (op, location) the torch frontend logged; otherwise the op is read from the
-    message (``convert function for op 'x' not implemented``).
+    message (``convert function for op 'x' not implemented``). ``failed_pass``: the MIL graph
+    pass whose error banner coremltools logged, if any.
     """
     text = str(exc).strip()
     first = first_line(exc, type(exc).__name__)
+    m = _PASS_THROUGH.search(text)
+    if m:
+        from .user_model import pass_through
+
+        return pass_through(m.group(2), m.group(1))
     op, where = (failed or (None, None))
     if op is None:
         for pattern in (r"convert function for op '([\w:.]+)' not implemented", r"[Uu]nsupported (?:fx node|op) '?([\w:.]+)'?"):
@@ -377,7 +471,8 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None) 
                 op = m.group(1)
                 break
     if op is None:
-        return f"conversion failed: {type(exc).__name__}: {first}"
+        stage = f"coremltools' graph pass {failed_pass!r}: " if failed_pass else ""
+        return f"conversion failed: {stage}{type(exc).__name__}: {first}"
     layer = layer_of(traced, op, where) if traced is not None else None
     named = "" if not layer else f"in {layer[1]}.forward: " if layer[0] == "forward" else f"layer {layer[0]!r} ({layer[1]}): "
     hint = ""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
+from .adapter import FLOAT32, INT32, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
 from .errors import ConfigError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -60,6 +60,7 @@ class ModuleAdapter(Adapter):
 
     def torch_input(self, name: str, value):
         """A feed as the module takes it: integers in the dtype of the example it was traced on,
+        else in the one the input records (a package's metadata, ``--input mask:1,10:bool``),
         else int64 (torch's index type; the package takes int32)."""
         import torch
 
@@ -68,7 +69,10 @@ class ModuleAdapter(Adapter):
         tensor = _tensor(value)
         if tensor.is_floating_point():
             return tensor
-        dtype = self._torch_dtypes.get(name, torch.int64)
+        dtype = self._torch_dtypes.get(name)
+        if dtype is None:
+            recorded = next((i.torch_dtype for i in self.inputs if i.name == name), None)
+            dtype = getattr(torch, recorded) if recorded in TORCH_INTEGER_DTYPES else torch.int64
         return tensor.to(dtype) if tensor.dtype != dtype else tensor
 
     # -- building ------------------------------------------------------------------------------
@@ -121,6 +125,7 @@ class ModuleAdapter(Adapter):
         if same is not None:
             i, j = same
             raise ConfigError(f"outputs {out_names[i]!r} and {out_names[j]!r} are the same tensor: a Core ML program names a value once; return it once")
+        _refuse_pass_through(out, out_names, tensors, names)
         outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
         return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
                    description=f"{type(module).__name__} converted by coreml-lstm")
@@ -138,7 +143,7 @@ class ModuleAdapter(Adapter):
             unknown = [n for n in given if n not in {d.name for d in declared}]
             if unknown:
                 raise ConfigError(f"--input {unknown[0]!r}: not an input of {package}; its inputs are {', '.join(d.name for d in declared)}")
-            declared = [given.get(d.name, d) for d in declared]
+            declared = [_keep_torch_dtype(given[d.name], d) if d.name in given else d for d in declared]
         params = _forward_names(module, 0, every=True)[: len(declared)]
         if {d.name for d in declared} == set(params):  # the module is called positionally: in forward's order
             declared = sorted(declared, key=lambda d: params.index(d.name))
@@ -179,25 +184,57 @@ class ModuleAdapter(Adapter):
                 raise ConfigError(f"{path.name}: input {name!r} has no shape{why}; give --input NAME:SHAPE (e.g. --input {example})")
         adapter = cls(loaded.module, specs, [], traced=loaded.traced, torch_dtypes=loaded.torch_dtypes,
                       description=f"{path.name} converted by coreml-lstm")
-        out = _as_outputs(adapter.call_once())
+        args = [adapter.torch_input(i.name, i.example()) for i in adapter.inputs]
+        out = _as_outputs(adapter.call_once(args))
         names = _output_names(list(outputs or []) or None, len(out))
+        _refuse_pass_through(out, names, args, [i.name for i in adapter.inputs])
         adapter.outputs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(names, out)]
         return adapter
 
-    def call_once(self):
+    def call_once(self, args=None):
         """The module's own return value on every input's example (zeros, or inside its value
-        range) at its default shape, to count its outputs."""
+        range) at its default shape, to count its outputs (``args``: those examples as tensors)."""
         import torch
 
+        if args is None:
+            args = [self.torch_input(i.name, i.example()) for i in self.inputs]
         try:
             with torch.no_grad():
-                return self._module(*[self.torch_input(i.name, i.example()) for i in self.inputs])
+                return self._module(*args)
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
-            raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None
+            ints = [i for i in self.inputs if i.dtype == INT32 and i.torch_dtype is None and i.name not in self._torch_dtypes]
+            hint = ""
+            if ints and "bool" in str(exc).lower():  # fed int64 where the module takes a mask
+                hint = f" (a bool input is --input {ints[0].name}:{','.join(map(str, ints[0].default_shape()))}:bool)"
+            raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}{hint}") from None
 
 
 FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
+
+
+def _keep_torch_dtype(given: Input, declared: Input) -> Input:
+    """An ``--input`` given for a package input, with the torch dtype the package records unless
+    the option says one (``mask:1,10:int32:0..1`` for a package of a bool mask is still bool)."""
+    if given.torch_dtype is None and given.dtype == declared.dtype:
+        given.torch_dtype = declared.torch_dtype
+    return given
+
+
+def _refuse_pass_through(out, out_names, args, arg_names) -> None:
+    """An output that is an input tensor unchanged (``return x, self.lin(x)``) fails inside
+    coremltools (an assertion on the program's names, with an ERROR banner); refused first."""
+    for o, out_name in zip(out, out_names):
+        for a, name in zip(args, arg_names):
+            if o is a:
+                raise ConfigError(pass_through(out_name, name))
+
+
+def pass_through(output: str, name: str) -> str:
+    """The one line for an output that is the input ``name`` as it is (coremltools removes a
+    clone, an nn.Identity, then fails on the program's names)."""
+    return (f"output {output!r} is the input {name!r} unchanged: a Core ML program cannot return an input as it is "
+            f"(coremltools drops a copy such as {name}.clone() too); return {name} + 0, or leave it out")
 
 
 def _examples(module, example_inputs) -> tuple[list[str], list]:
@@ -297,11 +334,15 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     else:
         dims, enumerated = parse_shape(shape_spec)
     inp = Input(name, dims, dtype, enumerated, description, default=example_shape)
+    if integer:
+        inp.torch_dtype = _torch_dtype_name(tensor.dtype)
     if len(dims) != len(example_shape) or not inp.accepts(example_shape):
         raise ConfigError(f"inputs: {name!r}: the example's shape {example_shape} is not one of {inp.shape_text()}")
     values = tensor.detach().double().numpy()
     if values.size:
-        if integer:
+        if inp.torch_dtype == "bool":
+            inp.value_range = (0, 1)
+        elif integer:
             lo, hi = int(values.min()), int(values.max())
             # A constant example (zeros, the usual tracing dummy) says nothing of the values the
             # model takes: the checks draw from 0..9 with it, not from that one value only.
@@ -310,6 +351,12 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
             std = float(values.std())
             inp.stats = (float(values.mean()), std if std > 0 else 1.0)
     return inp
+
+
+def _torch_dtype_name(dtype) -> str | None:
+    """``torch.bool`` -> "bool" (as a package records it), None for a dtype no feed is cast to."""
+    name = str(dtype).removeprefix("torch.")
+    return name if name in TORCH_INTEGER_DTYPES else None
 
 
 def _np_dtype(dtype):
@@ -326,6 +373,8 @@ def _as_outputs(out) -> tuple:
         return (out,)
     if isinstance(out, (tuple, list)) and out and all(isinstance(o, torch.Tensor) for o in out):
         return tuple(out)
+    if isinstance(out, (tuple, list)) and any(isinstance(o, (tuple, list)) for o in out):
+        raise ConfigError("the module returns a nested tuple (a tuple inside its tuple of outputs); flatten it: return y, h, c rather than y, (h, c)")
     raise ConfigError(f"the module returns {type(out).__name__}; return a tensor or a tuple of tensors (one per output)")
 
 
@@ -476,7 +525,10 @@ def _load_pt2(path: Path) -> Loaded:
         inp = Input(name, tuple(dims), INT32 if integer else FLOAT32, default=default)
         if integer:
             dtypes[name] = val.dtype
-            if examples is not None and k < len(examples) and examples[k].numel():
+            inp.torch_dtype = _torch_dtype_name(val.dtype)
+            if inp.torch_dtype == "bool":
+                inp.value_range = (0, 1)
+            elif examples is not None and k < len(examples) and examples[k].numel():
                 inp.value_range = (int(examples[k].min()), int(examples[k].max()))
         inputs[name] = inp
     module = program.module()
@@ -488,7 +540,8 @@ _OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.
 
 def parse_input_option(text: str) -> Input:
     """``NAME:SHAPE[:DTYPE[:LO..HI]]``, e.g. ``x:1..64,100,16``, ``ids:1,1..32:int32:0..4999``
-    (LO..HI: the values random samples draw from)."""
+    (LO..HI: the values random samples draw from). DTYPE ``bool``: an int32 input of 0/1 (Core
+    ML has no bool inputs) that torch takes as bool and the program casts to bool."""
     m = _OPTION.match(text.strip())
     if not m:
         raise ConfigError(f"--input {text!r}: expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999")
@@ -498,6 +551,8 @@ def parse_input_option(text: str) -> Input:
         inp = Input(name, dims, parse_dtype(dtype) if dtype else FLOAT32)
     except ConfigError as exc:
         raise ConfigError(f"--input {text!r}: {exc}") from None
+    if dtype and dtype.lower() == "bool":
+        inp.torch_dtype, inp.value_range = "bool", (0, 1)
     if lo is not None:
         low, high = float(lo), float(hi)
         if low > high:

@@ -128,7 +128,7 @@ def test_convert_and_verify_a_torch_export_program(files, tmp_path):
         ("m.pt", ["--input", "x:1,64..2,4"], "--input 'x:1,64..2,4': range 64..2: the lower bound is above the upper bound"),
         ("m.pt", [], "m.pt: input 'x' has no shape; give --input NAME:SHAPE (e.g. --input x:1,100,16)"),
         ("m.pt", ["--input", "x"], "--input 'x': expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999"),
-        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32"),
+        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32, bool"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_package(files, tmp_path, model, options, message):
@@ -185,3 +185,78 @@ def test_a_torchscript_failure_shows_the_error_not_the_interpreter_s_preamble(tm
     r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32")  # not declared int32
     assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape ids (1, 2): RuntimeError: Expected tensor for argument #1 'indices'"), r.output
     assert "TorchScript interpreter" not in r.output and not (tmp_path / "t.mlpackage").exists()
+
+
+class NotMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x, mask):  # mask: bool (1, T), True = keep
+        return self.fc(x).masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
+
+
+def test_a_torchscript_archive_with_a_bool_input(tmp_path, caplog):
+    """``--input mask:1,10:bool``: an int32 package input of 0/1, fed to torch as bool, cast to bool
+    in the program (``~mask`` works); bool was refused and int32 fed torch int64."""
+    torch.manual_seed(0)
+    archive, package = tmp_path / "mask.pt", tmp_path / "mask.mlpackage"
+    torch.jit.save(torch.jit.trace(NotMask().eval(), (torch.randn(1, 10, 4), torch.rand(1, 10) > 0.5)), str(archive))
+    r = run("convert", archive, package, "--input", "x:1,10,4", "--input", "mask:1,10:int32:0..1")
+    assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape x (1, 10, 4), mask (1, 10): RuntimeError: ")
+    assert r.output.endswith(" (a bool input is --input mask:1,10:bool)\n"), r.output
+    r = run("convert", archive, package, "--input", "x:1,10,4", "--input", "mask:1,10:bool", "--samples", "3")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    assert "experimental" not in r.output and "experimental" not in caplog.text  # said of every loaded archive, traced ones too
+    info = json.loads(run("inspect", package, "--json").stdout)
+    assert {i["name"]: i["dtype"] for i in info["inputs"]} == {"x": "float32", "mask": "int32"}
+    r = run("verify", archive, package, "--samples", "3")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    r = run("verify", archive, package, "--samples", "2", "--input", "mask:1,10:int32:0..1")  # the package says torch takes it as bool
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+
+
+class Recurrent(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (nn.LSTM(4, 8, proj_size=2, batch_first=True), "1,5,4",
+     "layer 'rnn': nn.LSTM with proj_size > 0 has no Core ML lstm equivalent; use proj_size=0 and an nn.Linear after the LSTM"),
+    (nn.RNN(4, 8, bidirectional=True, batch_first=True), "1,5,4",
+     "layer 'rnn': bidirectional nn.RNN does not convert; use a bidirectional nn.GRU or nn.LSTM, or two nn.RNN (one on the reversed sequence)"),
+    (nn.GRUCell(4, 8), "2,4",
+     "layer 'rnn': nn.GRUCell does not convert under TorchScript; use nn.GRU (a one-layer GRU over the sequence, or over one step for streaming)"),
+])
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_a_torchscript_archive_gets_the_layer_advice_the_python_api_gives(tmp_path, layer, shape, message, how):
+    """Archives skipped the preflight: coremltools' internals (Incorrect weights shape for lstm
+    layer, Bidirectional simple RNN not supported, unsafe_chunk) instead of the advice."""
+    model = Recurrent(layer).eval()
+    example = torch.randn(*map(int, shape.split(",")))
+    torch.jit.save(torch.jit.trace(model, example) if how == "trace" else torch.jit.script(model), str(tmp_path / "r.pt"))
+    r = run("convert", tmp_path / "r.pt", tmp_path / "r.mlpackage", "--input", f"x:{shape}")
+    assert r.exit_code == 1 and r.output == f"Error: {message}\n"
+    assert not (tmp_path / "r.mlpackage").exists()
+
+
+class PassThrough(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x), x
+
+
+def test_an_archive_returning_an_input_unchanged_is_refused_in_one_line(tmp_path):
+    torch.jit.save(torch.jit.trace(PassThrough().eval(), torch.randn(1, 4)), str(tmp_path / "p.pt"))
+    r = run("convert", tmp_path / "p.pt", tmp_path / "p.mlpackage", "--input", "x:1,4", "--output", "y", "--output", "x_out")
+    assert r.exit_code == 1 and r.output == ("Error: output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
+                                             "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out\n")
+    assert not (tmp_path / "p.mlpackage").exists()

@@ -47,6 +47,8 @@ def test_bad_shapes_are_one_line(spec, message):
 
 
 def test_input_options():
+    i = parse_input_option("mask:1,1..32:bool")  # an int32 input of 0/1 that torch takes as bool
+    assert (i.dtype, i.torch_dtype, i.value_range) == (np.int32, "bool", (0, 1))
     i = parse_input_option("ids:1,1..32:int32:0..4999")
     assert (i.name, i.shape, i.dtype, i.value_range) == ("ids", (1, Dim(1, 32)), np.int32, (0, 4999))
     i = parse_input_option("x:1..64,100,16")
@@ -596,3 +598,118 @@ def test_sizes_read_from_a_tensor_convert():
     with tempfile.TemporaryDirectory() as tmp:
         _, report = coreml_lstm.convert(SizesAsNumbers().eval(), torch.randn(2, 5, 4), f"{tmp}/s.mlpackage")
     assert report.status == "passed", format_report(report)
+
+
+class NotMask(nn.Module):
+    """A bool mask (True: keep) negated with ``~``, as padding masks are."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+
+    def forward(self, x, mask):
+        return self.lin(x).masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
+
+
+class WhereMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+
+    def forward(self, x, mask):
+        z = self.lin(x)
+        return torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z)).sum(1)
+
+
+class PaddedAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+
+    def forward(self, x, mask):  # mask: True where a step is padding
+        return self.attn(x, x, x, key_padding_mask=mask, need_weights=False)[0].mean(1)
+
+
+@pytest.mark.parametrize("cls", [NotMask, WhereMask, PaddedAttention])
+def test_a_bool_input_is_int32_in_the_package_cast_to_bool_in_the_program_and_bool_for_later_checks(tmp_path, cls):
+    """A bool input is an int32 input of 0/1 cast to bool at the top of the program (``~mask`` on
+    the int32 input was ``-(mask + 1)``, never 0: a wrong package), and the package records that
+    torch takes it as bool (every later verify fed it int64, which torch.where refuses)."""
+    from coreml_lstm import executor
+    from coreml_lstm.adapter import package_inputs
+    from coreml_lstm.verify import load_declared
+
+    torch.manual_seed(0)
+    model = cls().eval()
+    x, mask = torch.randn(1, 10, 6), torch.rand(1, 10) > 0.3
+    mask[0, 0] = not isinstance(model, PaddedAttention)  # attention: never every key padding
+    path, report = coreml_lstm.convert(model, (x, mask), tmp_path / "m.mlpackage", samples=3)
+    assert report.status == "passed", format_report(report)
+    declared = {i.name: i for i in package_inputs(load_declared(path)[0], path)}
+    assert (declared["mask"].dtype, declared["mask"].torch_dtype, declared["mask"].value_range) == (np.int32, "bool", (0, 1))
+    assert declared["x"].torch_dtype is None
+    got = executor.load(path).predict({"x": x.numpy(), "mask": mask.numpy().astype(np.int32)})["output"]
+    np.testing.assert_allclose(got, model(x, mask).detach().numpy(), atol=1e-4)
+    later = coreml_lstm.verify(model, path, samples=3)
+    assert later.status == "passed", format_report(later)
+    assert coreml_lstm.verify(model, path, {"x": x.numpy(), "mask": mask.numpy()}).status == "passed"
+
+
+def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
+    def read(record, dtype=np.int32):
+        return Input("m", (1, 4), dtype).with_sampling({"name": "m", **record}).torch_dtype
+
+    assert read({"torch_dtype": "bool"}) == "bool" and read({"torch_dtype": "int64"}) == "int64"
+    for bad in ("float32", "os.system", "Tensor", 3, None, ["bool"], "bool" * 100):
+        assert read({"torch_dtype": bad}) is None
+    assert read({"torch_dtype": "bool"}, np.float32) is None  # a float input is fed as float
+    assert Input("m", (1, 4), np.int32).with_sampling("junk").torch_dtype is None
+
+
+class PassThrough(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x), x
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)
+
+
+class ClonedThrough(PassThrough):
+    def forward(self, x):
+        return self.lin(x), x.clone()
+
+
+class CopiedThrough(PassThrough):
+    def forward(self, x):
+        return self.lin(x), x + 0
+
+
+def test_an_output_that_is_an_input_unchanged_or_a_nested_tuple_is_refused_in_one_line(tmp_path, capfd, caplog):
+    """coremltools failed on a pass-through output with an AssertionError on the program's names
+    and an ERROR banner on stderr; it removes a clone first, so x.clone() fails alike."""
+    message = ("output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
+               "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out")
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(PassThrough().eval(), torch.randn(1, 4), tmp_path / "p.mlpackage", outputs=["y", "x_out"])
+    assert str(err.value) == message
+    with pytest.raises(ExportError) as err:
+        coreml_lstm.convert(ClonedThrough().eval(), torch.randn(1, 4), tmp_path / "c.mlpackage", outputs=["y", "x_out"])
+    assert str(err.value) == message
+    assert "graph pass" not in caplog.text and "ERROR" not in capfd.readouterr().err
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(Nested().eval(), torch.randn(1, 3, 4), tmp_path / "n.mlpackage")
+    assert str(err.value) == ("the module returns a nested tuple (a tuple inside its tuple of outputs); "
+                              "flatten it: return y, h, c rather than y, (h, c)")
+    assert list(tmp_path.iterdir()) == []
+    _, report = coreml_lstm.convert(CopiedThrough().eval(), torch.randn(1, 4), tmp_path / "ok.mlpackage", outputs=["y", "x_out"], samples=2)
+    assert report.status == "passed", format_report(report)  # the copy the message suggests converts
