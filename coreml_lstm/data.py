@@ -1360,7 +1360,8 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     config = _resolved(config, table, split=validation is None)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = _short_series_warning(given, config, table, split=validation is None) + _gap_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table)
+    warnings = (_short_series_warning(given, config, table, split=validation is None) + _season_window_warning(given, config, table, split=validation is None)
+                + _gap_warning(table)) + _unused_columns_warning(given, table) + _precision_warning(table)
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1419,6 +1420,26 @@ def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTa
         return []
     return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default window to {config.window} for every "
             f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
+
+
+def _season_window_warning(given: DataConfig, config: DataConfig, table: SeriesTable, *, split: bool) -> list[str]:
+    """A sentence when the default window is shorter than the season (minute data with a daily
+    season of 1440, weekly data with 52, on a series too short for a window of a season): the
+    model cannot look a season back, so it can neither learn nor ship seasonal naive, which the
+    report still compares it with."""
+    m, W = int(config.season or 1), int(config.window)
+    if given.window is not None or m <= 1 or W >= m:
+        return []
+    lo, hi = int(table.lengths.min()), max(int(table.lengths.min()), 1) * 2
+    probe = DataConfig(**{**config.to_dict(), "window": None, "horizon": given.horizon})
+    while default_lengths(probe, hi, m, split=split)[0] < m and hi < 2**40:
+        hi *= 2
+    while lo < hi:  # the fewest rows whose default window holds a season
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if default_lengths(probe, mid, m, split=split)[0] < m else (lo, mid)
+    source = "given" if given.season is not None else "from the time column's step"
+    return [f"{table.label}: the default window ({W}) is shorter than the season ({m}, {source}), so the model cannot look a season back "
+            f"and cannot learn seasonal naive; give a shorter --season, or more rows (a series of {lo} rows gets a window of a season)"]
 
 
 def _precision_warning(table: SeriesTable) -> list[str]:

@@ -469,6 +469,23 @@ def test_values_float32_rounds_beyond_their_changes_are_named(tmp_path):
     assert not [w for w in prepare(fine, config=DataConfig(target=["y"], time="t")).warnings if "float32" in w]
 
 
+def test_a_default_window_shorter_than_the_season_is_named_with_the_rows_it_needs():
+    """2000 minutes, daily season 1440: the default window (868) cannot see a season back, so the
+    model can neither learn nor ship seasonal naive, which the report compares it with."""
+    for n, freq in ((2000, "min"), (100, "W")):
+        frame = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=n, freq=freq), "y": np.sin(np.arange(n) / 7.0)})
+        ds = prepare(frame, config=DataConfig(target=["y"], time="t"))
+        W, m = ds.config.window, ds.config.season
+        assert W < m
+        [warning] = [w for w in ds.warnings if "shorter than the season" in w]
+        need = int(warning.split("a series of ")[1].split(" rows")[0])
+        more = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=need, freq=freq), "y": np.sin(np.arange(need) / 7.0)})
+        assert prepare(more, config=DataConfig(target=["y"], time="t")).config.window >= m  # the rows named are enough
+        fewer = more.iloc[:-1]
+        assert prepare(fewer, config=DataConfig(target=["y"], time="t")).config.window < m  # and the fewest
+    assert not [w for w in prepare(frame, config=DataConfig(target=["y"], time="t", season=4)).warnings if "season" in w]
+
+
 def test_columns_left_out_of_the_default_features_are_named(tmp_path):
     """Numbers written with a decimal comma are text: the column was silently no feature."""
     n = 60
