@@ -259,6 +259,8 @@ def format_metrics(metrics: dict) -> str:
     o = metrics["overall"]
     mape = "n/a" if o["mape"] is None else f"{o['mape']:.2f}"
     lines.append(f"{'overall':<20} {'':>4} {o['rmse']:>12.4f} {o['mae']:>12.4f} {mape:>9}")
+    if o.get("mape_zeros"):
+        lines.append(f"(MAPE leaves out the {o['mape_zeros']} of {o['n']} true values that are 0)")
     if "probabilistic" in metrics:
         lines.append(f"{'target':<20} {'NLL':>9} {'CRPS':>10} {'cover 50%':>10} {'cover 90%':>10}")
         rows = list(metrics["probabilistic"]["targets"].items()) + [("overall", metrics["probabilistic"]["overall"])]

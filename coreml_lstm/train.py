@@ -468,6 +468,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, targets: list[str
             "mae": float(np.mean(np.abs(err))),
             "mape": mape,
             "n": int(t.size),
+            "mape_zeros": int(t.size - nonzero.sum()),  # true values MAPE leaves out
         }
 
     out = {"overall": scores(y_true, y_pred), "targets": {}}

@@ -103,3 +103,14 @@ def test_unfitted_forecaster_says_so():
 def test_schedules_run(sine, schedule):
     f = Forecaster("y0", time="t", schedule=schedule, **FAST).fit(sine)
     assert np.isfinite(f.history_["val_loss"]).all()
+
+
+def test_mape_says_how_many_zeros_it_leaves_out():
+    from coreml_lstm.cli import format_metrics
+    from coreml_lstm.train import regression_metrics
+
+    y = np.array([0.0, 2.0, 0.0, 4.0]).reshape(4, 1, 1)
+    m = regression_metrics(y, y + 1.0, ["count"])
+    assert m["overall"]["mape"] == pytest.approx(37.5) and m["overall"]["mape_zeros"] == 2
+    assert format_metrics(m).endswith("(MAPE leaves out the 2 of 4 true values that are 0)")
+    assert "leaves out" not in format_metrics(regression_metrics(y + 1, y + 2, ["count"]))
