@@ -328,26 +328,39 @@ def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start:
     improves on a baseline ships exactly that baseline. ``kept_start``: early stopping kept the
     untrained start, which is then the baseline ``start`` itself and no network candidate.
 
+    With several series or targets the choice is by the MAE of each window scaled by its series'
+    and target's in-sample seasonal-naive error (a per-series MASE), so a series in the millions
+    does not decide for one in the tens, nor one target's units for another's; the scaled scores
+    are reported beside the MAE (``"scaled"``).
+
     Returns:
-        ``{"shipped": name, "mae": {candidate: validation MAE}}``.
+        ``{"shipped": name, "mae": {candidate: validation MAE}}`` (+ ``"scaled"``: {candidate: scaled MAE}).
     """
     season = dataset.config.season
     x, y = dataset.validation.x, np.asarray(dataset.validation.y, np.float64)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    weights = _series_weights(dataset)  # (N, 1, T), or None: one series and one target
 
-    def mae(pred) -> float:
-        return float(np.abs(np.asarray(pred, np.float64) - y).mean())
+    def errors(pred) -> tuple[float, float | None]:
+        err = np.abs(np.asarray(pred, np.float64) - y)
+        return float(err.mean()), (float((err * weights).mean()) if weights is not None else None)
 
-    scores = model.baseline_mae(season, x, y)  # straight from the frame, batch by batch
+    raw = model.baseline_mae(season, x, y)  # straight from the frame, batch by batch
+    scaled = model.baseline_mae(season, x, y, weights=weights) if weights is not None else None
+    scores = scaled if scaled is not None else raw
     best = min(scores, key=scores.get)  # the first of STARTS among equals
     states = {}
     if not kept_start:
         model.blend_with_baseline(best, season)
         blend = f"network + {best}"
-        scores[blend] = mae(Forecaster._outputs(model, x)[0])
+        raw[blend], s = errors(Forecaster._outputs(model, x)[0])
+        if scaled is not None:
+            scaled[blend] = s
         states[blend] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(trained)
-        scores["network"] = mae(Forecaster._outputs(model, x)[0])
+        raw["network"], s = errors(Forecaster._outputs(model, x)[0])
+        if scaled is not None:
+            scaled["network"] = s
         states["network"] = trained
     shipped = min(scores, key=scores.get)  # dicts keep order: baselines, then the blend, then the network
     if shipped in states:
@@ -355,7 +368,33 @@ def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start:
     else:
         model.set_baseline(shipped, season)
     model.eval()
-    return {"shipped": shipped, "mae": scores}
+    return {"shipped": shipped, "mae": raw} | ({"scaled": scaled} if scaled is not None else {})
+
+
+def _series_weights(dataset) -> np.ndarray | None:
+    """(N, 1, T) 1 / (the in-sample seasonal-naive MAE of each validation window's series and
+    target), for choosing across series and targets of different scales; None for one series
+    and one target (the MAE decides alone). Where a series' seasonal-naive error is 0 (an exact
+    pattern) its naive error, then its spread stands in, in its own units; 1 when it is constant."""
+    from .baselines import mase_scale
+
+    insample = dataset.insample
+    n_targets = len(dataset.target_columns)
+    if len(insample) < 2 and n_targets < 2:
+        return None
+
+    def scale_of(values) -> np.ndarray:  # (T,)
+        values = np.asarray(values, np.float64)
+        out = np.ones(n_targets)
+        for candidate in (np.nanstd(values, axis=0) if len(values) else out, mase_scale({0: values}, 1), mase_scale({0: values}, dataset.config.season)):
+            out = np.where(np.isfinite(candidate) & (candidate > 0), candidate, out)
+        return out
+
+    own = {sid: scale_of(values) for sid, values in insample.items()}
+    pooled = np.exp(np.mean(np.log(np.stack(list(own.values()))), axis=0)) if own else np.ones(n_targets)  # a series only in validation
+    series = dataset.validation.series
+    scale = np.stack([own.get(sid, pooled) for sid in series]) if len(series) else np.zeros((0, n_targets))
+    return (1.0 / scale)[:, None, :]
 
 
 def calibrate_intervals(model: RecurrentModel, dataset) -> np.ndarray:

@@ -245,9 +245,15 @@ def _echo_baselines(metrics: dict) -> None:
 
 
 def format_selection(sel: dict) -> str:
-    """``shipped: <candidate> (validation MAE x; <every other candidate> y, ...)``."""
-    others = ", ".join(f"{k} {v:.4g}" for k, v in sel["mae"].items() if k != sel["shipped"])
-    return f"shipped: {sel['shipped']} (validation MAE {sel['mae'][sel['shipped']]:.4g}{'; ' + others if others else ''})"
+    """``shipped: <candidate> (validation MAE x; <every other candidate> y, ...)``; with several
+    series or targets, the scaled MAE the choice was made on (``scaled``) follows the MAE."""
+    shipped = sel["shipped"]
+    if "scaled" in sel:
+        others = ", ".join(f"{k} {v:.4g}" for k, v in sel["scaled"].items() if k != shipped)
+        return (f"shipped: {shipped} (validation MAE {sel['mae'][shipped]:.4g}, scaled per series and target {sel['scaled'][shipped]:.4g}"
+                f"{'; scaled: ' + others if others else ''})")
+    others = ", ".join(f"{k} {v:.4g}" for k, v in sel["mae"].items() if k != shipped)
+    return f"shipped: {shipped} (validation MAE {sel['mae'][shipped]:.4g}{'; ' + others if others else ''})"
 
 
 def format_metrics(metrics: dict) -> str:

@@ -250,16 +250,18 @@ class RecurrentModel(nn.Module):
             out[k] = torch.exp(y) if self.config.log else y
         return out
 
-    def baseline_mae(self, season: int, x, y, block: int = 1024) -> dict[str, float]:
+    def baseline_mae(self, season: int, x, y, block: int = 1024, weights=None) -> dict[str, float]:
         """Each baseline's mean absolute error (original units, float64) on raw windows x (N, W, F)
         against y (N, horizon, T), computed ``block`` windows at a time: the working memory stays
-        bounded however many windows there are (x may be a lazy WindowArray)."""
+        bounded however many windows there are (x may be a lazy WindowArray). ``weights``
+        (N, 1, T), if given, scale each window's errors (see ``select_on_validation``)."""
         sums = dict.fromkeys(self.baselines(season), 0.0)
         count = 0
         for lo in range(0, len(x), block):
             t = np.asarray(y[lo : lo + block], np.float64)
+            w = 1.0 if weights is None else weights[lo : lo + block]
             for k, p in self.baseline_forecasts(season, np.array(x[lo : lo + block], dtype=np.float32)).items():
-                sums[k] += float(np.abs(p.numpy().astype(np.float64) - t).sum())
+                sums[k] += float((np.abs(p.numpy().astype(np.float64) - t) * w).sum())
             count += t.size
         return {k: v / count for k, v in sums.items()} if count else sums
 

@@ -241,6 +241,22 @@ def test_a_series_nothing_improves_on_ships_exactly_its_seasonal_naive(tmp_path)
         Forecaster("y", select="best")
 
 
+def test_with_series_of_different_scales_the_choice_is_on_errors_scaled_per_series():
+    """A random walk near 1e7 and an exact monthly pattern near 10: on raw MAE the large series
+    alone chose what ships for both (naive: the pattern's forecasts off by its whole swing)."""
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2000-01-01", periods=120, freq="MS")
+    big = pd.DataFrame({"date": t, "y": 1e7 + 1e5 * np.cumsum(rng.normal(0, 1, 120)), "s": "big"})
+    small = pd.DataFrame({"date": t, "y": 10 + np.tile([3.0, 7, 1, 9, 4, 6, 2, 8, 5, 10, 0, 11], 10), "s": "small"})
+    f = Forecaster("y", time="date", series_id="s", horizon=6, **TINY).fit(pd.concat([big, small]))
+    sel = f.metrics_["selection"]
+    assert sel["shipped"] == min(sel["scaled"], key=sel["scaled"].get) != min(sel["mae"], key=sel["mae"].get), sel
+    assert format_selection(sel).startswith(f"shipped: {sel['shipped']} (validation MAE ")
+    assert "scaled per series and target" in format_selection(sel)
+    one = Forecaster("y", time="date", horizon=6, **TINY).fit(small.drop(columns="s"))
+    assert "scaled" not in one.metrics_["selection"]  # one series, one target: the MAE decides alone
+
+
 def test_cli_train_says_what_shipped_and_can_keep_the_network(tmp_path):
     pattern = np.array([3.0, 7, 1, 9, 4, 6, 2, 8, 5, 10, 0, 11])
     csv = tmp_path / "periodic.csv"
