@@ -4,6 +4,10 @@
                        refused before allocating, naming the shape and the size. Default: a quarter
                        of the machine's physical memory (a kernel's temporaries are a few times its
                        output); COREML_LSTM_MAX_TENSOR_BYTES sets it.
+    MAX_LIVE_BYTES     the values one run holds at once (what the kernels made that a later op or
+                       the caller still needs; a value that views another counts as nothing): a run
+                       past it stops, naming the op. Default: half of the machine's physical memory;
+                       COREML_LSTM_MAX_LIVE_BYTES sets it.
     MAX_LOOP_ITERATIONS  while_loop iterations in one run, nested loops counted together: a loop
                        whose condition never turns false stops with an error. Default 100,000
                        (far above the time steps of a recurrent loop); COREML_LSTM_MAX_LOOP_ITERATIONS.
@@ -40,6 +44,7 @@ def _env_int(name: str, default: int) -> int:
 
 PHYSICAL_MEMORY = _physical_memory()
 MAX_TENSOR_BYTES = _env_int("COREML_LSTM_MAX_TENSOR_BYTES", PHYSICAL_MEMORY // 4)
+MAX_LIVE_BYTES = _env_int("COREML_LSTM_MAX_LIVE_BYTES", PHYSICAL_MEMORY // 2)
 MAX_LOOP_ITERATIONS = _env_int("COREML_LSTM_MAX_LOOP_ITERATIONS", 100_000)
 MAX_BLOCK_DEPTH = 32
 

@@ -80,6 +80,11 @@ class State:
         self.name = name
 
 
+def _owned_bytes(value) -> int:
+    """The memory an array owns (a view owns none: its base is counted where it was made)."""
+    return int(value.nbytes) if isinstance(value, np.ndarray) and value.flags.owndata else 0
+
+
 class RunContext:
     """What a kernel sees of the run it is part of."""
 
@@ -392,13 +397,16 @@ class Program:
             self._release_plan = plan
         return self._release_plan
 
-    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None) -> None:
+    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None, account: bool = False) -> None:
+        """Run ``ops`` in ``env``; ``releases``: values to let go of after their last reader;
+        ``account`` (the main block): hold the run's values to :data:`limits.MAX_LIVE_BYTES`."""
         mode = ctx.mode
+        live = sum(_owned_bytes(v) for v in env.values()) if account else 0
         for i, op in enumerate(ops):
             if releases and i - 1 in releases:
                 for name in releases[i - 1]:
                     if not isinstance(env.get(name), State):
-                        env.pop(name, None)
+                        live -= _owned_bytes(env.pop(name, None)) if account else 0
             folded = getattr(op, "folded16" if mode == "fp16" else "folded", None)
             if folded is not None:
                 for out, value in zip(op.outputs, folded):
@@ -429,6 +437,11 @@ class Program:
                         detail = " ".join(str(exc).split())[:200]
                         raise PackageError(f"op {op.name!r} ({op.type}): its output {out.name!r} cannot be held as the declared "
                                            f"{np.dtype(out.dtype).name} ({detail})") from None
+                if account:
+                    live += _owned_bytes(env[out.name])
+            if account and live > limits.MAX_LIVE_BYTES:
+                raise PackageError(f"op {op.name!r} ({op.type}): the values this run holds at once reach {limits.size_text(live)}, more than "
+                                   f"the {limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
@@ -482,7 +495,7 @@ class Program:
                 env[s.name] = State(s.name)
         ctx = RunContext(self, mode, state)
         try:
-            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases())
+            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases(), account=True)
         except PackageError as exc:
             if str(exc).startswith(str(self.path)):
                 raise

@@ -94,3 +94,18 @@ def test_a_run_for_the_outputs_lets_go_of_each_value_after_its_last_reader(tmp_p
         tracemalloc.stop()
     np.testing.assert_array_equal(outs[False], outs[True].reshape(outs[False].shape))
     assert peaks[False] < 4 < 8 <= peaks[True], peaks
+    # The values held at once are bounded too (MAX_LIVE_BYTES): six inputs' worth holds the run
+    # for the outputs, not the one that keeps all eight.
+    import pytest
+
+    from coreml_lstm.errors import PackageError
+    from coreml_lstm.executor import limits
+
+    bound = limits.MAX_LIVE_BYTES
+    try:
+        limits.MAX_LIVE_BYTES = 6 * 4 * n
+        np.testing.assert_array_equal(program.run({"x": x}, intermediate=False)["output"], outs[False])
+        with pytest.raises(PackageError, match=r"the values this run holds at once reach .* more than the 24.0 MiB a run may hold"):
+            program.run({"x": x}, intermediate=True)
+    finally:
+        limits.MAX_LIVE_BYTES = bound
