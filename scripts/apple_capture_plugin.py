@@ -24,15 +24,25 @@ Other things the plugin does:
   seeded with ``--apple-seed`` and the function's id (so a subset capture picks the same cases).
   A function parametrized by the op it tests (a ``mode`` / ``op_name`` / ``op_type`` / ``torch_op``
   parameter: one elementwise test covers dozens of ops) keeps that many per op.
-- ``coremltools.models.utils._macos_version`` reports a current macOS before the test modules are
-  imported, so tests skipped "on macOS older than N" run as on Apple's CI (the runtime code of
-  coremltools imported the real function by name and still knows it is not on macOS).
+- ``coremltools.models.utils._macos_version`` reports a current macOS and ``platform.machine``
+  Apple silicon (``arm64``) before the test modules are imported, so tests skipped "on macOS older
+  than N" or on Intel Macs (``x86_64``) run as on Apple's CI (the runtime code of coremltools
+  imported the real function by name and still knows it is not on macOS).
+- A test that calls ``MLModel.predict`` itself (no ``compare_backend``: band_part's value
+  inference, slice_by_index, iOS18 GRU parity against torch, random_categorical's statistics)
+  gets the executor's outputs from it, and its own assertions judge them: the case is saved with
+  ``kind`` ``predict``, the executor's outputs (or its error) at capture time and the test's
+  verdict (``verdict``: passed, or failed with the assertion's first line). The replay runs it
+  again and reports the verdict, or an error if the executor's outputs have changed since (the
+  verdict is then stale: capture the family again). Predicting with a neural-network model skips
+  the test (not applicable).
 - A test that wraps its comparison in ``pytest.raises`` expects Core ML to raise (when it compiles
   the model in ``ct.convert``, or in ``predict``); here nothing raises. ``pytest.raises`` is
   wrapped: a case captured inside such a block that then exits without an exception is marked
-  ``expects_error`` with the exception the test waited for (and its ``match``). The replay passes
-  it only if the executor raises (or, for an expected AssertionError, i.e. an expected mismatch,
-  if it disagrees with the expected values).
+  ``expects_error`` with the exception the test waited for (and its ``match``), also recorded
+  apart as ``expects_error_types`` (class names) and ``expects_error_match`` (the pattern). The
+  replay passes it only if the executor raises the kind of error the test waits for (or, for an
+  expected AssertionError, i.e. an expected mismatch, if it disagrees with the expected values).
 - Stateful programs (``pred_iters``): ``MLModel.make_state`` returns a token, and every
   comparison made with the same state becomes one more step of one case.
 - Progress lines (``start``/``end`` per node id) go to ``--apple-progress`` so the driver can
@@ -44,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import random
 import re
 import shutil
@@ -57,6 +68,7 @@ import pytest
 
 # What Apple's CI runs these tests on; only the tests' own skip conditions read it.
 MACOS_VERSION = (15, 5)
+MACHINE = "arm64"
 HELPER_OPS = {"const", "cast", "identity"}
 OP_PARAMS = ("mode", "op_name", "op_type", "torch_op", "op_string")  # parameters naming the op under test
 
@@ -109,7 +121,7 @@ class _Capture:
     # -- writing a case ------------------------------------------------------------------------
 
     def save(self, mlmodel, kind: str, feeds: dict, expected: dict, *, precision: str, atol: float, rtol: float,
-             also_compare_shapes: bool = True, allow_mismatch_ratio: float = 0.0, state=None) -> None:
+             also_compare_shapes: bool = True, allow_mismatch_ratio: float = 0.0, state=None, extra: dict | None = None) -> None:
         spec = mlmodel.get_spec()
         if spec.WhichOneof("Type") != "mlProgram":
             self.count("neural network model (not applicable)")
@@ -156,6 +168,9 @@ class _Capture:
                 "inputs": inputs,
                 "outputs": outputs,
                 "expects_error": None,
+                "expects_error_types": None,
+                "expects_error_match": None,
+                **(extra or {}),
             }
             _write_data(tmp, [(feeds, expected)])
             (tmp / "case.json").write_text(json.dumps(meta, indent=1))
@@ -181,11 +196,69 @@ class _Capture:
         _write_data(case, steps)
         (case / "case.json").write_text(json.dumps(meta, indent=1))
 
-    def mark_expects_error(self, case: Path, error: str) -> None:
+    def mark_expects_error(self, case: Path, error: str, types: list[str], match: str | None) -> None:
         meta = json.loads((case / "case.json").read_text())
         meta["expects_error"] = error
+        meta["expects_error_types"] = types
+        meta["expects_error_match"] = match
         (case / "case.json").write_text(json.dumps(meta, indent=1))
         self.stats["expects_error"] += 1
+
+    def predict(self, mlmodel, data: dict) -> dict:
+        """``MLModel.predict`` of an ML Program: the executor's outputs, saved as a ``predict`` case
+        the test then judges (its verdict is recorded when it ends). An error of the executor is
+        raised as the RuntimeError Core ML raises for a model it cannot run."""
+        import tempfile
+
+        import apple_suite  # the replay's feed conversion and choice of numeric mode
+        import coreml_lstm.executor as ex
+
+        feeds = {}
+        for k, v in data.items():
+            a = _array(v)
+            feeds[k] = a.reshape(1) if a.ndim == 0 else a
+        tmp = tempfile.mkdtemp(prefix="apple-predict-")
+        outputs, error, mode = {}, None, "fp32"
+        try:
+            mlmodel.save(os.path.join(tmp, "model.mlpackage"))
+            try:
+                program = ex.load(os.path.join(tmp, "model.mlpackage"))
+                mode = apple_suite.replay_mode(program, {"precision": "fp32"})
+                outputs = {k: np.asarray(v) for k, v in program.predict(apple_suite._feed(program, feeds), mode=mode).items()}
+            except Exception as exc:  # noqa: BLE001 - recorded, then raised as Core ML would
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        spec = mlmodel.get_spec()
+        names = {f.name for f in spec.description.output}
+        self.save(mlmodel, "predict", feeds, {k: v for k, v in outputs.items() if k in names}, precision=mode, atol=0.0, rtol=0.0,
+                  extra={"verdict": None, "executor_error": error, "mode": mode})
+        if error is not None:
+            raise RuntimeError(f"the executor could not run the model: {error}")
+        return outputs
+
+    def record_verdict(self, excinfo) -> None:
+        """The running test's verdict on its ``predict`` cases."""
+        if excinfo is not None and excinfo.errisinstance(pytest.skip.Exception):
+            for case in self.test_cases:  # skipped after predicting: the test judged nothing
+                if case.exists() and json.loads((case / "case.json").read_text()).get("kind") == "predict":
+                    shutil.rmtree(case, ignore_errors=True)
+                    self.stats["captured"] -= 1
+                    self.count("predict in a test that was then skipped")
+            return
+        if excinfo is None:
+            verdict = "passed"
+        else:
+            message = str(excinfo.value).strip().splitlines()
+            verdict = f"failed: {excinfo.typename}" + (f": {message[0][:300]}" if message else "")
+        for case in self.test_cases:
+            meta_file = case / "case.json"
+            if not meta_file.exists():
+                continue
+            meta = json.loads(meta_file.read_text())
+            if meta.get("kind") == "predict":
+                meta["verdict"] = verdict
+                meta_file.write_text(json.dumps(meta, indent=1))
 
 
 _CAPTURE: _Capture | None = None
@@ -309,9 +382,10 @@ class _Raises:
     def __exit__(self, exc_type, exc, tb):
         captured = _CAPTURE.raises.pop() if _CAPTURE.raises else []
         if exc_type is None:
-            error = _exception_names(self.expected) + (f" matching {self.match!r}" if self.match else "")
+            match = getattr(self.match, "pattern", self.match)
+            error = _exception_names(self.expected) + (f" matching {match!r}" if match else "")
             for case in captured:
-                _CAPTURE.mark_expects_error(case, error)
+                _CAPTURE.mark_expects_error(case, error, _exception_names(self.expected).split("|"), match)
         return self.manager.__exit__(exc_type, exc, tb)
 
 
@@ -324,6 +398,7 @@ def _install_patches():
         return _Raises(real_raises(expected_exception, *args, **kwargs), expected_exception, kwargs.get("match"))
 
     pytest.raises = raises
+    platform.machine = lambda: MACHINE  # before coremltools and the test modules are imported
 
     import coremltools.models.utils as ct_utils
 
@@ -335,6 +410,15 @@ def _install_patches():
         return _StateToken()
 
     MLModel.make_state = make_state
+
+    def predict(self, data, state=None):
+        if self.get_spec().WhichOneof("Type") != "mlProgram":
+            pytest.skip("predicts with a neural-network model (not applicable)")
+        if state is not None:
+            pytest.skip("predicts with a state outside compare_backend (not captured)")
+        return _CAPTURE.predict(self, data)
+
+    MLModel.predict = predict
 
     from coremltools.converters.mil.mil.ops.tests import testing_utils as mil_tu
 
@@ -521,6 +605,8 @@ def pytest_runtest_makereport(item, call):
     if cap is None:
         return
     report = outcome.get_result()
+    if report.when == "call":
+        cap.record_verdict(call.excinfo)
     if report.when == "call" or (report.when == "setup" and not report.passed):
         kind = report.outcome
         if hasattr(report, "wasxfail"):

@@ -29,15 +29,21 @@ Replay: each package is loaded with ``coreml_lstm.executor.load`` and run in fp1
 programs and for fp32 programs that declare fp16 values (tests with fp16 dtypes: Core ML computes
 those values in fp16), fp32 otherwise. A case is ``pass``, ``mismatch`` (max error over tolerance, with the
 error), ``unsupported`` (the ops with no kernel), ``error`` (the message), or ``excluded``
-(random ops, and the test artefacts in ``EXCLUDED`` below, each with its reason). Tolerances: the
+(the test artefacts in ``EXCLUDED`` below, each with its reason). Random ops are replayed like
+any op: every Apple case of them is deterministic (prob 0 or 1, stddev 0, low == high, one class;
+torch's rand_like only checked for 0 <= x < 1), so the executor's numpy generator meets them. Tolerances: the
 test's own for fp32 programs; for programs that compute in fp16 (fp16 tests, and fp32 tests whose
 program declares fp16 values: their fp32 tolerance, atol 1e-4, is finer than one fp16 step of
 the outputs, and Apple's CI leaves those fp32 variants out unless INCLUDE_MIL_FP32_UNIT_TESTS is
 set) coremltools' macOS fp16 rule (atol max(100 atol, 0.5), rtol max(100 rtol, 0.05)), the pass
 criterion, and our stricter 5e-2 bar (atol = rtol = 5e-2), reported beside it. Shapes must match, except that a rank-0 expected value may come back with
 shape (1,) as Core ML returns it. A case whose test expected Core ML to raise passes only if the
-executor raises (an expected AssertionError means the test expected a mismatch: a mismatch passes
-too). ``--json`` writes every case with its status and reason; the replay also writes
+executor raises the kind of error the test waits for (``raised_as_expected``: for Core ML's
+RuntimeError, a refusal of the executor's own, not "no kernel" nor a kernel's internal failure;
+another class by name; the test's ``match`` pattern, if any, in the message). An expected
+AssertionError means the test expected a mismatch: a mismatch passes. A ``predict`` case (a test
+that called ``MLModel.predict`` itself, which ran the executor at capture) reports the test's own
+verdict, or an error if the executor's outputs have changed since the capture. ``--json`` writes every case with its status and reason; the replay also writes
 ``<corpus>/replay.json``.
 
 The fixed subset of the tests (``tests/executor/apple_cases``, read by
@@ -89,6 +95,22 @@ EXCLUDED: dict[str, str] = {
     ),
     "*TestCropResize::test_builder_to_backend_ios17[*precision='fp32'*N=3*": (
         "expected 7.899 for the exact 7.9: a constant rounded by hand, checked by Apple's CI only in fp16"
+    ),
+    # torch.export's fill_ of an int32 tensor with 0.2: the converted program fills float32 0.2
+    # (its output is declared fp32, so Core ML returns 0.2 too) where torch's int32 tensor holds 0;
+    # the same converter gap is xfailed for the neural network (rdar://125572392).
+    "*TestFill::test_fill_[*TORCHEXPORT*fill_scalar=0.2-src_dtype=torch.int32*": (
+        "the converted program fills fp32 0.2 (declared fp32 output) where torch's int32 tensor holds 0: "
+        "the expected value is not what the program computes (converter gap, rdar://125572392)"
+    ),
+    # iOS15 crop_resize (no pad_value): "If [normalized_coordinates is] True, the bounding box
+    # coordinates must be in the interval [0, 1]". The smoke test's normalised box [2, 2, 1, 1]
+    # is not, so the definition gives no result; Core ML returns the whole image resized. The
+    # executor samples the box as given, as iOS14's unnormalised inverted box and iOS16's
+    # normalised boxes beyond 1 pin (both pass).
+    "*iOS15/test_image_resizing.py::TestCropResize::test_builder_to_backend_smoke*": (
+        "normalised box [2, 2, 1, 1] outside the [0, 1] the iOS15 definition requires: the result is undefined "
+        "(Core ML returns the whole image resized)"
     ),
 }
 
@@ -312,12 +334,99 @@ def tolerance(meta: dict, mode: str | None = None) -> tuple[float, float]:
 
 
 def excluded_reason(meta: dict) -> str | None:
-    if any(op.startswith("random_") for op in meta["ops"]):
-        return "random op: outside the executor's scope (its values cannot be reproduced)"
     for pattern, reason in EXCLUDED.items():
         if fnmatch.fnmatchcase(meta["nodeid"], pattern):
             return reason
     return None
+
+
+# Exceptions that mean a kernel failed on its own rather than refused what the program asked
+# (the executor wraps them in a PackageError, the original as its cause).
+_INTERNAL = (TypeError, AttributeError, NameError, KeyError, AssertionError, RecursionError, ZeroDivisionError)
+
+
+def expected_error_types(meta: dict) -> tuple[list[str], str | None]:
+    """(exception class names, match pattern) a case's test waits for; from the fields the
+    plugin records, or parsed from ``expects_error`` ("A|B matching 'pattern'") of older corpora."""
+    if meta.get("expects_error_types"):
+        return list(meta["expects_error_types"]), meta.get("expects_error_match")
+    text = meta.get("expects_error") or ""
+    names, _, match = text.partition(" matching ")
+    pattern = None
+    if match:
+        import ast
+
+        try:
+            pattern = ast.literal_eval(match)
+        except (ValueError, SyntaxError):
+            pattern = match
+    return [n for n in names.split("|") if n], pattern
+
+
+def raised_as_expected(meta: dict, exc: BaseException) -> tuple[bool, str]:
+    """Whether the executor's exception is the kind the test waits for from Core ML.
+
+    A RuntimeError is what Core ML raises when it refuses to load or run a model: the executor's
+    counterpart is one of its own errors (PackageError, FeedError), except "no kernel for this op"
+    (UnsupportedOpError: nothing was checked) and a kernel's internal failure (a TypeError, ... as
+    the cause). Another class must be the executor's exception or its cause (by name, through the
+    class hierarchy). AssertionError (an expected mismatch) is never met by raising. A ``match``
+    pattern must be found in the executor's message.
+    """
+    from coreml_lstm.errors import CoreMLLSTMError, UnsupportedOpError
+
+    names, pattern = expected_error_types(meta)
+    chain = [exc] + ([exc.__cause__] if exc.__cause__ is not None else [])
+    classes = {c.__name__ for e in chain for c in type(e).__mro__}
+    ok = False
+    for name in names:
+        if name == "RuntimeError":
+            ok |= (isinstance(exc, CoreMLLSTMError) and not isinstance(exc, UnsupportedOpError)
+                   and not isinstance(exc.__cause__, _INTERNAL)) or isinstance(exc, RuntimeError)
+        elif name != "AssertionError":
+            ok |= name in classes
+    if not ok:
+        return False, f"the test expects {'|'.join(names)}; the executor raised {type(exc).__name__}"
+    if pattern:
+        import re
+
+        if not re.search(pattern, str(exc)):
+            return False, f"the test expects a message matching {pattern!r}; the executor raised {type(exc).__name__}: {str(exc)[:200]}"
+    return True, ""
+
+
+def replay_predict(case_dir: Path, meta: dict, row: dict) -> dict:
+    """A case the test judged itself (it called MLModel.predict, which ran the executor at
+    capture): its verdict, provided the executor still computes what the test judged."""
+    import coreml_lstm.executor as ex
+
+    verdict = meta.get("verdict")
+    if verdict is None:
+        return {**row, "status": "error", "reason": "a predict case with no verdict (the test did not finish): capture the family again"}
+    error = None
+    got = {}
+    try:
+        program = ex.load(case_dir / "model.mlpackage")
+        mode = meta.get("mode") or replay_mode(program, meta)
+        row["mode"] = mode
+        feeds, expected = read_steps(case_dir, meta)[0]
+        got = program.predict(_feed(program, feeds), mode=mode)
+    except Exception as exc:  # noqa: BLE001
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
+    then = meta.get("executor_error")
+    if (error is None) != (then is None):
+        now = error or "outputs"
+        return {**row, "status": "error", "reason": f"the executor's result changed since capture (then: {then or 'outputs'}; now: {now}): "
+                "the test's verdict is stale, capture the family again"}
+    if error is None:
+        for name, want in expected.items():
+            ok, m, _, d = compare(got.get(name, np.array(np.nan)), want, 1e-6, 1e-5)
+            if not ok:
+                return {**row, "status": "error", "reason": f"the executor's output {name!r} changed since capture (max abs {m:.3g}{', ' + d if d else ''}): "
+                        "the test's verdict is stale, capture the family again"}
+    if verdict == "passed":
+        return {**row, "status": "pass", "pass_5e-2": True, "reason": "the test's own assertions passed on the executor's outputs (at capture)"}
+    return {**row, "status": "mismatch", "reason": f"the test's own assertions, on the executor's outputs (at capture): {verdict}"}
 
 
 def missing_ops(package: Path) -> list[str]:
@@ -405,6 +514,8 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
     reason = excluded_reason(meta)
     if reason:
         return {**row, "status": "excluded", "reason": reason}
+    if meta["kind"] == "predict":
+        return replay_predict(case_dir, meta, row)
     package = case_dir / "model.mlpackage"
     expects = meta.get("expects_error")
     old = signal.signal(signal.SIGALRM, _alarm)
@@ -456,7 +567,10 @@ def replay_case(case_dir: Path, meta: dict, timeout: int = 120) -> dict:
     except Exception as exc:  # every failure of the executor is a result of the replay
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
         if expects:
-            return {**row, "status": "pass", "pass_5e-2": True, "reason": f"raised as the test expects {expects} ({message})"}
+            ok, why = raised_as_expected(meta, exc)
+            if ok:
+                return {**row, "status": "pass", "pass_5e-2": True, "reason": f"raised as the test expects {expects} ({message})"}
+            return {**row, "status": "mismatch", "reason": f"{why} ({message})"}
         return {**row, "status": "error", "reason": f"{stage}: {message}"}
     finally:
         errstate.__exit__(None, None, None)
@@ -574,7 +688,8 @@ def export_subset(rows: list[dict], directory: Path, per_op: int, budget: int) -
     def size(r):
         return sum(f.stat().st_size for f in Path(r["dir"]).rglob("*") if f.is_file())
 
-    passing = [r for r in rows if r["status"] == "pass"]
+    # predict cases are left out: their expected values are the executor's own (the test judged them)
+    passing = [r for r in rows if r["status"] == "pass" and r["kind"] != "predict"]
     metas = {r["id"]: json.loads((Path(r["dir"]) / "case.json").read_text()) for r in passing}
     sizes = {r["id"]: size(r) for r in passing}
     passing.sort(key=lambda r: (sizes[r["id"]], r["id"]))
@@ -598,21 +713,12 @@ def export_subset(rows: list[dict], directory: Path, per_op: int, budget: int) -
         meta = metas[r["id"]]
         dest = tmp / r["id"]
         shutil.copytree(r["dir"], dest)
-        atol, rtol = tolerance(meta)
+        atol, rtol = tolerance(meta, r.get("mode"))  # the tolerance the case passed at (fp16 mode widens it)
         manifest["cases"].append({"id": r["id"], "nodeid": meta["nodeid"], "family": meta["family"], "op": meta["op"], "ops": meta["ops"],
                                   "precision": meta["precision"], "target": meta["target"], "mode": r["mode"],
                                   "atol": atol, "rtol": rtol, "expects_error": meta.get("expects_error")})
     uncovered = sorted(op for op in kernels if covered[op] == 0)
     manifest["kernels_without_case"] = uncovered
-    # One program with a random op: the executor must refuse it when loading.
-    randoms = [r for r in rows if r["status"] == "excluded" and r["reason"].startswith("random op")]
-    manifest["refused"] = []
-    if randoms:
-        r = min(randoms, key=lambda r: (size(r), r["id"]))
-        meta = json.loads((Path(r["dir"]) / "case.json").read_text())
-        shutil.copytree(r["dir"], tmp / r["id"])
-        total += size(r)
-        manifest["refused"].append({"id": r["id"], "nodeid": meta["nodeid"], "ops": meta["ops"], "reason": "random op"})
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(directory, ignore_errors=True)
     os.rename(tmp, directory)

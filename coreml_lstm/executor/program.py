@@ -40,6 +40,7 @@ class TensorSpec:
     shape_range: list | None = None  # per dimension (lo, hi), hi -1 for unbounded
     enumerated_shapes: list | None = None
     description: str = ""
+    default_shape: tuple | None = None  # the description's shape: a flexible input's default
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _description(feature) -> TensorSpec:
     elif flex == "enumeratedShapes":
         enumerated = [tuple(s.shape) for s in arr.enumeratedShapes.shapes]
         shape = tuple(d if all(s[i] == d for s in enumerated) else -1 for i, d in enumerate(enumerated[0]))
-    return TensorSpec(feature.name, shape, np.dtype(dtype), ranges, enumerated, feature.shortDescription)
+    return TensorSpec(feature.name, shape, np.dtype(dtype), ranges, enumerated, feature.shortDescription, tuple(int(d) for d in arr.shape))
 
 
 class Program:
@@ -225,6 +226,7 @@ class Program:
             raise PackageError(f"{path}: function input {undescribed[0]!r} is not among the model description's inputs "
                                f"({', '.join(sorted(described)) or 'none'})")
         self.block = self._block(function.block_specializations[self.opset], set(self.function_inputs), 0)
+        self._check_joined_inputs()
         produced = set(self.block.outputs)
         for o in self.outputs:  # matched by name, as Core ML does: not by position
             if o.name not in produced:
@@ -234,6 +236,70 @@ class Program:
         self._blobs.clear()
         self._as_float32.clear()
         self._where = "the model description"
+
+    def _check_joined_inputs(self) -> None:
+        """Refuse a ``stack`` or ``concat`` that joins two or more function inputs whose default
+        shapes (the model description's) differ where the op's definition requires them equal:
+        every axis for stack (and for concat with ``interleave``), every axis but ``axis`` for
+        concat. Core ML refuses such a program when it loads it, whatever shapes are fed later
+        (Apple's TestStack::test_stack_dynamic_range_dim: a fixed (2, 3, 4) input stacked with a
+        flexible (2, 3, 1..10) one is refused with the default 2, accepted with the default 4).
+        Only inputs read directly, or through a ``cast`` (an fp16 program casts its fp32 inputs
+        first), are compared: what other ops make from them has no declared default."""
+        declared = {t.name: t.default_shape for t in self.inputs if t.default_shape is not None}
+        defaults = {n: s for n, s in declared.items() if n in self.function_inputs}
+        source = {n: n for n in defaults}  # value name -> the function input it is
+        consts: dict[str, object] = {}
+
+        def value(bindings):
+            b = bindings[0]
+            if b.name is None:
+                return b.value
+            return consts.get(b.name)
+
+        def walk(block: Block):
+            for op in block.ops:
+                folded = getattr(op, "folded", None)
+                if folded is not None:
+                    for out, v in zip(op.outputs, folded):
+                        consts[out.name] = v
+                if op.type == "cast" and op.outputs and "x" in op.inputs and op.inputs["x"][0].name in source:
+                    source[op.outputs[0].name] = source[op.inputs["x"][0].name]
+                if op.type in ("stack", "concat") and "values" in op.inputs:
+                    names = [source[b.name] for b in op.inputs["values"] if b.name in source]
+                    if len(set(names)) >= 2:
+                        self._compare_defaults(op, names, defaults, value)
+                for b in op.blocks:
+                    walk(b)
+
+        walk(self.block)
+
+    def _compare_defaults(self, op: Op, names: list[str], defaults: dict, value) -> None:
+        shapes = [defaults[n] for n in names]
+        if len({len(s) for s in shapes}) != 1 or not shapes[0]:
+            return  # ranks differ or scalars: the kernel's own checks apply
+        rank = len(shapes[0])
+        skip = None
+        if op.type == "concat":
+            axis = value(op.inputs["axis"]) if "axis" in op.inputs else op.attributes.get("axis")
+            interleave = value(op.inputs["interleave"]) if "interleave" in op.inputs else op.attributes.get("interleave", False)
+            if axis is None or interleave is None:
+                return  # not a constant: nothing to compare at load
+            if not bool(np.asarray(interleave).reshape(-1)[0]):
+                a = int(np.asarray(axis).reshape(-1)[0])
+                if not -rank <= a < rank:
+                    return
+                skip = a % rank
+        axes = [i for i in range(rank) if i != skip]
+        first = shapes[0]
+        for name, shape in zip(names[1:], shapes[1:]):
+            if any(shape[i] != first[i] for i in axes):
+                rule = "identical shapes" if skip is None else f"equal sizes on every axis but {skip}"
+                raise PackageError(
+                    f"{self.path}: op {op.name!r} ({op.type}) joins function inputs {names[0]!r} and {name!r}, whose default "
+                    f"shapes {first} and {shape} differ: its definition requires {rule}, and Core ML refuses such a program "
+                    "when loading it (whatever shapes are fed)"
+                )
 
     @property
     def target(self) -> str:

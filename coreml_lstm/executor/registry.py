@@ -51,15 +51,9 @@ def lookup(op_type: str, opset: str) -> type:
     """The newest kernel for ``op_type`` that ``opset`` allows.
 
     Raises:
-        UnsupportedOpError: naming the op, the opset and the supported ops; for ``random_*`` ops,
-            saying that random ops are out of scope.
+        UnsupportedOpError: naming the op, the opset and the supported ops.
     """
     rank = opset_rank(opset)
-    if op_type.startswith("random_"):
-        raise UnsupportedOpError(
-            f"op {op_type!r} draws random numbers: random ops are outside the executor's scope "
-            "(their values cannot be reproduced to check a package against)"
-        )
     candidates = [
         (opset_rank(k), cls) for k, cls in _KERNELS.get(op_type, {}).items() if opset_rank(k) <= rank
     ]

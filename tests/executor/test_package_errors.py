@@ -327,3 +327,41 @@ def test_inspect_refuses_metadata_json_no_reader_should_take(copy, value, detail
     r = CliRunner().invoke(main, ["inspect", str(copy)])
     assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
     assert r.output.startswith(f"Error: {copy}: metadata entry 'coreml_lstm.evil' is malformed JSON ({detail}")
+
+
+def _joined(tmp_path, op, default, axis=0):
+    """A program joining a fixed (2, 3, 4) input and a flexible (2, 3, 1..10) one."""
+    import coremltools as ct
+    import torch
+
+    class Join(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.stack([a, b], dim=axis) if op == "stack" else torch.cat([a, b], dim=axis)
+
+    traced = torch.jit.trace(Join().eval(), (torch.zeros(2, 3, 4), torch.zeros(2, 3, 4)))
+    model = ct.convert(traced, inputs=[ct.TensorType(name="a", shape=(2, 3, 4)),
+                                       ct.TensorType(name="b", shape=(2, 3, ct.RangeDim(1, 10, default=default)))],
+                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15)
+    path = tmp_path / f"{op}-{default}-{axis}.mlpackage"
+    model.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("op, axis", [("stack", 0), ("concat", 0)])
+def test_joining_inputs_whose_default_shapes_differ_is_refused(tmp_path, op, axis):
+    """Core ML refuses a stack of a fixed and a flexible input whose default shapes differ when
+    loading it (Apple's TestStack::test_stack_dynamic_range_dim), whatever is fed later."""
+    with pytest.raises(PackageError) as e:
+        ex.load(_joined(tmp_path, op, default=2, axis=axis))
+    message = one_line(e)
+    assert f"({op}) joins function inputs 'a' and 'b', whose default shapes (2, 3, 4) and (2, 3, 2) differ" in message
+    program = ex.load(_joined(tmp_path, op, default=4, axis=axis))  # equal defaults: loads and runs
+    x = np.ones((2, 3, 4), np.float32)
+    (out,) = program.predict({"a": x, "b": x}).values()
+    assert out.shape == ((2, 2, 3, 4) if op == "stack" else (4, 3, 4))
+
+
+def test_concat_along_the_flexible_axis_is_not_refused(tmp_path):
+    program = ex.load(_joined(tmp_path, "concat", default=2, axis=2))  # only the other axes must match
+    (out,) = program.predict({"a": np.ones((2, 3, 4), np.float32), "b": np.ones((2, 3, 7), np.float32)}).values()
+    assert out.shape == (2, 3, 11)

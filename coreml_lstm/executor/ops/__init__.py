@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     normalization,
     pool,
     quantization,
+    random,
     recurrent,
     reduction,
     scatter_gather,

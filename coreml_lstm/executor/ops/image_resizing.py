@@ -259,7 +259,10 @@ class CropResize(Kernel):
     image index: (N, 1, C, th, tw). Coordinates follow ``box_coordinate_mode``, are multiplied by
     ``spatial_scale`` and, if ``normalized_coordinates``, by (H - 1) and (W - 1); each axis is
     sampled on the ``sampling_mode`` grid over the box (see the module docstring), and samples
-    outside the image are 0.
+    outside the image are 0. The iOS15 definition requires normalised boxes inside [0, 1] and
+    leaves others undefined (Core ML returns the whole image resized for iOS15's smoke test box
+    [2, 2, 1, 1]); the executor samples any box as given, which is what iOS14 (unnormalised,
+    inverted boxes) and iOS16 (normalised boxes beyond 1) pin.
     """
 
     def compute(self, *, x, roi, target_height=1, target_width=1, normalized_coordinates=False,
