@@ -375,7 +375,8 @@ def _series_weights(dataset) -> np.ndarray | None:
     """(N, 1, T) 1 / (the in-sample seasonal-naive MAE of each validation window's series and
     target), for choosing across series and targets of different scales; None for one series
     and one target (the MAE decides alone). Where a series' seasonal-naive error is 0 (an exact
-    pattern) its naive error, then its spread stands in, in its own units; 1 when it is constant."""
+    pattern) its naive error, its spread, then its level stand in, in its own units; a series at
+    zero throughout takes the others' (geometric mean), 1 when there are none."""
     from .baselines import mase_scale
 
     insample = dataset.insample
@@ -383,15 +384,21 @@ def _series_weights(dataset) -> np.ndarray | None:
     if len(insample) < 2 and n_targets < 2:
         return None
 
-    def scale_of(values) -> np.ndarray:  # (T,)
+    def scale_of(values) -> np.ndarray:  # (T,), NaN where nothing in the series gives a scale
         values = np.asarray(values, np.float64)
-        out = np.ones(n_targets)
-        for candidate in (np.nanstd(values, axis=0) if len(values) else out, mase_scale({0: values}, 1), mase_scale({0: values}, dataset.config.season)):
+        out = np.full(n_targets, np.nan)
+        if not len(values):
+            return out
+        for candidate in (np.nanmean(np.abs(values), axis=0), np.nanstd(values, axis=0), mase_scale({0: values}, 1), mase_scale({0: values}, dataset.config.season)):
             out = np.where(np.isfinite(candidate) & (candidate > 0), candidate, out)
         return out
 
     own = {sid: scale_of(values) for sid, values in insample.items()}
-    pooled = np.exp(np.mean(np.log(np.stack(list(own.values()))), axis=0)) if own else np.ones(n_targets)  # a series only in validation
+    stacked = np.stack(list(own.values())) if own else np.full((1, n_targets), np.nan)
+    with np.errstate(all="ignore"):
+        pooled = np.exp(np.nanmean(np.log(stacked), axis=0))  # for a series at zero throughout, or one only in validation
+    pooled = np.where(np.isfinite(pooled), pooled, 1.0)
+    own = {sid: np.where(np.isfinite(s), s, pooled) for sid, s in own.items()}
     series = dataset.validation.series
     scale = np.stack([own.get(sid, pooled) for sid in series]) if len(series) else np.zeros((0, n_targets))
     return (1.0 / scale)[:, None, :]

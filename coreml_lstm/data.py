@@ -153,6 +153,7 @@ class SeriesTable:
     rows: np.ndarray | None = field(default=None, repr=False)  # (n,) source row numbers when not simply 1..n
     tz: str | None = None  # the time zone of an aware time column (times hold UTC)
     rounding: np.ndarray | None = field(default=None, repr=False)  # (F,) the largest change float32 made to a value of each column
+    change: np.ndarray | None = field(default=None, repr=False)  # (F,) mean |change| from row to row as written (float64, before float32)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -1077,13 +1078,21 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     codes = _Rows(capacity, dtype=np.int32) if scol else None
     ids, time_kind = {}, None
     rounding = np.zeros(len(inputs))  # (F,) the largest change float32 made to a value of each column
+    steps, counted = np.zeros(len(inputs)), np.zeros(len(inputs))  # (F,) |row-to-row change| as written, summed and counted
     for chunk in itertools.chain([first], chunks):
+        local, uniques = chunk.ids(scol) if scol else (None, None)
         block = np.stack([chunk.values(c) for c in inputs], axis=1)  # (rows, F) float64
         stored = block.astype(np.float32)
         with np.errstate(invalid="ignore"):
             lost = np.abs(block - stored)
+            change = np.abs(np.diff(block, axis=0))
+        if scol:  # only between rows of one series (in file order: the mean change of a typical table)
+            change = change[local[1:] == local[:-1]]
+        finite = np.isfinite(change)
+        steps += np.where(finite, change, 0.0).sum(axis=0)
+        counted += finite.sum(axis=0)
         rounding = np.fmax(rounding, np.nanmax(lost, axis=0, initial=0.0))
-        del block, lost
+        del block, lost, change, finite
         values.append(stored)
         if tcol:
             t, kind, tz, order = chunk.times(tcol)
@@ -1093,7 +1102,6 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
                 raise _Retry  # numbers in one block, dates in another, or day-first and month-first: decide on the whole column
             times.append(t)
         if scol:
-            local, uniques = chunk.ids(scol)
             mapping = np.array([ids.setdefault(u, len(ids)) for u in uniques], dtype=np.int32)
             codes.append(mapping[local])
     n = values.n
@@ -1193,7 +1201,9 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         rows = rows.astype(np.int32)
     counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_change = np.where(counted > 0, steps / np.maximum(counted, 1), np.nan)
+    return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding, mean_change)
 
 
 def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[tuple[object, pd.DataFrame]]:
@@ -1446,17 +1456,13 @@ def _precision_warning(table: SeriesTable) -> list[str]:
     """Columns that float32 (the table, training and Core ML's inputs) rounds by more than a
     hundredth of their mean change a row: a meter reading near 1.2e8 that rises 1.5 a row is
     kept in steps of 8, and every metric and forecast sees the rounding. Named with what to do."""
-    if table.rounding is None or not (table.rounding > 0).any():
+    if table.rounding is None or table.change is None or not (table.rounding > 0).any():
         return []  # integers below 2^24, and most measurements, are held as written
-    within = np.ones(max(len(table.values) - 1, 0), bool)  # row i + 1 continues row i's series
-    within[table.offsets[1:-1] - 1] = False
     out = []
     for k in np.flatnonzero(table.rounding > 0):
         v = np.asarray(table.values[:, k], np.float64)
-        steps = np.abs(np.diff(v))[within]
-        steps = steps[np.isfinite(steps)]
-        change = float(steps.mean()) if steps.size else 0.0
-        if change > 0 and table.rounding[k] > 0.01 * change:
+        change = float(table.change[k])  # as written: float32 may have flattened the column to one value
+        if np.isfinite(change) and change > 0 and table.rounding[k] > 0.01 * change:
             largest = float(np.nanmax(np.abs(v)))
             out.append(f"{table.label}: column {table.columns[k]!r} holds values near {largest:.4g}, which float32 (the precision of training "
                        f"and of Core ML's inputs) rounds by up to {float(table.rounding[k]):.3g}, against a mean change of {change:.3g} a row: "

@@ -448,6 +448,11 @@ def _example_arg(examples: tuple):
 _PASS_THROUGH = re.compile(r"Main block's input name, '([^']+)', is different from its corresponding var's name, '([^']+)'")
 
 
+# Ops without a conversion that have one spelled another way (bool masks: a | b, a ^ b).
+_INSTEAD = {"or": "on bool masks use torch.logical_or(a, b), which converts", "xor": "on bool masks use torch.logical_xor(a, b), which converts",
+            "bitwise_or": "on bool masks use torch.logical_or(a, b), which converts", "bitwise_xor": "on bool masks use torch.logical_xor(a, b), which converts"}
+
+
 def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, failed_pass: str | None = None) -> str:
     """One line for a conversion coremltools refused: the torch op and, where the trace records
     it, the layer (module path) the op belongs to.
@@ -481,7 +486,8 @@ def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, 
 
         hint = f" (coremltools 9 needs numpy below 2.4, which turned this into an error; this is numpy {numpy.__version__}: pip install 'numpy<2.4')"
     if "not implemented" in text:
-        return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools"
+        instead = _INSTEAD.get(op.split("::")[-1].rstrip("_").lstrip("_"))
+        return f"conversion failed: {named}torch op {op!r} has no Core ML conversion in coremltools" + (f"; {instead}" if instead else "")
     return f"conversion failed: {named}torch op {op!r} does not convert{hint}: {type(exc).__name__}: {first}"
 
 

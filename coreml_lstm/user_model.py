@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import re
 import warnings
 import zipfile
@@ -144,9 +145,6 @@ class ModuleAdapter(Adapter):
             if unknown:
                 raise ConfigError(f"--input {unknown[0]!r}: not an input of {package}; its inputs are {', '.join(d.name for d in declared)}")
             declared = [_keep_torch_dtype(given[d.name], d) if d.name in given else d for d in declared]
-        params = _forward_names(module, 0, every=True)[: len(declared)]
-        if {d.name for d in declared} == set(params):  # the module is called positionally: in forward's order
-            declared = sorted(declared, key=lambda d: params.index(d.name))
         names = outputs or [t.name for t in program.outputs]
         if outputs and any(n not in {t.name for t in program.outputs} for n in outputs):
             bad = next(n for n in outputs if n not in {t.name for t in program.outputs})
@@ -199,7 +197,8 @@ class ModuleAdapter(Adapter):
         if args is None:
             args = [self.torch_input(i.name, i.example()) for i in self.inputs]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on its kernels ("LSTM with projections ... oneDNN"): not the user's to act on here
                 return self._module(*args)
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
@@ -262,6 +261,7 @@ def _examples(module, example_inputs) -> tuple[list[str], list]:
     else:
         tensors = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
         names = _forward_names(module, len(tensors))
+    _refuse_keyword_only(module, len(tensors))
     out = []
     for n, t in zip(names, tensors):
         if isinstance(t, np.ndarray):
@@ -270,6 +270,21 @@ def _examples(module, example_inputs) -> tuple[list[str], list]:
             raise ConfigError(f"example input {n!r}: expected a tensor, got {type(t).__name__}")
         out.append(t)
     return names, out
+
+
+def _refuse_keyword_only(module, n: int) -> None:
+    """``forward(self, *, x, y)`` cannot take ``n`` inputs by position, as the trace and Core ML
+    pass them (it was a raw TypeError from inside the trace): one line saying what to change."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= n:
+        return
+    keyword = [p.name for p in params if p.kind == p.KEYWORD_ONLY] or ["**" + next((p.name for p in params if p.kind == p.VAR_KEYWORD), "kwargs")]
+    raise ConfigError(f"forward takes {', '.join(keyword)} by keyword only, but the trace and Core ML pass inputs by position: "
+                      f"give forward positional arguments (def forward(self, {', '.join(k.lstrip('*') for k in keyword)}))")
 
 
 def _forward_names(module, n: int, every: bool = False) -> list[str]:
@@ -309,6 +324,8 @@ def _set_value_ranges(specs: list[Input], ranges) -> None:
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
             raise ConfigError(f"value_ranges: {name!r}: ({pair[0]}, {pair[1]}) is not a finite range with lo <= hi")
         inp = by_name[name]
+        if inp.dtype == INT32 and not (-(2**31) <= lo and hi < 2**31):
+            raise ConfigError(f"value_ranges: {name!r}: ({pair[0]}, {pair[1]}) goes beyond int32, the package's input type")
         inp.value_range = (int(np.ceil(lo)), int(np.floor(hi))) if inp.dtype == INT32 else (lo, hi)
         if inp.value_range[0] > inp.value_range[1]:
             raise ConfigError(f"value_ranges: {name!r}: ({pair[0]}, {pair[1]}) holds no integer")
@@ -343,14 +360,18 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
         if inp.torch_dtype == "bool":
             inp.value_range = (0, 1)
         elif integer:
-            lo, hi = int(values.min()), int(values.max())
-            # A constant example (zeros, the usual tracing dummy) says nothing of the values the
-            # model takes: the checks draw from 0..9 with it, not from that one value only.
-            inp.value_range = (lo, hi) if lo < hi else (min(lo, 0), max(hi, 9))
+            inp.value_range = _integer_range(int(values.min()), int(values.max()))
         else:
             std = float(values.std())
             inp.stats = (float(values.mean()), std if std > 0 else 1.0)
     return inp
+
+
+def _integer_range(lo: int, hi: int) -> tuple[int, int]:
+    """The values checks draw for an integer input whose example spans lo..hi: that range, or,
+    for a constant example (zeros, the usual tracing dummy, says nothing of the values the model
+    takes), 0..9 and the constant."""
+    return (lo, hi) if lo < hi else (min(lo, 0), max(hi, 9))
 
 
 def _torch_dtype_name(dtype) -> str | None:
@@ -529,7 +550,7 @@ def _load_pt2(path: Path) -> Loaded:
             if inp.torch_dtype == "bool":
                 inp.value_range = (0, 1)
             elif examples is not None and k < len(examples) and examples[k].numel():
-                inp.value_range = (int(examples[k].min()), int(examples[k].max()))
+                inp.value_range = _integer_range(int(examples[k].min()), int(examples[k].max()))
         inputs[name] = inp
     module = program.module()
     return Loaded(module, None, names, inputs, dtypes, unbounded)
@@ -557,7 +578,11 @@ def parse_input_option(text: str) -> Input:
         low, high = float(lo), float(hi)
         if low > high:
             raise ConfigError(f"--input {text!r}: value range {lo}..{hi} has its lower bound above the upper bound")
-        inp.value_range = (int(low), int(high)) if inp.dtype == INT32 else (low, high)
+        if inp.dtype == INT32 and not (-(2**31) <= low and high < 2**31):
+            raise ConfigError(f"--input {text!r}: value range {lo}..{hi} goes beyond int32, the package's input type")
+        inp.value_range = (math.ceil(low), math.floor(high)) if inp.dtype == INT32 else (low, high)  # inward, as value_ranges=
+        if inp.value_range[0] > inp.value_range[1]:
+            raise ConfigError(f"--input {text!r}: value range {lo}..{hi} holds no integer")
     return inp
 
 

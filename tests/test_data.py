@@ -467,6 +467,10 @@ def test_values_float32_rounds_beyond_their_changes_are_named(tmp_path):
         assert "subtract an offset" in warning  # 'x': integers below 2**24 are held exactly, not named
     fine = meter.assign(y=meter["y"] - 1.2345e8)
     assert not [w for w in prepare(fine, config=DataConfig(target=["y"], time="t")).warnings if "float32" in w]
+    # Near 1e9 a swing of +-10 is gone in float32 (every value the same): named above all.
+    flat = pd.DataFrame({"t": range(100), "y": 1e9 + 10 * np.sin(np.arange(100) * 2 * np.pi / 7)})
+    assert len(np.unique(flat["y"].to_numpy(np.float32))) < 4
+    assert [w for w in prepare(flat, config=DataConfig(target=["y"], time="t")).warnings if "float32" in w]
 
 
 def test_a_default_window_shorter_than_the_season_is_named_with_the_rows_it_needs():

@@ -255,6 +255,11 @@ def test_with_series_of_different_scales_the_choice_is_on_errors_scaled_per_seri
     assert "scaled per series and target" in format_selection(sel)
     one = Forecaster("y", time="date", horizon=6, **TINY).fit(small.drop(columns="s"))
     assert "scaled" not in one.metrics_["selection"]  # one series, one target: the MAE decides alone
+    # A series constant through training (no seasonal, naive or spread scale) is scaled by its level,
+    # not counted in raw units: at 1e7 it chose naive for the pattern.
+    still = big.assign(y=np.r_[np.full(96, 1e7), 1e7 + np.cumsum(rng.normal(0, 1000, 24))])
+    g = Forecaster("y", time="date", series_id="s", horizon=6, **TINY).fit(pd.concat([still, small]))
+    assert g.metrics_["selection"]["shipped"].startswith("seasonal naive"), g.metrics_["selection"]
 
 
 def test_cli_train_says_what_shipped_and_can_keep_the_network(tmp_path):

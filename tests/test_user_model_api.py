@@ -505,8 +505,12 @@ def test_a_dict_example_binds_each_tensor_to_the_forward_argument_it_names(tmp_p
     got = ex.load(path).predict({"x": x.numpy(), "skip": skip.numpy()})["output"]
     np.testing.assert_allclose(got, model(x=x, skip=skip).detach().numpy(), atol=1e-5)
     assert coreml_lstm.verify(model, path, {"x": x.numpy(), "skip": skip.numpy()}).status == "passed"
-    # A package whose inputs are forward's names in another order is checked by name too.
+    # The package's inputs are in forward's order, so a later check calls the module alike; a
+    # TensorType list names the arguments in order, whatever the names (here forward's, swapped).
     assert [i.name for i in coreml_lstm.user_model.ModuleAdapter.for_package(model, path).inputs] == ["x", "skip"]
+    swapped, report = coreml_lstm.convert(model, (x, skip), tmp_path / "w.mlpackage", inputs=[
+        coremltools().TensorType(name="skip", shape=(1, 4)), coremltools().TensorType(name="x", shape=(1, 4))])
+    assert report.status == coreml_lstm.verify(model, swapped, samples=2).status == "passed"
     with pytest.raises(ConfigError, match=r"'y' is not among forward's first 2 arguments \(x, skip\)"):
         coreml_lstm.convert(model, {"x": x, "y": skip}, tmp_path / "t.mlpackage")
     # Names that are not forward's are the package's names for its arguments, in the dict's order.
@@ -713,3 +717,33 @@ def test_an_output_that_is_an_input_unchanged_or_a_nested_tuple_is_refused_in_on
     assert list(tmp_path.iterdir()) == []
     _, report = coreml_lstm.convert(CopiedThrough().eval(), torch.randn(1, 4), tmp_path / "ok.mlpackage", outputs=["y", "x_out"], samples=2)
     assert report.status == "passed", format_report(report)  # the copy the message suggests converts
+
+
+class KeywordOnly(nn.Module):
+    def forward(self, *, x, y):
+        return x + 2 * y
+
+
+class MaskOr(nn.Module):
+    def forward(self, x, a, b):
+        return torch.where(a | b, x, -x)
+
+
+def test_more_inputs_a_user_writes_get_one_line_or_the_values_they_mean(tmp_path):
+    from coreml_lstm.user_model import ModuleAdapter
+
+    with pytest.raises(ConfigError, match=r"^forward takes x, y by keyword only, .* \(def forward\(self, x, y\)\)$"):
+        coreml_lstm.convert(KeywordOnly(), {"x": torch.randn(1, 3), "y": torch.randn(1, 3)}, tmp_path / "k.mlpackage")
+    masks = (torch.randn(1, 6), torch.rand(1, 6) > 0.5, torch.rand(1, 6) > 0.5)
+    with pytest.raises(ExportError, match=r"torch op '__or__' has no Core ML conversion in coremltools; on bool masks use torch.logical_or"):
+        coreml_lstm.convert(MaskOr(), masks, tmp_path / "o.mlpackage")
+    # --input bounds round inward, as value_ranges= does; beyond int32 (the package's type) is refused.
+    assert parse_input_option("ids:1,8:int32:0.5..4.5").value_range == (1, 4)
+    for text in ("ids:1,8:int32:0..4294967296", "ids:1,8:int32:0.2..0.8"):
+        with pytest.raises(ConfigError, match="beyond int32|holds no integer"):
+            parse_input_option(text)
+    with pytest.raises(ConfigError, match="beyond int32"):
+        ModuleAdapter.from_module(nn.Embedding(4, 2), torch.zeros(1, 3, dtype=torch.long), value_ranges={"input": (0, 2**40)})
+    # A torch.export program traced on a constant integer example draws 0..9 too (was its one value).
+    torch.export.save(torch.export.export(nn.Embedding(100, 4).eval(), (torch.zeros(1, 8, dtype=torch.long),)), str(tmp_path / "e.pt2"))
+    assert ModuleAdapter.load(tmp_path / "e.pt2").inputs[0].value_range == (0, 9)
