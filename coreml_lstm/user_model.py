@@ -144,7 +144,8 @@ class ModuleAdapter(Adapter):
             unknown = [n for n in given if n not in {d.name for d in declared}]
             if unknown:
                 raise ConfigError(f"--input {unknown[0]!r}: not an input of {package}; its inputs are {', '.join(d.name for d in declared)}")
-            declared = [_keep_torch_dtype(given[d.name], d) if d.name in given else d for d in declared]
+            declared = [_keep_torch_dtype(_inside(given[d.name], d, package), d) if d.name in given else d for d in declared]
+            _same_ranges(declared)
         names = outputs or [t.name for t in program.outputs]
         if outputs and any(n not in {t.name for t in program.outputs} for n in outputs):
             bad = next(n for n in outputs if n not in {t.name for t in program.outputs})
@@ -210,6 +211,42 @@ class ModuleAdapter(Adapter):
 
 
 FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
+
+
+def _inside(given: Input, declared: Input, package) -> Input:
+    """An ``--input`` for a package input, checked to lie inside the shapes the package declares
+    (a size beyond them is a feed the package refuses), keeping the package's shared-range
+    names on the axes where the option names none (``mask:1,2..32`` for a mask sharing T with x
+    stays linked to x)."""
+    if len(given.shape) != len(declared.shape) or (declared.enumerated and not given.enumerated and not all(isinstance(d, int) for d in given.shape)):
+        raise ConfigError(f"--input {given.name!r}: shape {given.shape_text()} does not fit {package}'s {declared.shape_text()}")
+    shape = []
+    for axis, (g, d) in enumerate(zip(given.shape, declared.shape)):
+        lo, hi = (g, g) if isinstance(g, int) else (g.lo, g.hi)
+        if declared.enumerated:
+            shape.append(g)
+            continue
+        dlo, dhi = (d, d) if isinstance(d, int) else (d.lo, d.hi)
+        if lo < dlo or hi > dhi:
+            raise ConfigError(f"--input {given.name!r}: axis {axis} takes {lo}..{hi} but {package} declares {dlo}..{dhi} there")
+        if isinstance(g, Dim) and isinstance(d, Dim) and g.symbol is None and d.symbol is not None:
+            g = Dim(g.lo, g.hi, g.default, d.symbol)
+        shape.append(g)
+    given.shape = tuple(shape)
+    return given
+
+
+def _same_ranges(inputs: list[Input]) -> None:
+    """Axes sharing a range name must have one range (the first one was drawn, silently)."""
+    seen = {}
+    for inp in inputs:
+        for d in inp.shape:
+            if isinstance(d, Dim) and d.symbol:
+                first = seen.setdefault(d.symbol, (inp.name, d))
+                if (first[1].lo, first[1].hi) != (d.lo, d.hi):
+                    name = d.symbol if not d.symbol.startswith("_") else "the range they share"
+                    raise ConfigError(f"--input {inp.name!r}: {name} is {d.lo}..{d.hi} here but {first[1].lo}..{first[1].hi} for {first[0]!r}; "
+                                      "inputs sharing a range take one span: give it to each of them")
 
 
 def _keep_torch_dtype(given: Input, declared: Input) -> Input:

@@ -747,3 +747,23 @@ def test_more_inputs_a_user_writes_get_one_line_or_the_values_they_mean(tmp_path
     # A torch.export program traced on a constant integer example draws 0..9 too (was its one value).
     torch.export.save(torch.export.export(nn.Embedding(100, 4).eval(), (torch.zeros(1, 8, dtype=torch.long),)), str(tmp_path / "e.pt2"))
     assert ModuleAdapter.load(tmp_path / "e.pt2").inputs[0].value_range == (0, 9)
+
+
+def test_a_later_checks_input_options_stay_inside_the_package_and_linked(tmp_path):
+    """--input for a package: a range beyond the package's was drawn and refused as a feed; one
+    without the shared name unlinked two inputs (a torch shape error advising value ranges); two
+    spans of one shared range drew the first silently."""
+    from coreml_lstm.user_model import ModuleAdapter
+
+    path, report = coreml_lstm.convert(Pair().eval(), (torch.randn(1, 5, 4), torch.randn(1, 5, 4)), tmp_path / "p.mlpackage",
+                                       inputs={"a": (1, "T=2..16", 4), "b": (1, "T=2..16", 4)}, samples=2)
+    assert report.status == "passed"
+    linked = ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,2..16,4")])
+    for sample in linked.samples(4):
+        assert sample.calls[0]["a"].shape == sample.calls[0]["b"].shape
+    with pytest.raises(ConfigError, match=r"axis 1 takes 2\.\.40 but .* declares 2\.\.16 there"):
+        ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,2..40,4")])
+    with pytest.raises(ConfigError, match=r"T is 2\.\.16 here but 2\.\.8 for 'a'; inputs sharing a range take one span"):
+        ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4")])
+    both = ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4"), parse_input_option("b:1,T=2..8,4")])
+    assert max(s.calls[0]["a"].shape[1] for s in both.samples(4)) <= 8
