@@ -289,18 +289,25 @@ def _quiet_embedding_note():
 class _OpErrors(logging.Filter):
     """Keeps the torch frontend's "converting '<op>' op (located at: '<where>')" error, and the
     pass pipeline's "ERROR - '<pass>' graph pass produces the following error" banner, for the
-    one-line message (and out of stderr: the ExportError says them)."""
+    one-line message (and out of stderr: the ExportError says them). The frontend's "Torch var
+    <state> is added again" for a Core ML state (``states``), which it logs for every state buffer
+    it reads back, is dropped: it says nothing wrong, and the check would fail a state lost."""
 
     PATTERN = re.compile(r"converting '([^']+)' op \(located at: '([^']*)'\)")
     PASS = re.compile(r"'([^']+)' graph pass produces the following error")
+    AGAIN = re.compile(r"^Torch var (\S+) is added again\.$")
 
-    def __init__(self):
+    def __init__(self, states=()):
         super().__init__()
         self.failed: tuple[str, str] | None = None
         self.failed_pass: str | None = None
+        self.states = set(states)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        m = self.AGAIN.match(message)
+        if m and m.group(1) in self.states:
+            return False
         m = self.PATTERN.search(message)
         if m:
             self.failed = self.failed or (m.group(1), m.group(2))
@@ -313,9 +320,9 @@ class _OpErrors(logging.Filter):
 
 
 @contextlib.contextmanager
-def _op_errors():
+def _op_errors(states=()):
     logger = logging.getLogger("coremltools")  # the torch frontend logs through the package logger
-    errors = _OpErrors()
+    errors = _OpErrors(states)
     logger.addFilter(errors)
     try:
         yield errors
@@ -406,7 +413,7 @@ def convert_adapter(adapter, config: ExportConfig):
     precision, kept = (ct.precision.FLOAT32, {}) if config.precision == "fp32" else _fp16_precision(ct, adapter.fp32_scopes, traced)
     errors = _OpErrors()
     try:
-        with no_converter_progress(), _quiet_embedding_note(), _op_errors() as errors:
+        with no_converter_progress(), _quiet_embedding_note(), _op_errors([s.name for s in adapter.states]) as errors:
             mlmodel = ct.convert(
                 traced,
                 inputs=inputs,
