@@ -378,7 +378,9 @@ def shape_label(inputs: list[Input], feeds: dict) -> str:
 def sample_shapes(inputs: list[Input], n: int, seed: int = 0) -> list[dict[str, tuple]]:
     """``n`` assignments of a shape to every input: the smallest sizes, the largest, then sizes in
     between (random, inclusive). Dims sharing a symbol get one size; enumerated inputs go through
-    their shapes (first, last, then the others)."""
+    their shapes (first, last, then the others). However small ``n``, both ends of every range and
+    every enumerated shape are drawn (a package that does not run at one of them passed a check
+    of one sample at the default size)."""
     rng = np.random.default_rng(seed)
     keys = {}
     for inp in inputs:
@@ -387,13 +389,12 @@ def sample_shapes(inputs: list[Input], n: int, seed: int = 0) -> list[dict[str, 
         for axis, d in enumerate(inp.shape):
             if isinstance(d, Dim):
                 keys.setdefault(d.symbol or (inp.name, axis), d)
+    n = max(n, 2 if keys else 1, *(len(i.enumerated) for i in inputs if i.enumerated))
     out = []
-    for k in range(max(1, n)):
+    for k in range(n):
         sizes = {}
         for key, d in keys.items():
-            if n == 1:
-                sizes[key] = d.default or d.lo
-            elif k == 0:
+            if k == 0:
                 sizes[key] = d.lo
             elif k == 1:
                 sizes[key] = d.hi
@@ -403,7 +404,7 @@ def sample_shapes(inputs: list[Input], n: int, seed: int = 0) -> list[dict[str, 
         for inp in inputs:
             if inp.enumerated:
                 order = [inp.enumerated[0], inp.enumerated[-1], *inp.enumerated[1:-1]]
-                shapes[inp.name] = tuple(order[k % len(order)]) if n > 1 else inp.default_shape()
+                shapes[inp.name] = tuple(order[k % len(order)])
             else:
                 shapes[inp.name] = tuple(d if isinstance(d, int) else sizes[d.symbol or (inp.name, axis)] for axis, d in enumerate(inp.shape))
         out.append(shapes)
