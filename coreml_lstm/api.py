@@ -345,8 +345,8 @@ def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start:
         err = np.abs(np.asarray(pred, np.float64) - y)
         return float(err.mean()), (float((err * weights).mean()) if weights is not None else None)
 
-    raw = model.baseline_mae(season, x, y)  # straight from the frame, batch by batch
-    scaled = model.baseline_mae(season, x, y, weights=weights) if weights is not None else None
+    # straight from the frame, batch by batch; both scores from one pass
+    raw, scaled = model.baseline_mae(season, x, y, weights=weights) if weights is not None else (model.baseline_mae(season, x, y), None)
     scores = scaled if scaled is not None else raw
     best = min(scores, key=scores.get)  # the first of STARTS among equals
     states = {}

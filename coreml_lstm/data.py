@@ -1201,8 +1201,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         rows = rows.astype(np.int32)
     counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_change = np.where(counted > 0, steps / np.maximum(counted, 1), np.nan)
+    mean_change = np.where(counted > 0, steps / np.maximum(counted, 1), np.nan)
     return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding, mean_change)
 
 
@@ -1367,11 +1366,12 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     if config.log:
         _check_positive_table(table, len(targets))
     given = config
-    config = _resolved(config, table, split=validation is None)
+    chronological = validation is None  # the validation rows are each series' last
+    config = _resolved(config, table, split=chronological)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = (_short_series_warning(given, config, table, split=validation is None) + _season_window_warning(given, config, table, split=validation is None)
-                + _gap_warning(table)) + _unused_columns_warning(given, table) + _precision_warning(table)
+    warnings = (_short_series_warning(given, config, table, split=chronological) + _season_window_warning(given, config, table, split=chronological)
+                + _gap_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table))
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1460,10 +1460,9 @@ def _precision_warning(table: SeriesTable) -> list[str]:
         return []  # integers below 2^24, and most measurements, are held as written
     out = []
     for k in np.flatnonzero(table.rounding > 0):
-        v = np.asarray(table.values[:, k], np.float64)
         change = float(table.change[k])  # as written: float32 may have flattened the column to one value
         if np.isfinite(change) and change > 0 and table.rounding[k] > 0.01 * change:
-            largest = float(np.nanmax(np.abs(v)))
+            largest = float(np.nanmax(np.abs(table.values[:, k])))
             out.append(f"{table.label}: column {table.columns[k]!r} holds values near {largest:.4g}, which float32 (the precision of training "
                        f"and of Core ML's inputs) rounds by up to {float(table.rounding[k]):.3g}, against a mean change of {change:.3g} a row: "
                        "subtract an offset from the column (or difference it) before training")

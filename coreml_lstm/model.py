@@ -250,20 +250,26 @@ class RecurrentModel(nn.Module):
             out[k] = torch.exp(y) if self.config.log else y
         return out
 
-    def baseline_mae(self, season: int, x, y, block: int = 1024, weights=None) -> dict[str, float]:
+    def baseline_mae(self, season: int, x, y, block: int = 1024, weights=None):
         """Each baseline's mean absolute error (original units, float64) on raw windows x (N, W, F)
         against y (N, horizon, T), computed ``block`` windows at a time: the working memory stays
-        bounded however many windows there are (x may be a lazy WindowArray). ``weights``
-        (N, 1, T), if given, scale each window's errors (see ``select_on_validation``)."""
+        bounded however many windows there are (x may be a lazy WindowArray). With ``weights``
+        (N, 1, T) (see ``select_on_validation``): ``(mae, weighted mae)`` from the same pass."""
         sums = dict.fromkeys(self.baselines(season), 0.0)
+        weighted = dict.fromkeys(sums, 0.0)
         count = 0
         for lo in range(0, len(x), block):
             t = np.asarray(y[lo : lo + block], np.float64)
-            w = 1.0 if weights is None else weights[lo : lo + block]
             for k, p in self.baseline_forecasts(season, np.array(x[lo : lo + block], dtype=np.float32)).items():
-                sums[k] += float((np.abs(p.numpy().astype(np.float64) - t) * w).sum())
+                err = np.abs(p.numpy().astype(np.float64) - t)
+                sums[k] += float(err.sum())
+                if weights is not None:
+                    weighted[k] += float((err * weights[lo : lo + block]).sum())
             count += t.size
-        return {k: v / count for k, v in sums.items()} if count else sums
+        mae = {k: v / count for k, v in sums.items()} if count else sums
+        if weights is None:
+            return mae
+        return mae, ({k: v / count for k, v in weighted.items()} if count else weighted)
 
     @torch.no_grad()
     def set_baseline(self, kind: str, season: int) -> None:

@@ -12,6 +12,8 @@ from torch import nn
 
 from coreml_lstm.cli import main
 
+from .test_user_model_api import PassThrough
+
 
 class ConvLSTM(nn.Module):
     def __init__(self):
@@ -243,15 +245,6 @@ def test_a_torchscript_archive_gets_the_layer_advice_the_python_api_gives(tmp_pa
     r = run("convert", tmp_path / "r.pt", tmp_path / "r.mlpackage", "--input", f"x:{shape}")
     assert r.exit_code == 1 and r.output == f"Error: {message}\n"
     assert not (tmp_path / "r.mlpackage").exists()
-
-
-class PassThrough(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(x), x
 
 
 def test_an_archive_returning_an_input_unchanged_is_refused_in_one_line(tmp_path):
