@@ -330,7 +330,7 @@ class Input:
 def package_inputs(program, package=None) -> list[Input]:
     """The inputs a loaded package declares, with the sampling the conversion recorded in its
     metadata (:meth:`Input.sampling`: shared ranges, value ranges, statistics), where it did."""
-    from .export import read_metadata
+    from .metadata import read_metadata
 
     recorded = read_metadata(program.metadata.get("user", {}), package).get("inputs")
     recorded = {r.get("name"): r for r in recorded if isinstance(r, dict)} if isinstance(recorded, list) else {}
@@ -569,6 +569,10 @@ class Adapter:
         """Files that go beside the package (a text classifier's vocabulary), written before the
         package itself: an interrupted export never leaves a package without them."""
 
+    def golden_samples(self, calls: int) -> list[Sample]:
+        """The samples golden vectors are made of (an app's test bundle carries them): :meth:`samples`."""
+        return self.samples(calls)
+
     def golden_extras(self) -> dict:
         """Entries added to the golden-vector file (class names, tokenizer probes)."""
         return {}
@@ -643,7 +647,7 @@ def load(path, *, package=None, inputs=None, outputs=None, **options) -> Adapter
 def for_package(package) -> type[Adapter]:
     """The adapter class of a saved package, from the task its metadata records (any other
     package: a plain module)."""
-    from .export import read_metadata
+    from .metadata import read_metadata
     from .verify import load_declared
 
     program, _ = load_declared(package)

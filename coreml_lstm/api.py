@@ -24,6 +24,7 @@ from .checkpoint import Checkpoint, from_model
 from .errors import ConfigError, DataError, TrainingError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
+from .predict import distribution_frame, prediction_frame
 from .train import ForecastTrainConfig, check_device, fit, is_main_process, mse_loss, regression_metrics
 
 # The classical start is chosen on at most this many training windows, spread over the table: on
@@ -419,28 +420,3 @@ def calibrate_intervals(model: RecurrentModel, dataset) -> np.ndarray:
 def _spread(n: int, k: int) -> np.ndarray:
     """Up to ``k`` positions spread evenly over 0..n-1 (all of them when n <= k)."""
     return np.unique(np.linspace(0, n - 1, num=min(n, k)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
-
-
-def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:
-    """Mixture predictions: per target and step the mean, standard deviation and 5/25/75/95% quantiles."""
-    from .mixture import quantile
-
-    out = keys.reset_index(drop=True).copy()
-    w, mu, s = dist["weights"], dist["means"], dist["scales"]
-    for h in range(w.shape[1]):
-        for k, name in enumerate(targets):
-            col = f"{name}_t+{h + 1}"
-            out[col] = dist["prediction"][:, h, k]
-            out[f"{col}_std"] = np.sqrt(dist["variance"][:, h, k])
-            for q in (0.05, 0.25, 0.75, 0.95):
-                out[f"{col}_q{int(q * 100):02d}"] = quantile(w[:, h, k], mu[:, h, k], s[:, h, k], q)
-    return out
-
-
-def prediction_frame(keys: pd.DataFrame, y: np.ndarray, targets: list[str]) -> pd.DataFrame:
-    """Key columns plus one column per target and horizon step, from (N, horizon, T) predictions."""
-    out = keys.reset_index(drop=True).copy()
-    for h in range(y.shape[1]):
-        for k, name in enumerate(targets):
-            out[f"{name}_t+{h + 1}"] = y[:, h, k]
-    return out

@@ -22,8 +22,9 @@ import torch
 
 from . import __version__
 from ._coremltools import coremltools, no_converter_progress
-from .errors import ConfigError, ExportError, PackageError, first_line
+from .errors import ConfigError, ExportError, first_line
 from .fsutil import atomic_path, destination_lock
+from .metadata import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, read_metadata  # noqa: F401 (names of the package format)
 
 PRECISIONS = ("fp32", "fp16")
 TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
@@ -33,8 +34,6 @@ OPSET_TARGET = {"macOS12": "iOS15", "macOS13": "iOS16", "macOS14": "iOS17", "mac
 # Weight compression (coremltools.optimize.coreml), applied to the converted program.
 COMPRESSIONS = ("int8", "palettize6", "palettize4", "prune50")
 
-INPUT_NAME, OUTPUT_NAME = "window", "forecast"
-METADATA_PREFIX = "coreml_lstm."
 
 
 @dataclass
@@ -604,27 +603,6 @@ def set_metadata(mlmodel, config: ExportConfig, user: dict) -> None:
     entries = {"toolkit_version": __version__, **user}
     for key, value in entries.items():
         mlmodel.user_defined_metadata[METADATA_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
-
-
-def read_metadata(user_defined: dict, package: str | Path | None = None) -> dict:
-    """The toolkit's entries of a package's user-defined metadata, JSON-decoded (an entry that is
-    not JSON is kept as its text).
-
-    Raises:
-        PackageError: an entry is JSON no reader should have to take (nested past Python's
-            recursion limit, an integer of more than 4300 digits), naming ``package`` and the entry.
-    """
-    out = {}
-    for key, value in user_defined.items():
-        if key.startswith(METADATA_PREFIX):
-            try:
-                out[key[len(METADATA_PREFIX) :]] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key[len(METADATA_PREFIX) :]] = value
-            except (RecursionError, ValueError) as exc:
-                detail = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
-                raise PackageError(f"{package or 'the package'}: metadata entry {key!r} is malformed JSON ({detail})") from None
-    return out
 
 
 def save(mlmodel, path: str | Path) -> Path:

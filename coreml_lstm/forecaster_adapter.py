@@ -1,11 +1,13 @@
 """The forecaster as an :class:`~coreml_lstm.adapter.Adapter`: a checkpoint and its export style.
 
-window     ``window`` (1, W, F) raw rows in, the forecast out (one or five outputs).
+window     ``window`` (B, W, F) raw rows in, B = 1 to MAX_BATCH windows a call, the forecast out
+           (one or five outputs, batch first).
 explicit   a chunk ``x`` (1, 1..max_chunk, F) plus ``h_in`` (and ``c_in``) in, the outputs plus
            ``h_out`` (``c_out``) out; the state is carried from call to call.
 states     iOS18+: ``x`` in, the state in Core ML states ``h_state`` (``c_state``).
 
-Samples are the checkpoint's validation windows; streaming packages are fed ``chunks`` chunks
+Samples are the checkpoint's validation windows, one a call, then all of them in one call and
+MAX_BATCH of them (cycled) in one call, the ends of the batch range; streaming packages are fed ``chunks`` chunks
 of ``chunk`` consecutive rows with the state carried, compared with one torch pass over the same
 rows, and the last chunk alone (a reset) compared with a fresh start.
 """
@@ -18,7 +20,11 @@ import numpy as np
 
 from .adapter import Adapter, Dim, Evaluation, Input, Output, Sample, State
 from .errors import ConfigError
-from .export import INPUT_NAME, OUTPUT_NAME
+from .metadata import INPUT_NAME, OUTPUT_NAME
+
+# Windows a window package takes in one call (its first axis, 1..MAX_BATCH): an app feeds one,
+# ``predict`` a table's windows this many at a time (the executor's cost is per op, not per window).
+MAX_BATCH = 256
 
 
 class ForecasterAdapter(Adapter):
@@ -41,12 +47,13 @@ class ForecasterAdapter(Adapter):
         self._module = self.model if not streaming else None
         n = len(ckpt.input_columns)
         cols = ", ".join(ckpt.input_columns)
-        self.outputs = [Output(name, text) for name, text in _output_specs(ckpt)]
+        self.outputs = [Output(name, text) for name, text in _output_specs(ckpt, "1" if streaming else "B")]
         cfg = ckpt.model_config
         targets = ", ".join(ckpt.target_columns)
         if not streaming:
             w = ckpt.window
-            self.inputs = [Input(INPUT_NAME, (1, w, n), description=f"The last {w} rows of [{cols}] in raw units, oldest first; shape (1, {w}, {n}).")]
+            self.inputs = [Input(INPUT_NAME, (Dim(1, MAX_BATCH, default=1), w, n), default=(1, w, n),
+                                 description=f"B windows (1 to {MAX_BATCH}) of the last {w} rows of [{cols}] in raw units, oldest first; shape (B, {w}, {n}).")]
             self.description = (f"{cfg.cell.upper()} forecaster of {targets} ({cfg.num_layers} layers, hidden {cfg.hidden_size}) "
                                 f"from a {w}-step window.")
             return
@@ -77,7 +84,7 @@ class ForecasterAdapter(Adapter):
     @classmethod
     def load_for(cls, checkpoint, package=None, *, chunk: int = 10, chunks: int = 3):
         """The adapter of a checkpoint in the export style ``package`` records (none: a window model)."""
-        from .export import read_metadata
+        from .metadata import read_metadata
 
         streaming, max_chunk = None, 64
         if package is not None:
@@ -91,7 +98,7 @@ class ForecasterAdapter(Adapter):
     def for_model(cls, model, package, *, chunk: int = 10, chunks: int = 3):
         """The adapter of a package exported from ``model`` (a RecurrentModel), its features read from the package."""
         from . import executor
-        from .export import read_metadata
+        from .metadata import read_metadata
 
         program = executor.load(package)
         meta = read_metadata(program.metadata.get("user", {}), package)
@@ -155,16 +162,27 @@ class ForecasterAdapter(Adapter):
     def samples(self, n: int = 64, seed: int = 0) -> list[Sample]:
         return self.samples_from_windows(self._windows(), n)
 
+    def golden_samples(self, calls: int) -> list[Sample]:
+        """:meth:`samples` but the full batch (MAX_BATCH windows would swell an app's test bundle)."""
+        return [s for s in self.samples(calls) if s.label != f"batch {MAX_BATCH}"]
+
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
         from .data import prediction_windows
 
         x, _ = prediction_windows(table, self.checkpoint.data_config, self.checkpoint.input_columns)
         return self.samples_from_windows(x, limit)
 
-    def samples_from_windows(self, x: np.ndarray, limit: int = 64) -> list[Sample]:
+    def samples_from_windows(self, x: np.ndarray, limit: int = 64, batches: bool = True) -> list[Sample]:
+        """One sample a window (the last ``limit``), and with ``batches`` those windows in one
+        call and as many as the package takes (cycled) in one call, where it takes a batch."""
         if not self.streaming:
-            x = x[-limit:]
-            return [Sample.one({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
+            x = np.asarray(x[-limit:], np.float32)
+            samples = [Sample.one({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
+            batch = self.inputs[0].shape[0]
+            if batches and isinstance(batch, Dim) and len(x):
+                sizes = sorted({min(len(x), batch.hi), batch.hi} - {1})
+                samples += [Sample.one({INPUT_NAME: np.resize(x, (b, *x.shape[1:]))}, f"batch {b}") for b in sizes]
+            return samples
         from .streaming import consecutive_rows
 
         rows = consecutive_rows(x)
@@ -210,7 +228,7 @@ class ForecasterAdapter(Adapter):
         def rmse(pred):
             return float(np.sqrt(np.mean((np.asarray(pred, np.float64).reshape(y.shape) - y) ** 2)))
 
-        return Evaluation(self.samples_from_windows(self._windows(), len(self._windows())), output, "RMSE", rmse)
+        return Evaluation(self.samples_from_windows(self._windows(), len(self._windows()), batches=False), output, "RMSE", rmse)
 
     # -- the package ----------------------------------------------------------------------------
 
@@ -265,17 +283,17 @@ def _baseline_summary(metrics) -> dict | None:
             **{f"{name}_mase": b["mase"] for name, b in report["baselines"].items()}}
 
 
-def _output_specs(checkpoint) -> list[tuple[str, str]]:
-    """(name, description) of the model's outputs in original units."""
+def _output_specs(checkpoint, batch: str) -> list[tuple[str, str]]:
+    """(name, description) of the model's outputs in original units, ``batch`` first ("B", "1")."""
     h, t, k = checkpoint.horizon, len(checkpoint.target_columns), checkpoint.model_config.mixtures
     targets = ", ".join(checkpoint.target_columns)
     if checkpoint.model_config.head == "point":
-        return [(OUTPUT_NAME, f"Predictions of [{targets}] for the next {h} step(s) in original units; shape (1, {h}, {t}).")]
-    dist = f"(1, {h}, {t}, {k}): per step and target, {k} Gaussian components"
+        return [(OUTPUT_NAME, f"Predictions of [{targets}] for the next {h} step(s) in original units; shape ({batch}, {h}, {t}).")]
+    dist = f"({batch}, {h}, {t}, {k}): per step and target, {k} Gaussian components"
     return [
         ("weights", f"Mixture weights, summing to 1 over the last axis; {dist}."),
         ("means", f"Component means in original units; {dist}."),
         ("scales", f"Component standard deviations in original units; {dist}."),
-        ("prediction", f"Mixture mean of [{targets}] in original units; shape (1, {h}, {t})."),
-        ("variance", f"Mixture variance in squared original units; shape (1, {h}, {t})."),
+        ("prediction", f"Mixture mean of [{targets}] in original units; shape ({batch}, {h}, {t})."),
+        ("variance", f"Mixture variance in squared original units; shape ({batch}, {h}, {t})."),
     ]

@@ -41,7 +41,7 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     """Golden calls for ``package`` from the adapter's torch module.
 
     A sample of several calls (a stream) gives its calls, in order, with the state carried by
-    PyTorch; otherwise each of ``adapter.samples(calls)`` gives one call. The adapter may add
+    PyTorch; otherwise each of ``adapter.golden_samples(calls)`` gives one call. The adapter may add
     entries (a classifier's class names and tokenizer probes).
     """
     from . import executor
@@ -50,7 +50,7 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
 
     program = executor.load(package)
     stateful = bool(program.states)
-    samples = adapter.samples(calls)
+    samples = adapter.golden_samples(calls)
     streams = [s for s in samples if len(s.calls) > 1]
     if stateful and not streams:  # the device replays the calls in order on one state: torch must too
         streams = [Sample([c for s in samples for c in s.calls])]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import read_metadata
+from .metadata import read_metadata
 
 
 def _size(path: Path) -> int:
@@ -67,16 +67,20 @@ def describe(path: str | Path) -> dict:
 
 
 def format_description(d: dict) -> str:
+    flexible = any(t["shape_range"] or t["enumerated_shapes"] for t in d["inputs"])
+
     def io(kind: str, items: list) -> list[str]:
         out = [f"{kind}:"]
         for t in items:
-            shape = "(" + ", ".join("?" if s == -1 else str(s) for s in t["shape"]) + ")"
-            extra = ""
-            if t["shape_range"]:
-                extra = " range " + ", ".join("-" if r is None else f"{r[0]}..{r[1]}" for r in t["shape_range"])
             if t["enumerated_shapes"]:
-                extra += " shapes " + "; ".join(str(tuple(s)) for s in t["enumerated_shapes"])
-            out.append(f"  {t['name']:<16} {t['dtype']:<8} {shape}{extra}" + (f"  {t['description']}" if t["description"] else ""))
+                shape = " or ".join(str(tuple(s)) for s in t["enumerated_shapes"])
+            elif t["shape_range"] and all(r is not None for r in t["shape_range"]):
+                shape = "(" + ", ".join(str(lo) if lo == hi else f"{lo}..{'inf' if hi < 0 else hi}" for lo, hi in t["shape_range"]) + ")"
+            elif not t["shape"] and kind == "outputs" and flexible:
+                shape = "(set by the inputs)"
+            else:
+                shape = "(" + ", ".join("?" if s == -1 else str(s) for s in t["shape"]) + ")"
+            out.append(f"  {t['name']:<16} {t['dtype']:<8} {shape}" + (f"  {t['description']}" if t["description"] else ""))
         return out
 
     lines = [f"package: {d['package']} ({d['size_bytes'] / 1024:.1f} KiB)", f"deployment target: {d['deployment_target']} (opset {d['opset']})"]

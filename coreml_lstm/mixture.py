@@ -6,9 +6,12 @@ A mixture per predicted value: weights w_k (sum 1), means mu_k, scales s_k > 0, 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -16,6 +19,8 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 def mixture_nll(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood, in the model's frame, of raw targets y (B, horizon, T) under
     the model's mixture for raw windows x (B, W, F)."""
+    import torch  # the loss only: the metrics and quantiles (predict's) are numpy
+
     z, ctx = model.frame(x)
     logits, mu, s = model.forward_normalized(z)  # each (B, horizon, T, K)
     y = model.target_frame(y, ctx).unsqueeze(-1)

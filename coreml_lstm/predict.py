@@ -7,11 +7,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import distribution_frame, prediction_frame
 from .data import DataConfig, clean, key_columns, prediction_windows, read_table
 from .errors import ConfigError
-from .export import INPUT_NAME, OUTPUT_NAME, read_metadata
+from .metadata import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
+
+
+def distribution_frame(keys: pd.DataFrame, dist: dict, targets: list[str]) -> pd.DataFrame:
+    """Mixture predictions: per target and step the mean, standard deviation and 5/25/75/95% quantiles."""
+    from .mixture import quantile
+
+    out = keys.reset_index(drop=True).copy()
+    w, mu, s = dist["weights"], dist["means"], dist["scales"]
+    for h in range(w.shape[1]):
+        for k, name in enumerate(targets):
+            col = f"{name}_t+{h + 1}"
+            out[col] = dist["prediction"][:, h, k]
+            out[f"{col}_std"] = np.sqrt(dist["variance"][:, h, k])
+            for q in (0.05, 0.25, 0.75, 0.95):
+                out[f"{col}_q{int(q * 100):02d}"] = quantile(w[:, h, k], mu[:, h, k], s[:, h, k], q)
+    return out
+
+
+def prediction_frame(keys: pd.DataFrame, y: np.ndarray, targets: list[str]) -> pd.DataFrame:
+    """Key columns plus one column per target and horizon step, from (N, horizon, T) predictions."""
+    out = keys.reset_index(drop=True).copy()
+    for h in range(y.shape[1]):
+        for k, name in enumerate(targets):
+            out[f"{name}_t+{h + 1}"] = y[:, h, k]
+    return out
 
 
 def records_json(frame: pd.DataFrame) -> str:
@@ -78,11 +102,22 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
         outputs, keys = _stream_series(runner, meta, config, table, columns)
     else:
         x, keys = prediction_windows(table, config, columns, last_only=last_only)
-        calls = [runner.predict({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
+        step = batch_size(runner.program)
+        calls = [runner.predict({INPUT_NAME: np.asarray(x[i : i + step], np.float32)}) for i in range(0, len(x), step)]
         outputs = {n: np.concatenate([np.asarray(c[n], np.float32) for c in calls]) for n in names} if calls else {}
     if meta.get("head") == "mixture":
         return distribution_frame(keys, outputs, list(config.target)), runner.name
     return prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target)), runner.name
+
+
+def batch_size(program) -> int:
+    """Windows a window package takes in one call: the upper end of its first axis's range
+    (packages of toolkit 0.1 take one; an unbounded range is taken 256 at a time)."""
+    spec = next(t for t in program.inputs if t.name == INPUT_NAME)
+    if not spec.shape_range:
+        return 1
+    lo, hi = spec.shape_range[0]
+    return max(int(lo), 256 if hi < 0 else int(hi))
 
 
 def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):

@@ -48,7 +48,7 @@ def generate(package: str | Path, out_dir: str | Path, *, golden: str | None = N
     """
     from . import executor
     from .adapter import for_package
-    from .export import read_metadata
+    from .metadata import read_metadata
 
     program = executor.load(package)
     meta = read_metadata(program.metadata.get("user", {}), package)
@@ -318,10 +318,10 @@ def _output_struct(name: str, program, mixture: bool, *, carried: bool = False, 
     if mixture:
         lines += [
             "",
-            "    /// The mixture for one horizon step and target.",
-            "    public func mixture(step: Int, target: Int) -> Mixture {",
+            "    /// The mixture for one horizon step and target (of window `index` of a batch).",
+            "    public func mixture(step: Int, target: Int, index: Int = 0) -> Mixture {",
             "        let k = weights.shape[3]",
-            "        let start = (step * weights.shape[2] + target) * k",
+            "        let start = ((index * weights.shape[1] + step) * weights.shape[2] + target) * k",
             "        return Mixture(weights: Array(weights.values[start..<start + k]),",
             "                       means: Array(means.values[start..<start + k]),",
             "                       scales: Array(scales.values[start..<start + k]))",
@@ -380,6 +380,13 @@ def _assemble(name: str, program, body: list[str], extra_helpers: str = "", stat
     ])
 
 
+def _max_batch(spec) -> int | None:
+    """The most windows a window package takes in one call, when its first axis is a range."""
+    if spec.shape_range and spec.shape_range[0][1] > 1:
+        return int(spec.shape_range[0][1])
+    return None
+
+
 def wrapper(name: str, program, meta: dict) -> str:
     streaming = meta.get("streaming")
     mixture = meta.get("head") == "mixture"
@@ -401,6 +408,9 @@ def wrapper(name: str, program, meta: dict) -> str:
     ]
     if streaming:
         body += ["    /// The longest chunk of rows one call takes.", "    public let maxChunk: Int"]
+    batch = _max_batch(inp) if not streaming else None
+    if batch:
+        body += ["    /// The most windows one call takes (the package's first axis).", f"    public let maxBatch = {batch}"]
     body += [
         "",
         "    /// Loads a compiled model (.mlmodelc) or compiles a package (.mlpackage) first.",
@@ -429,7 +439,24 @@ def wrapper(name: str, program, meta: dict) -> str:
             "        return try Output(model.prediction(from: features))",
             "    }",
         ]
-    else:
+    if batch:
+        body += [
+            "",
+            "    /// Forecasts from several windows in one call (1 to maxBatch), each as for `predict(window:)`;",
+            "    /// the output's first axis is the window.",
+            "    public func predict(windows: [[[Float]]]) throws -> Output {",
+            "        guard (1...maxBatch).contains(windows.count) else {",
+            f"            throw {name}Error.shape(\"expected 1 to \\(maxBatch) windows, got \\(windows.count)\")",
+            "        }",
+            "        for rows in windows where rows.count != window || !rows.allSatisfy({ $0.count == inputColumns.count }) {",
+            f"            throw {name}Error.shape(\"expected \\(window) rows of \\(inputColumns.count) values (\\(inputColumns)), got \\(rows.count) rows\")",
+            "        }",
+            "        let array = try MultiArray.make(windows.flatMap { $0.flatMap { $0 } }, shape: [windows.count, window, inputColumns.count])",
+            f"        let features = try MLDictionaryFeatureProvider(dictionary: [{name}Feature.{identifier(inp.name)}: MLFeatureValue(multiArray: array)])",
+            "        return try Output(model.prediction(from: features))",
+            "    }",
+        ]
+    if streaming:
         body += _stream(name, program, states)
     body.append("}")
     return _assemble(name, program, body, _MIXTURE if mixture else "",

@@ -41,3 +41,20 @@ def sine():
 
 
 FAST = dict(window=8, hidden_size=8, num_layers=2, epochs=4, batch_size=16, progress=False)
+
+
+def heavy_imports(*args) -> list[str]:
+    """Which of torch and coremltools a fresh interpreter has imported after running the CLI
+    with ``args`` (which must succeed)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from coreml_lstm.cli import main\n"
+            "try:\n    main(sys.argv[1:], standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e\n"
+            "print(sorted(m for m in ('torch', 'coremltools') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    return ast.literal_eval(r.stdout.strip().splitlines()[-1])

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from coreml_lstm import __version__
 from coreml_lstm.cli import main
 
-from .conftest import sine_table
+from .conftest import heavy_imports, sine_table
 
 # The original (global) scaling: a 3-epoch window-scaled model can stay at its classical start,
 # whose recurrent head is zero, and then a changed recurrent weight (the verify test) changes nothing.
@@ -29,6 +29,13 @@ def trained(tmp_path_factory):
     r = run("train", csv, "--target", "y0", "--time", "t", *FAST, "--out", d / "ckpt", "--export", d / "m.mlpackage", "--json")
     assert r.exit_code == 0, r.output
     return d, csv, json.loads(r.stdout)
+
+
+def d_windows(d):
+    """The validation windows of the fixture's checkpoint."""
+    from coreml_lstm.checkpoint import Checkpoint
+
+    return Checkpoint.load(d / "ckpt").validation_x
 
 
 def mutated_copy(package, tmp_path):
@@ -76,12 +83,13 @@ def test_inspect(trained):
     r = run("inspect", d / "m.mlpackage", "--json")
     assert r.exit_code == 0
     info = json.loads(r.stdout)
-    assert info["inputs"][0] == {**info["inputs"][0], "name": "window", "shape": [1, 8, 2], "dtype": "float32"}
-    assert info["outputs"][0]["shape"] == [1, 1, 1] and info["outputs"][0]["dtype"] == "float32"
+    assert info["inputs"][0] == {**info["inputs"][0], "name": "window", "shape": [-1, 8, 2], "shape_range": [[1, 256], [8, 8], [2, 2]], "dtype": "float32"}
+    assert info["outputs"][0]["dtype"] == "float32"
     assert info["deployment_target"] == "iOS16" and info["op_counts"]["lstm"] == 2
     assert info["toolkit"]["input_columns"] == ["y0", "driver"] and info["size_bytes"] > 1000
     text = run("inspect", d / "m.mlpackage").stdout
-    assert "window           float32  (1, 8, 2)" in text
+    assert "window           float32  (1..256, 8, 2)  B windows (1 to 256) of the last 8 rows of [y0, driver]" in text
+    assert "forecast         float32  (set by the inputs)  Predictions of [y0] for the next 1 step(s) in original units; shape (B, 1, 1)." in text
 
 
 def test_verify_passes_then_fails_after_a_weight_change(trained, tmp_path):
@@ -106,17 +114,19 @@ def test_verify_junit_reads_back_with_a_junit_parser(trained, tmp_path):
     assert run("verify", d / "ckpt", d / "m.mlpackage", "--junit", good).exit_code == 0
     suite = next(iter(JUnitXml.fromfile(str(good))))
     cases = {(c.classname, c.name): c for c in suite}
-    assert suite.tests == len(cases) == 2 and suite.failures == 0 and suite.skipped == 1
-    assert cases[("m.mlpackage.executor.fp32", "forecast")].is_passed
+    # One window a call, the validation windows in one call, 256 in one call (the batch range's ends).
+    executor = ["forecast", f"forecast (batch {len(d_windows(d))})", "forecast (batch 256)"]
+    assert suite.tests == len(cases) == 4 and suite.failures == 0 and suite.skipped == 1
+    assert all(cases[("m.mlpackage.executor.fp32", name)].is_passed for name in executor)
     assert isinstance(cases[("m.mlpackage.coreml.-", "forecast")].result[0], Skipped)
 
     bad_xml = tmp_path / "bad.xml"
     r = run("verify", d / "ckpt", mutated_copy(d / "m.mlpackage", tmp_path), "--junit", bad_xml)
     assert r.exit_code == 1
     suite = next(iter(JUnitXml.fromfile(str(bad_xml))))
-    assert suite.failures == 1
+    assert suite.failures == 3
     failed = [c for c in suite if c.result and isinstance(c.result[0], Failure)]
-    assert [(c.classname, c.name) for c in failed] == [("bad.mlpackage.executor.fp32", "forecast")]
+    assert [(c.classname, c.name) for c in failed] == [("bad.mlpackage.executor.fp32", name) for name in executor]
     assert "max abs" in failed[0].result[0].message
 
 
@@ -158,6 +168,18 @@ def test_predict_csv_matches_the_python_api(trained):
     want = Forecaster.load(d / "ckpt").predict(csv)
     assert list(got.columns) == ["t", "y0_t+1"] == list(want.columns)
     np.testing.assert_allclose(got["y0_t+1"], want["y0_t+1"], atol=1e-4)
+
+
+@pytest.mark.parametrize("command", ["inspect", "predict", "run"])
+def test_reading_a_package_imports_neither_torch_nor_the_converter(trained, tmp_path, command):
+    """inspect, predict and run read a package with the executor alone: importing torch and
+    coremltools took seconds on every call."""
+    d, csv, _ = trained
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, window=np.ones((1, 8, 2), np.float32))
+    args = {"inspect": ["inspect", d / "m.mlpackage"], "predict": ["predict", d / "m.mlpackage", "--csv", csv, "--last"],
+            "run": ["run", d / "m.mlpackage", "--inputs", feeds]}[command]
+    assert heavy_imports(*args) == []
 
 
 def test_run_with_intermediate_values(trained, tmp_path):

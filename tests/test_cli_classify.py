@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from coreml_lstm.cli import main
 
+from .conftest import heavy_imports
 from .test_classify import gestures, reviews
 
 TINY = ["--hidden-size", "8", "--epochs", "15", "--patience", "15", "--batch-size", "16", "--lr", "1e-2", "--quiet"]
@@ -48,6 +49,12 @@ def test_verify_and_predict_a_classifier(sequence, tmp_path):
     header = r.stdout.splitlines()[0].split(",")
     assert header == ["id", "label", "top1", "top1_p", "top2", "top2_p"]
     assert len(r.stdout.splitlines()) == 1 + 48
+
+
+def test_predicting_with_a_classifier_package_imports_neither_torch_nor_the_converter(sequence):
+    d, _ = sequence
+    assert heavy_imports("predict", d / "g.mlpackage", "--csv", d / "g.csv", "--backend", "executor") == []
+    assert heavy_imports("inspect", d / "g.mlpackage") == []
 
 
 def test_text_classify_end_to_end(tmp_path):

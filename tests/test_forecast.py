@@ -526,3 +526,37 @@ def test_a_small_series_among_large_ones_keeps_its_own_scale(tmp_path):
     norm = one.checkpoint_.normalizer
     assert np.array_equal(norm.series_std, norm.target_std)
     assert torch.equal(one.model_.target_floor, torch.as_tensor(1e-3 * norm.target_std, dtype=torch.float32))
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def test_a_window_package_takes_a_batch_and_predict_feeds_it_batches(tmp_path):
+    """A window package takes 1 to MAX_BATCH windows a call; ``predict`` feeds a table's windows
+    that many at a time (one window a call spent milliseconds of op dispatch on each), with the
+    forecasts torch gives window by window, across a batch boundary; verify checks both ends of
+    the batch range. A package that takes one window (toolkit 0.1's) is still fed one at a time."""
+    from coreml_lstm.adapter import Input
+    from coreml_lstm.export import INPUT_NAME, export
+    from coreml_lstm.forecaster_adapter import MAX_BATCH, ForecasterAdapter
+    from coreml_lstm.predict import predict_table
+    from coreml_lstm.verify import verify_package
+
+    frame = seasonal_trend(MAX_BATCH + 60)
+    f = Forecaster("y", time="date", horizon=3, window=12, **TINY).fit(frame)
+    want = f.predict(frame)
+    assert len(want) > MAX_BATCH
+    path = f.export(tmp_path / "m.mlpackage")
+    got, used = predict_table(path, frame, backend="executor")
+    assert used == "executor" and list(got.columns) == list(want.columns)
+    np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(np.float64), want.iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)
+    adapter = ForecasterAdapter(f.checkpoint_)
+    report = verify_package(adapter, path, backends=("executor",))
+    sizes = {c.size: c.status for c in report.checks}
+    assert sizes.pop(f"batch {MAX_BATCH}") == "passed" and report.status == "passed"
+    assert any(s.startswith("batch ") for s in sizes), sizes  # the validation windows in one call
+
+    adapter.inputs = [Input(INPUT_NAME, (1, 12, 1))]  # one window a call
+    one = export(adapter, tmp_path / "one.mlpackage")
+    got_one, _ = predict_table(one, frame.tail(40), backend="executor")
+    np.testing.assert_allclose(got_one.iloc[:, 1:].to_numpy(np.float64), want.tail(len(got_one)).iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)

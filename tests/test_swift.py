@@ -109,7 +109,12 @@ def test_export_swift_parses_names_the_features_and_golden_vectors_replay(models
         assert b"public struct Mixture" in wrapper and b"func quantile" in wrapper
 
     golden = read_golden(tmp_path / "ios" / f"{name}.golden.json")
-    assert len(golden["calls"]) == 3 and golden["stateful"] == bool(program.states)
+    window = any(t.name == "window" for t in program.inputs)
+    # A window package: three windows, then the three in one call (it takes a batch).
+    assert len(golden["calls"]) == 3 + window and golden["stateful"] == bool(program.states)
+    if window:
+        assert [c["inputs"]["window"]["shape"][0] for c in golden["calls"]] == [1, 1, 1, 3]
+        assert b"public func predict(windows: [[[Float]]]) throws -> Output" in wrapper and b"public let maxBatch = 256" in wrapper
     report = check_golden(package, golden)
     assert report.status == "passed", [c.line() for c in report.checks]
     assert {c.output for c in report.checks} == {t.name for t in program.outputs}

@@ -11,12 +11,22 @@ Core ML classifiers, verified against PyTorch on the executor.
     commands.py   plain functions for the CLI
 """
 
-from .adapter import is_classifier_checkpoint
-from .api import SequenceClassifier, TextClassifier, load_classifier
-from .commands import (evaluate_package, export_classifier_checkpoint, is_classifier_package, predict_classes, train_classifier,
-                       verify_classifier_package)
-from .tokenizer import Tokenizer
-from .verify import verify_classifier
+import importlib
+
+# Imported on first use (PEP 562): reading a classifier package (predict, inspect) needs no torch.
+_WHERE = {
+    "is_classifier_checkpoint": "adapter", "SequenceClassifier": "api", "TextClassifier": "api", "load_classifier": "api",
+    "evaluate_package": "commands", "export_classifier_checkpoint": "commands", "is_classifier_package": "commands",
+    "predict_classes": "commands", "train_classifier": "commands", "verify_classifier_package": "commands",
+    "Tokenizer": "tokenizer", "verify_classifier": "verify",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "SequenceClassifier", "TextClassifier", "Tokenizer", "load_classifier", "verify_classifier", "train_classifier",

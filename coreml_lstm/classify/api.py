@@ -29,6 +29,7 @@ from .. import __version__
 from ..data import LARGE, first_unheld
 from ..errors import ConfigError, DataError, TrainingError
 from ..fsutil import atomic_path, directory_destination
+from .commands import top_k_frame
 from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, label_type, pad,
                    read_sequences, read_texts, stratified_split, typed_classes)
 from .model import NetConfig, SequenceNet
@@ -405,14 +406,3 @@ def load_classifier(directory, expect: type | None = None) -> _Classifier:
         arrays = load_numpy(str(directory / SAMPLES))
         self.validation_samples_ = [(x[:n], int(y)) for x, n, y in zip(arrays["x"], arrays["lengths"], arrays["y"])]
     return self
-
-
-def top_k_frame(keys: list, probs: np.ndarray, classes: list, top_k: int, key_name: str = "row") -> pd.DataFrame:
-    """Key, label, and ``top{i}`` / ``top{i}_p`` columns for the k most probable classes."""
-    k = max(1, min(int(top_k), len(classes)))
-    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-    out = pd.DataFrame({key_name: keys, "label": [classes[i] for i in order[:, 0]]})
-    for j in range(k):
-        out[f"top{j + 1}"] = [classes[i] for i in order[:, j]]
-        out[f"top{j + 1}_p"] = probs[np.arange(len(probs)), order[:, j]]
-    return out

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..export import read_metadata
-from .api import SequenceClassifier, TextClassifier, load_classifier, top_k_frame
+from ..metadata import read_metadata
 from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts, typed_classes
 from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, vocabulary_path
 from .tokenizer import Tokenizer
@@ -38,6 +37,8 @@ def train_classifier(train, *, task: str = "classify", validation=None, out=None
     Returns:
         The fitted classifier; ``.metrics_`` holds validation accuracy, macro F1 and confusion.
     """
+    from .api import SequenceClassifier, TextClassifier
+
     if task not in TASKS:
         raise ConfigError(f"task: {task!r} is not one of {', '.join(TASKS)}")
     cls = SequenceClassifier if task == "classify" else TextClassifier
@@ -53,6 +54,8 @@ def export_classifier_checkpoint(checkpoint, path, *, precision: str = "fp32", t
     Returns:
         The package path (a text classifier also writes ``<name>.vocab.json`` beside it).
     """
+    from .api import load_classifier
+
     return load_classifier(checkpoint).export(path, precision=precision, target=target, **metadata)
 
 
@@ -109,6 +112,17 @@ def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samp
     return arrays, samples, meta
 
 
+def top_k_frame(keys: list, probs: np.ndarray, classes: list, top_k: int, key_name: str = "row") -> pd.DataFrame:
+    """Key, label, and ``top{i}`` / ``top{i}_p`` columns for the k most probable classes."""
+    k = max(1, min(int(top_k), len(classes)))
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    out = pd.DataFrame({key_name: keys, "label": [classes[i] for i in order[:, 0]]})
+    for j in range(k):
+        out[f"top{j + 1}"] = [classes[i] for i in order[:, j]]
+        out[f"top{j + 1}_p"] = probs[np.arange(len(probs)), order[:, j]]
+    return out
+
+
 def predict_classes(package, table, *, top_k: int = 3, backend: str = "auto", mode: str = "fp32") -> tuple[pd.DataFrame, str]:
     """Label and top-k classes per sample of a table, from a classifier package. Used by ``coreml-lstm predict``.
 
@@ -138,6 +152,7 @@ def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32",
     Returns:
         A :class:`coreml_lstm.verify.Report`; the CLI exits 1 when ``report.status == "failed"``.
     """
+    from .api import load_classifier
     from .verify import verify_classifier
 
     clf = load_classifier(checkpoint)
