@@ -246,6 +246,28 @@ def test_missing_columns_and_non_numeric_cells(tmp_path):
     assert err(SequenceClassifier(layout="wide").fit, p) == f"{p}: column 't1', row 1: missing value inside the sequence (only trailing cells may be empty)"
 
 
+def test_texts_after_a_space_and_a_comma_are_read_as_the_table_is(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("label, text\n" + "".join(f'{c}, "{w}, great {i}"\n' for i in range(3) for c, w in (("pos", "good"), ("neg", "bad"))))
+    samples = read_texts(p, TextDataConfig())
+    assert samples.labels == ["pos", "neg"] * 3  # were '"good' and '"bad': the second read split the quoted field
+    assert samples.x[:2] == ["good, great 0", "bad, great 0"]
+    p.write_text('text,label\nhello there,pos\nbad, "awful\nreally"\n')  # a quoted newline after a space: a pandas traceback
+    assert read_texts(p, TextDataConfig(), labelled=False).x == ["hello there", "bad"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(texts=st.lists(st.text(st.sampled_from('ab ,"\n\'x'), min_size=1, max_size=8).filter(lambda t: t.strip() and t == t.lstrip()),
+                      min_size=1, max_size=5))
+def test_quoted_texts_after_a_space_keep_their_text(texts):
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "t.csv"
+        quoted = ['"' + t.replace('"', '""') + '"' for t in texts]
+        p.write_text("label, text\n" + "".join(f"c{i % 2}, {q}\n" for i, q in enumerate(quoted)))
+        samples = read_texts(p, TextDataConfig())
+    assert samples.x == texts and samples.labels == [f"c{i % 2}" for i in range(len(texts))]
+
+
 def test_empty_text(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text('text,label\nhello there,a\n"   ",b\n')

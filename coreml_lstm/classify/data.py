@@ -350,10 +350,14 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in CSV_SUFFIXES:
         typed = frame
         try:
-            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+            # Parsed as read_table parses (skipinitialspace: `pos, "good, great"` is one quoted
+            # field), only every cell kept as its text; spaces inside quotes stay.
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
         except UnicodeDecodeError:
             raise not_utf8(Path(source), frame.attrs["label"]) from None
         raw.columns = [str(c).strip() for c in raw.columns]
+        if len(raw) != len(typed):  # the same parser read both: never expected
+            raise DataError(f"{typed.attrs['label']}: read {len(raw)} rows of text for {len(typed)} rows of the table")
         frame = raw.set_axis(typed.index).copy()
         if config.label in frame.columns:
             frame[config.label] = frame[config.label].where(frame[config.label].str.strip() != "")
