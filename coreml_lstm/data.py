@@ -532,10 +532,17 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
             except pa.ArrowException as exc:
                 raise DataError(f"{label}: unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
         else:
+            first = too_many_fields(path, label, first_only=True)  # pandas would read its extra field as an index
+            if first is not None:
+                raise first
             try:
-                frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
-            except pd.errors.ParserError as exc:
-                raise DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+                with warnings.catch_warnings():
+                    # index_col=False: a row with a field more than the header is not an index
+                    # column; pandas then warns that it drops the field, an error here.
+                    warnings.simplefilter("error", pd.errors.ParserWarning)
+                    frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False)
+            except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+                raise too_many_fields(path, label) or DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
             except UnicodeDecodeError:
                 raise not_utf8(path, label) from None
             frame.columns = [str(c).strip() for c in frame.columns]
@@ -545,6 +552,25 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     frame.attrs["label"] = label
     return frame
+
+
+def too_many_fields(path: Path, label: str, *, first_only: bool = False) -> DataError | None:
+    """The one-line error for the first data row with more fields than the header (a trailing
+    comma, an unquoted comma in a cell), rows counted as :func:`read_table` counts them; None if
+    none has (``first_only``: if the first data row has not)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        header = next(reader, [])
+        row = 0
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line: pandas skips it
+            row += 1
+            if len(fields) > len(header):
+                return DataError(f"{label}: row {row} has {len(fields)} fields, the header has {len(header)}")
+            if first_only:
+                break
+    return None
 
 
 def _with_text(frame: pd.DataFrame, path: Path, label: str, columns: list[str]) -> pd.DataFrame:

@@ -287,11 +287,26 @@ def test_errors_in_later_blocks_name_the_source_row(tmp_path, monkeypatch):
     assert err(prepare, p, config=cfg) == f"{p}: column 'y', row 260: missing value (use missing 'drop' or 'ffill' to accept empty cells)"
     p = table(lambda r: r.__setitem__(271, "a,268,1"))
     assert err(prepare, p, config=cfg) == f"{p}: column 't', row 271: duplicate time 268 in series 'a'"
-    p = table(lambda r: r.__setitem__(290, "a,289,1,2"))  # pyarrow stops; pandas names the line
-    assert err(prepare, p, config=cfg) == f"{p}: malformed CSV (Error tokenizing data. C error: Expected 3 fields in line 291, saw 4)"
+    p = table(lambda r: r.__setitem__(290, "a,289,1,2"))  # pyarrow stops; the whole-table read names the row
+    assert err(prepare, p, config=cfg) == f"{p}: row 290 has 4 fields, the header has 3"
     p = table(lambda r: r.__setitem__(280, "b,279,1.5"))  # a float after blocks of integers
     x, _ = prediction_windows(p, cfg, ["y"])
     assert (np.asarray(x) == 1.5).sum() == 2 and np.asarray(x).max() == 299
+
+
+@pytest.mark.parametrize("body, row, fields", [
+    ("s0,0,1.0,2.0,7\ns0,1,1.5,2.5,7\n", 1, 5),  # was read with the ids as an index: every column shifted, exit 0
+    ("s0,0,1.0,2.0,\ns0,1,1.5,2.5,\n", 1, 5),  # a trailing comma: was "missing value"
+    ("s0,0,1.0,2.0\n\n\"s,0\",1,1.5,2.5\ns0,2,1,2,3,4\n", 3, 6),  # blank lines skipped, a quoted comma is no field
+])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, body, row, fields):
+    from coreml_lstm.data import load_series
+
+    p = tmp_path / "t.csv"
+    p.write_text("id,t,c0,c1\n" + body)
+    line = f"{p}: row {row} has {fields} fields, the header has 4"
+    assert err(read_table, p) == line
+    assert err(load_series, p, DataConfig(target="c0", time="t", series_id="id")) == line  # pyarrow's block read, then pandas
 
 
 def test_parquet_and_csv_give_the_same_model(tmp_path):

@@ -352,7 +352,7 @@ def read_texts(source, config: TextDataConfig, *, role: str = "training", labell
         try:
             # Parsed as read_table parses (skipinitialspace: `pos, "good, great"` is one quoted
             # field), only every cell kept as its text; spaces inside quotes stay.
-            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
         except UnicodeDecodeError:
             raise not_utf8(Path(source), frame.attrs["label"]) from None
         raw.columns = [str(c).strip() for c in raw.columns]
