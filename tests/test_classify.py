@@ -474,6 +474,68 @@ def test_text_classifier_export_verify_and_predict(tmp_path):
     assert err(predict_classes, path, too_long, backend="executor") == f"input data: row 1: text has 40 tokens; the model takes at most {clf.max_length_}"
 
 
+def edit_metadata(package, **entries):
+    """Set (or, with None, delete) entries of a package's coreml-lstm metadata, as a hand edit would."""
+    from coreml_lstm.executor._proto import model_pb2
+    from coreml_lstm.metadata import METADATA_PREFIX
+
+    path = Path(package) / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec = model_pb2().Model()
+    spec.ParseFromString(path.read_bytes())
+    user = spec.description.metadata.userDefined
+    for key, value in entries.items():
+        if value is None:
+            del user[METADATA_PREFIX + key]
+        else:
+            user[METADATA_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+    path.write_bytes(spec.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def text_package(tmp_path_factory):
+    d = tmp_path_factory.mktemp("text-package")
+    clf = TextClassifier(**{**TINY, "epochs": 2}).fit(reviews())
+    clf.export(d / "r.mlpackage")
+    return d, clf
+
+
+def test_a_vocabulary_other_than_the_exported_one_is_refused(text_package, tmp_path):
+    import shutil
+
+    d, clf = text_package
+    package = tmp_path / "r.mlpackage"
+    shutil.copytree(d / "r.mlpackage", package)
+    meta = read_metadata(dict(spec_of(package).description.metadata.userDefined))
+    assert meta["tokenizer"]["vocabulary_sha256"] == clf.tokenizer_.digest()
+    texts = pd.DataFrame({"text": ["A superb film"]})
+    stale = Tokenizer(tokens=[None, None] + clf.tokenizer_.tokens[2:][::-1])  # the same size, other ids: was accepted
+    stale.save(tmp_path / "r.vocab.json")
+    with pytest.raises(ConfigError) as e:
+        predict_classes(package, texts, backend="executor")
+    assert str(e.value) == (f"{tmp_path / 'r.vocab.json'}: is not the vocabulary {package} was exported with (its tokens or rules "
+                            "differ from the sha256 the package records); use the r.vocab.json written with the package")
+    clf.tokenizer_.save(tmp_path / "r.vocab.json")
+    assert len(predict_classes(package, texts, backend="executor")[0]) == 1
+    # A package from before the digest: the size is still checked, and a same-size vocabulary still read.
+    tokenizer = {k: v for k, v in meta["tokenizer"].items() if k != "vocabulary_sha256"}
+    edit_metadata(package, tokenizer=tokenizer)
+    stale.save(tmp_path / "r.vocab.json")
+    assert len(predict_classes(package, texts, backend="executor")[0]) == 1
+    Tokenizer(tokens=[None, None, "x"]).save(tmp_path / "r.vocab.json")
+    with pytest.raises(ConfigError, match=f"holds 3 ids but the package was exported with {clf.tokenizer_.vocab_size}"):
+        predict_classes(package, texts, backend="executor")
+
+
+def test_the_vocabulary_digest_ignores_formatting_and_the_unicode_version(tmp_path):
+    tok = Tokenizer().fit(["b a a", "c"])
+    path = tok.save(tmp_path / "v.json")
+    d = json.loads(path.read_text())
+    d["unicode_version"] = "1.0"
+    path.write_text(json.dumps(d))
+    assert Tokenizer.load(path).digest() == tok.digest()
+    assert Tokenizer(level="char").fit(["b a a", "c"]).digest() != Tokenizer(level="char", lowercase=False).fit(["b a a", "c"]).digest()
+
+
 # -- the executor's classify kernel ----------------------------------------------------------
 
 

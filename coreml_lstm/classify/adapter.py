@@ -162,7 +162,8 @@ class ClassifierAdapter(Adapter):
     def metadata(self, path: Path | None = None) -> dict:
         meta = {**self.clf.metadata(), "task": self.clf.task}
         if self.text:
-            meta["tokenizer"] = {**self.clf.tokenizer_.rules(), "vocabulary_file": vocabulary_path(path).name if path else None}
+            tok = self.clf.tokenizer_
+            meta["tokenizer"] = {**tok.rules(), "vocabulary_file": vocabulary_path(path).name if path else None, "vocabulary_sha256": tok.digest()}
         return meta
 
     def write_companions(self, path: Path) -> None:

@@ -102,8 +102,12 @@ def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samp
         config = TextDataConfig.from_dict(meta["data"])
         vocab = vocabulary_path(package)
         tok = Tokenizer.load(vocab)
-        expected = meta.get("tokenizer", {})
-        if expected.get("vocab_size") not in (None, tok.vocab_size):
+        expected = meta.get("tokenizer") if isinstance(meta.get("tokenizer"), dict) else {}
+        if expected.get("vocabulary_sha256") is not None:  # older packages record the size only
+            if tok.digest() != expected["vocabulary_sha256"]:
+                raise ConfigError(f"{vocab}: is not the vocabulary {package} was exported with (its tokens or rules differ from the "
+                                  f"sha256 the package records); use the {vocab.name} written with the package")
+        elif expected.get("vocab_size") not in (None, tok.vocab_size):
             raise ConfigError(f"{vocab}: holds {tok.vocab_size} ids but the package was exported with {expected['vocab_size']}")
         samples = read_texts(table, config, role="input", labelled=False)
         arrays = [np.asarray(tok.encode(text), np.int32) for text in samples.x]

@@ -30,6 +30,7 @@ version may be categorised differently by a newer Swift runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from collections import Counter
@@ -126,6 +127,14 @@ class Tokenizer:
 
     def to_dict(self) -> dict:
         return {**self.rules(), "tokens": list(self.tokens)}
+
+    def digest(self) -> str:
+        """sha256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of what ``encode``
+        depends on: level, lowercase, pad and oov ids and the token list. Not the Unicode version
+        or the file's formatting: a vocabulary loaded on another Python, or re-indented, is the same."""
+        used = {"level": self.level, "lowercase": self.lowercase, "pad_id": self.pad_id, "oov_id": self.oov_id, "tokens": list(self.tokens)}
+        text = json.dumps(used, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @classmethod
     def from_dict(cls, d: dict, *, where: str = "tokenizer") -> "Tokenizer":
