@@ -536,6 +536,44 @@ def test_the_vocabulary_digest_ignores_formatting_and_the_unicode_version(tmp_pa
     assert Tokenizer(level="char").fit(["b a a", "c"]).digest() != Tokenizer(level="char", lowercase=False).fit(["b a a", "c"]).digest()
 
 
+@pytest.mark.parametrize("edit, line", [
+    ({"classes": ["pos", "neg"], "class_labels": ["pos", "neg"]},  # predict printed these labels and verify passed
+     "metadata entry 'classes' names class 0 'pos' but the program's classifier labels it 'neg'"),
+    ({"classes": ["neg", "pos", "x"]}, "metadata entry 'classes' lists 3 classes but the program's classifier has 2"),  # IndexError
+    ({"classes": ["neg"]}, "metadata entry 'classes' is not a list of two or more class names"),
+    ({"class_labels": ["pos", "neg"]}, "metadata entry 'class_labels' does not name the classes of entry 'classes' as text"),
+    ({"label_type": "int"}, "metadata entry 'label_type' ('int') does not fit the classes ('neg', 'pos', ...)"),  # int() ValueError
+    ({"label_type": "complex"}, "metadata entry 'label_type' ('complex') does not fit the classes ('neg', 'pos', ...)"),
+    ({"data": {"text": "text", "label": "label", "extra": 1}}, "metadata entry 'data' has unknown field 'extra'"),  # dataclass TypeError
+    ({"data": {"text": "text", "val_fraction": 7}}, "metadata entry 'data' is not valid (val_fraction: must be between 0 and 1 (exclusive), got 7)"),
+    ({"max_length": "long"}, "metadata entry 'max_length' ('long') is not an integer >= 1"),
+], ids=["swapped", "three-for-two", "one", "class-labels", "label-type", "unknown-type", "data-key", "data-value", "max-length"])
+def test_edited_package_metadata_is_one_line_naming_the_entry(text_package, tmp_path, edit, line):
+    import shutil
+
+    from coreml_lstm.errors import PackageError
+
+    d, clf = text_package
+    package = tmp_path / "r.mlpackage"
+    shutil.copytree(d / "r.mlpackage", package)
+    shutil.copy(d / "r.vocab.json", tmp_path / "r.vocab.json")
+    edit_metadata(package, **edit)
+    want = f"{package}: {line}; re-export the package from its checkpoint"
+    for call in (lambda: predict_classes(package, pd.DataFrame({"text": ["A superb film"]}), backend="executor"),
+                 lambda: verify_classifier(package, clf, modes=("fp32",))):
+        with pytest.raises(PackageError) as e:
+            call()
+        assert str(e.value) == want
+
+
+def test_the_program_exposes_its_classifier_labels(text_package, seq_clf, tmp_path):
+    from coreml_lstm import executor
+
+    d, clf = text_package
+    assert executor.load(d / "r.mlpackage").class_labels() == ["neg", "pos"]
+    assert executor.load(seq_clf.export(tmp_path / "g.mlpackage")).class_labels() == ["down", "flat", "up"]
+
+
 # -- the executor's classify kernel ----------------------------------------------------------
 
 

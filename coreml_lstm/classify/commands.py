@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, PackageError
 from ..metadata import read_metadata
 from .data import Samples, SequenceDataConfig, TextDataConfig, check_lengths, encode, read_sequences, read_texts, typed_classes
 from .adapter import PROB_OUTPUT, SEQUENCE_INPUT, TEXT_INPUT, vocabulary_path
@@ -68,16 +68,63 @@ def is_classifier_package(package) -> bool:
 
 
 def _package_meta(program, package) -> dict:
+    """A classifier package's metadata, checked: a package is untrusted input, and an edited entry
+    is one line naming the package and the entry (never a traceback, never wrong labels)."""
     meta = read_metadata(program.metadata["user"], package)
     missing = [k for k in ("task", "classes", "max_length", "data") if k not in meta]
     if missing or meta.get("task") not in TASKS:
         raise ConfigError(f"{package}: not a coreml-lstm classifier package (metadata lacks {', '.join(missing) or 'a classifier task'})")
+
+    def bad(entry: str, message: str) -> PackageError:
+        return PackageError(f"{package}: metadata entry {entry!r} {message}; re-export the package from its checkpoint")
+
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in classes):
+        raise bad("classes", "is not a list of two or more class names")
+    try:
+        typed = typed_classes(classes, meta.get("label_type"))
+    except (DataError, ValueError, TypeError, OverflowError):
+        raise bad("label_type", f"({meta.get('label_type')!r}) does not fit the classes ({', '.join(map(repr, classes[:3]))}, ...)") from None
+    labels = program.class_labels()
+    if labels is not None:
+        ours = [str(c) for c in typed]
+        if len(ours) != len(labels):
+            raise bad("classes", f"lists {len(ours)} classes but the program's classifier has {len(labels)}")
+        for i, (a, b) in enumerate(zip(ours, map(str, labels))):
+            if a != b:
+                raise bad("classes", f"names class {i} {a!r} but the program's classifier labels it {b!r}")
+    if "class_labels" in meta and meta["class_labels"] != [str(c) for c in typed]:  # what the Swift wrapper names classes by
+        raise bad("class_labels", "does not name the classes of entry 'classes' as text")
+    if not isinstance(meta["max_length"], int) or isinstance(meta["max_length"], bool) or meta["max_length"] < 1:
+        raise bad("max_length", f"({meta['max_length']!r}) is not an integer >= 1")
+    cls = SequenceDataConfig if meta["task"] == "classify" else TextDataConfig
+    if not isinstance(meta["data"], dict):
+        raise bad("data", "is not an object")
+    unknown = sorted(set(meta["data"]) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise bad("data", f"has unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+    try:
+        cls.from_dict(meta["data"])
+    except (DataError, ConfigError, TypeError, ValueError) as exc:
+        raise bad("data", f"is not valid ({exc})") from None
+    if meta["task"] == "classify":
+        channels = meta.get("channels")
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            raise bad("channels", "is not a list of column names")
     return meta
 
 
 def package_classes(meta: dict) -> list:
-    """The classes a package's metadata records, typed as the training labels were."""
+    """The classes a package's metadata records, typed as the training labels were (checked by
+    the reader of the package: the classifier labels of its program)."""
     return typed_classes(meta["classes"], meta.get("label_type"))
+
+
+def check_package(package, program=None) -> dict:
+    """The metadata of a classifier package, checked against its program (see :func:`_package_meta`)."""
+    from .. import executor
+
+    return _package_meta(program or executor.load(package), package)
 
 
 def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samples, dict]:

@@ -40,6 +40,9 @@ def verify_classifier(package, clf, samples: list | None = None, *, modes: tuple
     Returns:
         A :class:`coreml_lstm.verify.Report`, with one check per output, mode and length.
     """
+    from .commands import check_package
+
+    check_package(package)  # the metadata's classes name the program's: predict prints them
     adapter = ClassifierAdapter(clf, package)
     if samples is not None and not len(samples):
         raise ConfigError("verify: no samples to compare on")

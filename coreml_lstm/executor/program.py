@@ -581,6 +581,26 @@ class Program:
             out[o.name] = value.astype(np.float16) if fp16 else value
         return out
 
+    def class_labels(self) -> list | None:
+        """The class labels of the main block's ``classify`` op (str, or int for int64 labels), in
+        probability order: what a classifier package names its classes by; None without one."""
+        from .ops.reduction import _plain
+
+        consts = {o.name: op for op in self.block.ops if getattr(op, "folded", None) is not None for o in op.outputs}
+        for op in self.block.ops:
+            if op.type != "classify" or not op.inputs.get("classes"):
+                continue
+            (binding,) = op.inputs["classes"][:1]
+            if binding.name is None:
+                value = binding.value
+            elif binding.name in consts:
+                source = consts[binding.name]
+                value = source.folded[[o.name for o in source.outputs].index(binding.name)]
+            else:
+                return None  # computed at run time: nothing a loader can read
+            return [_plain(c) for c in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        return None
+
     def block_output_types(self) -> list[Output]:
         """Declared types of the main block's outputs (the op outputs they name)."""
         if not hasattr(self, "_block_outputs"):
