@@ -574,6 +574,59 @@ def test_the_program_exposes_its_classifier_labels(text_package, seq_clf, tmp_pa
     assert executor.load(seq_clf.export(tmp_path / "g.mlpackage")).class_labels() == ["down", "flat", "up"]
 
 
+def test_a_conv_branch_with_a_one_value_batch_is_one_line():
+    frame = pd.DataFrame({"label": ["a", "b"] * 4, "t0": [0.0, 1.0] * 4})  # wide, every sequence of length 1
+    with pytest.raises(ConfigError) as e:  # ValueError: Expected more than 1 value per channel when training
+        SequenceClassifier(layout="wide", conv_channels=[4], batch_size=1, epochs=1).fit(frame)
+    assert str(e.value) == ("batch_size: a training batch of one sample of length 1 gives the conv branch's BatchNorm one value per "
+                            "channel; use a batch size of 2 or more (batch_size is 1) or no conv branch")
+    assert SequenceClassifier(layout="wide", conv_channels=[4], batch_size=2, epochs=1, hidden_size=4).fit(frame).model_ is not None
+
+
+@pytest.mark.parametrize("edit, line", [
+    (lambda d: d.pop("level"), "lacks entry 'level'"),  # KeyError
+    (lambda d: d.update(max_vocab="many"), "entry 'max_vocab' is 'many', not an int"),  # ValueError
+    (lambda d: d.update(lowercase=None), "entry 'lowercase' is None, not a bool"),
+    (lambda d: d["tokens"].append(["x"]), "'tokens' entry 4 is ['x'], not a string"),  # TypeError: unhashable
+    (lambda d: d.update(level="bpe"), "level: 'bpe' is not one of word, char"),
+], ids=["no-level", "max-vocab", "lowercase", "token", "level"])
+def test_a_damaged_vocabulary_is_one_line(tmp_path, edit, line):
+    path = Tokenizer().fit(["a b"]).save(tmp_path / "v.json")
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))
+    assert err(Tokenizer.load, path) == f"{path}: {line}"
+    path.write_text("[1, 2]")  # AttributeError: 'list' object has no attribute 'get'
+    assert err(Tokenizer.load, path) == f"{path}: not a coreml-lstm tokenizer (format 'list', expected 'coreml-lstm-tokenizer/1')"
+
+
+def test_a_damaged_checkpoint_is_one_config_error(seq_clf, tmp_path):
+    import shutil
+
+    seq_clf.save(tmp_path / "ok")
+
+    def damaged(edit):
+        d = tmp_path / "bad"
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(tmp_path / "ok", d)
+        config = json.loads((d / "config.json").read_text())
+        edit(config)
+        (d / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ConfigError) as e:
+            load_classifier(d)
+        assert "\n" not in str(e.value)
+        return str(e.value).replace(str(d), "CKPT")
+
+    assert damaged(lambda c: c.pop("data")) == "CKPT/config.json: lacks entry 'data'; the checkpoint is damaged (train again or restore it)"  # KeyError
+    assert damaged(lambda c: c.update(classes=["down", "up"])) == (  # torch: size mismatch
+        "CKPT/model.safetensors: does not fit config.json (size mismatch for head.weight: copying a param with shape torch.Size([3, 24]) "
+        "from checkpoint, the shape in current model is torch.Size([2, 24])); the checkpoint is damaged")
+    assert damaged(lambda c: c.update(label_type="int")) == "CKPT/config.json: entry 'classes' is damaged (invalid literal for int() with base 10: 'down')"
+    assert damaged(lambda c: c.update(task="regress")) == "CKPT/config.json: entry 'task' is 'regress', not one of classify, text-classify"
+    assert damaged(lambda c: c["normalizer"].update(mean=[0.0])) == "CKPT/config.json: entry 'normalizer' is damaged (2 channels need 2 means and deviations)"
+    assert damaged(lambda c: c["model"].update(hidden_size="x")).startswith("CKPT/config.json: entry 'options' is damaged (")
+
+
 # -- the executor's classify kernel ----------------------------------------------------------
 
 

@@ -383,21 +383,57 @@ def load_classifier(directory, expect: type | None = None) -> _Classifier:
         state = load_file(str(directory / WEIGHTS))
     except Exception as exc:
         raise ConfigError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if config.get("format") != FORMAT:
-        raise ConfigError(f"{directory}: not a classifier checkpoint (format {config.get('format')!r})")
-    cls = {"classify": SequenceClassifier, "text-classify": TextClassifier}[config["task"]]
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ConfigError(f"{directory}: not a classifier checkpoint (format {config.get('format') if isinstance(config, dict) else None!r})")
+    where = directory / CONFIG
+    cls = {"classify": SequenceClassifier, "text-classify": TextClassifier}.get(config.get("task"))
+    if cls is None:
+        raise ConfigError(f"{where}: entry 'task' is {config.get('task')!r}, not one of classify, text-classify")
     if expect is not None and expect is not _Classifier and cls is not expect:
         raise ConfigError(f"{directory}: holds a {cls.__name__}, not a {expect.__name__}")
-    options = {**config["data"], **config["model"], **config["train"]}
-    self = cls(**options)
-    self.classes_, self.max_length_ = typed_classes(config["classes"], config.get("label_type")), config["max_length"]
-    if cls is SequenceClassifier:
-        self.channels_ = config["channels"]
-        self.normalizer_ = Normalizer.from_dict(config["normalizer"])
-    else:
-        self.tokenizer_ = Tokenizer.load(directory / TOKENIZER)
-    model = self._build()
-    model.load_state_dict(state)
+    # A checkpoint is untrusted input: a damaged entry is one line naming it, never a traceback.
+    required = ("data", "model", "train", "classes", "max_length") + (("channels", "normalizer") if cls is SequenceClassifier else ())
+    for key in required:
+        if key not in config:
+            raise ConfigError(f"{where}: lacks entry {key!r}; the checkpoint is damaged (train again or restore it)")
+    for key in ("data", "model", "train", "normalizer"):
+        if key in required and not isinstance(config[key], dict):
+            raise ConfigError(f"{where}: entry {key!r} is not an object; the checkpoint is damaged")
+    key = "options"
+    try:
+        options = {**config["data"], **config["model"], **config["train"]}
+        self = cls(**options)
+        key = "classes"
+        if not isinstance(config["classes"], list):
+            raise TypeError("not a list")
+        self.classes_ = typed_classes(config["classes"], config.get("label_type"))
+        key = "max_length"
+        if not isinstance(config["max_length"], int) or config["max_length"] < 1:
+            raise ValueError(f"{config['max_length']!r} is not an integer >= 1")
+        self.max_length_ = config["max_length"]
+        if cls is SequenceClassifier:
+            key = "channels"
+            if not isinstance(config["channels"], list) or not all(isinstance(c, str) for c in config["channels"]):
+                raise TypeError("not a list of column names")
+            self.channels_ = config["channels"]
+            key = "normalizer"
+            self.normalizer_ = Normalizer.from_dict(config["normalizer"])
+            if self.normalizer_.mean.shape != (len(self.channels_),) or self.normalizer_.std.shape != (len(self.channels_),):
+                raise ValueError(f"{len(self.channels_)} channels need {len(self.channels_)} means and deviations")
+        else:
+            key = "tokenizer"
+            self.tokenizer_ = Tokenizer.load(directory / TOKENIZER)
+        key = "model"
+        model = self._build()
+    except (ConfigError, DataError, KeyError, TypeError, ValueError) as exc:
+        if key == "tokenizer":  # the tokenizer's own line names its file and entry
+            raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{where}: entry {key!r} is damaged ({exc})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc).splitlines()[0])
+        raise ConfigError(f"{directory / WEIGHTS}: does not fit {CONFIG} ({detail.rstrip('.')}); the checkpoint is damaged") from None
     self.model_ = model.eval()
     if (directory / METRICS).is_file():
         extra = json.loads((directory / METRICS).read_text())

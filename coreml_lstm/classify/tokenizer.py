@@ -138,13 +138,26 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, d: dict, *, where: str = "tokenizer") -> "Tokenizer":
-        if d.get("format") != FORMAT:
-            raise DataError(f"{where}: not a coreml-lstm tokenizer (format {d.get('format')!r}, expected {FORMAT!r})")
+        """A tokenizer from its JSON; a damaged one (a file is untrusted input) is one line naming the entry."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise DataError(f"{where}: not a coreml-lstm tokenizer (format {got!r}, expected {FORMAT!r})")
         tokens = d.get("tokens")
         if not isinstance(tokens, list) or len(tokens) < 2 or tokens[0] is not None or tokens[1] is not None:
             raise DataError(f"{where}: 'tokens' must be a list starting with null (pad) and null (oov)")
-        return cls(level=d["level"], lowercase=bool(d["lowercase"]), max_vocab=int(d["max_vocab"]), tokens=tokens,
-                   pad_id=int(d["pad_id"]), oov_id=int(d["oov_id"]))
+        bad = next((i for i, t in enumerate(tokens[2:], 2) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise DataError(f"{where}: 'tokens' entry {bad} is {tokens[bad]!r}, not a string")
+        kinds = {"level": str, "lowercase": bool, "max_vocab": int, "pad_id": int, "oov_id": int}
+        for key, kind in kinds.items():
+            if key not in d:
+                raise DataError(f"{where}: lacks entry {key!r}")
+            if not isinstance(d[key], kind) or (kind is int and isinstance(d[key], bool)):
+                raise DataError(f"{where}: entry {key!r} is {d[key]!r}, not {'a' if kind is not int else 'an'} {kind.__name__}")
+        try:
+            return cls(level=d["level"], lowercase=d["lowercase"], max_vocab=d["max_vocab"], tokens=tokens, pad_id=d["pad_id"], oov_id=d["oov_id"])
+        except ConfigError as exc:
+            raise DataError(f"{where}: {exc}") from None
 
     def save(self, path) -> Path:
         """Write the tokenizer as JSON (atomically)."""

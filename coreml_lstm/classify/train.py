@@ -172,6 +172,11 @@ def _train(model, x, y, config, epochs, loss_fn, progress, on_epoch):
         model.train()
         total = 0.0
         for xb, lb, yb, _ in batches(x, y, config.batch_size, dtype=dtype, generator=generator):
+            if getattr(model, "conv", None) is not None and xb.shape[0] * xb.shape[1] == 1:  # (1, 1, C)
+                raise ConfigError(f"batch_size: a training batch of one sample of length 1 gives the conv branch's BatchNorm one value "
+                                  f"per channel; use a batch size of 2 or more (batch_size is {config.batch_size}) or no conv branch",
+                                  cli="--batch-size: a training batch of one sample of length 1 gives --conv's BatchNorm one value "
+                                      f"per channel; use --batch-size 2 or more (it is {config.batch_size}) or drop --conv")
             loss = loss_fn(model.logits(xb, lb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
