@@ -154,13 +154,23 @@ def _train_classifier(task, csv, validation, label, layout, channels, text_colum
     given = [flag for flag, used in (("--target", forecast_only["targets"]), ("--feature", forecast_only["features"]),
                                      ("--head", forecast_only["head"] != "point"), ("--season", forecast_only["season"]),
                                      ("--log", forecast_only["log_"]), ("--scaling", forecast_only["scaling"] != "window")) if used]
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # given on the command line, even at its default value: it would be ignored
+        from click.core import ParameterSource
+
+        flags = {"window": "--window", "horizon": "--horizon", "mixtures": "--mixtures", "calibrate": "--calibrate/--no-calibrate",
+                 "missing": "--missing", "select": "--select", "scaling": "--scaling", "head": "--head"}
+        given += [flag for name, flag in flags.items()
+                  if flag not in given and ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if given:
         raise click.UsageError(f"{', '.join(given)}: only with --task forecast")
+    if schedule == "plateau":  # it reduces on the forecaster's validation loss; a classifier's loop has none or cosine
+        raise click.UsageError("--schedule plateau: only with --task forecast; a classifier takes none or cosine")
     if cell == "rnn":
         raise click.UsageError(f"--task {task}: --cell must be lstm or gru")
     options = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional,
                    weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                   schedule="none" if schedule == "plateau" else schedule, seed=seed, val_fraction=val_fraction)
+                   schedule=schedule, seed=seed, val_fraction=val_fraction)
     if label:
         options["label"] = label
     if max_length:
@@ -192,7 +202,7 @@ def format_classification(metrics: dict) -> str:
 def _train(task, csv, targets, features, time_column, series_id, validation, val_fraction, window, horizon, season, scaling, log_, missing, cell, hidden_size, num_layers, dropout, bidirectional, head, mixtures, weight_decay, epochs, batch_size, lr, patience, schedule, seed, quiet, label, layout, channels, text_column, max_length, conv, device, dist_timeout,
            select="validation", calibrate=True):
     if task != "forecast":
-        if select != "validation" or not calibrate:
+        if select != "validation" or not calibrate:  # (outside a click context; inside, _train_classifier names any given)
             raise click.UsageError(f"{'--select' if select != 'validation' else '--no-calibrate'}: only with --task forecast")
         from .train import rank_and_world
 

@@ -85,6 +85,26 @@ def test_option_conflicts_are_usage_errors(tmp_path):
     assert r.exit_code == 2 and "is not a comma-separated list of integers" in r.output
 
 
+@pytest.mark.parametrize("option", [["--window", "5"], ["--horizon", "2"], ["--mixtures", "2"], ["--mixtures", "3"], ["--calibrate"],
+                                    ["--missing", "drop"], ["--scaling", "window"]])
+@pytest.mark.parametrize("task", ["classify", "text-classify"])
+def test_forecast_only_options_are_refused_by_classifiers(tmp_path, task, option):
+    gestures(12).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", task, *option, *QUICK, "--out", tmp_path / "ckpt")  # were accepted and ignored
+    flag = "--calibrate/--no-calibrate" if option[0] == "--calibrate" else option[0]
+    assert r.exit_code == 2 and f"Error: {flag}: only with --task forecast" in r.output, r.output
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_classifier_refuses_the_plateau_schedule_and_takes_cosine(tmp_path):
+    gestures(12).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--schedule", "plateau", *QUICK, "--out", tmp_path / "ckpt")  # was turned into none
+    assert r.exit_code == 2 and "Error: --schedule plateau: only with --task forecast; a classifier takes none or cosine" in r.output
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--schedule", "cosine", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["schedule"] == "cosine"
+
+
 def test_classifier_bad_input_is_one_line(tmp_path):
     frame = gestures(12)
     frame["label"] = "up"
