@@ -322,12 +322,19 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         if export_path is not None:
             forecaster.export(export_path, **{k: v for k, v in config.to_dict().items() if k not in ("streaming", "max_chunk")})
             result["package"] = str(export_path)
+        no_validation = ("no validation samples: every training sample was needed for training (a class needs two or more to be "
+                         "split); no metrics, and verify uses random inputs; give --validation or more samples")
+        warnings = forecaster.metrics_.get("warnings", []) if forecaster.metrics_ else [no_validation]
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         if as_json:
-            echo_json(result)
+            echo_json({**result, "warnings": warnings})
             return
         if forecaster.metrics_:
             click.echo("validation metrics:")
             click.echo(format_classification(forecaster.metrics_))
+        else:
+            click.echo("validation metrics: none (no validation samples)")
         click.echo(f"checkpoint: {out}" + (f"\npackage: {export_path}" if export_path is not None else ""))
         return
     result = {"checkpoint": str(out), "metrics": forecaster.metrics_, "best_epoch": forecaster.history_["best_epoch"] + 1, "epochs_run": len(forecaster.history_["val_loss"])}

@@ -627,6 +627,16 @@ def test_a_damaged_checkpoint_is_one_config_error(seq_clf, tmp_path):
     assert damaged(lambda c: c["model"].update(hidden_size="x")).startswith("CKPT/config.json: entry 'options' is damaged (")
 
 
+def test_macro_f1_leaves_out_a_class_without_samples_or_predictions_and_says_so():
+    m = classification_metrics(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"])
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # 'c': no samples, never predicted: left out, as the docstring says
+    assert m["no_samples"] == ["c"] and m["warnings"] == ["no validation samples of class 'c'; macro F1 leaves out 'c' (never predicted either)"]
+    m = classification_metrics(np.array([0, 0]), np.array([0, 2]), ["a", "b", "c"])
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)  # 'c' predicted without samples counts 0; 'b' left out
+    assert m["warnings"] == ["no validation samples of classes 'b', 'c'; macro F1 leaves out 'b' (never predicted either)"]
+    assert classification_metrics(np.array([0, 1]), np.array([0, 1]), ["a", "b"])["warnings"] == []
+
+
 # -- the executor's classify kernel ----------------------------------------------------------
 
 

@@ -105,6 +105,21 @@ def test_a_classifier_refuses_the_plateau_schedule_and_takes_cosine(tmp_path):
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["schedule"] == "cosine"
 
 
+def test_train_warns_of_classes_without_validation_samples_and_of_no_validation_at_all(tmp_path):
+    (tmp_path / "w.csv").write_text("label,t0,t1\n" + "a,0,1\nb,1,0\n" * 4 + "c,5,5\n")  # 'c': one sample, all in training
+    r = run("train", tmp_path / "w.csv", "--task", "classify", "--layout", "wide", *QUICK, "--out", tmp_path / "ckpt", "--json")
+    assert r.exit_code == 0, r.output
+    line = "no validation samples of class 'c'"
+    assert any(w.startswith(line) for w in json.loads(r.stdout)["warnings"])
+    assert json.loads((tmp_path / "ckpt" / "metrics.json").read_text())["metrics"]["no_samples"] == ["c"]
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "w.csv"), "--task", "classify", "--layout", "wide", *QUICK, "--out", str(tmp_path / "c2")])
+    assert f"warning: {line}" in r.stderr
+    (tmp_path / "one.csv").write_text("label,t0\na,0\nb,1\n")  # one sample per class: nothing to validate on (printed nothing)
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "one.csv"), "--task", "classify", "--layout", "wide", *QUICK, "--out", str(tmp_path / "c3")])
+    assert r.exit_code == 0, r.output
+    assert "validation metrics: none (no validation samples)" in r.stdout and "warning: no validation samples: " in r.stderr
+
+
 def test_classifier_bad_input_is_one_line(tmp_path):
     frame = gestures(12)
     frame["label"] = "up"

@@ -231,7 +231,8 @@ class _Classifier:
             tmp.mkdir()
             (tmp / CONFIG).write_text(json.dumps(self.config_dict(), indent=2, ensure_ascii=False) + "\n")
             save_file({k: v.detach().contiguous() for k, v in self.model_.state_dict().items()}, str(tmp / WEIGHTS))
-            (tmp / METRICS).write_text(json.dumps({"metrics": self.metrics_, "history": self.history_}, indent=2) + "\n")
+            (tmp / METRICS).write_text(json.dumps({"metrics": self.metrics_, "history": self.history_,
+                                                 **({} if self.metrics_ else {"warnings": ["no validation samples: no metrics"]})}, indent=2) + "\n")
             if self.validation_samples_:
                 xs = [x for x, _ in self.validation_samples_]
                 xb, lengths = pad(xs, dtype=xs[0].dtype)

@@ -200,8 +200,16 @@ def _train(model, x, y, config, epochs, loss_fn, progress, on_epoch):
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> dict:
-    """Accuracy, macro F1 (the mean of per-class F1; a class never predicted nor present counts 0)
-    and the confusion matrix (rows: true class, columns: predicted class, in ``classes`` order)."""
+    """Accuracy, macro F1 and the confusion matrix (rows: true class, columns: predicted class, in
+    ``classes`` order).
+
+    Macro F1 is the mean of per-class F1 over the classes that occur among the true or the
+    predicted labels (scikit-learn's default label set): a class with no samples that the model
+    never predicts has no F1 (precision and recall are both 0/0) and is left out rather than
+    counted 0, which would mark the model down for what the data cannot test; one predicted
+    without samples counts 0. ``no_samples`` lists the classes without samples and ``warnings``
+    says so, so a macro F1 over fewer classes is never silent.
+    """
     k = len(classes)
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -212,6 +220,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
     recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
     present = (actual > 0) | (predicted > 0)
+    absent = [c for c, n in zip(classes, actual) if n == 0]
+    warnings = []
+    if absent and len(y_true):
+        left_out = [str(c) for c, n, p in zip(classes, actual, predicted) if n == 0 and p == 0]
+        warnings.append(f"no validation samples of class{'es' if len(absent) > 1 else ''} {', '.join(map(repr, map(str, absent)))}"
+                        + (f"; macro F1 leaves out {', '.join(map(repr, left_out))} (never predicted either)" if left_out else ""))
     return {
         "accuracy": float(tp.sum() / max(len(y_true), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
@@ -219,4 +233,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         "confusion": confusion.tolist(),
         "classes": list(classes),
         "n": int(len(y_true)),
+        "no_samples": absent,
+        "warnings": warnings,
     }
