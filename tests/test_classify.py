@@ -637,6 +637,26 @@ def test_macro_f1_leaves_out_a_class_without_samples_or_predictions_and_says_so(
     assert classification_metrics(np.array([0, 1]), np.array([0, 1]), ["a", "b"])["warnings"] == []
 
 
+def test_wide_predictions_read_the_training_step_columns_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"label": ["a", "b"] * 8, **{f"t{i}": rng.normal(size=16) + np.arange(16) % 2 * i for i in range(4)}})
+    clf = SequenceClassifier(layout="wide", hidden_size=4, epochs=2).fit(frame)
+    assert clf.steps_ == ["t0", "t1", "t2", "t3"] and load_classifier(clf.save(tmp_path / "ckpt")).steps_ == clf.steps_
+    package = clf.export(tmp_path / "w.mlpackage")
+    plain = frame.drop(columns="label")
+    want, _ = predict_classes(package, plain, backend="executor")
+    swapped = plain[["t1", "t0", "t3", "t2"]]  # was read by position: t1 as the first step
+    with_id = plain.assign(sample_id=range(100, 116))[["sample_id", "t0", "t1", "t2", "t3"]]  # was read as a step
+    for table in (swapped, with_id):
+        got, _ = predict_classes(package, table, backend="executor")
+        pd.testing.assert_frame_equal(got, want)
+        np.testing.assert_allclose(clf.predict_proba(table), clf.predict_proba(plain))
+    assert err(predict_classes, package, plain.drop(columns="t2"), backend="executor") == "input data: missing column 't2'; columns are: t0, t1, t3"
+    edit_metadata(package, steps=None)  # a package from before: its columns by position, as they were
+    got, _ = predict_classes(package, swapped, backend="executor")
+    assert not got.equals(want)
+
+
 # -- the executor's classify kernel ----------------------------------------------------------
 
 

@@ -274,16 +274,19 @@ class SequenceClassifier(_Classifier):
     def __init__(self, progress: bool = False, **options):
         super().__init__(progress=progress, **options)
         self.channels_: list[str] | None = None
+        self.steps_: list[str] | None = None  # wide layout: the training table's step columns, read by name later
         self.normalizer_: Normalizer | None = None
 
     def fit(self, train, validation=None) -> "SequenceClassifier":
-        self.channels_ = None  # resolved again from this training table
+        self.channels_ = self.steps_ = None  # resolved again from this training table
         return super().fit(train, validation)
 
     def _read(self, source, role, labelled):
-        samples, channels = read_sequences(source, self.data_config, role=role, channels=self.channels_, labelled=labelled)
+        samples, channels = read_sequences(source, self.data_config, role=role, channels=self.channels_, labelled=labelled, steps=self.steps_)
         if self.channels_ is None:
             self.channels_ = channels
+        if self.steps_ is None and samples.columns is not None:
+            self.steps_ = list(samples.columns)
         return samples
 
     def _from_list(self, arrays: list) -> Samples:
@@ -320,11 +323,14 @@ class SequenceClassifier(_Classifier):
     def _key_name(self):
         return self.data_config.series_id if self.data_config.layout == "long" else "row"
 
+    def _steps(self) -> dict:
+        return {"steps": self.steps_} if self.steps_ is not None else {}  # wide layout only
+
     def config_dict(self):
-        return {**super().config_dict(), "channels": self.channels_, "normalizer": self.normalizer_.to_dict()}
+        return {**super().config_dict(), "channels": self.channels_, "normalizer": self.normalizer_.to_dict(), **self._steps()}
 
     def metadata(self):
-        return {**super().metadata(), "channels": self.channels_, "normalizer": self.normalizer_.to_dict()}
+        return {**super().metadata(), "channels": self.channels_, "normalizer": self.normalizer_.to_dict(), **self._steps()}
 
 
 class TextClassifier(_Classifier):
@@ -417,6 +423,11 @@ def load_classifier(directory, expect: type | None = None) -> _Classifier:
             if not isinstance(config["channels"], list) or not all(isinstance(c, str) for c in config["channels"]):
                 raise TypeError("not a list of column names")
             self.channels_ = config["channels"]
+            key = "steps"
+            steps = config.get("steps")  # older checkpoints: wide columns by position
+            if steps is not None and (not isinstance(steps, list) or not steps or not all(isinstance(c, str) for c in steps)):
+                raise TypeError("not a list of column names")
+            self.steps_ = steps
             key = "normalizer"
             self.normalizer_ = Normalizer.from_dict(config["normalizer"])
             if self.normalizer_.mean.shape != (len(self.channels_),) or self.normalizer_.std.shape != (len(self.channels_),):

@@ -111,6 +111,9 @@ def _package_meta(program, package) -> dict:
         channels = meta.get("channels")
         if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
             raise bad("channels", "is not a list of column names")
+        steps = meta.get("steps")  # wide layout; older packages: none, the columns read by position
+        if steps is not None and (not isinstance(steps, list) or not steps or not all(isinstance(c, str) for c in steps)):
+            raise bad("steps", "is not a list of column names")
     return meta
 
 
@@ -142,7 +145,7 @@ def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samp
     meta = _package_meta(program, package)
     if meta["task"] == "classify":
         config = SequenceDataConfig.from_dict(meta["data"])
-        samples, _ = read_sequences(table, config, role="input", channels=meta["channels"], labelled=False)
+        samples, _ = read_sequences(table, config, role="input", channels=meta["channels"], labelled=False, steps=meta.get("steps"))
         arrays = [np.asarray(x, np.float32) for x in samples.x]
         what = "sequence"
     else:

@@ -108,6 +108,7 @@ class Samples:
     keys: list  # sample name: series id (long), row number (wide, text)
     rows: list  # first source row of each sample, for error messages
     source: str = "training data"
+    columns: list | None = None  # wide layout: the step columns read, in order
 
     def __len__(self) -> int:
         return len(self.x)
@@ -116,7 +117,8 @@ class Samples:
         return np.asarray([len(v) for v in self.x], dtype=np.int64)
 
     def subset(self, index) -> "Samples":
-        return Samples([self.x[i] for i in index], [self.labels[i] for i in index], [self.keys[i] for i in index], [self.rows[i] for i in index], self.source)
+        return Samples([self.x[i] for i in index], [self.labels[i] for i in index], [self.keys[i] for i in index], [self.rows[i] for i in index], self.source,
+                       self.columns)
 
 
 @dataclass
@@ -237,7 +239,8 @@ def encode(labels: list, classes: list, source: str, column: str, rows: list) ->
 # -- sequences -------------------------------------------------------------------------------
 
 
-def read_sequences(source, config: SequenceDataConfig, *, role: str = "training", channels: list[str] | None = None, labelled: bool = True) -> tuple[Samples, list[str]]:
+def read_sequences(source, config: SequenceDataConfig, *, role: str = "training", channels: list[str] | None = None, labelled: bool = True,
+                   steps: list[str] | None = None) -> tuple[Samples, list[str]]:
     """Samples of a long or wide table, and the channel names.
 
     Args:
@@ -246,10 +249,12 @@ def read_sequences(source, config: SequenceDataConfig, *, role: str = "training"
         role: "training", "validation" or "input" (names a DataFrame in errors).
         channels: the channels a trained model expects (prediction, validation); None to resolve.
         labelled: the label column is required (training, verify) or optional (prediction).
+        steps: wide layout: the step columns a trained model reads, by name (other columns are
+            ignored); None: every column but the label, left to right (``samples.columns``).
     """
     frame = read_table(source, role=role, text=[config.label] + ([config.series_id] if config.layout == "long" and config.series_id else []))
     if config.layout == "wide":
-        return _read_wide(frame, config, labelled), ["value"]
+        return _read_wide(frame, config, labelled, steps), ["value"]
     return _read_long(frame, config, channels, labelled)
 
 
@@ -302,12 +307,16 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     return Samples(xs, ys, names, rows, label), list(channels)
 
 
-def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool) -> Samples:
+def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool, steps: list[str] | None = None) -> Samples:
     label = frame.attrs["label"]
     if labelled:
         require_columns(frame, [config.label])
     has_label = config.label in frame.columns
-    steps = [c for c in frame.columns if c != config.label]
+    if steps is not None:  # a trained model's columns, by name: a swapped header or an extra id column is no shift
+        require_columns(frame, list(steps))
+        steps = list(steps)
+    else:
+        steps = [c for c in frame.columns if c != config.label]
     if not steps:
         raise DataError(f"{label}: no value columns besides {config.label!r}")
     values = np.column_stack([numeric_column(frame, c, allow_nan=True).to_numpy() for c in steps])  # (N, T)
@@ -324,7 +333,7 @@ def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool) 
         xs.append(row[:n, None].astype(np.float32))  # (L, 1)
     ys = list(labels) if labels is not None else [None] * len(xs)
     rows = [int(i) for i in frame.index]
-    return Samples(xs, ys, list(rows), rows, label)
+    return Samples(xs, ys, list(rows), rows, label, steps)
 
 
 def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> None:
