@@ -120,6 +120,14 @@ def test_train_warns_of_classes_without_validation_samples_and_of_no_validation_
     assert "validation metrics: none (no validation samples)" in r.stdout and "warning: no validation samples: " in r.stderr
 
 
+def test_one_column_in_two_roles_is_refused(tmp_path):
+    gestures(12).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "label", "--label", "label", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == "Error: --series-id: column 'label' is also the label column\n", r.output  # was one class per sample
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "id", "--time", "id", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == "Error: --time: column 'id' is also the series id column\n", r.output
+
+
 def test_classifier_bad_input_is_one_line(tmp_path):
     frame = gestures(12)
     frame["label"] = "up"

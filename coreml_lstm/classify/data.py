@@ -36,7 +36,7 @@ from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values,
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
-CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id",
+CLI_OPTIONS = {"val_fraction": "--val-fraction", "max_length": "--max-length", "layout": "--layout", "series_id": "--series-id", "time": "--time",
                "channels": "--channel"}
 
 
@@ -80,6 +80,13 @@ class SequenceDataConfig(_ClassifyData):
             self.channels = [self.channels]
         if self.layout == "long" and not self.series_id:
             raise _option_error("series_id", "the long layout needs a series id column")
+        if self.layout == "long":  # one column in two roles: one class per sample, or a time that is the id
+            roles = [("series_id", self.series_id), ("time", self.time)]
+            for role, column in roles:
+                if column is not None and column == self.label:
+                    raise _option_error(role, f"column {column!r} is also the label column")
+            if self.time is not None and self.time == self.series_id:
+                raise _option_error("time", f"column {self.time!r} is also the series id column")
         if self.channels is not None:
             self.channels = list(self.channels)
             dup = _first_duplicate(self.channels)
