@@ -667,14 +667,20 @@ public struct Prediction {
     public let classes: [String]
     public let probabilities: [Float]
 
-    /// The most probable class.
+    /// The most probable class: the first of equal maxima, as predict (numpy's argmax) and the
+    /// package's classLabel pick it (a max by the probabilities returns the last of equal ones).
     public var label: String {
-        classes[probabilities.indices.max(by: { probabilities[$0] < probabilities[$1] }) ?? 0]
+        var best = 0
+        for index in probabilities.indices where probabilities[index] > probabilities[best] {
+            best = index
+        }
+        return classes[best]
     }
 
     /// The k most probable classes, most probable first.
     public func top(_ k: Int) -> [(label: String, probability: Float)] {
-        let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }
+        // Ties in class order, as predict's stable sort gives them.
+        let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
         return order.prefix(k).map { (classes[$0], probabilities[$0]) }
     }
 }

@@ -181,6 +181,7 @@ def test_classifier_swift_parses_names_the_features_and_golden_vectors_replay(cl
     wrapper = (tmp_path / "ios" / f"{name}.swift").read_bytes()
     assert set(feature_enum(wrapper, name).values()) == declared
     assert b"public struct Prediction" in wrapper and b"func top(_ k: Int)" in wrapper
+    assert b"max(by:" not in wrapper and b"where probabilities[index] > probabilities[best]" in wrapper  # ties: the first class, as predict
     golden = read_golden(tmp_path / "ios" / f"{name}.golden.json")
     assert len({c["inputs"][program.inputs[0].name]["shape"][1] for c in golden["calls"]}) >= 2  # two lengths
     report = check_golden(package, golden)
