@@ -321,13 +321,20 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         click.echo(f"checkpoint: {out}" + (f"\npackage: {export_path}" if export_path is not None else ""))
         return
     result = {"checkpoint": str(out), "metrics": forecaster.metrics_, "best_epoch": forecaster.history_["best_epoch"] + 1, "epochs_run": len(forecaster.history_["val_loss"])}
+    check = None
     if export_path is not None:
+        from .forecaster_adapter import ForecasterAdapter
+        from .verify import check_export
+
         forecaster.export(export_path, **config.to_dict())
         result["package"] = str(export_path)
+        check = check_export(ForecasterAdapter(forecaster.checkpoint_), export_path)
+        result["check"] = check.to_dict()
     for warning in forecaster.metrics_.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(result)
+        _check_lines(check, export_path)
         return
     best = f"best epoch {result['best_epoch']} of {result['epochs_run']}" + (" (the untrained start)" if result["best_epoch"] == 0 else "")
     click.echo(f"validation metrics (original units), {best}:")
@@ -336,6 +343,21 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
     click.echo(f"checkpoint: {out}  (metrics in {out / 'metrics.json'})")
     if export_path is not None:
         click.echo(f"package: {export_path}")
+    _check_lines(check, export_path)
+
+
+def _check_lines(check, package) -> None:
+    """After an export: nothing when the quick executor check passed; its FAILED lines and exit 1
+    when it failed (the package stays, for ``verify`` and ``run --intermediate``)."""
+    if check is None or check.status != "failed":
+        return
+    for c in check.checks:
+        if c.status == "failed":
+            click.echo("  " + c.line())
+    from .errors import ParityError
+
+    raise ParityError(f"{package}: the package written does not compute what the model does through the executor "
+                               f"(see the FAILED lines); run coreml-lstm verify on it, or export again with another --precision or --target")
 
 
 # -- convert ---------------------------------------------------------------------------------
@@ -428,14 +450,20 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
     adapter = _load_model(checkpoint, streaming=streaming, max_chunk=max_chunk)
     path = export_package(adapter, output, config)
-    swift_files = _write_swift(path, swift_dir, adapter) if swift_dir else []
+    check = None
+    if not is_classifier_checkpoint(checkpoint):
+        from .verify import check_export
+
+        check = check_export(adapter, path)
+    swift_files = _write_swift(path, swift_dir, adapter) if swift_dir and (check is None or check.status != "failed") else []
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress,
-                   "swift": [str(p) for p in swift_files]})
+                   "swift": [str(p) for p in swift_files]} | ({"check": check.to_dict()} if check is not None else {}))
     else:
         click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + (f", {compress}" if compress else "") + ")")
         for p in swift_files:
             click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
+    _check_lines(check, path)
 
 
 def _write_swift(package, out_dir, adapter=None) -> list:

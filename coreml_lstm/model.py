@@ -52,7 +52,9 @@ class RawIn(nn.Module):
         T = self.n_targets
         y = torch.log(x[..., :T]) if self.log else x[..., :T]  # (B, W, T)
         if not self.windowed:
-            z = torch.cat([y, x[..., T:]], dim=-1) if self.log else x
+            # No features: no concatenation, as below. A fixed-shape trace converts the empty
+            # slice x[..., T:] to the whole window (the lstm then takes W + 1 columns).
+            z = torch.cat([y, x[..., T:]], dim=-1) if self.log and x.shape[-1] > T else y if self.log else x
             return (z - input_mean) / input_std, target_mean, target_std
         level = y[:, -1:, :]  # (B, 1, T): the last value
         d = y - level

@@ -316,6 +316,20 @@ def verify_package(
     return report
 
 
+def check_export(adapter, package) -> Report:
+    """The cheap check after an export (``train --export``, ``export``): the package's last
+    validation window, and a full batch where it takes one, through the executor against torch,
+    so a package the executor cannot run (or that computes something else) is not reported as
+    written and fine. Skipped (the report says why) when the model holds no validation windows."""
+    try:
+        samples = adapter.samples(1)
+    except ConfigError as exc:
+        report = Report(package=str(package), samples=0)
+        report.checks.append(Check(adapter.outputs[0].name, "executor", "-", "skipped", reason=first_line(exc)))
+        return report
+    return verify_package(adapter, package, samples, backends=("executor",))
+
+
 def _run_or_refusal(predict, sample, carry: dict, make_state=None):
     """:func:`run_sample` through the executor, or the PackageError it raised (a kernel that
     refuses the sample's size, say), which its checks report."""

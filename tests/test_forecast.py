@@ -560,3 +560,45 @@ def test_a_window_package_takes_a_batch_and_predict_feeds_it_batches(tmp_path):
     one = export(adapter, tmp_path / "one.mlpackage")
     got_one, _ = predict_table(one, frame.tail(40), backend="executor")
     np.testing.assert_allclose(got_one.iloc[:, 1:].to_numpy(np.float64), want.tail(len(got_one)).iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def scaling_log_models():
+    """Tiny fits of every scaling x log x with/without an extra feature column."""
+    frame = seasonal_trend(80)
+    frame["temp"] = np.cos(np.arange(len(frame)) / 3.0)
+    out = {}
+    for scaling in ("window", "global"):
+        for log in (False, True):
+            for features in (None, ["temp"]):
+                f = Forecaster("y", features or [], time="date", horizon=3, window=12, scaling=scaling, log=log, **{**TINY, "epochs": 1})
+                out[scaling, log, bool(features)] = f.fit(frame if features else frame[["date", "y"]])
+    return out
+
+
+@pytest.mark.parametrize("features", [False, True])
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("scaling", ["window", "global"])
+def test_every_scaling_and_log_exports_a_package_the_executor_runs(tmp_path, scaling_log_models, scaling, log, features):
+    """--log --scaling global with no feature columns concatenated the whole window to its logs
+    where a fixed-shape trace converts the empty slice of the features (a package of one window,
+    a stream's chunk): the package's lstm then took W + 1 columns and failed in the executor."""
+    import coreml_lstm.executor as ex
+    from coreml_lstm.adapter import Input
+    from coreml_lstm.export import INPUT_NAME, export
+    from coreml_lstm.forecaster_adapter import ForecasterAdapter
+    from coreml_lstm.verify import verify_streaming
+
+    f = scaling_log_models[scaling, log, features]
+    x = np.asarray(f.dataset_.validation.x[:3], np.float32)
+    want = f.predict_windows(x)
+    tol = dict(rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    got = ex.load(f.export(tmp_path / "m.mlpackage")).predict({"window": x}, mode="fp32")["forecast"]
+    np.testing.assert_allclose(got, want, **tol)
+    adapter = ForecasterAdapter(f.checkpoint_)
+    adapter.inputs = [Input(INPUT_NAME, (1,) + x.shape[1:])]  # one window a call: a fixed shape
+    one = ex.load(export(adapter, tmp_path / "one.mlpackage"))
+    np.testing.assert_allclose(one.predict({"window": x[:1]}, mode="fp32")["forecast"], want[:1], **tol)
+    stream = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=8)
+    report = verify_streaming(str(stream), f.model_, x[0], chunk=5)
+    assert report.status == "passed", [c.line() for c in report.checks]
