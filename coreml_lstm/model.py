@@ -219,7 +219,10 @@ class RecurrentModel(nn.Module):
         W, H, m = self.window, self.horizon, season
         weight = torch.zeros(H, W)
         seasonal = kind.startswith("seasonal")
-        if seasonal and not 1 < m < W:
+        # Seasonal naive reads the window's last season (z[W - m], ...): a window of one season
+        # is enough. Its drift compares the last season with the first: it needs more (W > m).
+        # A season of 1 is naive itself.
+        if seasonal and not (1 < m <= W if kind == "seasonal naive" else 1 < m < W):
             return None
         if kind.startswith("naive with") and W < 2:
             return None

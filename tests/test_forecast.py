@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm import Forecaster
@@ -129,14 +129,14 @@ def _model(window, horizon, season, kind, n_features=1):
 )
 def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, season, seed, level, spread, kind):
     model = _model(window, horizon, season, kind)
-    if model is None:  # the window is too short for it
-        assert kind.startswith("seasonal") and season >= window
+    if model is None:  # the window is too short for it: a season (seasonal naive), more with drift
+        assert kind.startswith("seasonal") and (season > window if kind == "seasonal naive" else season >= window)
         return
     x = level + spread * np.random.default_rng(seed).standard_normal(window)
     h = np.arange(horizon)
     expected = {
         "naive": np.full(horizon, x[-1]),
-        "seasonal naive": x[window - season + h % season] if season < window else None,
+        "seasonal naive": x[window - season + h % season] if season <= window else None,
         "naive with drift": x[-1] + (h + 1) * (x[-1] - x[0]) / max(window - 1, 1),
         "naive with damped drift": x[-1] + np.array([sum(0.9**i for i in range(1, k + 2)) for k in h]) * (x[-1] - x[0]) / max(window - 1, 1),
         "seasonal naive with drift": (x[window - season + h % season] + (1 + h // season) * np.mean(x[season:] - x[:-season])) if season < window else None,
@@ -144,6 +144,40 @@ def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, seaso
     with torch.no_grad():
         got = model(torch.as_tensor(x, dtype=torch.float32)[None, :, None])[0, :, 0].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * spread + 1e-4 * abs(level))
+
+
+@settings(max_examples=40, deadline=None)
+@given(window=st.integers(1, 16), horizon=st.integers(1, 20), season=st.integers(1, 20), seed=st.integers(0, 10_000), targets=st.integers(1, 2))
+@example(window=7, horizon=7, season=7, seed=0, targets=1)  # a window of one season (the default for 1000 series of 20 days)
+@example(window=7, horizon=10, season=8, seed=0, targets=1)  # a season longer than the window
+def test_the_classical_starts_are_the_baselines_forecasts(window, horizon, season, seed, targets):
+    """Naive and seasonal naive through the model's frame equal baselines.py's numpy forecasts
+    from the same window, for every window, season and horizon; seasonal naive is among the
+    starts exactly when a window holds a season (baselines.py falls back to naive otherwise),
+    and no start reads outside the window."""
+    model = RecurrentModel(ModelConfig(hidden_size=4, num_layers=1), targets, targets, horizon, window)
+    x = (5 + np.random.default_rng(seed).standard_normal((3, window, targets))).astype(np.float32)
+    starts = model.baselines(season)
+    assert ("seasonal naive" in starts) == (1 < season <= window)
+    assert ("seasonal naive with drift" in starts) == (1 < season < window)
+    assert all(w.shape == (horizon, window) for w in starts.values())
+    got = model.baseline_forecasts(season, x)
+    for i in range(len(x)):
+        np.testing.assert_allclose(got["naive"][i].numpy(), naive_forecast(x[i], window, horizon), rtol=1e-5, atol=1e-5)
+        want = seasonal_naive_forecast(x[i], window, horizon, season)
+        np.testing.assert_allclose(got.get("seasonal naive", got["naive"])[i].numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_window_of_one_season_starts_from_and_can_ship_seasonal_naive():
+    """Window 7 on daily data (season 7): seasonal naive was left out of the start and of what ships."""
+    n = 200
+    t = np.arange(n)
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n, freq="D"),
+                          "y": 10 + 3 * np.sin(2 * np.pi * t / 7) + np.random.default_rng(0).normal(0, 0.1, n)})
+    f = Forecaster("y", time="date", window=7, **{**TINY, "epochs": 1}).fit(frame)
+    assert f.checkpoint_.data_config.season == 7 and f.metrics_["start"] == "seasonal naive"
+    mae = f.metrics_["selection"]["mae"]
+    assert "seasonal naive" in mae and "seasonal naive with drift" not in mae and mae["seasonal naive"] < mae["naive"]
 
 
 def _walks(rng, n, window, horizon, level, spread, drift, targets=1):
