@@ -1265,6 +1265,18 @@ def validation_rows(n, val_fraction: float, horizon: int):
     return np.maximum(np.maximum(1, np.ceil(np.asarray(n) * val_fraction).astype(np.int64)), horizon)
 
 
+def split_rows_needed(window: int, horizon: int, val_fraction: float) -> int:
+    """The fewest rows a series needs for one training and one validation window under a
+    chronological split: m - validation_rows(m) >= window + horizon (nondecreasing in m, so a
+    binary search; at val_fraction near 1 it is ~ (window + horizon) / (1 - val_fraction))."""
+    k = window + horizon
+    lo, hi = k + 1, int(np.ceil((k + 1) / (1.0 - val_fraction))) + k + 2 * horizon + 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if mid - int(validation_rows(mid, val_fraction, horizon)) < k else (lo, mid)
+    return lo
+
+
 def default_lengths(config: DataConfig, n: int, season: int, *, split: bool) -> tuple[int, int]:
     """(window, horizon) where the config leaves them None, from the season and the shortest series.
 
@@ -1384,9 +1396,20 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         short = np.flatnonzero((train_count <= 0) | (val_count <= 0))
         if len(short):
             k = int(short[0])
-            need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - int(validation_rows(m, config.val_fraction, H)) >= W + H)
-            raise _too_short(table.label, table.ids[k], int(lengths[k]), need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split",
-                             hint="use a smaller window or horizon, or give a separate validation table")
+            n, f = int(lengths[k]), float(config.val_fraction)
+            need = split_rows_needed(W, H, f)
+            what = f"window {W} + horizon {H} with a {f:g} validation split"
+            hint = "use a smaller window or horizon, or give a separate validation table"
+            left = max(n - int(validation_rows(n, f, H)), 0)
+            if n >= W + 2 * H and left < W + H:  # the rows are there: the fraction takes them
+                fits = np.floor(100 * (n - W - H) / n) / 100  # the largest fraction in hundredths leaving them
+                while fits > 0.01 and n - int(validation_rows(n, fits, H)) < W + H:  # float rounding in the ceil
+                    fits = round(fits - 0.01, 2)
+                say = f"the split leaves {left} training rows, fewer than the window and horizon ({W + H}): use "
+                short = _too_short(table.label, table.ids[k], n, need, what, hint=f"{say}val_fraction {fits:g} or less, a smaller window or horizon, or give a separate validation table")
+                cli = str(_too_short(table.label, table.ids[k], n, need, what, hint=f"{say}--val-fraction {fits:g} or less, a smaller --window or --horizon, or give --validation"))
+                raise DataError(str(short), cli=cli)
+            raise _too_short(table.label, table.ids[k], n, need, what, hint=hint)
         train_windows = Windows(table, _Starts(first, train_count, everyone), W, H, len(targets))
         val_windows = Windows(table, _Starts(first + val_first, val_count, everyone), W, H, len(targets))
         limit = split

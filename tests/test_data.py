@@ -1,6 +1,7 @@
 """The data layer: real-file quirks, windows, splits, and every bad input with its exact line."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -165,7 +166,8 @@ def test_column_errors(tmp_path):
 def test_short_series_and_validation_columns(tmp_path):
     p = write(tmp_path, series_csv(6))
     assert err(prepare, p, config=DataConfig(target="y", time="t", window=4)) == (
-        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7 (use a smaller window or horizon, or give a separate validation table)"
+        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7 (the split leaves 4 training rows, "
+        "fewer than the window and horizon (5): use val_fraction 0.16 or less, a smaller window or horizon, or give a separate validation table)"
     )
     two = pd.DataFrame({"sid": ["a"] * 20 + ["b"] * 3, "y": np.arange(23.0)})
     assert err(prepare, two, None, DataConfig(target="y", series_id="sid", window=2), ) .startswith("training data: series 'b' has 3 rows")
@@ -518,3 +520,29 @@ def test_missing_time_steps_are_named_and_a_calendar_step_is_not_a_gap():
     hourly = pd.DataFrame({"d": pd.date_range("2021-01-01", periods=200, freq="h").astype("datetime64[ns]"), "y": np.arange(200.0)}).drop(index=[100])
     [warning] = prepare(hourly, config=DataConfig(target=["y"], time="d")).warnings
     assert "the first after 2021-01-05 03:00:00;" in warning  # was nanoseconds since 1970
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 400), window=st.integers(1, 40), horizon=st.integers(1, 10), fraction=st.sampled_from([0.05, 0.2, 0.5, 0.9, 0.95, 0.99, 0.999999]))
+def test_a_validation_fraction_that_leaves_too_few_rows_says_what_to_change(n, window, horizon, fraction):
+    """--val-fraction 0.99 on a short series raised StopIteration (the search for the rows
+    needed stopped at 10 (W + H) + 100): one line, and the fraction it suggests trains."""
+    frame = pd.DataFrame({"t": np.arange(n), "y": np.sin(np.arange(n) / 3.0)})
+    config = DataConfig(target="y", time="t", window=window, horizon=horizon, val_fraction=fraction)
+    try:
+        prepare(frame, None, config)
+        return
+    except DataError as exc:
+        message, cli = str(exc), exc.cli
+    assert "\n" not in message and message.startswith(f"training data: the table has {n} rows; window {window} + horizon {horizon} with a {fraction:g} validation split")
+    need = int(re.search(r"needs at least (\d+)", message).group(1))
+    assert n < need
+    if need < 10_000:
+        longer = pd.DataFrame({"t": np.arange(need), "y": np.sin(np.arange(need) / 3.0)})
+        prepare(longer, None, config)  # the rows it names are enough
+    suggested = re.search(r"use val_fraction ([0-9.]+) or less", message)
+    if suggested is None:  # the rows are not there whatever the fraction
+        assert cli is None and n < window + 2 * horizon
+        return
+    assert f"--val-fraction {suggested.group(1)} or less" in cli and "--window" in cli
+    prepare(frame, None, DataConfig(target="y", time="t", window=window, horizon=horizon, val_fraction=float(suggested.group(1))))
