@@ -700,7 +700,7 @@ def diagnose(package, feeds, atol, rtol, limit, as_json):
 @main.command(context_settings=CONTEXT)
 @package_argument
 @click.option("--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="Table with the package's input columns.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classifiers: classes shown per sample.  [default: 3]")
 @click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True,
@@ -723,7 +723,12 @@ def predict(package, csv_path, out, last, top_k, missing, backend, mode, as_json
     from .fsutil import write_text
     from .predict import records_json
 
+    if out is not None and (out.endswith(("/", "\\")) or Path(out).is_dir()):
+        raise click.UsageError(f"--out {out}: names a directory; give the CSV's file name ({Path(out) / 'forecasts.csv'})")
+    out = Path(out) if out is not None else None
     frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k, missing=missing)
+    for warning in frame.attrs.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
     text = records_json(frame) if as_json else frame.to_csv(index=False)
     if out is not None:

@@ -235,3 +235,25 @@ def test_recurrent_states_in_one_fp16_each_keep_the_fp16_bar(tmp_path, fitted):
     path = f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS18", max_chunk=16)
     report = verify_streaming(str(path), f.model_, sequence(18), chunk=6)
     assert report.status == "passed" and all((c.tolerance.atol, c.tolerance.rtol) == (5e-2, 5e-2) for c in report.ran)
+
+
+def test_predict_warns_when_a_stream_is_fed_fewer_rows_than_the_window(tmp_path, fitted):
+    """A window package refuses a table shorter than its window; a stream forecasts from what it
+    was fed (the rows not fed count as copies of the latest one): predict says so on stderr."""
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    f = fitted["lstm", "window"]
+    W = f.checkpoint_.window
+    stream = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=16)
+    window = f.export(tmp_path / "w.mlpackage")
+    sine_table(W - 3).to_csv(tmp_path / "short.csv", index=False)
+    sine_table(W + 5).to_csv(tmp_path / "long.csv", index=False)
+    r = CliRunner().invoke(main, ["predict", str(stream), "--csv", str(tmp_path / "short.csv")])
+    assert r.exit_code == 0 and (f"warning: the table: the forecast rests on {W - 3} of the window's {W} rows (the rows not fed count as copies "
+                                 f"of the latest one); feed at least {W} rows for the forecast the model was trained to make\n") in r.stderr, r.output
+    r = CliRunner().invoke(main, ["predict", str(stream), "--csv", str(tmp_path / "long.csv")])
+    assert r.exit_code == 0 and "warning" not in r.stderr
+    r = CliRunner().invoke(main, ["predict", str(window), "--csv", str(tmp_path / "short.csv")])
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ")
