@@ -257,14 +257,16 @@ def format_selection(sel: dict) -> str:
 
 
 def format_metrics(metrics: dict) -> str:
+    from .baselines import format_value as v
+
     lines = [f"{'target':<20} {'step':>4} {'RMSE':>12} {'MAE':>12} {'MAPE %':>9}"]
     for name, per in metrics["targets"].items():
         for h, s in enumerate(per["steps"]):
             mape = "n/a" if s["mape"] is None else f"{s['mape']:.2f}"
-            lines.append(f"{name:<20} {h + 1:>4} {s['rmse']:>12.4f} {s['mae']:>12.4f} {mape:>9}")
+            lines.append(f"{name:<20} {h + 1:>4} {v(s['rmse']):>12} {v(s['mae']):>12} {mape:>9}")
     o = metrics["overall"]
     mape = "n/a" if o["mape"] is None else f"{o['mape']:.2f}"
-    lines.append(f"{'overall':<20} {'':>4} {o['rmse']:>12.4f} {o['mae']:>12.4f} {mape:>9}")
+    lines.append(f"{'overall':<20} {'':>4} {v(o['rmse']):>12} {v(o['mae']):>12} {mape:>9}")
     if o.get("mape_zeros"):
         lines.append(f"(MAPE leaves out the {o['mape_zeros']} of {o['n']} true values that are 0)")
     if "probabilistic" in metrics:

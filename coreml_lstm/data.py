@@ -615,7 +615,10 @@ def _require(label: str, have: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}")
+        hint = ""
+        if len(have) == 1 and ";" in have[0]:  # one header cell holding them all: another delimiter
+            hint = "; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas"
+        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}{hint}")
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:

@@ -624,3 +624,9 @@ def test_a_bad_cell_in_a_long_iso_column_is_named_without_cell_by_cell_reads(n, 
         message = err(prepare, frame, None, DataConfig(target="y", time="t", window=4))
     assert message == f"training data: column 't', row {row + 1}: not a number or a date like the column's first ({times[0]!r}): {cell!r}"
     assert not [c for c in calls if c[1] == "mixed" and c[0] > 1]  # no cell-by-cell read of the whole column
+
+
+def test_a_semicolon_delimited_csv_s_missing_column_error_hints_at_the_delimiter(tmp_path):
+    p = write(tmp_path, "t;y\n1;2,5\n2;3,5\n3;4,5\n")
+    assert err(prepare, p, None, DataConfig(target="y", time="t")) == (
+        f"{p}: missing columns 'y', 't'; columns are: t;y; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas")

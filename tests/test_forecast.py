@@ -636,3 +636,16 @@ def test_every_scaling_and_log_exports_a_package_the_executor_runs(tmp_path, sca
     stream = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=8)
     report = verify_streaming(str(stream), f.model_, x[0], chunk=5)
     assert report.status == "passed", [c.line() for c in report.checks]
+
+
+def test_tiny_errors_print_in_significant_digits_not_as_zero():
+    """A series around 1e-12 errs by ~1e-13: four decimals printed 0.0000."""
+    from coreml_lstm.baselines import format_report, format_value
+    from coreml_lstm.cli import format_metrics
+
+    assert [format_value(v) for v in (3.21e-13, 0.0, 12.34567, 0.004)] == ["3.21e-13", "0.0000", "12.3457", "0.0040"]
+    step = {"rmse": 4.5e-13, "mae": 3.21e-13, "mape": 1.0}
+    text = format_metrics({"targets": {"y": {"steps": [step]}}, "overall": {**step, "mape_zeros": 0, "n": 1}})
+    assert "4.5e-13" in text and "3.21e-13" in text and "0.0000" not in text
+    report = {"season": 7, "mase": 0.5, "skill": 0.1, "model": {"mae": 2e-13, "rmse": 3e-13}, "baselines": {"naive": {"mae": 4e-13, "rmse": 5e-13, "mase": 1.0}}}
+    assert "2e-13" in format_report(report) and "0.0000" not in format_report(report)
