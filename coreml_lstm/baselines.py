@@ -128,11 +128,19 @@ def worse_than(error: float, baseline: float) -> bool:
     return error > baseline * (1 + 1e-5) + 1e-12
 
 
+def format_value(v: float, spec: str = ".4f") -> str:
+    """``v`` in ``spec``, or in 4 significant digits where fixed decimals would show a tiny
+    nonzero error as 0.0000 (a series around 1e-12)."""
+    if spec.endswith("f") and v != 0 and abs(v) < 0.5 * 10.0 ** -int(spec[-2]):
+        return format(v, spec[:-2].rstrip(".") + ".4g")
+    return format(v, spec)
+
+
 def format_report(report: dict) -> str:
     """The model and the baselines as lines of text (MAE, RMSE, MASE, skill vs seasonal naive)."""
 
     def f(v, spec=".4f"):
-        return "n/a" if v is None else format(v, spec)
+        return "n/a" if v is None else format_value(v, spec)
 
     m = report
     lines = [f"{'forecast':<20} {'MAE':>12} {'RMSE':>12} {'MASE':>8}   (season {m['season']}; MASE scaled by the in-sample seasonal-naive MAE)"]

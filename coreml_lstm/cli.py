@@ -267,14 +267,16 @@ def format_selection(sel: dict) -> str:
 
 
 def format_metrics(metrics: dict) -> str:
+    from .baselines import format_value as v
+
     lines = [f"{'target':<20} {'step':>4} {'RMSE':>12} {'MAE':>12} {'MAPE %':>9}"]
     for name, per in metrics["targets"].items():
         for h, s in enumerate(per["steps"]):
             mape = "n/a" if s["mape"] is None else f"{s['mape']:.2f}"
-            lines.append(f"{name:<20} {h + 1:>4} {s['rmse']:>12.4f} {s['mae']:>12.4f} {mape:>9}")
+            lines.append(f"{name:<20} {h + 1:>4} {v(s['rmse']):>12} {v(s['mae']):>12} {mape:>9}")
     o = metrics["overall"]
     mape = "n/a" if o["mape"] is None else f"{o['mape']:.2f}"
-    lines.append(f"{'overall':<20} {'':>4} {o['rmse']:>12.4f} {o['mae']:>12.4f} {mape:>9}")
+    lines.append(f"{'overall':<20} {'':>4} {v(o['rmse']):>12} {v(o['mae']):>12} {mape:>9}")
     if o.get("mape_zeros"):
         lines.append(f"(MAPE leaves out the {o['mape_zeros']} of {o['n']} true values that are 0)")
     if "probabilistic" in metrics:
@@ -338,13 +340,20 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
         click.echo(f"checkpoint: {out}" + (f"\npackage: {export_path}" if export_path is not None else ""))
         return
     result = {"checkpoint": str(out), "metrics": forecaster.metrics_, "best_epoch": forecaster.history_["best_epoch"] + 1, "epochs_run": len(forecaster.history_["val_loss"])}
+    check = None
     if export_path is not None:
+        from .forecaster_adapter import ForecasterAdapter
+        from .verify import check_export
+
         forecaster.export(export_path, **config.to_dict())
         result["package"] = str(export_path)
+        check = check_export(ForecasterAdapter(forecaster.checkpoint_), export_path)
+        result["check"] = check.to_dict()
     for warning in forecaster.metrics_.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(result)
+        _check_lines(check, export_path)
         return
     best = f"best epoch {result['best_epoch']} of {result['epochs_run']}" + (" (the untrained start)" if result["best_epoch"] == 0 else "")
     click.echo(f"validation metrics (original units), {best}:")
@@ -353,6 +362,21 @@ def train(out, export_path, deployment_target, precision, author, license_, desc
     click.echo(f"checkpoint: {out}  (metrics in {out / 'metrics.json'})")
     if export_path is not None:
         click.echo(f"package: {export_path}")
+    _check_lines(check, export_path)
+
+
+def _check_lines(check, package) -> None:
+    """After an export: nothing when the quick executor check passed; its FAILED lines and exit 1
+    when it failed (the package stays, for ``verify`` and ``run --intermediate``)."""
+    if check is None or check.status != "failed":
+        return
+    for c in check.checks:
+        if c.status == "failed":
+            click.echo("  " + c.line())
+    from .errors import ParityError
+
+    raise ParityError(f"{package}: the package written does not compute what the model does through the executor "
+                               f"(see the FAILED lines); run coreml-lstm verify on it, or export again with another --precision or --target")
 
 
 # -- convert ---------------------------------------------------------------------------------
@@ -445,14 +469,20 @@ def export(checkpoint, output, target, streaming, max_chunk, swift_dir, precisio
     config = _export_config(precision, target, author, license_, description, model_version, compress, streaming, max_chunk)
     adapter = _load_model(checkpoint, streaming=streaming, max_chunk=max_chunk)
     path = export_package(adapter, output, config)
-    swift_files = _write_swift(path, swift_dir, adapter) if swift_dir else []
+    check = None
+    if not is_classifier_checkpoint(checkpoint):
+        from .verify import check_export
+
+        check = check_export(adapter, path)
+    swift_files = _write_swift(path, swift_dir, adapter) if swift_dir and (check is None or check.status != "failed") else []
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "streaming": streaming, "compress": compress,
-                   "swift": [str(p) for p in swift_files]})
+                   "swift": [str(p) for p in swift_files]} | ({"check": check.to_dict()} if check is not None else {}))
     else:
         click.echo(f"package: {path} ({precision}, {target}" + (f", {streaming} state" if streaming else "") + (f", {compress}" if compress else "") + ")")
         for p in swift_files:
             click.echo(f"swift: {p}" if p.suffix == ".swift" else f"golden: {p}")
+    _check_lines(check, path)
 
 
 def _write_swift(package, out_dir, adapter=None) -> list:
@@ -689,7 +719,7 @@ def diagnose(package, feeds, atol, rtol, limit, as_json):
 @main.command(context_settings=CONTEXT)
 @package_argument
 @click.option("--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="Table with the package's input columns.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the CSV here instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout.")
 @click.option("--last", is_flag=True, help="Only the forecast after the last window of each series.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classifiers: classes shown per sample.  [default: 3]")
 @click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), default="error", show_default=True,
@@ -712,7 +742,12 @@ def predict(package, csv_path, out, last, top_k, missing, backend, mode, as_json
     from .fsutil import write_text
     from .predict import records_json
 
+    if out is not None and (out.endswith(("/", "\\")) or Path(out).is_dir()):
+        raise click.UsageError(f"--out {out}: names a directory; give the CSV's file name ({Path(out) / 'forecasts.csv'})")
+    out = Path(out) if out is not None else None
     frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k, missing=missing)
+    for warning in frame.attrs.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
     text = records_json(frame) if as_json else frame.to_csv(index=False)
     if out is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, TrainingError
-from .season import frequency, infer_season
+from .season import business_steps, frequency, infer_season
 
 MISSING = ("error", "drop", "ffill")
 CSV_SUFFIXES = (".csv", ".txt")
@@ -154,6 +154,31 @@ class SeriesTable:
     tz: str | None = None  # the time zone of an aware time column (times hold UTC)
     rounding: np.ndarray | None = field(default=None, repr=False)  # (F,) the largest change float32 made to a value of each column
     change: np.ndarray | None = field(default=None, repr=False)  # (F,) mean |change| from row to row as written (float64, before float32)
+    wall: np.ndarray | None = field(default=None, repr=False)  # (n,) int32 UTC offsets in seconds of text times whose offset varies (DST), else None
+
+    def calendar_times(self, a: int, b: int) -> np.ndarray | None:
+        """Rows a..b-1's times as their step and season are read: as held (UTC for aware times),
+        unless the UTC offsets vary and only the clock they were written in steps evenly (daily
+        data across daylight saving time: local midnights are 23:00, then 22:00 UTC); hourly
+        data steps evenly in UTC, where the local clock skips an hour."""
+        t = self.times[a:b] if self.times is not None else None
+        if self.wall is None or t is None or frequency(t) is not None:
+            return t  # UTC (a named zone's season: time_at, in the zone)
+        local = self.local_times(a, b)
+        return local if frequency(local) is not None else t
+
+    def local_times(self, a: int, b: int) -> np.ndarray | None:
+        """Rows a..b-1's times on the clock they were written in (naive datetime64): the UTC
+        offsets of a text column whose offset varies added back (local midnights stay midnights
+        across daylight saving time), a named zone's wall clock, else the times as held."""
+        if self.times is None:
+            return None
+        t = self.times[a:b]
+        if self.wall is not None:
+            return t + self.wall[a:b].astype("timedelta64[s]")
+        if self.tz is not None and np.issubdtype(t.dtype, np.datetime64):
+            return pd.DatetimeIndex(t).tz_localize("UTC").tz_convert(self.tz).tz_localize(None).to_numpy("datetime64[ns]")
+        return t
 
     @property
     def lengths(self) -> np.ndarray:
@@ -616,7 +641,10 @@ def _require(label: str, have: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}")
+        hint = ""
+        if len(have) == 1 and ";" in have[0]:  # one header cell holding them all: another delimiter
+            hint = "; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas"
+        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}{hint}")
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:
@@ -683,6 +711,7 @@ def _time_values(frame: pd.DataFrame, column: str) -> tuple[pd.Series, str | Non
     if numbers.notna().mean() > 0.5:  # a column of numbers with a bad cell: name that cell
         row = numbers.isna().idxmax()
         raise DataError(f"{label}: column {column!r}, row {row}: not a number like the rest of the column: {str(raw[row])!r}")
+    _check_offsets_agree(raw, label, column)
     dates, order = parse_dates(raw)
     if dates.isna().any():
         row = dates.isna().idxmax()
@@ -690,6 +719,22 @@ def _time_values(frame: pd.DataFrame, column: str) -> tuple[pd.Series, str | Non
         like = f" like the column's first ({first!r})" if dates.notna().any() else ""
         raise DataError(f"{label}: column {column!r}, row {row}: not a number or a date{like}: {str(raw[row])!r}")
     return dates, order
+
+
+def _check_offsets_agree(raw: pd.Series, label: str, column: str) -> None:
+    """Refuse a text time column in which some times carry a UTC offset and others none (they
+    were read as UTC: a local time silently shifted): name the first cell of the fewer kind."""
+    text = raw.astype(str)
+    has = text.str.contains(_OFFSET, regex=True).to_numpy()
+    looks = text.str.match(r"\s*\d{4}-\d{2}-\d{2}[T ]\d").to_numpy()  # only times of day carry offsets
+    if not looks.any() or has[looks].all() or not has[looks].any():
+        return
+    fewer = has & looks if (has & looks).sum() <= (~has & looks).sum() else ~has & looks
+    i = int(np.argmax(fewer))
+    other = text.iloc[int(np.argmax(looks & (has != has[i])))]
+    what = "has a UTC offset where the others have none" if has[i] else "has no UTC offset where the others have one"
+    raise DataError(f"{label}: column {column!r}, row {raw.index[i]}: {text.iloc[i]!r} {what} (like {other!r}); "
+                    "write every time with its offset, or every time without")
 
 
 def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
@@ -703,18 +748,16 @@ def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     are read cell by cell only where the order of day and month changes no date.
     """
     def read(**options):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pandas' "could not infer format" notices
-                return pd.to_datetime(raw, **options)
-        except (ValueError, TypeError, OverflowError):  # a cell off the format, or out of range
-            return None
+        return _to_datetime(raw, **options)
 
     iso = read(format="ISO8601")
     if iso is None:
         iso = read(format="ISO8601", utc=True)  # offsets that change (daylight saving time): as UTC
     if iso is not None:
         return iso, "iso"
+    bad = _unreadable_iso_cells(raw)
+    if bad is not None:  # ISO but for cells no format reads: those NaT, found without the cell-by-cell reads below
+        return bad, "iso"
     first = str(raw.dropna().iloc[0]) if raw.notna().any() else ""
     year_first = re.match(r"\s*\d{4}\D", first) is not None  # 2020-01-02: never year-day-month
     orders = ("month-first",) if year_first else ("month-first", "day-first")
@@ -734,6 +777,38 @@ def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     coerced = [c for c in coerced if c is not None] or [pd.Series(pd.NaT, index=raw.index)]
     best = min(coerced, key=lambda c: int(c.isna().sum()))
     return best, "month-first"
+
+
+def _to_datetime(raw: pd.Series, **options) -> pd.Series | None:
+    """pandas.to_datetime, or None where a cell is off the format or out of range."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas' "could not infer format" notices
+            return pd.to_datetime(raw, **options)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _unreadable_iso_cells(raw: pd.Series) -> pd.Series | None:
+    """A column of ISO 8601 dates but for a few cells (at most 1%) that no reading of
+    :func:`parse_dates` takes: the dates, NaT at those cells (the first is the error's); None
+    when the column is not so, or a cell that fails ISO reads in another order (then the full
+    search decides, as before). On 500,000 rows with one bad cell: a second, where the
+    cell-by-cell reads of a whole column took over a minute."""
+    coerced = _to_datetime(raw, format="ISO8601", errors="coerce")
+    if coerced is None:
+        coerced = _to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
+    if coerced is None:
+        return None
+    failed = coerced.isna() & raw.notna()
+    if not failed.any() or failed.sum() > max(1, len(raw) // 100):
+        return None
+    cells = raw[failed]
+    for options in ({"dayfirst": False}, {"dayfirst": True}, {"format": "mixed", "dayfirst": False, "errors": "coerce"}, {"format": "mixed", "dayfirst": True, "errors": "coerce"}):
+        got = _to_datetime(cells, **options)
+        if got is not None and got.notna().any():
+            return None  # some cell reads another way: leave it to the full search
+    return coerced
 
 
 # -- tables as series ------------------------------------------------------------------------
@@ -835,8 +910,8 @@ class _ArrowChunk:
             return self._frame(column).times(column)  # text to parse, or a missing time to name
         values = array.to_numpy(zero_copy_only=False)
         if pa.types.is_timestamp(t):
-            return values.astype("datetime64[ns]"), "date", t.tz, None  # aware times come out as naive UTC
-        return values, "number", None, None
+            return values.astype("datetime64[ns]"), "date", t.tz, None, None  # aware times come out as naive UTC
+        return values, "number", None, None, None
 
     def ids(self, column: str) -> tuple[np.ndarray, list]:
         import pyarrow as pa
@@ -909,6 +984,10 @@ class _ArrowSource:
         self.kinds = {name.strip(): _kind(schema.field(name).type) for name in schema.names}
         # pyarrow types a CSV column that is not valid UTF-8 as binary: such a column is named when read.
         self.binary = {name.strip() for name in schema.names if kind == "csv" and pa.types.is_binary(schema.field(name).type)}
+        # pyarrow reads a CSV's "2024-03-31 00:00:00+02:00" as UTC and drops the offset each time
+        # was written with: such a column is read as text (see _time_chunk: the local clock's season).
+        self.aware = {name.strip() for name in schema.names
+                      if kind == "csv" and pa.types.is_timestamp(schema.field(name).type) and schema.field(name).type.tz is not None}
 
     def _csv(self, columns: list[str], types: dict):
         import pyarrow.csv as pacsv
@@ -988,7 +1067,7 @@ class _ArrowSource:
         types = {c: pa.float64() for c in values if self.kinds[c] == "number"}
         types.update({c: pa.string() for c in values if self.kinds[c] == "text"})
         if self.kind == "csv":
-            types.update({c: pa.string() for c in text})
+            types.update({c: pa.string() for c in list(text) + [c for c in columns if c in self.aware]})
         return self._batches(columns, types)
 
 
@@ -1049,14 +1128,37 @@ def _same_columns(label: str, have: list[str], want: list[str]) -> None:
 
 
 def _time_chunk(chunk: pd.DataFrame, column: str):
-    """(values, kind, time zone, date order) of a chunk's time column; aware times as naive UTC."""
+    """(values, kind, time zone, date order, UTC offsets) of a chunk's time column; aware times as
+    naive UTC. The offsets (int32 seconds per row) come with text times read as UTC because their
+    offset varies (+01:00, then +02:00: daylight saving time), else None."""
     values, order = _time_values(chunk, column)
     if pd.api.types.is_datetime64_any_dtype(values):
         tz = getattr(values.dt, "tz", None)
         if tz is not None:
-            return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), "date", str(tz), order
-        return values.to_numpy(), "date", None, order
-    return values.to_numpy(), "number", None, None
+            wall = _text_offsets(chunk[column]) if order == "iso" and str(tz) == "UTC" else None
+            return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), "date", str(tz), order, wall
+        return values.to_numpy(), "date", None, order, None
+    return values.to_numpy(), "number", None, None, None
+
+
+_OFFSET_PARTS = r"(?:Z|([+-])(\d{2}):?(\d{2})?)\s*$"
+_OFFSET = r"(?:Z|[+-]\d{2}:?(?:\d{2})?)\s*$"
+
+
+def _text_offsets(raw: pd.Series) -> np.ndarray | None:
+    """Each text time's UTC offset in seconds (Z: 0), or None when they are all one (nothing to
+    add back) or a cell has none."""
+    if raw.dtype != object and not pd.api.types.is_string_dtype(raw):
+        return None
+    parts = raw.astype(str).str.extract(_OFFSET_PARTS)
+    has = raw.astype(str).str.contains(_OFFSET, regex=True)
+    if not has.all():
+        return None
+    sign = np.where(parts[0].to_numpy() == "-", -1, 1)
+    hours = pd.to_numeric(parts[1], errors="coerce").fillna(0).to_numpy()
+    minutes = pd.to_numeric(parts[2], errors="coerce").fillna(0).to_numpy()
+    seconds = (sign * (hours * 3600 + minutes * 60)).astype(np.int32)
+    return seconds if len(np.unique(seconds)) > 1 else None
 
 
 class _Rows:
@@ -1101,6 +1203,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     capacity = src.rows_hint(len(first))
     values = _Rows(capacity, len(inputs), np.float32)  # (n, F)
     times = _Rows(capacity) if tcol else None
+    walls, walled = (_Rows(capacity, dtype=np.int32) if tcol else None), False
     codes = _Rows(capacity, dtype=np.int32) if scol else None
     ids, time_kind = {}, None
     rounding = np.zeros(len(inputs))  # (F,) the largest change float32 made to a value of each column
@@ -1121,12 +1224,14 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         del block, lost, change, finite
         values.append(stored)
         if tcol:
-            t, kind, tz, order = chunk.times(tcol)
+            t, kind, tz, order, wall = chunk.times(tcol)
             if time_kind is None:
                 time_kind = (kind, tz, order)
             elif time_kind != (kind, tz, order):
                 raise _Retry  # numbers in one block, dates in another, or day-first and month-first: decide on the whole column
             times.append(t)
+            walled = walled or wall is not None
+            walls.append(wall if wall is not None else np.zeros(len(t), np.int32))
         if scol:
             mapping = np.array([ids.setdefault(u, len(ids)) for u in uniques], dtype=np.int32)
             codes.append(mapping[local])
@@ -1135,6 +1240,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         raise DataError(f"{label}: has a header but no data rows")
     values = values.array()
     times = times.array() if tcol else None
+    wall = walls.array() if walled else None
     codes = codes.array() if scol else None
     tz = time_kind[1] if time_kind else None
 
@@ -1157,6 +1263,7 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         values = values[perm]
         if times is not None:
             times = times[perm]
+            wall = wall[perm] if wall is not None else None
         if codes is not None:
             codes = codes[perm]
             same = codes[1:] == codes[:-1]
@@ -1222,13 +1329,14 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
         values = values[keep]
         codes = codes[keep] if codes is not None else None
         times = times[keep] if times is not None else None
+        wall = wall[keep] if wall is not None else None
         rows = (rows if rows is not None else np.arange(1, n + 1))[keep]
     if rows is not None and len(rows) and rows.max() < 2**31:
         rows = rows.astype(np.int32)
     counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     mean_change = np.where(counted > 0, steps / np.maximum(counted, 1), np.nan)
-    return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding, mean_change)
+    return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding, mean_change, wall)
 
 
 def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[tuple[object, pd.DataFrame]]:
@@ -1291,6 +1399,18 @@ def validation_rows(n, val_fraction: float, horizon: int):
     return np.maximum(np.maximum(1, np.ceil(np.asarray(n) * val_fraction).astype(np.int64)), horizon)
 
 
+def split_rows_needed(window: int, horizon: int, val_fraction: float) -> int:
+    """The fewest rows a series needs for one training and one validation window under a
+    chronological split: m - validation_rows(m) >= window + horizon (nondecreasing in m, so a
+    binary search; at val_fraction near 1 it is ~ (window + horizon) / (1 - val_fraction))."""
+    k = window + horizon
+    lo, hi = k + 1, int(np.ceil((k + 1) / (1.0 - val_fraction))) + k + 2 * horizon + 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if mid - int(validation_rows(mid, val_fraction, horizon)) < k else (lo, mid)
+    return lo
+
+
 def default_lengths(config: DataConfig, n: int, season: int, *, split: bool) -> tuple[int, int]:
     """(window, horizon) where the config leaves them None, from the season and the shortest series.
 
@@ -1318,7 +1438,8 @@ def _resolved(config: DataConfig, table: SeriesTable, *, split: bool) -> DataCon
         season = 1
         if config.time and table.times is not None:
             k = int(np.argmax(lengths))  # the longest series
-            season = infer_season(pd.Series(table.time_at(np.arange(table.offsets[k], table.offsets[k + 1]))))
+            a, b = int(table.offsets[k]), int(table.offsets[k + 1])
+            season = infer_season(pd.Series(table.calendar_times(a, b) if table.wall is not None else table.time_at(np.arange(a, b))))
     window, horizon = default_lengths(config, int(lengths.min()), season, split=split)
     return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon})
 
@@ -1410,9 +1531,20 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         short = np.flatnonzero((train_count <= 0) | (val_count <= 0))
         if len(short):
             k = int(short[0])
-            need = next(m for m in range(W + H + 1, 10 * (W + H) + 100) if m - int(validation_rows(m, config.val_fraction, H)) >= W + H)
-            raise _too_short(table.label, table.ids[k], int(lengths[k]), need, f"window {W} + horizon {H} with a {config.val_fraction:g} validation split",
-                             hint="use a smaller window or horizon, or give a separate validation table")
+            n, f = int(lengths[k]), float(config.val_fraction)
+            need = split_rows_needed(W, H, f)
+            what = f"window {W} + horizon {H} with a {f:g} validation split"
+            hint = "use a smaller window or horizon, or give a separate validation table"
+            left = max(n - int(validation_rows(n, f, H)), 0)
+            if n >= W + 2 * H and left < W + H:  # the rows are there: the fraction takes them
+                fits = np.floor(100 * (n - W - H) / n) / 100  # the largest fraction in hundredths leaving them
+                while fits > 0.01 and n - int(validation_rows(n, fits, H)) < W + H:  # float rounding in the ceil
+                    fits = round(fits - 0.01, 2)
+                say = f"the split leaves {left} training rows, fewer than the window and horizon ({W + H}): use "
+                short = _too_short(table.label, table.ids[k], n, need, what, hint=f"{say}val_fraction {fits:g} or less, a smaller window or horizon, or give a separate validation table")
+                cli = str(_too_short(table.label, table.ids[k], n, need, what, hint=f"{say}--val-fraction {fits:g} or less, a smaller --window or --horizon, or give --validation"))
+                raise DataError(str(short), cli=cli)
+            raise _too_short(table.label, table.ids[k], n, need, what, hint=hint)
         train_windows = Windows(table, _Starts(first, train_count, everyone), W, H, len(targets))
         val_windows = Windows(table, _Starts(first + val_first, val_count, everyone), W, H, len(targets))
         limit = split
@@ -1516,38 +1648,50 @@ def _gap_warning(table: SeriesTable) -> list[str]:
     if table.times is None or len(table.times) < 3:
         return []
     dates = np.issubdtype(table.times.dtype, np.datetime64)
-    times = table.times.view(np.int64) if dates else table.times
-    if not np.issubdtype(np.asarray(times).dtype, np.integer):
+    if not dates and not np.issubdtype(np.asarray(table.times).dtype, np.integer):
         return []
-    with_gaps, first = 0, None
+    found = {"steps": [0, None], "business": [0, None]}  # kind -> [series with gaps, the first's (id, missing, gaps, after)]
     for k in range(len(table.ids)):
         a, b = int(table.offsets[k]), int(table.offsets[k + 1])
-        steps = np.diff(np.asarray(times[a:b], np.int64))
-        if len(steps) < 2:
-            continue
-        values, counts = np.unique(steps, return_counts=True)
-        step = int(values[np.argmax(counts)])
-        if step <= 0 or counts.max() < 0.8 * len(steps):
-            continue
+        t = table.calendar_times(a, b) if dates else table.times[a:b]  # the clock the times step evenly on
+        business = business_steps(t) if dates else None
+        if business is not None:  # weekdays: weekends are no gap, a holiday is one business day missing
+            steps, step, kind = business, 1, "business"
+        else:
+            steps = np.diff(np.asarray(t.view(np.int64) if dates else t, np.int64))
+            if len(steps) < 2:
+                continue
+            values, counts = np.unique(steps, return_counts=True)
+            step, kind = int(values[np.argmax(counts)]), "steps"
+            if step <= 0 or counts.max() < 0.8 * len(steps):
+                continue
         longer = steps[steps > step]
         if not len(longer) or np.any(longer % step):
             continue
-        if dates and frequency(table.times[a:b]) is not None:  # a calendar step pandas names (business days, say)
+        if kind == "steps" and dates and frequency(t) is not None:  # a calendar step pandas names (month ends, say)
             continue
-        with_gaps += 1
-        if first is None:
+        found[kind][0] += 1
+        if found[kind][1] is None:
             missing = int((longer // step - 1).sum())
             at = a + int(np.flatnonzero(steps > step)[0])
             after = table.time_at(np.array([at]))[0]
-            first = (table.ids[k], missing, len(longer), pd.Timestamp(after) if isinstance(after, np.datetime64) else _plain(after))
-    if not with_gaps:
-        return []
-    sid, missing, gaps, after = first
-    who = f"series {sid!r}" if sid is not None else "the series"
-    more = f" (and {with_gaps - 1} other series)" if with_gaps > 1 else ""
-    return [f"{table.label}: {who}{more} misses {missing} time steps in {gaps} gaps, the first after {after}; windows run across "
-            "them as if the rows were consecutive, and no season is inferred: add a row per missing step (empty values, then "
-            "--missing ffill) or give --season"]
+            found[kind][1] = (table.ids[k], missing, len(longer), pd.Timestamp(after) if isinstance(after, np.datetime64) else _plain(after))
+    out = []
+    for kind, (count, first) in found.items():
+        if not count:
+            continue
+        sid, missing, gaps, after = first
+        who = f"series {sid!r}" if sid is not None else "the series"
+        more = f" (and {count - 1} other series)" if count > 1 else ""
+        if kind == "steps":
+            out.append(f"{table.label}: {who}{more} misses {missing} time steps in {gaps} gaps, the first after {after}; windows run across "
+                       "them as if the rows were consecutive, and no season is inferred: add a row per missing step (empty values, then "
+                       "--missing ffill) or give --season")
+        else:
+            out.append(f"{table.label}: {who}{more} is business-daily (season 5) but misses {missing} business days (holidays, say) in {gaps} gaps, "
+                       f"the first after {after}; windows run across them as if the rows were consecutive: add a row per missing business day "
+                       "(empty values, then --missing ffill), or leave them out if the series does not run on holidays")
+    return out
 
 
 def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:

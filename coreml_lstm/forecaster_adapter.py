@@ -196,8 +196,10 @@ class ForecasterAdapter(Adapter):
         return self.stream_samples(rows[-chunk * chunks :], chunk)
 
     def stream_samples(self, sequence: np.ndarray, chunk: int | None = None) -> list[Sample]:
-        """A sequence (L, F) in chunks (default ``self.chunk`` steps) with the state carried, and
-        its last chunk after a reset."""
+        """A sequence (L, F) in chunks (default ``self.chunk`` steps) with the state carried, each
+        of its shorter prefixes (the first k chunks: a stream not yet a window long, whose rows not
+        fed count as copies of the first) the same way, and its last chunk after a reset. A few
+        calls of a small model each, and each another window the package must agree on."""
         sequence = np.asarray(sequence, np.float32)
         chunk = chunk or self.chunk
         parts = [sequence[i : i + chunk] for i in range(0, len(sequence), chunk)]
@@ -206,7 +208,8 @@ class ForecasterAdapter(Adapter):
         def calls(chunks):
             return [{"x": c[None], **(start if k == 0 else {})} for k, c in enumerate(chunks)]
 
-        return [Sample(calls(parts), f"{len(parts)}x{chunk} vs one pass"), Sample(calls(parts[-1:]), "reset vs fresh start")]
+        prefixes = [Sample(calls(parts[:k]), f"first {k} of {len(parts)}x{chunk} vs one pass") for k in range(1, len(parts))]
+        return [Sample(calls(parts), f"{len(parts)}x{chunk} vs one pass"), *prefixes, Sample(calls(parts[-1:]), "reset vs fresh start")]
 
     def reference(self, sample: Sample) -> dict:
         if not self.streaming:

@@ -52,7 +52,9 @@ class RawIn(nn.Module):
         T = self.n_targets
         y = torch.log(x[..., :T]) if self.log else x[..., :T]  # (B, W, T)
         if not self.windowed:
-            z = torch.cat([y, x[..., T:]], dim=-1) if self.log else x
+            # No features: no concatenation, as below. A fixed-shape trace converts the empty
+            # slice x[..., T:] to the whole window (the lstm then takes W + 1 columns).
+            z = torch.cat([y, x[..., T:]], dim=-1) if self.log and x.shape[-1] > T else y if self.log else x
             return (z - input_mean) / input_std, target_mean, target_std
         level = y[:, -1:, :]  # (B, 1, T): the last value
         d = y - level
@@ -217,7 +219,10 @@ class RecurrentModel(nn.Module):
         W, H, m = self.window, self.horizon, season
         weight = torch.zeros(H, W)
         seasonal = kind.startswith("seasonal")
-        if seasonal and not 1 < m < W:
+        # Seasonal naive reads the window's last season (z[W - m], ...): a window of one season
+        # is enough. Its drift compares the last season with the first: it needs more (W > m).
+        # A season of 1 is naive itself.
+        if seasonal and not (1 < m <= W if kind == "seasonal naive" else 1 < m < W):
             return None
         if kind.startswith("naive with") and W < 2:
             return None

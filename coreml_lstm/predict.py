@@ -105,9 +105,13 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
         step = batch_size(runner.program)
         calls = [runner.predict({INPUT_NAME: np.asarray(x[i : i + step], np.float32)}) for i in range(0, len(x), step)]
         outputs = {n: np.concatenate([np.asarray(c[n], np.float32) for c in calls]) for n in names} if calls else {}
+    short = keys.attrs.pop("short", None)
     if meta.get("head") == "mixture":
-        return distribution_frame(keys, outputs, list(config.target)), runner.name
-    return prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target)), runner.name
+        frame = distribution_frame(keys, outputs, list(config.target))
+    else:
+        frame = prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target))
+    frame.attrs["warnings"] = [short] if short else []
+    return frame, runner.name
 
 
 def batch_size(program) -> int:
@@ -146,4 +150,15 @@ def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, colum
         key_rows.append(key)
     names = [o.name for o in runner.program.outputs if not o.name.endswith("_out")]
     outputs = {n: np.concatenate([np.asarray(r[n], np.float32) for r in results]) for n in names}
-    return outputs, pd.DataFrame(key_rows)
+    keys = pd.DataFrame(key_rows)
+    window = int(meta["window"])
+    short = [(sid, len(frame)) for sid, frame in series if len(frame) < window]
+    if short:  # a window package refuses these; a stream forecasts from what it was fed
+        sid, n = short[0]
+        who = f"series {sid!r}" if config.series_id else "the table"
+        more = f" (and {len(short) - 1} other series)" if len(short) > 1 else ""
+        fill = ("the rows not fed count as copies of the latest one" if meta.get("scaling") == "window"
+                else "the recurrent state has seen only those")
+        keys.attrs["short"] = (f"{who}{more}: the forecast rests on {n} of the window's {window} rows ({fill}); "
+                               f"feed at least {window} rows for the forecast the model was trained to make")
+    return outputs, keys

@@ -15,14 +15,36 @@ DAY_SECONDS = 86400
 
 
 def frequency(times) -> str | None:
-    """pandas' name for the step of a sorted datetime sequence (e.g. 'MS', 'W-SUN', '30min'), or None."""
+    """pandas' name for the step of a sorted datetime sequence (e.g. 'MS', 'W-SUN', '30min'), or
+    None; 'B' also for business days with a few holidays missing (see :func:`business_steps`)."""
     values = pd.DatetimeIndex(pd.Series(times).dropna().drop_duplicates().sort_values())
     if len(values) < 3:
         return None
     try:
-        return pd.infer_freq(values)
+        freq = pd.infer_freq(values)
     except (TypeError, ValueError):
         return None
+    return "B" if freq is None and business_steps(values) is not None else freq
+
+
+def business_steps(times) -> np.ndarray | None:
+    """The steps, in business days, of sorted times that are business-daily: weekdays only, one
+    time of day, at least 80% of the steps one business day and some of them over a weekend (so
+    a few days of data are not read as business days). Holidays are the steps above 1. None
+    when the times are not so."""
+    values = pd.DatetimeIndex(pd.Series(times).dropna())
+    if len(values) < 3:
+        return None
+    if values.tz is not None:
+        values = values.tz_localize(None)
+    if (values.dayofweek >= 5).any() or len(set((values - values.normalize()).asi8)) != 1:
+        return None
+    days = values.normalize().to_numpy("datetime64[D]")
+    steps = np.busday_count(days[:-1], days[1:])
+    calendar = np.diff(days).astype(np.int64)
+    if (steps < 1).any() or (steps == 1).mean() < 0.8 or not ((steps == 1) & (calendar == 3)).any():
+        return None
+    return steps
 
 
 def season_of_frequency(freq: str | None) -> int:

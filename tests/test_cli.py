@@ -344,3 +344,37 @@ def test_predict_missing_cells_error_drop_or_ffill_as_train_does(trained, tmp_pa
     table.to_csv(tmp_path / "filled.csv", index=False)
     filled = run(*args, "--missing", "ffill", "--json").stdout
     assert filled == run("predict", d / "m.mlpackage", "--csv", tmp_path / "filled.csv", "--backend", "executor", "--json").stdout
+
+
+def test_train_and_export_check_the_package_they_write(trained, tmp_path, monkeypatch):
+    """train --export and export run the package once through the executor: one that does not
+    compute what the model does (here: an executor off by one) is not reported as written and fine."""
+    from coreml_lstm.executor.program import Program
+
+    d, csv, result = trained
+    assert result["check"]["status"] == "passed" and {c["size"] for c in result["check"]["checks"]} >= {"", "batch 256"}
+    good = Program.predict
+
+    def off_by_one(self, feeds, **kw):
+        return {k: v + 1.0 for k, v in good(self, feeds, **kw).items()}
+
+    monkeypatch.setattr(Program, "predict", off_by_one)
+    r = CliRunner().invoke(main, ["export", str(d / "ckpt"), str(tmp_path / "e.mlpackage")])
+    assert r.exit_code == 1 and "FAILED forecast [executor, fp32]" in r.stdout, r.output
+    assert r.stderr.startswith(f"Error: {tmp_path / 'e.mlpackage'}: the package written does not compute what the model does")
+    r = CliRunner().invoke(main, ["train", str(csv), "--target", "y0", "--time", "t", *FAST, "--out", str(tmp_path / "c"), "--export", str(tmp_path / "t.mlpackage")])
+    assert r.exit_code == 1 and "FAILED forecast [executor, fp32]" in r.stdout and "package: " in r.stdout, r.output
+    assert (tmp_path / "t.mlpackage").is_dir() and (tmp_path / "c" / "config.json").is_file()  # kept, for verify
+
+
+def test_predict_out_naming_a_directory_is_refused(trained, tmp_path):
+    d, csv, _ = trained
+    (tmp_path / "existing").mkdir()
+    out = f"{tmp_path / 'newdir'}/"  # wrote a file named newdir
+    r = CliRunner().invoke(main, ["predict", str(d / "m.mlpackage"), "--csv", str(csv), "--out", out])
+    assert r.exit_code == 2 and f"--out {out}: names a directory; give the CSV's file name ({tmp_path / 'newdir' / 'forecasts.csv'})" in r.output, r.output
+    assert not (tmp_path / "newdir").exists()
+    r = CliRunner().invoke(main, ["predict", str(d / "m.mlpackage"), "--csv", str(csv), "--out", str(tmp_path / "existing")])
+    assert r.exit_code == 2 and "is a directory" in r.output
+    r = CliRunner().invoke(main, ["predict", str(d / "m.mlpackage"), "--csv", str(csv), "--out", str(tmp_path / "existing" / "f.csv")])
+    assert r.exit_code == 0 and (tmp_path / "existing" / "f.csv").read_text().count("\n") > 10

@@ -1,6 +1,7 @@
 """The data layer: real-file quirks, windows, splits, and every bad input with its exact line."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from coreml_lstm.data import DataConfig, prediction_windows, prepare, read_table
 from coreml_lstm.datasets import load_sunspots
 from coreml_lstm.errors import DataError
+from coreml_lstm.season import infer_season
 
 
 def write(tmp_path, text, name="d.csv", encoding="utf-8"):
@@ -165,7 +167,8 @@ def test_column_errors(tmp_path):
 def test_short_series_and_validation_columns(tmp_path):
     p = write(tmp_path, series_csv(6))
     assert err(prepare, p, config=DataConfig(target="y", time="t", window=4)) == (
-        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7 (use a smaller window or horizon, or give a separate validation table)"
+        f"{p}: the table has 6 rows; window 4 + horizon 1 with a 0.2 validation split needs at least 7 (the split leaves 4 training rows, "
+        "fewer than the window and horizon (5): use val_fraction 0.16 or less, a smaller window or horizon, or give a separate validation table)"
     )
     two = pd.DataFrame({"sid": ["a"] * 20 + ["b"] * 3, "y": np.arange(23.0)})
     assert err(prepare, two, None, DataConfig(target="y", series_id="sid", window=2), ) .startswith("training data: series 'b' has 3 rows")
@@ -533,3 +536,112 @@ def test_missing_time_steps_are_named_and_a_calendar_step_is_not_a_gap():
     hourly = pd.DataFrame({"d": pd.date_range("2021-01-01", periods=200, freq="h").astype("datetime64[ns]"), "y": np.arange(200.0)}).drop(index=[100])
     [warning] = prepare(hourly, config=DataConfig(target=["y"], time="d")).warnings
     assert "the first after 2021-01-05 03:00:00;" in warning  # was nanoseconds since 1970
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 400), window=st.integers(1, 40), horizon=st.integers(1, 10), fraction=st.sampled_from([0.05, 0.2, 0.5, 0.9, 0.95, 0.99, 0.999999]))
+def test_a_validation_fraction_that_leaves_too_few_rows_says_what_to_change(n, window, horizon, fraction):
+    """--val-fraction 0.99 on a short series raised StopIteration (the search for the rows
+    needed stopped at 10 (W + H) + 100): one line, and the fraction it suggests trains."""
+    frame = pd.DataFrame({"t": np.arange(n), "y": np.sin(np.arange(n) / 3.0)})
+    config = DataConfig(target="y", time="t", window=window, horizon=horizon, val_fraction=fraction)
+    try:
+        prepare(frame, None, config)
+        return
+    except DataError as exc:
+        message, cli = str(exc), exc.cli
+    assert "\n" not in message and message.startswith(f"training data: the table has {n} rows; window {window} + horizon {horizon} with a {fraction:g} validation split")
+    need = int(re.search(r"needs at least (\d+)", message).group(1))
+    assert n < need
+    if need < 10_000:
+        longer = pd.DataFrame({"t": np.arange(need), "y": np.sin(np.arange(need) / 3.0)})
+        prepare(longer, None, config)  # the rows it names are enough
+    suggested = re.search(r"use val_fraction ([0-9.]+) or less", message)
+    if suggested is None:  # the rows are not there whatever the fraction
+        assert cli is None and n < window + 2 * horizon
+        return
+    assert f"--val-fraction {suggested.group(1)} or less" in cli and "--window" in cli
+    prepare(frame, None, DataConfig(target="y", time="t", window=window, horizon=horizon, val_fraction=float(suggested.group(1))))
+
+
+# -- time columns: zones, mixed offsets, business days, a bad cell in a long column ------------
+
+
+def _daily(n, *, tz=None, freq="D", start="2024-01-01"):
+    t = pd.date_range(start, periods=n, freq=freq, tz=tz)
+    return pd.DataFrame({"date": t, "y": 10 + 3 * np.sin(2 * np.pi * np.arange(n) / 7)})
+
+
+def test_daily_times_written_with_their_dst_offsets_keep_their_season(tmp_path):
+    """A named zone's daily times written to CSV carry +01:00, then +02:00: read as UTC, local
+    midnights became 23:00 and 22:00 and the season was lost (1 from the CSV, 7 from Parquet).
+    Hourly data steps evenly in UTC (the local clock skips an hour): it keeps its 24."""
+    frame = _daily(400, tz="Europe/Berlin")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet")
+    assert "+01:00" in (tmp_path / "d.csv").read_text() and "+02:00" in (tmp_path / "d.csv").read_text()
+    for source in (tmp_path / "d.csv", tmp_path / "d.parquet", frame):
+        ds = prepare(source, None, DataConfig(target="y", time="date"))
+        assert ds.config.season == 7 and not ds.warnings, (source, ds.warnings)
+    hourly = _daily(24 * 40, tz="Europe/Berlin", freq="h", start="2024-03-10")
+    hourly.to_csv(tmp_path / "h.csv", index=False)
+    ds = prepare(tmp_path / "h.csv", None, DataConfig(target="y", time="date", window=48))
+    assert ds.config.season == 24 and not ds.warnings
+
+
+def test_a_time_column_mixing_naive_and_aware_times_is_refused(tmp_path):
+    rows = ["t,y"] + [f"2024-01-{d:02d} 00:00:00{'+01:00' if d > 3 else ''},{d}" for d in range(1, 21)]
+    p = write(tmp_path, "\n".join(rows) + "\n")
+    assert err(prepare, p, None, DataConfig(target="y", time="t")) == (
+        f"{p}: column 't', row 1: '2024-01-01 00:00:00' has no UTC offset where the others have one (like '2024-01-04 00:00:00+01:00'); "
+        "write every time with its offset, or every time without")
+    rows = ["t,y"] + [f"2024-01-{d:02d} 00:00:00{'+01:00' if d == 5 else ''},{d}" for d in range(1, 21)]
+    p = write(tmp_path, "\n".join(rows) + "\n", name="one.csv")
+    assert err(prepare, p, None, DataConfig(target="y", time="t")).startswith(f"{p}: column 't', row 5: '2024-01-05 00:00:00+01:00' has a UTC offset where the others have none")
+
+
+def test_business_days_with_holidays_are_season_5_and_only_the_holidays_are_gaps():
+    """Weekday data with a few holidays: pandas names no frequency, so the season fell to 1 and the
+    gap warning counted every weekend as two missing steps."""
+    days = pd.bdate_range("2022-01-03", periods=400)
+    holidays = [days[70], days[150], days[300]]
+    frame = pd.DataFrame({"date": days, "y": np.sin(np.arange(400) / 2.0)})
+    frame = frame[~frame["date"].isin(holidays)]
+    ds = prepare(frame, None, DataConfig(target="y", time="date"))
+    assert ds.config.season == 5 and len(ds.warnings) == 1
+    assert (f"training data: the series is business-daily (season 5) but misses 3 business days (holidays, say) in 3 gaps, the first after "
+            f"{days[69]}") in ds.warnings[0] and "weekend" not in ds.warnings[0]
+    assert infer_season(frame["date"]) == 5
+    daily = _daily(60)
+    assert infer_season(daily["date"].drop(index=[10, 30])) == 1  # daily data with gaps stays irregular
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(50, 3000), bad=st.data(), cell=st.sampled_from(["2027-13-45", "not a date", "2020-02-30", "31/12/2020x"]))
+def test_a_bad_cell_in_a_long_iso_column_is_named_without_cell_by_cell_reads(n, bad, cell):
+    """An ISO column with a bad cell went through month-first, day-first, mixed (cell by cell)
+    and coerced reads before the bad cell was named (75 s on 500,000 rows): the vectorised ISO
+    read finds it, and names the same row."""
+    row = bad.draw(st.integers(0, n - 1))
+    times = pd.date_range("2020-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S").tolist()
+    times[row] = cell
+    frame = pd.DataFrame({"t": times, "y": np.arange(n, dtype=float)})
+    frame.index = pd.RangeIndex(1, n + 1)
+    calls = []
+    real = pd.to_datetime
+
+    def counting(values, *a, **k):
+        calls.append((len(values), k.get("format")))
+        return real(values, *a, **k)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(pd, "to_datetime", counting)
+        message = err(prepare, frame, None, DataConfig(target="y", time="t", window=4))
+    assert message == f"training data: column 't', row {row + 1}: not a number or a date like the column's first ({times[0]!r}): {cell!r}"
+    assert not [c for c in calls if c[1] == "mixed" and c[0] > 1]  # no cell-by-cell read of the whole column
+
+
+def test_a_semicolon_delimited_csv_s_missing_column_error_hints_at_the_delimiter(tmp_path):
+    p = write(tmp_path, "t;y\n1;2,5\n2;3,5\n3;4,5\n")
+    assert err(prepare, p, None, DataConfig(target="y", time="t")) == (
+        f"{p}: missing columns 'y', 't'; columns are: t;y; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm import Forecaster
@@ -129,14 +129,14 @@ def _model(window, horizon, season, kind, n_features=1):
 )
 def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, season, seed, level, spread, kind):
     model = _model(window, horizon, season, kind)
-    if model is None:  # the window is too short for it
-        assert kind.startswith("seasonal") and season >= window
+    if model is None:  # the window is too short for it: a season (seasonal naive), more with drift
+        assert kind.startswith("seasonal") and (season > window if kind == "seasonal naive" else season >= window)
         return
     x = level + spread * np.random.default_rng(seed).standard_normal(window)
     h = np.arange(horizon)
     expected = {
         "naive": np.full(horizon, x[-1]),
-        "seasonal naive": x[window - season + h % season] if season < window else None,
+        "seasonal naive": x[window - season + h % season] if season <= window else None,
         "naive with drift": x[-1] + (h + 1) * (x[-1] - x[0]) / max(window - 1, 1),
         "naive with damped drift": x[-1] + np.array([sum(0.9**i for i in range(1, k + 2)) for k in h]) * (x[-1] - x[0]) / max(window - 1, 1),
         "seasonal naive with drift": (x[window - season + h % season] + (1 + h // season) * np.mean(x[season:] - x[:-season])) if season < window else None,
@@ -144,6 +144,40 @@ def test_the_start_is_the_classical_forecast_in_raw_units(window, horizon, seaso
     with torch.no_grad():
         got = model(torch.as_tensor(x, dtype=torch.float32)[None, :, None])[0, :, 0].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * spread + 1e-4 * abs(level))
+
+
+@settings(max_examples=40, deadline=None)
+@given(window=st.integers(1, 16), horizon=st.integers(1, 20), season=st.integers(1, 20), seed=st.integers(0, 10_000), targets=st.integers(1, 2))
+@example(window=7, horizon=7, season=7, seed=0, targets=1)  # a window of one season (the default for 1000 series of 20 days)
+@example(window=7, horizon=10, season=8, seed=0, targets=1)  # a season longer than the window
+def test_the_classical_starts_are_the_baselines_forecasts(window, horizon, season, seed, targets):
+    """Naive and seasonal naive through the model's frame equal baselines.py's numpy forecasts
+    from the same window, for every window, season and horizon; seasonal naive is among the
+    starts exactly when a window holds a season (baselines.py falls back to naive otherwise),
+    and no start reads outside the window."""
+    model = RecurrentModel(ModelConfig(hidden_size=4, num_layers=1), targets, targets, horizon, window)
+    x = (5 + np.random.default_rng(seed).standard_normal((3, window, targets))).astype(np.float32)
+    starts = model.baselines(season)
+    assert ("seasonal naive" in starts) == (1 < season <= window)
+    assert ("seasonal naive with drift" in starts) == (1 < season < window)
+    assert all(w.shape == (horizon, window) for w in starts.values())
+    got = model.baseline_forecasts(season, x)
+    for i in range(len(x)):
+        np.testing.assert_allclose(got["naive"][i].numpy(), naive_forecast(x[i], window, horizon), rtol=1e-5, atol=1e-5)
+        want = seasonal_naive_forecast(x[i], window, horizon, season)
+        np.testing.assert_allclose(got.get("seasonal naive", got["naive"])[i].numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_window_of_one_season_starts_from_and_can_ship_seasonal_naive():
+    """Window 7 on daily data (season 7): seasonal naive was left out of the start and of what ships."""
+    n = 200
+    t = np.arange(n)
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n, freq="D"),
+                          "y": 10 + 3 * np.sin(2 * np.pi * t / 7) + np.random.default_rng(0).normal(0, 0.1, n)})
+    f = Forecaster("y", time="date", window=7, **{**TINY, "epochs": 1}).fit(frame)
+    assert f.checkpoint_.data_config.season == 7 and f.metrics_["start"] == "seasonal naive"
+    mae = f.metrics_["selection"]["mae"]
+    assert "seasonal naive" in mae and "seasonal naive with drift" not in mae and mae["seasonal naive"] < mae["naive"]
 
 
 def _walks(rng, n, window, horizon, level, spread, drift, targets=1):
@@ -560,3 +594,58 @@ def test_a_window_package_takes_a_batch_and_predict_feeds_it_batches(tmp_path):
     one = export(adapter, tmp_path / "one.mlpackage")
     got_one, _ = predict_table(one, frame.tail(40), backend="executor")
     np.testing.assert_allclose(got_one.iloc[:, 1:].to_numpy(np.float64), want.tail(len(got_one)).iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def scaling_log_models():
+    """Tiny fits of every scaling x log x with/without an extra feature column."""
+    frame = seasonal_trend(80)
+    frame["temp"] = np.cos(np.arange(len(frame)) / 3.0)
+    out = {}
+    for scaling in ("window", "global"):
+        for log in (False, True):
+            for features in (None, ["temp"]):
+                f = Forecaster("y", features or [], time="date", horizon=3, window=12, scaling=scaling, log=log, **{**TINY, "epochs": 1})
+                out[scaling, log, bool(features)] = f.fit(frame if features else frame[["date", "y"]])
+    return out
+
+
+@pytest.mark.parametrize("features", [False, True])
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("scaling", ["window", "global"])
+def test_every_scaling_and_log_exports_a_package_the_executor_runs(tmp_path, scaling_log_models, scaling, log, features):
+    """--log --scaling global with no feature columns concatenated the whole window to its logs
+    where a fixed-shape trace converts the empty slice of the features (a package of one window,
+    a stream's chunk): the package's lstm then took W + 1 columns and failed in the executor."""
+    import coreml_lstm.executor as ex
+    from coreml_lstm.adapter import Input
+    from coreml_lstm.export import INPUT_NAME, export
+    from coreml_lstm.forecaster_adapter import ForecasterAdapter
+    from coreml_lstm.verify import verify_streaming
+
+    f = scaling_log_models[scaling, log, features]
+    x = np.asarray(f.dataset_.validation.x[:3], np.float32)
+    want = f.predict_windows(x)
+    tol = dict(rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    got = ex.load(f.export(tmp_path / "m.mlpackage")).predict({"window": x}, mode="fp32")["forecast"]
+    np.testing.assert_allclose(got, want, **tol)
+    adapter = ForecasterAdapter(f.checkpoint_)
+    adapter.inputs = [Input(INPUT_NAME, (1,) + x.shape[1:])]  # one window a call: a fixed shape
+    one = ex.load(export(adapter, tmp_path / "one.mlpackage"))
+    np.testing.assert_allclose(one.predict({"window": x[:1]}, mode="fp32")["forecast"], want[:1], **tol)
+    stream = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=8)
+    report = verify_streaming(str(stream), f.model_, x[0], chunk=5)
+    assert report.status == "passed", [c.line() for c in report.checks]
+
+
+def test_tiny_errors_print_in_significant_digits_not_as_zero():
+    """A series around 1e-12 errs by ~1e-13: four decimals printed 0.0000."""
+    from coreml_lstm.baselines import format_report, format_value
+    from coreml_lstm.cli import format_metrics
+
+    assert [format_value(v) for v in (3.21e-13, 0.0, 12.34567, 0.004)] == ["3.21e-13", "0.0000", "12.3457", "0.0040"]
+    step = {"rmse": 4.5e-13, "mae": 3.21e-13, "mape": 1.0}
+    text = format_metrics({"targets": {"y": {"steps": [step]}}, "overall": {**step, "mape_zeros": 0, "n": 1}})
+    assert "4.5e-13" in text and "3.21e-13" in text and "0.0000" not in text
+    report = {"season": 7, "mase": 0.5, "skill": 0.1, "model": {"mae": 2e-13, "rmse": 3e-13}, "baselines": {"naive": {"mae": 4e-13, "rmse": 5e-13, "mase": 1.0}}}
+    assert "2e-13" in format_report(report) and "0.0000" not in format_report(report)

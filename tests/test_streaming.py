@@ -193,3 +193,67 @@ def test_a_core_ml_window_state_keeps_values_beyond_fp16_s_three_digits(tmp_path
     assert err < (0.01 if precision == "fp32" else 0.5) and lost > 5 * err
     report = verify_streaming(str(path), f.model_, rows, chunk=6)
     assert report.status == "passed", [c.line() for c in report.failed]
+
+
+@pytest.fixture(scope="module")
+def two_seeds():
+    """Two tiny fits of one daily series that differ by seed only: both near their classical
+    start, their forecasts 0.13 apart (0.06 standard deviations; within the old bar's 5e-2 x std + 5e-2 x ~12)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    n = 400
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n, freq="D"),
+                          "y": 10 + 3 * np.sin(2 * np.pi * np.arange(n) / 7) + rng.normal(0, 0.3, n)})
+    fits = [Forecaster("y", time="date", seed=seed, hidden_size=8, num_layers=1, epochs=2, progress=False).fit(frame) for seed in (0, 1)]
+    return fits, frame[["y"]].to_numpy(np.float32)[-30:]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_window_state_package_is_held_to_what_its_two_part_state_costs(tmp_path, two_seeds, precision):
+    """A Core ML window state keeps each value to ~22 bits (two fp16 parts), so the fp32 bar
+    holds it (measured: at most 1.2e-6 standard deviations off in fp32 programs, 1.3e-3 in fp16
+    ones, against bars of 1e-4 and 5e-2): held to the fp16 bar (5e-2 x std + 5e-2 x |value|),
+    a package exported from another checkpoint passed."""
+    right, wrong = two_seeds[0]
+    rows = two_seeds[1]
+    path = right.export(tmp_path / "s.mlpackage", streaming="states", target="iOS18", precision=precision, max_chunk=16)
+    good = verify_streaming(str(path), right.model_, rows, chunk=10)
+    assert good.status == "passed", [c.line() for c in good.checks]
+    assert {c.size for c in good.ran} == {"3x10 vs one pass", "first 1 of 3x10 vs one pass", "first 2 of 3x10 vs one pass", "reset vs fresh start"}
+    tol = good.ran[0].tolerance
+    assert (tol.atol, tol.rtol) == ((1e-4, 1e-4) if precision == "fp32" else (5e-2, 1e-4))
+    bad = verify_streaming(str(path), wrong.model_, rows, chunk=10)
+    assert bad.status == "failed", [c.line() for c in bad.checks]
+    worst = max(bad.ran, key=lambda c: c.max_abs)
+    assert worst.max_abs < 5e-2 * worst.unit + 5e-2 * 10  # the old bar passed it
+
+
+def test_recurrent_states_in_one_fp16_each_keep_the_fp16_bar(tmp_path, fitted):
+    """A globally scaled stream's h and c are one fp16 each in Core ML states (11 bits): the fp16 bar."""
+    f = fitted["lstm", "global"]
+    path = f.export(tmp_path / "s.mlpackage", streaming="states", target="iOS18", max_chunk=16)
+    report = verify_streaming(str(path), f.model_, sequence(18), chunk=6)
+    assert report.status == "passed" and all((c.tolerance.atol, c.tolerance.rtol) == (5e-2, 5e-2) for c in report.ran)
+
+
+def test_predict_warns_when_a_stream_is_fed_fewer_rows_than_the_window(tmp_path, fitted):
+    """A window package refuses a table shorter than its window; a stream forecasts from what it
+    was fed (the rows not fed count as copies of the latest one): predict says so on stderr."""
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    f = fitted["lstm", "window"]
+    W = f.checkpoint_.window
+    stream = f.export(tmp_path / "s.mlpackage", streaming="explicit", max_chunk=16)
+    window = f.export(tmp_path / "w.mlpackage")
+    sine_table(W - 3).to_csv(tmp_path / "short.csv", index=False)
+    sine_table(W + 5).to_csv(tmp_path / "long.csv", index=False)
+    r = CliRunner().invoke(main, ["predict", str(stream), "--csv", str(tmp_path / "short.csv")])
+    assert r.exit_code == 0 and (f"warning: the table: the forecast rests on {W - 3} of the window's {W} rows (the rows not fed count as copies "
+                                 f"of the latest one); feed at least {W} rows for the forecast the model was trained to make\n") in r.stderr, r.output
+    r = CliRunner().invoke(main, ["predict", str(stream), "--csv", str(tmp_path / "long.csv")])
+    assert r.exit_code == 0 and "warning" not in r.stderr
+    r = CliRunner().invoke(main, ["predict", str(window), "--csv", str(tmp_path / "short.csv")])
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ")
