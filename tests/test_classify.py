@@ -62,6 +62,22 @@ def test_long_layout_sorts_by_time_and_keeps_unequal_lengths():
     assert samples.rows == [1, 2]  # first source row of each series
 
 
+def test_long_layout_reads_the_whole_table_at_once(monkeypatch):
+    """One sort of the whole table, not a pandas selection, sort and duplicate check per series
+    (3.4 ms a series: 8,000 series took 28 s); the samples are views of one array."""
+    def refuse(*a, **k):
+        raise AssertionError("per-series pandas work")
+
+    for method in ("sort_values", "duplicated"):
+        monkeypatch.setattr(pd.Series, method, refuse)
+        monkeypatch.setattr(pd.DataFrame, method, refuse)
+    monkeypatch.setattr(pd.core.groupby.SeriesGroupBy, "groups", property(refuse))
+    frame = pd.DataFrame({"id": ["b", "a", "b", "a", "c"], "t": [1, 2, 0, 0, 5], "x": [11.0, 2.0, 10.0, 0.0, 7.0], "label": ["q", "p", "q", "p", "p"]})
+    samples, _ = read_sequences(frame, SequenceDataConfig(series_id="id", time="t"))
+    assert samples.keys == ["b", "a", "c"] and [x[:, 0].tolist() for x in samples.x] == [[10, 11], [0, 2], [7]]
+    assert all(x.base is not None and x.base is samples.x[0].base for x in samples.x)
+
+
 def test_wide_layout_trailing_empty_cells_make_shorter_sequences(tmp_path):
     p = tmp_path / "w.csv"
     p.write_text("label,t0,t1,t2,t3\n1,0.5,1.5,2.5,3.5\n2,9,8,,\n1,1,2,3,\n")
