@@ -295,6 +295,27 @@ def test_empty_text(tmp_path):
     assert len(clf.predict(["\U0001f600", "fine"])) == 2
 
 
+def test_blank_lines_in_a_text_table_are_blank_texts_on_the_files_rows(tmp_path):
+    """A blank line was skipped: every later row (predict's row key) was off by one from the file."""
+    p = tmp_path / "t.csv"
+    for body, row in (("hello\n\nworld\n", 2), ("hello\n   \nworld\n", 2), ("\nhello\n", 1), ("hello\r\n\r\nworld\r\n", 2), ("hello\rworld\r\r\rok\r", 3)):
+        p.write_bytes(("text\n" + body).encode())
+        assert err(read_texts, p, TextDataConfig(), labelled=False) == f"{p}: column 'text', row {row}: empty text"
+    for text, row in (("text,label\nhello,a\n\nworld,b\n", 2), ("label,text\na,hello\nb,world\n\n \nc,x\n", 3), ('text,label\n"a\n\nb",x\n\nc,y\n', 2)):
+        p.write_text(text)
+        assert err(TextClassifier().fit, p) == f"{p}: column 'text', row {row}: empty text"
+    p.write_text("text,label\nhello,a\n\nworld,b,c\n")  # rows as the file has them in every error
+    assert err(read_texts, p, TextDataConfig()) == f"{p}: row 3 has 3 fields, the header has 2"
+    p.write_text("text,label\nhello,a\nworld,b\n,\n")  # a row of empty cells is a row
+    assert err(read_texts, p, TextDataConfig()) == f"{p}: column 'text', row 3: empty text"
+    for end in ("\n\n\n", "\n  \n\t", "\r\n\r\n", "", "\r\r"):  # blank lines after the last row are no rows
+        p.write_text("text\nhello\nworld" + end)
+        samples = read_texts(p, TextDataConfig(), labelled=False)
+        assert samples.x == ["hello", "world"] and samples.keys == samples.rows == [1, 2]
+    p.write_text("text\n\n\n")
+    assert err(read_texts, p, TextDataConfig(), labelled=False) == f"{p}: has a header but no data rows"
+
+
 def test_sequence_longer_than_the_maximum(seq_clf):
     long = gestures(3, seed=9, lengths=(40, 41))
     first = long.loc[0, "id"]  # rows are shuffled: the series that starts at row 1

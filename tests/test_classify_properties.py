@@ -308,3 +308,25 @@ def test_long_reader_matches_a_row_by_row_reference(case):
     for x, a in zip(samples.x, arrays):
         assert x.dtype == np.float32 and x.shape == a.shape and x.tobytes() == a.tobytes()
     event("ok")
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(lines=st.lists(st.one_of(st.sampled_from(["", " ", "  \t"]), st.sampled_from(["good", "bad one", "très bien", "ok"])), min_size=1, max_size=8),
+       trailing=st.lists(st.sampled_from(["", " ", "\t"]), max_size=3), two_columns=st.booleans(), line_end=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_text_rows_are_the_files_data_rows(lines, trailing, two_columns, line_end):
+    """A blank or whitespace-only line is a blank text named by the file's data row (blank lines
+    were skipped and the rows after them renumbered); blank lines after the last row are none."""
+    rows = [f"{t},{('a', 'b')[i % 2]}" if two_columns and t.strip() else t for i, t in enumerate(lines)]
+    blank = [r for r, t in enumerate(lines, 1) if not t.strip()]
+    last = max((r for r, t in enumerate(lines, 1) if t.strip()), default=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_text(line_end.join(["text,label" if two_columns else "text"] + rows + trailing) + line_end, encoding="utf-8")
+        try:
+            samples = read_texts(path, TextDataConfig(), labelled=False)
+        except CoreMLLSTMError as exc:
+            want = f"{path}: has a header but no data rows" if last == 0 else f"{path}: column 'text', row {blank[0]}: empty text"
+            assert str(exc) == want
+            return
+    assert not [r for r in blank if r < last]
+    assert samples.keys == samples.rows == list(range(1, last + 1)) and samples.x == [t for t in lines if t.strip()]

@@ -71,6 +71,14 @@ def test_text_classify_end_to_end(tmp_path):
     r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
     assert r.exit_code == 0, r.output
     assert len(r.stdout.strip().splitlines()) == 4, r.stdout
+    # The row key is the file's data row: a blank line is a blank text (it was skipped, and the
+    # rows after it named one less); blank lines at the end are none.
+    (tmp_path / "new.csv").write_text("text\ngreat value\n\nawful\n\n\n", encoding="utf-8")
+    r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'new.csv'}: column 'text', row 2: empty text\n", r.output
+    (tmp_path / "new.csv").write_text("text\ngreat value\nawful\n\n\n", encoding="utf-8")
+    r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
+    assert r.exit_code == 0 and [line.split(",")[0] for line in r.stdout.splitlines()] == ["row", "1", "2"], r.output
 
 
 def test_option_conflicts_are_usage_errors(tmp_path):

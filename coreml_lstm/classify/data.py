@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns, typed_keys
+from ..data import (CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns,
+                    trailing_blank_lines, typed_keys)
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -376,21 +377,24 @@ def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> 
 
 
 def read_texts(source, config: TextDataConfig, *, role: str = "training", labelled: bool = True) -> Samples:
-    """Texts (raw strings) and labels; an empty text is an error naming its row.
+    """Texts (raw strings) and labels; a blank (empty or whitespace-only) text is an error naming its row.
 
     A CSV's texts are read as text, so "NA" or "null" stay words rather than becoming missing
     values; its labels as the sequence reader reads a CSV's (see :func:`label_values`), a word
-    such as "NA" staying a label.
+    such as "NA" staying a label. A CSV's blank lines are rows with a blank text (skipped, they
+    made every later row number, predict's ``row`` key, differ from the file's); blank lines
+    after the last row are ignored.
     """
-    frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
+    frame = read_table(source, role=role, keep_blank_lines=True)  # the checks of a real file (encoding, header, duplicates)
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in CSV_SUFFIXES:
         typed = frame
         try:
             # Parsed as read_table parses (skipinitialspace: `pos, "good, great"` is one quoted
-            # field), only every cell kept as its text; spaces inside quotes stay.
-            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
+            # field; blank lines kept), only every cell kept as its text; spaces inside quotes stay.
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False)
         except UnicodeDecodeError:
             raise not_utf8(Path(source), frame.attrs["label"]) from None
+        raw = raw.iloc[: len(raw) - trailing_blank_lines(Path(source))]
         raw.columns = [str(c).strip() for c in raw.columns]
         if len(raw) != len(typed):  # the same parser read both: never expected
             raise DataError(f"{typed.attrs['label']}: read {len(raw)} rows of text for {len(typed)} rows of the table")
