@@ -462,6 +462,32 @@ def test_a_wrong_weight_fails_verify(tmp_path, seq_clf):
     assert any(c.output.startswith("probabilities") for c in report.failed)
 
 
+def test_a_series_id_named_as_a_predict_output_column_is_refused(tmp_path, monkeypatch):
+    """predict's frame is the key, label, top1, top1_p, ...: an id column 'label' was overwritten
+    by the predicted labels (the ids lost, exit 0)."""
+    from coreml_lstm.classify import api
+    from coreml_lstm.classify.commands import output_column_clash
+
+    assert [n for n in ("label", "top1", "top2_p", "top10", "top", "top0", "labels", "top1_q", "Label", "row") if output_column_clash(n)] == [
+        "label", "top1", "top2_p", "top10"]
+    for name in ("label", "top1", "top2_p"):
+        frame = gestures(12).rename(columns={"id": name, "label": "activity"})
+        with pytest.raises(DataError) as e:
+            SequenceClassifier(series_id=name, time="t", label="activity").fit(frame)
+        clash = f"column {name!r} is named as a predict output column (label, top1, top1_p, top2, ...); rename the series id column"
+        assert str(e.value) == f"series_id: {clash}" and e.value.cli == f"--series-id: {clash}"
+    # A checkpoint or package trained before: predict refuses it in one line rather than overwrite the ids.
+    monkeypatch.setattr(api, "output_column_clash", lambda name: None)
+    frame = gestures(12).rename(columns={"id": "label", "label": "activity"})
+    clf = SequenceClassifier(series_id="label", time="t", label="activity", **{**TINY, "epochs": 2}).fit(frame)
+    with pytest.raises(ConfigError, match=r"^series id column 'label' is named as a predict output column .*; rename the series id column and retrain$"):
+        clf.predict_frame(frame)
+    path = clf.export(tmp_path / "old.mlpackage")
+    with pytest.raises(ConfigError) as e:
+        predict_classes(path, frame, backend="executor")
+    assert str(e.value) == f"{path}: series id column 'label' is named as a predict output column (label, top1, top1_p, top2, ...); rename the series id column and retrain"
+
+
 def test_predict_from_the_package_matches_the_python_model(tmp_path, seq_clf):
     path = seq_clf.export(tmp_path / "g.mlpackage", target="iOS16")
     table = gestures(12, seed=3)

@@ -134,6 +134,10 @@ def test_one_column_in_two_roles_is_refused(tmp_path):
     assert r.exit_code == 1 and r.output == "Error: --series-id: column 'label' is also the label column\n", r.output  # was one class per sample
     r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "id", "--time", "id", *QUICK, "--out", tmp_path / "ckpt")
     assert r.exit_code == 1 and r.output == "Error: --time: column 'id' is also the series id column\n", r.output
+    gestures(12).rename(columns={"id": "label", "label": "activity"}).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "label", "--label", "activity", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == ("Error: --series-id: column 'label' is named as a predict output column (label, top1, top1_p, top2, ...); "
+                                             "rename the series id column\n"), r.output  # predict's label column overwrote the ids
 
 
 def test_classifier_bad_input_is_one_line(tmp_path):
