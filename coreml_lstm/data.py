@@ -519,7 +519,7 @@ def table_source(source, role: str = "training"):
     raise DataError(f"{role} data: expected a DataFrame or a CSV or Parquet path, got {name}")
 
 
-def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
+def read_table(source, *, role: str = "training", text=(), keep_blank_lines: bool = False) -> pd.DataFrame:
     """Read a CSV or Parquet path or take a DataFrame, checking what a real file can get wrong.
 
     Handles a byte-order mark, CRLF line ends and quoted fields. The returned frame's index is
@@ -531,6 +531,10 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
     empty cells missing, instead of as pandas infers them (which would make "007" and "7" one
     key); ``frame.attrs["text_columns"]`` lists those read so (:func:`typed_keys` types them).
     A DataFrame's or a Parquet file's columns keep their own types.
+
+    A CSV's blank lines are skipped, rows counted without them; ``keep_blank_lines`` reads each
+    as a row of empty cells, so rows are the file's data rows (blank lines after the last row
+    are dropped).
 
     Raises:
         DataError: not a file, a directory, not a CSV or Parquet file, empty, header only,
@@ -557,7 +561,7 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
             except pa.ArrowException as exc:
                 raise DataError(f"{label}: unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
         else:
-            first = too_many_fields(path, label, first_only=True)  # pandas would read its extra field as an index
+            first = too_many_fields(path, label, first_only=True, blank_lines=keep_blank_lines)  # pandas would read its extra field as an index
             if first is not None:
                 raise first
             try:
@@ -565,11 +569,13 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
                     # index_col=False: a row with a field more than the header is not an index
                     # column; pandas then warns that it drops the field, an error here.
                     warnings.simplefilter("error", pd.errors.ParserWarning)
-                    frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False)
+                    frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False, skip_blank_lines=not keep_blank_lines)
             except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-                raise too_many_fields(path, label) or DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+                raise too_many_fields(path, label, blank_lines=keep_blank_lines) or DataError(f"{label}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
             except UnicodeDecodeError:
                 raise not_utf8(path, label) from None
+            if keep_blank_lines:
+                frame = frame.iloc[: len(frame) - trailing_blank_lines(path)]
             frame.columns = [str(c).strip() for c in frame.columns]
             if len(frame) == 0:
                 raise DataError(f"{label}: has a header but no data rows")
@@ -579,16 +585,17 @@ def read_table(source, *, role: str = "training", text=()) -> pd.DataFrame:
     return frame
 
 
-def too_many_fields(path: Path, label: str, *, first_only: bool = False) -> DataError | None:
+def too_many_fields(path: Path, label: str, *, first_only: bool = False, blank_lines: bool = False) -> DataError | None:
     """The one-line error for the first data row with more fields than the header (a trailing
-    comma, an unquoted comma in a cell), rows counted as :func:`read_table` counts them; None if
-    none has (``first_only``: if the first data row has not)."""
+    comma, an unquoted comma in a cell), rows counted as :func:`read_table` counts them (blank
+    lines skipped; ``blank_lines``: counted, as ``keep_blank_lines`` reads them); None if none
+    has (``first_only``: if the first data row has not)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.reader(fh, skipinitialspace=True)
         header = next(reader, [])
         row = 0
         for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
+            if not blank_lines and (not fields or (len(fields) == 1 and not fields[0].strip())):
                 continue  # a blank line: pandas skips it
             row += 1
             if len(fields) > len(header):
@@ -596,6 +603,28 @@ def too_many_fields(path: Path, label: str, *, first_only: bool = False) -> Data
             if first_only:
                 break
     return None
+
+
+_BLANK = b" \t\r\n\f\v"
+
+
+def trailing_blank_lines(path: Path) -> int:
+    """How many blank (empty or whitespace-only) lines follow a CSV file's last row: the rows of
+    empty cells pandas reads there when it keeps blank lines."""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        tail = b""
+        while end > 0:  # back from the end, block by block, to the last byte that is not white space
+            start = max(0, end - (1 << 16))
+            fh.seek(start)
+            block = fh.read(end - start)
+            tail = block + tail
+            end = start
+            if block.strip(_BLANK):
+                break
+    rest = tail[len(tail.rstrip(_BLANK)):].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = rest.split(b"\n")  # the end of the last row's line, then the blank lines
+    return max(0, len(lines) - 1 - (lines[-1] == b""))
 
 
 def _with_text(frame: pd.DataFrame, path: Path, label: str, columns: list[str]) -> pd.DataFrame:

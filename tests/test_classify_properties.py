@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import tempfile
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from coreml_lstm.classify.data import (Normalizer, SequenceDataConfig, TextDataConfig, class_list, encode, label_type, read_sequences,
                                        read_texts)
 from coreml_lstm.classify.tokenizer import Tokenizer
+from coreml_lstm.data import canonical_int, typed_keys
 from coreml_lstm.errors import CoreMLLSTMError
 
-from .strategies import Table, cell, check_error, dates, distinct_names, examples, files, finite, hostility, names, role_name, text_cells
+from .strategies import Table, cell, check_error, dates, distinct_names, examples, files, finite, hostility, kind_of, names, role_name, text_cells
 
 LABEL_KINDS = {
     "int": st.sampled_from(["1", "2", "3", "-1", "0", "10"]),
@@ -206,3 +209,124 @@ def test_texts_read_and_tokenize_or_one_line_error(table, level):
             return
         assert again.x == samples.x
         event("ok: texts tokenized")
+
+
+# -- the long reader against a row-by-row reference ------------------------------------------
+
+
+@st.composite
+def long_cases(draw):
+    """(rows, channels, has_time, csv): series of random lengths, rows shuffled, one to three
+    channels, an optional time column; now and then a repeated time, a NaN, a missing time or a
+    second label in one series."""
+    channels = [f"c{j}" for j in range(draw(st.integers(1, 3)))]
+    has_time = draw(st.booleans())
+    ids = draw(st.lists(st.sampled_from(["s0", "s1", "7", "007", "x y", "8", "-2", "日本"]), min_size=1, max_size=5, unique=True))
+    csv = draw(st.booleans())
+    if not csv and all(canonical_int(i) for i in ids):
+        ids = [int(i) for i in ids]  # a DataFrame's integer ids
+    kinds = draw(st.sampled_from(["word", "int"]))
+    rows = []
+    for sid in ids:
+        n = draw(st.integers(1, 6))
+        times = draw(st.permutations(range(0, 3 * n, 3)))
+        y = draw(st.sampled_from(["up", "down", "Flat"] if kinds == "word" else [1, 2, -3]))
+        for t in times:
+            rows.append({"id": sid, "t": float(t), **{c: draw(st.integers(-40, 40)) / 4 for c in channels}, "label": y})
+    rows = draw(st.permutations(rows))
+    for _ in range(draw(st.integers(0, 2))):  # the error cases
+        row = rows[draw(st.integers(0, len(rows) - 1))]
+        what = draw(st.sampled_from(["time", "time", "nan", "missing time", "label", "label"]))
+        others = [r["t"] for r in rows if r["id"] == row["id"] and r is not row]
+        if what == "time" and has_time and others:
+            row["t"] = draw(st.sampled_from(others))
+        elif what == "nan":
+            row[draw(st.sampled_from(channels))] = float("nan")
+        elif what == "missing time" and has_time:
+            row["t"] = float("nan")
+        elif what == "label":
+            row["label"] = draw(st.sampled_from(["up", "down", "Flat"] if kinds == "word" else [1, 2, -3]))
+    return rows, channels, has_time, csv
+
+
+def _reference_long(rows, channels, has_time, source, csv):
+    """What the long reader gives, row by row in plain Python: (keys, labels, first rows, arrays)
+    or the one-line error (the checks in the reader's order: channels, labels, times, then series
+    by first appearance, a repeated time before a second label)."""
+    for c in channels:
+        for r, row in enumerate(rows, 1):
+            if np.isnan(row[c]):
+                return f"{source}: column {c!r}, row {r}: missing value"
+    if has_time:
+        for r, row in enumerate(rows, 1):
+            if np.isnan(row["t"]):
+                return f"{source}: column 't', row {r}: missing time"
+    series = {}
+    for r, row in enumerate(rows, 1):
+        series.setdefault(row["id"], []).append(r)
+    keys = typed_keys(list(series)) if csv else list(series)
+    labels, firsts, arrays = [], [], []
+    for sid, members in series.items():
+        ordered = sorted(members, key=lambda r: rows[r - 1]["t"]) if has_time else members  # sorted() is stable
+        for a, b in zip(ordered, ordered[1:]):
+            if has_time and rows[a - 1]["t"] == rows[b - 1]["t"]:
+                return f"{source}: column 't', row {b}: duplicate time in series {sid!r}"
+        first = rows[members[0] - 1]["label"]
+        for r in members:
+            if rows[r - 1]["label"] != first:
+                return f"{source}: column 'label', row {r}: series {sid!r} has label {rows[r - 1]['label']!r} here but {first!r} in row {members[0]}"
+        labels.append(first)
+        firsts.append(members[0])
+        arrays.append(np.asarray([[rows[r - 1][c] for c in channels] for r in ordered], np.float32))
+    return keys, labels, firsts, arrays
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(case=long_cases())
+def test_long_reader_matches_a_row_by_row_reference(case):
+    rows, channels, has_time, csv = case
+    frame = pd.DataFrame(rows)[["id"] + (["t"] if has_time else []) + channels + ["label"]]
+    config = SequenceDataConfig(series_id="id", time="t" if has_time else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = frame
+        if csv:
+            source = Path(tmp) / "long.csv"
+            frame.to_csv(source, index=False)
+        want = _reference_long(rows, channels, has_time, source if csv else "training data", csv)
+        try:
+            samples, got_channels = read_sequences(source, config)
+        except CoreMLLSTMError as exc:
+            assert str(exc) == want
+            event("error: " + kind_of(str(exc)))
+            return
+    assert not isinstance(want, str), f"read, but the reference says {want!r}"
+    keys, labels, firsts, arrays = want
+    assert got_channels == channels
+    assert samples.keys == keys and samples.labels == labels and samples.rows == firsts
+    assert [type(k) for k in samples.keys] == [type(k) for k in keys] and [type(v) for v in samples.labels] == [type(v) for v in labels]
+    assert len(samples.x) == len(arrays)
+    for x, a in zip(samples.x, arrays):
+        assert x.dtype == np.float32 and x.shape == a.shape and x.tobytes() == a.tobytes()
+    event("ok")
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(lines=st.lists(st.one_of(st.sampled_from(["", " ", "  \t"]), st.sampled_from(["good", "bad one", "très bien", "ok"])), min_size=1, max_size=8),
+       trailing=st.lists(st.sampled_from(["", " ", "\t"]), max_size=3), two_columns=st.booleans(), line_end=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_text_rows_are_the_files_data_rows(lines, trailing, two_columns, line_end):
+    """A blank or whitespace-only line is a blank text named by the file's data row (blank lines
+    were skipped and the rows after them renumbered); blank lines after the last row are none."""
+    rows = [f"{t},{('a', 'b')[i % 2]}" if two_columns and t.strip() else t for i, t in enumerate(lines)]
+    blank = [r for r, t in enumerate(lines, 1) if not t.strip()]
+    last = max((r for r, t in enumerate(lines, 1) if t.strip()), default=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_text(line_end.join(["text,label" if two_columns else "text"] + rows + trailing) + line_end, encoding="utf-8")
+        try:
+            samples = read_texts(path, TextDataConfig(), labelled=False)
+        except CoreMLLSTMError as exc:
+            want = f"{path}: has a header but no data rows" if last == 0 else f"{path}: column 'text', row {blank[0]}: empty text"
+            assert str(exc) == want
+            return
+    assert not [r for r in blank if r < last]
+    assert samples.keys == samples.rows == list(range(1, last + 1)) and samples.x == [t for t in lines if t.strip()]

@@ -71,6 +71,14 @@ def test_text_classify_end_to_end(tmp_path):
     r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
     assert r.exit_code == 0, r.output
     assert len(r.stdout.strip().splitlines()) == 4, r.stdout
+    # The row key is the file's data row: a blank line is a blank text (it was skipped, and the
+    # rows after it named one less); blank lines at the end are none.
+    (tmp_path / "new.csv").write_text("text\ngreat value\n\nawful\n\n\n", encoding="utf-8")
+    r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'new.csv'}: column 'text', row 2: empty text\n", r.output
+    (tmp_path / "new.csv").write_text("text\ngreat value\nawful\n\n\n", encoding="utf-8")
+    r = run("predict", tmp_path / "r.mlpackage", "--csv", tmp_path / "new.csv")
+    assert r.exit_code == 0 and [line.split(",")[0] for line in r.stdout.splitlines()] == ["row", "1", "2"], r.output
 
 
 def test_option_conflicts_are_usage_errors(tmp_path):
@@ -126,6 +134,10 @@ def test_one_column_in_two_roles_is_refused(tmp_path):
     assert r.exit_code == 1 and r.output == "Error: --series-id: column 'label' is also the label column\n", r.output  # was one class per sample
     r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "id", "--time", "id", *QUICK, "--out", tmp_path / "ckpt")
     assert r.exit_code == 1 and r.output == "Error: --time: column 'id' is also the series id column\n", r.output
+    gestures(12).rename(columns={"id": "label", "label": "activity"}).to_csv(tmp_path / "g.csv", index=False)
+    r = run("train", tmp_path / "g.csv", "--task", "classify", "--series-id", "label", "--label", "activity", *QUICK, "--out", tmp_path / "ckpt")
+    assert r.exit_code == 1 and r.output == ("Error: --series-id: column 'label' is named as a predict output column (label, top1, top1_p, top2, ...); "
+                                             "rename the series id column\n"), r.output  # predict's label column overwrote the ids
 
 
 def test_classifier_bad_input_is_one_line(tmp_path):

@@ -29,7 +29,7 @@ from .. import __version__
 from ..data import LARGE, first_unheld
 from ..errors import ConfigError, DataError, TrainingError
 from ..fsutil import atomic_path, directory_destination
-from .commands import top_k_frame
+from .commands import output_column_clash, top_k_frame
 from .data import (Normalizer, Samples, SequenceDataConfig, TextDataConfig, check_lengths, class_list, encode, label_type, pad,
                    read_sequences, read_texts, stratified_split, typed_classes)
 from .model import NetConfig, SequenceNet
@@ -278,6 +278,10 @@ class SequenceClassifier(_Classifier):
         self.normalizer_: Normalizer | None = None
 
     def fit(self, train, validation=None) -> "SequenceClassifier":
+        if self.data_config.layout == "long":  # predict's key column: refused here, not by the data settings, so older checkpoints load
+            clash = output_column_clash(self.data_config.series_id)
+            if clash is not None:
+                raise DataError(f"series_id: {clash}", cli=f"--series-id: {clash}")
         self.channels_ = self.steps_ = None  # resolved again from this training table
         return super().fit(train, validation)
 

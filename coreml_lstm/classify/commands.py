@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,8 +167,24 @@ def package_inputs(package, table, program=None) -> tuple[list[np.ndarray], Samp
     return arrays, samples, meta
 
 
+OUTPUT_COLUMNS = re.compile(r"label|top[1-9][0-9]*(_p)?")  # predict's columns after the key: label, top1, top1_p, top2, ...
+
+
+def output_column_clash(key_name: str) -> str | None:
+    """Why a series id column cannot be predict's key column (it is named as one of predict's
+    output columns, which would overwrite it), or None."""
+    if OUTPUT_COLUMNS.fullmatch(str(key_name)):
+        return f"column {key_name!r} is named as a predict output column (label, top1, top1_p, top2, ...); rename the series id column"
+    return None
+
+
 def top_k_frame(keys: list, probs: np.ndarray, classes: list, top_k: int, key_name: str = "row") -> pd.DataFrame:
-    """Key, label, and ``top{i}`` / ``top{i}_p`` columns for the k most probable classes."""
+    """Key, label, and ``top{i}`` / ``top{i}_p`` columns for the k most probable classes; a key
+    named as one of those columns (a checkpoint or package trained before fit refused it) is an
+    error: the key column would be overwritten."""
+    clash = output_column_clash(key_name)
+    if clash is not None:
+        raise ConfigError(f"series id {clash} and retrain", cli=f"--series-id: {clash} and retrain")
     k = max(1, min(int(top_k), len(classes)))
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     out = pd.DataFrame({key_name: keys, "label": [classes[i] for i in order[:, 0]]})
@@ -191,6 +208,9 @@ def predict_classes(package, table, *, top_k: int = 3, backend: str = "auto", mo
     probs = np.stack([np.asarray(runner.predict({name: a[None]})[PROB_OUTPUT], np.float64).reshape(-1) for a in arrays])
     data = meta["data"]
     key = data.get("series_id") if meta["task"] == "classify" and data.get("layout") == "long" else "row"
+    clash = output_column_clash(key)  # a package trained before fit refused such an id column
+    if clash is not None:
+        raise ConfigError(f"{package}: series id {clash} and retrain")
     return top_k_frame(samples.keys, probs, package_classes(meta), top_k, key), runner.name
 
 

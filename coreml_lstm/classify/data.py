@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns, typed_keys
+from ..data import (CSV_SUFFIXES, _first_duplicate, _looks_numeric, _time_values, not_utf8, numeric_column, read_table, require_columns,
+                    trailing_blank_lines, typed_keys)
 from ..errors import DataError
 
 LAYOUTS = ("long", "wide")
@@ -282,33 +283,53 @@ def _read_long(frame: pd.DataFrame, config: SequenceDataConfig, channels, labell
     for c in channels:
         if values[c].isna().any():
             raise DataError(f"{label}: column {c!r}, row {values[c].isna().idxmax()}: missing value")
-    table = pd.DataFrame(values, index=frame.index)
     sids = frame[config.series_id]
     if sids.isna().any():
         raise DataError(f"{label}: column {config.series_id!r}, row {sids.isna().idxmax()}: missing series id")
     labels = label_values(frame, config.label) if has_label else None
     if config.time:
-        table["__time__"], _ = _time_values(frame, config.time)  # as the forecaster reads its time column
-    xs, ys, names, rows = [], [], [], []
-    for sid, idx in sids.groupby(sids, sort=False).groups.items():
-        g = table.loc[idx]
-        if config.time:
-            g = g.sort_values("__time__", kind="stable")
-            dup = g["__time__"].duplicated()
-            if dup.any():
-                raise DataError(f"{label}: column {config.time!r}, row {dup.idxmax()}: duplicate time in series {_plain(sid)!r}")
-        if labels is not None:
-            own = labels.loc[idx]
-            first = own.iloc[0]
-            other = own[own != first]
-            if len(other):
-                raise DataError(f"{label}: column {config.label!r}, row {other.index[0]}: series {_plain(sid)!r} has label {other.iloc[0]!r} here but {first!r} in row {own.index[0]}")
-            ys.append(first)
-        else:
-            ys.append(None)
-        xs.append(g[list(channels)].to_numpy(np.float32))
-        names.append(_plain(sid))
-        rows.append(int(idx.min()))
+        times, _ = _time_values(frame, config.time)  # as the forecaster reads its time column
+    # One stable sort by (series, time) for the whole table (file order within a series without
+    # a time column); series in order of first appearance, as a groupby with sort=False gives them.
+    group, uniques = pd.factorize(sids, sort=False)  # (N,) series codes 0..S-1 in order of first appearance
+    by_series = np.argsort(group, kind="stable")  # (N,) file order within each series
+    counts = np.bincount(group, minlength=len(uniques))  # (S,)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # (S,) each series' first position in by_series
+    source_rows = frame.index.to_numpy()
+    first_rows = source_rows[by_series[starts]]  # (S,) first source row of each series
+    # The first series (by first appearance) with a bad row is named, a repeated time before a
+    # second label in the same series, as a series-by-series loop would find them.
+    error_at, error = len(uniques), None
+    if config.time:
+        rank, _ = pd.factorize(times, sort=True)  # (N,) time as dense ranks: equal times equal ranks
+        order = np.lexsort((rank, group))  # stable: equal (series, time) keep file order
+        same = (group[order[1:]] == group[order[:-1]]) & (rank[order[1:]] == rank[order[:-1]])  # (N-1,) a time seen before in its series
+        if same.any():
+            at = order[1 + int(np.argmax(same))]
+            error_at, error = int(group[at]), f"column {config.time!r}, row {source_rows[at]}: duplicate time in series {_plain(uniques[group[at]])!r}"
+    else:
+        order = by_series
+    if labels is not None:
+        codes, label_uniques = pd.factorize(labels.to_numpy(dtype=object), sort=False)  # (N,)
+        own = codes[by_series]
+        first = np.repeat(own[starts], counts)  # (N,) each row's series' first label, in by_series order
+        differ = own != first
+        if differ.any():
+            p = int(np.argmax(differ))  # the first series with two labels (series are contiguous in by_series), its first odd row
+            at, g = by_series[p], int(group[by_series[p]])
+            if g < error_at:
+                first_label, other_label = label_uniques[own[starts[g]]], label_uniques[codes[at]]
+                error_at, error = g, (f"column {config.label!r}, row {source_rows[at]}: series {_plain(uniques[g])!r} has label {other_label!r} here "
+                                      f"but {first_label!r} in row {first_rows[g]}")
+        ys = [label_uniques[c] for c in own[starts]]
+    else:
+        ys = [None] * len(uniques)
+    if error is not None:
+        raise DataError(f"{label}: {error}")
+    stacked = np.column_stack([values[c].to_numpy() for c in channels]).astype(np.float32)[order]  # (N, C) series after series
+    xs = np.split(stacked, np.cumsum(counts)[:-1])  # views of one array: (L_i, C) each
+    names = [_plain(sid) for sid in uniques]
+    rows = [int(r) for r in first_rows]
     if config.series_id in frame.attrs.get("text_columns", ()):
         names = typed_keys(names)  # a CSV's ids: "007" and "7" are two samples
     return Samples(xs, ys, names, rows, label), list(channels)
@@ -356,21 +377,24 @@ def check_lengths(samples: Samples, max_length: int, what: str = "sequence") -> 
 
 
 def read_texts(source, config: TextDataConfig, *, role: str = "training", labelled: bool = True) -> Samples:
-    """Texts (raw strings) and labels; an empty text is an error naming its row.
+    """Texts (raw strings) and labels; a blank (empty or whitespace-only) text is an error naming its row.
 
     A CSV's texts are read as text, so "NA" or "null" stay words rather than becoming missing
     values; its labels as the sequence reader reads a CSV's (see :func:`label_values`), a word
-    such as "NA" staying a label.
+    such as "NA" staying a label. A CSV's blank lines are rows with a blank text (skipped, they
+    made every later row number, predict's ``row`` key, differ from the file's); blank lines
+    after the last row are ignored.
     """
-    frame = read_table(source, role=role)  # the checks of a real file (encoding, header, duplicates)
+    frame = read_table(source, role=role, keep_blank_lines=True)  # the checks of a real file (encoding, header, duplicates)
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in CSV_SUFFIXES:
         typed = frame
         try:
             # Parsed as read_table parses (skipinitialspace: `pos, "good, great"` is one quoted
-            # field), only every cell kept as its text; spaces inside quotes stay.
-            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
+            # field; blank lines kept), only every cell kept as its text; spaces inside quotes stay.
+            raw = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False)
         except UnicodeDecodeError:
             raise not_utf8(Path(source), frame.attrs["label"]) from None
+        raw = raw.iloc[: len(raw) - trailing_blank_lines(Path(source))]
         raw.columns = [str(c).strip() for c in raw.columns]
         if len(raw) != len(typed):  # the same parser read both: never expected
             raise DataError(f"{typed.attrs['label']}: read {len(raw)} rows of text for {len(typed)} rows of the table")
