@@ -6,8 +6,10 @@ line), 2 a usage error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -390,7 +392,8 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         from .user_model import fp32_submodules
 
         adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
-    path = export(adapter, output, config)
+    with warning_lines():
+        path = export(adapter, output, config)
     report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict()})
@@ -399,6 +402,26 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         _report_lines(report, path, model)
     if report.status != "passed":  # failed, or no check could run (the package stays: it converted)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def warning_lines():
+    """The toolkit's warnings (a value the trace froze) as one ``warning: ...`` line each on
+    stderr, not Python's display of the toolkit's source line; other warnings as they were."""
+    from .errors import TraceWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TraceWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TraceWarning)
+        warnings.showwarning = show
+        yield
 
 
 # -- export ----------------------------------------------------------------------------------

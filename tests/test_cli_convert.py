@@ -253,3 +253,24 @@ def test_an_archive_returning_an_input_unchanged_is_refused_in_one_line(tmp_path
     assert r.exit_code == 1 and r.output == ("Error: output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
                                              "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out\n")
     assert not (tmp_path / "p.mlpackage").exists()
+
+
+def test_a_value_the_trace_froze_is_one_warning_line(tmp_path, monkeypatch):
+    """A TraceWarning (see test_user_model_api) prints as one line on stderr, not Python's two."""
+    import warnings
+
+    import coreml_lstm.export
+    from coreml_lstm.errors import TraceWarning
+
+    export = coreml_lstm.export.export
+
+    def warning_export(*args, **kwargs):
+        warnings.warn("model.py:7: the trace turned a tensor computed from the inputs into a Python boolean", TraceWarning)
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(coreml_lstm.export, "export", warning_export)
+    torch.jit.save(torch.jit.trace(ConvPool().eval(), torch.randn(1, 6, 4)), str(tmp_path / "c.pt"))
+    r = run("convert", tmp_path / "c.pt", tmp_path / "c.mlpackage", "--input", "x:1,6,4", "--samples", "1")
+    assert r.exit_code == 0, r.output
+    assert "warning: model.py:7: the trace turned a tensor computed from the inputs into a Python boolean\n" in r.stderr
+    assert "TraceWarning" not in r.output

@@ -1,10 +1,13 @@
 """coreml_lstm.convert / verify for a user's module: shape spellings, sampling, errors, metadata."""
 
+import inspect
 import io
 import json
+import math
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from torch import nn
 import coreml_lstm
 from coreml_lstm._coremltools import coremltools
 from coreml_lstm.adapter import Dim, Input, parse_shape, sample_shapes
-from coreml_lstm.errors import ConfigError, ExportError
+from coreml_lstm.errors import ConfigError, ExportError, TraceWarning
 from coreml_lstm.testing import format_report
 from coreml_lstm.user_model import _no_pickle, parse_input_option
 
@@ -776,3 +779,56 @@ def test_a_later_checks_input_options_stay_inside_the_package_and_linked(tmp_pat
         ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4")])
     both = ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4"), parse_input_option("b:1,T=2..8,4")])
     assert max(s.calls[0]["a"].shape[1] for s in both.samples(4)) <= 8
+
+
+class Recurrent(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+class Gate(nn.Module):
+    """A Python branch on a tensor's values: the trace keeps the branch the example takes."""
+
+    def forward(self, x):
+        if x.mean() > 0:
+            return x * 2
+        return -x
+
+
+class Rows(nn.Module):
+    def forward(self, x):
+        return torch.stack([row * k for k, row in enumerate(x)])  # as many rows as the example's
+
+
+class Sizes(nn.Module):
+    """Python numbers read from sizes only, as attention scales are: nothing frozen but sizes."""
+
+    def forward(self, x):
+        return x / math.sqrt(x.shape[-1]) + int(x.shape[1])
+
+
+def test_a_value_the_trace_froze_is_a_warning_naming_the_model_line(tmp_path):
+    """Every TracerWarning was silenced: a package that always took the example's branch passed
+    every check (they draw like the example) with no word. The froze-a-value ones are now a
+    TraceWarning naming the model's line; sizes, weights and torch's own notes stay quiet."""
+    with pytest.warns(TraceWarning) as caught:
+        _, report = coreml_lstm.convert(Gate(), torch.randn(1, 8, 3) + 0.5, tmp_path / "g.mlpackage", samples=2)
+    assert report.status == "passed"  # the checks cannot see it: the warning is the only sign
+    [w] = [w for w in caught if w.category is TraceWarning]
+    line = inspect.getsourcelines(Gate.forward)[1] + 1
+    assert str(w.message) == (f"{__file__}:{line}: the trace turned a tensor computed from the inputs into a Python boolean: the package "
+                              "keeps the example's value there (an if on a tensor takes the example's branch for every input), and checks "
+                              "drawn like the example pass; compute it with tensor ops (torch.where, masks) instead")
+    assert w.filename == __file__  # Python shows it at the convert call
+    with pytest.warns(TraceWarning, match=r"test_user_model_api.py:\d+: the trace unrolled a loop over a tensor computed from the inputs"):
+        coreml_lstm.convert(Rows(), torch.randn(3, 4), tmp_path / "r.mlpackage", samples=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TraceWarning)
+        _, report = coreml_lstm.convert(Sizes(), torch.randn(1, 5, 4), tmp_path / "s.mlpackage", samples=1)
+        assert report.status == "passed"
+        gru = nn.GRU(3, 4, num_layers=2, dropout=0.2, batch_first=True)  # torch's notes on dropout and its shape checks
+        coreml_lstm.convert(Recurrent(gru), torch.randn(1, 5, 3), tmp_path / "gru.mlpackage", samples=1)
