@@ -5,6 +5,7 @@ import io
 import json
 import math
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -391,6 +392,50 @@ def test_a_non_finite_value_matches_only_itself(values, data):
     assert compare("y", bad, want, tol, backend="executor", mode="fp32").status == "failed"
     same = compare("y", bad.copy(), bad, tol, backend="executor", mode="fp32")
     assert same.status == "passed" and "torch gives 1 non-finite values" in same.line()
+
+
+def test_an_integer_output_is_compared_exactly():
+    """Integer outputs were held to the float bar: in fp16 an index within 5% of torch's passed."""
+    from coreml_lstm.verify import DEFAULT_TOLERANCES, compare
+
+    tol = DEFAULT_TOLERANCES["fp16"]
+    want = np.array([[40, 41, 7, 0]], np.int64)
+    check = compare("bucket", np.array([[40, 42, 7, 0]], np.int32), want, tol, backend="executor", mode="fp16")
+    assert check.status == "failed" and check.max_abs == 1.0 and check.worst_index == (0, 1)
+    assert check.line() == ("FAILED bucket [executor, fp16] shape (1, 4): max abs 1, max rel 0.0244 (atol 0, rtol 0) worst at (0, 1); "
+                            "1 of 4 values differ (integer output, compared exactly)")
+    assert compare("bucket", want.astype(np.int32), want, tol, backend="executor", mode="fp16").status == "passed"
+    mask = np.array([True, False, True])
+    assert compare("mask", np.array([1, 0, 0], np.int32), mask, tol, backend="executor", mode="fp16").reason == (
+        "1 of 3 values differ (integer output, compared exactly)")
+    # A float output keeps its tolerance.
+    assert compare("y", np.array([40.0, 42.0]), np.array([40.0, 41.0]), tol, backend="executor", mode="fp16").status == "passed"
+
+
+class Nearest(nn.Module):
+    """The index of the nearest of 50 centres in 0..10: an fp16 program picks neighbours."""
+
+    def __init__(self):
+        super().__init__()
+        centres = torch.linspace(0, 10, 50)
+        self.score = nn.Linear(1, 50)
+        with torch.no_grad():
+            self.score.weight.copy_(2 * centres[:, None])
+            self.score.bias.copy_(-centres**2)
+
+    def forward(self, x):
+        return self.score(x).argmax(-1)
+
+
+def test_an_argmax_of_an_fp16_package_fails_where_an_index_differs(tmp_path):
+    torch.manual_seed(0)
+    path, report = coreml_lstm.convert(Nearest(), 5 + 5 * torch.rand(64, 1), tmp_path / "n.mlpackage", precision="fp16", target="iOS17",
+                                       value_ranges={"x": (5, 10)}, samples=2)
+    assert report.status == "failed", format_report(report)  # it passed with indices wrong
+    [check] = [c for c in report.checks if c.backend == "executor"]
+    assert check.tolerance.atol == 0 and re.search(r"; [1-9]\d* of 128 values differ \(integer output, compared exactly\)$", check.line())
+    later = coreml_lstm.verify(Nearest(), path, samples=2)  # a later check knows the output is integer too
+    assert later.status == "failed" and later.failed[0].reason == check.reason
 
 
 class Squares(nn.Module):
