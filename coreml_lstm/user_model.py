@@ -114,12 +114,11 @@ class ModuleAdapter(Adapter):
         specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
         _set_value_ranges(specs_in, value_ranges)
         torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
+        kept = _states(module, states)
         eval_mode(module)
-        with torch.no_grad():
-            saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+        with torch.no_grad(), _buffers_restored(module) as updated:
             out = module(*tensors)
-            for k, v in module.named_buffers():
-                v.copy_(saved[k])
+        _refuse_updated_buffers(updated, kept)
         out = _as_outputs(out)
         out_names = _output_names(outputs, len(out))
         same = next(((i, j) for j in range(len(out)) for i in range(j) if out[i] is out[j]), None)
@@ -128,7 +127,7 @@ class ModuleAdapter(Adapter):
             raise ConfigError(f"outputs {out_names[i]!r} and {out_names[j]!r} are the same tensor: a Core ML program names a value once; return it once")
         _refuse_pass_through(out, out_names, tensors, names)
         outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
-        return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
+        return cls(module, specs_in, outs, examples=tuple(tensors), states=kept, torch_dtypes=torch_dtypes,
                    description=f"{type(module).__name__} converted by coreml-lstm")
 
     @classmethod
@@ -198,9 +197,9 @@ class ModuleAdapter(Adapter):
         if args is None:
             args = [self.torch_input(i.name, i.example()) for i in self.inputs]
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _buffers_restored(self._module) as updated:
                 warnings.simplefilter("ignore")  # torch's notes on its kernels ("LSTM with projections ... oneDNN"): not the user's to act on here
-                return self._module(*args)
+                out = self._module(*args)
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
             ints = [i for i in self.inputs if i.dtype == INT32 and i.torch_dtype is None and i.name not in self._torch_dtypes]
@@ -208,6 +207,8 @@ class ModuleAdapter(Adapter):
             if ints and "bool" in str(exc).lower():  # fed int64 where the module takes a mask
                 hint = f" (a bool input is --input {ints[0].name}:{','.join(map(str, ints[0].default_shape()))}:bool)"
             raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}{hint}") from None
+        _refuse_updated_buffers(updated, self.states)
+        return out
 
 
 FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
@@ -247,6 +248,47 @@ def _same_ranges(inputs: list[Input]) -> None:
                     name = d.symbol if not d.symbol.startswith("_") else "the range they share"
                     raise ConfigError(f"--input {inp.name!r}: {name} is {d.lo}..{d.hi} here but {first[1].lo}..{first[1].hi} for {first[0]!r}; "
                                       "inputs sharing a range take one span: give it to each of them")
+
+
+@contextlib.contextmanager
+def _buffers_restored(module):
+    """Every buffer of ``module`` back to its value after the block (a forward run to learn the
+    outputs must leave the module as it was); yields the list, filled on exit, of the buffers the
+    block changed."""
+    import torch
+
+    saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+    updated: list[str] = []
+    try:
+        yield updated
+    finally:
+        with torch.no_grad():
+            for k, v in module.named_buffers():
+                if k in saved:
+                    if not _same(v, saved[k]):
+                        updated.append(k)
+                        v.copy_(saved[k]) if v.shape == saved[k].shape else v.set_(saved[k])
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
+def _refuse_updated_buffers(updated: list[str], states) -> None:
+    """A buffer forward updates in eval mode (a call counter, a running mean) is a constant in
+    the package, frozen at its value at conversion, while torch changes it every call: refused,
+    unless it is one of the Core ML ``states``."""
+    kept = {s.name for s in states}
+    for name in updated:
+        if name not in kept:
+            raise ConfigError(f"forward updates buffer {name!r}: the package would keep it at its value at conversion; declare it a Core ML state "
+                              f"(states=[{name!r}], target iOS18) or stop updating it in forward",
+                              cli=f"forward updates buffer {name!r}: the package would keep it at its value at conversion; stop updating it in "
+                                  f"forward, or convert the module from Python with states=[{name!r}] (target iOS18)")
 
 
 def _keep_torch_dtype(given: Input, declared: Input) -> Input:

@@ -274,3 +274,13 @@ def test_a_value_the_trace_froze_is_one_warning_line(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "warning: model.py:7: the trace turned a tensor computed from the inputs into a Python boolean\n" in r.stderr
     assert "TraceWarning" not in r.output
+
+
+def test_an_archive_updating_a_buffer_is_refused_in_one_line(tmp_path):
+    from .test_user_model_api import Counter
+
+    torch.jit.save(torch.jit.trace(Counter(), torch.ones(1, 3), check_trace=False), str(tmp_path / "c.pt"))
+    r = run("convert", tmp_path / "c.pt", tmp_path / "c.mlpackage", "--input", "x:1,3")
+    assert r.exit_code == 1 and r.output == ("Error: forward updates buffer 'count': the package would keep it at its value at conversion; stop "
+                                             "updating it in forward, or convert the module from Python with states=['count'] (target iOS18)\n")
+    assert not (tmp_path / "c.mlpackage").exists()

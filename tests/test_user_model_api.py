@@ -325,6 +325,34 @@ def test_a_state_buffer_starts_from_zero_as_core_ml_makes_it_and_conversion_leav
     assert checks and all("3 calls" in c.size for c in checks)
 
 
+class Counter(nn.Module):
+    """Counts its calls in a buffer: torch gives 1, 2, 3; a package would keep the count it had."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(1))
+
+    def forward(self, x):
+        self.count += 1
+        return x * self.count
+
+
+def test_a_buffer_forward_updates_is_refused_unless_it_is_a_state(tmp_path):
+    """The counter was frozen into a constant and convert said passed (every check restores the
+    buffers before each sample, so torch gave 1 each time too)."""
+    m = Counter()
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(m, torch.ones(1, 3), tmp_path / "c.mlpackage")
+    assert str(err.value) == ("forward updates buffer 'count': the package would keep it at its value at conversion; declare it a Core ML "
+                              "state (states=['count'], target iOS18) or stop updating it in forward")
+    assert m.count.item() == 0 and list(tmp_path.iterdir()) == []
+    # BatchNorm updates its running statistics in training mode only: converted in eval mode, it is not refused.
+    norm = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).train()
+    _, report = coreml_lstm.convert(norm, torch.randn(5, 3), tmp_path / "bn.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)
+    # A buffer declared a state is what a state is for: test_a_state_buffer_starts_from_zero_... converts one.
+
+
 class Dup(nn.Module):
     def __init__(self):
         super().__init__()
