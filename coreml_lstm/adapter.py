@@ -39,6 +39,8 @@ STREAM = 3  # calls per sample for a model with state: the state must carry from
 DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32, "bool": INT32}
 # The dtypes torch may take an integer input in (the package takes int32; a bool input holds 0/1).
 TORCH_INTEGER_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64")
+# The dtypes other than float32 torch may take a float input in (the package takes float32).
+TORCH_FLOAT_DTYPES = ("float64", "float16", "bfloat16")
 
 
 # -- shapes ------------------------------------------------------------------------------------
@@ -199,7 +201,9 @@ class Input:
     distribution with ``stats`` (mean, std; default 0, 1) or uniformly from ``value_range``, and
     integers uniformly from ``value_range`` (inclusive; default 0..9, 0..1 for a bool input).
     ``torch_dtype`` is the dtype the torch module takes an integer input in ("bool", "int64",
-    ...; one of :data:`TORCH_INTEGER_DTYPES`), where it is known: Core ML has int32 inputs only.
+    ...; one of :data:`TORCH_INTEGER_DTYPES`), where it is known: Core ML has int32 inputs only;
+    for a float input, a dtype other than float32 (a ``.double()`` module: "float64"; one of
+    :data:`TORCH_FLOAT_DTYPES`), the package's input being float32 whatever the module takes.
     """
 
     name: str
@@ -310,7 +314,7 @@ class Input:
         if stats is not None and stats[1] > 0:
             self.stats = stats
         torch_dtype = record.get("torch_dtype")
-        if self.dtype == INT32 and isinstance(torch_dtype, str) and torch_dtype in TORCH_INTEGER_DTYPES:
+        if isinstance(torch_dtype, str) and torch_dtype in (TORCH_INTEGER_DTYPES if self.dtype == INT32 else TORCH_FLOAT_DTYPES):
             self.torch_dtype = torch_dtype
         return self
 
@@ -463,6 +467,9 @@ class Adapter:
     carry: dict[str, str] = {}
     classes: list | None = None
     modes: tuple | None = None  # executor numerics verify runs by default (None: the program's own)
+    # The torch module itself computes in fp16 (a .half() module): its outputs are a reference to
+    # fp16's bar only, whatever the package computes in.
+    fp16_reference: bool = False
     # Names of submodules whose ops an fp16 export keeps in fp32 (they compute on raw values).
     fp32_scopes: tuple[str, ...] = ()
     description = ""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
+from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
 from .errors import ConfigError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -46,6 +46,10 @@ class ModuleAdapter(Adapter):
     def module(self):
         return self._module
 
+    @property
+    def fp16_reference(self) -> bool:
+        return any(i.torch_dtype in ("float16", "bfloat16") for i in self.inputs)
+
     def metadata(self, path=None) -> dict:
         """Besides the kind, how each input is sampled (shared ranges, value ranges, statistics),
         so a later check of the package draws what the check at conversion drew."""
@@ -60,20 +64,24 @@ class ModuleAdapter(Adapter):
         return tuple(self.torch_input(i.name, i.example()) for i in self.inputs)
 
     def torch_input(self, name: str, value):
-        """A feed as the module takes it: integers in the dtype of the example it was traced on,
-        else in the one the input records (a package's metadata, ``--input mask:1,10:bool``),
-        else int64 (torch's index type; the package takes int32)."""
+        """A feed as the module takes it: in the dtype of the example it was traced on, else in
+        the one the input records (a package's metadata, ``--input mask:1,10:bool``), else
+        integers in int64 (torch's index type; the package takes int32) and floats as they are
+        (float32, the package's)."""
         import torch
 
         from .adapter import _tensor
 
         tensor = _tensor(value)
-        if tensor.is_floating_point():
-            return tensor
         dtype = self._torch_dtypes.get(name)
         if dtype is None:
             recorded = next((i.torch_dtype for i in self.inputs if i.name == name), None)
-            dtype = getattr(torch, recorded) if recorded in TORCH_INTEGER_DTYPES else torch.int64
+            if tensor.is_floating_point():
+                dtype = getattr(torch, recorded) if recorded in TORCH_FLOAT_DTYPES else tensor.dtype
+            else:
+                dtype = getattr(torch, recorded) if recorded in TORCH_INTEGER_DTYPES else torch.int64
+        if tensor.is_floating_point() != dtype.is_floating_point:  # a float feed for an integer input: refused later, not truncated
+            return tensor
         return tensor.to(dtype) if tensor.dtype != dtype else tensor
 
     # -- building ------------------------------------------------------------------------------
@@ -113,7 +121,7 @@ class ModuleAdapter(Adapter):
             raise ConfigError("inputs: expected {name: shape} or a list of ct.TensorType")
         specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
         _set_value_ranges(specs_in, value_ranges)
-        torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
+        torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point() or t.dtype != torch.float32}
         kept = _states(module, states)
         eval_mode(module)
         with torch.no_grad(), _buffers_restored(module) as updated:
@@ -430,8 +438,7 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     else:
         dims, enumerated = parse_shape(shape_spec)
     inp = Input(name, dims, dtype, enumerated, description, default=example_shape)
-    if integer:
-        inp.torch_dtype = _torch_dtype_name(tensor.dtype)
+    inp.torch_dtype = _torch_dtype_name(tensor.dtype)
     if len(dims) != len(example_shape) or not inp.accepts(example_shape):
         raise ConfigError(f"inputs: {name!r}: the example's shape {example_shape} is not one of {inp.shape_text()}")
     values = tensor.detach().double().numpy()
@@ -454,9 +461,10 @@ def _integer_range(lo: int, hi: int) -> tuple[int, int]:
 
 
 def _torch_dtype_name(dtype) -> str | None:
-    """``torch.bool`` -> "bool" (as a package records it), None for a dtype no feed is cast to."""
+    """``torch.bool`` -> "bool", ``torch.float64`` -> "float64" (as a package records them); None
+    for float32 (the package's own) and a dtype no feed is cast to."""
     name = str(dtype).removeprefix("torch.")
-    return name if name in TORCH_INTEGER_DTYPES else None
+    return name if name in TORCH_INTEGER_DTYPES + TORCH_FLOAT_DTYPES else None
 
 
 def _np_dtype(dtype):
@@ -623,6 +631,8 @@ def _load_pt2(path: Path) -> Loaded:
         integer = not val.dtype.is_floating_point
         default = tuple(int(s) for s in examples[k].shape) if examples is not None and k < len(examples) else None
         inp = Input(name, tuple(dims), INT32 if integer else FLOAT32, default=default)
+        if not integer and _torch_dtype_name(val.dtype):  # a float64 program takes float64 feeds
+            dtypes[name], inp.torch_dtype = val.dtype, _torch_dtype_name(val.dtype)
         if integer:
             dtypes[name] = val.dtype
             inp.torch_dtype = _torch_dtype_name(val.dtype)

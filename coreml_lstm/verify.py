@@ -252,7 +252,8 @@ def verify_package(
         tolerances: per precision; defaults to :data:`DEFAULT_TOLERANCES`. A check is held to the
             fp16 bar when it runs in fp16, when the program computes in fp16 (its weights are
             fp16 whatever the executor does), keeps Core ML states (stored in fp16) or has
-            compressed weights (:func:`compressed_weights`).
+            compressed weights (:func:`compressed_weights`), or when the torch module itself
+            computes in fp16 (``adapter.fp16_reference``: a ``.half()`` module).
         backends: "executor" (always runs) and/or "coreml" (skipped off macOS).
 
     Returns:
@@ -266,7 +267,7 @@ def verify_package(
     if not samples:
         raise ConfigError("verify: no inputs to compare on")
     precision = program_precision(program)
-    lossy = fp16_bar(program)
+    lossy = fp16_bar(program) or adapter.fp16_reference
     modes = tuple(modes or adapter.modes or (precision,))
     for m in modes:
         if m not in DEFAULT_TOLERANCES:

@@ -744,6 +744,26 @@ def test_a_bool_input_is_int32_in_the_package_cast_to_bool_in_the_program_and_bo
     assert coreml_lstm.verify(model, path, {"x": x.numpy(), "mask": mask.numpy()}).status == "passed"
 
 
+@pytest.mark.parametrize("dtype, bar", [(torch.float64, 1e-4), (torch.float16, 5e-2)])
+def test_a_double_or_half_module_is_fed_its_own_float_dtype(tmp_path, dtype, bar):
+    """The checks fed a .double() module float32 (torch: mat1 and mat2 must have the same dtype,
+    advising value ranges) and left the package on disk. The package's input stays float32; the
+    module is fed its dtype, which the package records for later checks. A half module rounds to
+    fp16 itself, so it is held to the fp16 bar."""
+    from coreml_lstm.adapter import package_inputs
+    from coreml_lstm.verify import load_declared
+
+    torch.manual_seed(0)
+    m = nn.Linear(3, 2).to(dtype).eval()
+    path, report = coreml_lstm.convert(m, torch.randn(2, 3, dtype=dtype), tmp_path / "d.mlpackage", samples=2)
+    assert report.status == "passed", format_report(report)
+    assert {c.tolerance.atol for c in report.ran} == {bar}
+    [declared] = package_inputs(load_declared(path)[0], path)
+    assert declared.dtype == np.float32 and declared.torch_dtype == str(dtype).removeprefix("torch.")
+    assert coreml_lstm.verify(m, path, samples=2).status == "passed"
+    assert coreml_lstm.verify(m, path, {"input": np.ones((2, 3))}).status == "passed"
+
+
 def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
     def read(record, dtype=np.int32):
         return Input("m", (1, 4), dtype).with_sampling({"name": "m", **record}).torch_dtype
@@ -752,6 +772,7 @@ def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
     for bad in ("float32", "os.system", "Tensor", 3, None, ["bool"], "bool" * 100):
         assert read({"torch_dtype": bad}) is None
     assert read({"torch_dtype": "bool"}, np.float32) is None  # a float input is fed as float
+    assert read({"torch_dtype": "float64"}, np.float32) == "float64" and read({"torch_dtype": "float64"}) is None
     assert Input("m", (1, 4), np.int32).with_sampling("junk").torch_dtype is None
 
 
