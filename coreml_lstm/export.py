@@ -51,10 +51,12 @@ class ExportConfig:
     compress: str | None = None  # None or one of COMPRESSIONS
 
     def __post_init__(self):
+        self.precision, self.target = _precision_name(self.precision), _target_name(self.target)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.target not in TARGETS:
-            raise ConfigError(f"target: {self.target!r} is not one of {', '.join(TARGETS)}")
+            shown = f"ct.target.{self.target.name}" if type(self.target).__name__ == "AvailableTarget" else repr(self.target)
+            raise ConfigError(f"target: {shown} is not one of {', '.join(TARGETS)}")
         if self.streaming not in (None, "explicit", "states"):
             raise ConfigError(f"streaming: {self.streaming!r} is not one of explicit, states")
         if self.streaming == "states" and OPSET_TARGET.get(self.target, self.target) != "iOS18":
@@ -69,6 +71,21 @@ class ExportConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _precision_name(value):
+    """``ct.precision.FLOAT16`` -> "fp16", as coremltools users write it; anything else as given."""
+    if type(value).__name__ == "ComputePrecision":
+        return {"float16": "fp16", "float32": "fp32"}.get(getattr(value, "value", None), value)
+    return value
+
+
+def _target_name(value):
+    """``ct.target.iOS17`` -> "iOS17". coremltools' macOS targets are aliases of the iOS ones of
+    the same opset (``ct.target.macOS14`` is ``ct.target.iOS17``), which convert alike."""
+    if type(value).__name__ == "AvailableTarget" and getattr(value, "name", None) in TARGETS:
+        return value.name
+    return value
 
 
 def check_destination(path: str | Path) -> Path:

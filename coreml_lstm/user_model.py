@@ -697,8 +697,8 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         inputs: flexible shapes: ``{name: shape}`` with sizes and ranges (``"1..64"``,
             ``ct.RangeDim``), ``ct.EnumeratedShapes`` or a list of shapes; or ``ct.TensorType`` list.
         outputs: output names (default ``output`` / ``output_0``, ...).
-        precision: "fp32" or "fp16" compute (inputs and outputs stay fp32).
-        target: minimum deployment target (iOS15 ... iOS18, macOS12 ... macOS15).
+        precision: "fp32" or "fp16" compute (inputs and outputs stay fp32), or ``ct.precision.FLOAT32`` / ``FLOAT16``.
+        target: minimum deployment target (iOS15 ... iOS18, macOS12 ... macOS15), or ``ct.target.iOS17`` and the like.
         compress: None or int8, palettize6, palettize4, prune50 (weights only).
         states: buffer names kept as Core ML states (iOS18+; the module updates them by slice
             assignment, ``self.h[:] = h``).
@@ -730,11 +730,11 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     check_destination(path)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples: expected a whole number >= 1, got {samples!r}")
-    if states and OPSET_TARGET.get(target, target) != "iOS18":
-        raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
+    if states and OPSET_TARGET.get(config.target, config.target) != "iOS18":
+        raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {config.target}")
     adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
     adapter.extra_metadata = metadata
-    adapter.fp32_scopes = fp32_submodules(module, fp32_modules, precision)
+    adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
     path = export(adapter, path, config)
     return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
 

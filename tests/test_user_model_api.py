@@ -120,6 +120,20 @@ def test_convert_errors_name_what_is_wrong(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_targets_and_precisions_as_coremltools_names_them(tmp_path):
+    """ct.target.iOS17 was refused as 'target: <AvailableTarget.iOS17: 8> is not one of ..., iOS17, ...'."""
+    ct = coremltools()
+    path, report = coreml_lstm.convert(nn.Linear(3, 2).eval(), torch.randn(1, 3), tmp_path / "t.mlpackage", target=ct.target.iOS17,
+                                       precision=ct.precision.FLOAT16, samples=1)
+    assert report.status == "passed" and {c.mode for c in report.ran} == {"fp16"}
+    assert ct.models.MLModel(str(path), skip_model_load=True).get_spec().specificationVersion == 8  # iOS17's
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(nn.Linear(3, 2).eval(), torch.randn(1, 3), tmp_path / "u.mlpackage", target=ct.target.iOS26)
+    assert str(err.value) == "target: ct.target.iOS26 is not one of iOS15, iOS16, iOS17, iOS18, macOS12, macOS13, macOS14, macOS15"
+    with pytest.raises(ConfigError, match=r"^states: Core ML states need deployment target iOS18 or macOS15; got iOS17$"):
+        coreml_lstm.convert(Accumulate().eval(), torch.randn(1, 4), tmp_path / "v.mlpackage", target=ct.target.iOS17, states=["acc"])
+
+
 class Raw(nn.Module):
     """Sensor readings around 3e6 normalised inside the model: beyond float16's 65504."""
 
