@@ -505,7 +505,10 @@ class Adapter:
 
     def sample_of(self, feeds: dict) -> Sample:
         """A one-call sample of given feeds (cast to the declared dtypes), labelled with the sizes
-        of the flexible inputs."""
+        of the flexible inputs; every input needs a value (the first call carries no state)."""
+        missing = [i.name for i in self.inputs if i.name not in feeds]
+        if missing:
+            raise ConfigError(f"no value for input {missing[0]!r}; the package's inputs are {', '.join(sorted(i.name for i in self.inputs))}")
         feeds = cast_to({i.name: i.dtype for i in self.inputs}, feeds)
         return Sample.one(feeds, shape_label(self.inputs, feeds))
 

@@ -551,7 +551,13 @@ def _feeds_samples(adapter, paths) -> list:
     """One sample per FEEDS file (.npz or .json of named arrays)."""
     from .runner import read_arrays
 
-    return [adapter.sample_of(read_arrays(p)) for p in paths]
+    samples = []
+    for p in paths:
+        try:
+            samples.append(adapter.sample_of(read_arrays(p)))
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+    return samples
 
 
 @main.command(context_settings=CONTEXT)

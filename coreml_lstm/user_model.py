@@ -805,6 +805,10 @@ def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
             unknown = [name for name in arrays if name not in known]
             if unknown:
                 raise ConfigError(f"inputs: {unknown[0]!r} is not an input of the package; its inputs are {', '.join(sorted(known))}")
+            missing = [i.name for i in adapter.inputs if i.name not in arrays]
+            if missing:
+                where = f" in sample {k}" if len(feeds) > 1 else ""
+                raise ConfigError(f"inputs: no value for input {missing[0]!r}{where}; the package's inputs are {', '.join(sorted(known))}")
             out.append(Sample.one(arrays, shape_label(adapter.inputs, arrays)))
         return out
     if shapes is not None:

@@ -305,6 +305,26 @@ def test_a_named_range_is_shared_by_inputs_and_reused_by_later_conversions(tmp_p
         assert [[tuple(r) for r in t.shape_range] for t in ex.load(path).inputs] == [[(1, 8), (4, 4)]] * 2
 
 
+def test_a_feed_missing_an_input_is_one_line_naming_it(tmp_path):
+    """It was "the torch module fails on sample 0: KeyError: 'b'", advising value ranges."""
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    m, example = Pair().eval(), (torch.randn(2, 4), torch.randn(2, 4))
+    path, _ = coreml_lstm.convert(m, example, tmp_path / "p.mlpackage", samples=1)
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.verify(m, path, {"a": np.ones((2, 4), np.float32)})
+    assert str(err.value) == "inputs: no value for input 'b'; the package's inputs are a, b"
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.verify(m, path, [{"a": np.ones((2, 4)), "b": np.ones((2, 4))}, {"b": np.ones((2, 4))}])
+    assert str(err.value) == "inputs: no value for input 'a' in sample 1; the package's inputs are a, b"
+    torch.jit.save(torch.jit.trace(m, example), str(tmp_path / "p.pt"))
+    np.savez(tmp_path / "a.npz", a=np.ones((2, 4), np.float32))
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "p.pt"), str(path), "--inputs", str(tmp_path / "a.npz")])
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'a.npz'}: no value for input 'b'; the package's inputs are a, b\n"
+
+
 class Accumulate(nn.Module):
     """Adds every call's output to a buffer kept as a Core ML state."""
 
