@@ -26,6 +26,7 @@ commands (``diagnose``) too. Torch is imported where a method needs it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -599,6 +600,18 @@ class Adapter:
         """Predictions for the rows of a table (``predict --csv``): (frame, backend used, what)."""
         raise ConfigError(f"{package}: predict --csv reads tables for the toolkit's own packages; run any package on named arrays with "
                           "coreml-lstm run --inputs FEEDS.npz")
+
+
+@contextlib.contextmanager
+def training_kept(module):
+    """Every submodule's training flag as the caller set it, after a block that puts ``module``
+    in eval mode (convert and verify do, to trace and check it), also when the block raises."""
+    flags = [(m, m.training) for m in module.modules()] if hasattr(module, "modules") else []
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def eval_mode(module):

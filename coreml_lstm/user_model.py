@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
+from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape, training_kept
 from .errors import ConfigError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
@@ -732,11 +732,12 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         raise ConfigError(f"samples: expected a whole number >= 1, got {samples!r}")
     if states and OPSET_TARGET.get(config.target, config.target) != "iOS18":
         raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {config.target}")
-    adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
-    adapter.extra_metadata = metadata
-    adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
-    path = export(adapter, path, config)
-    return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+    with training_kept(module):
+        adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
+        adapter.extra_metadata = metadata
+        adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
+        path = export(adapter, path, config)
+        return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
 
 
 def fp32_submodules(module, names, precision: str) -> tuple[str, ...]:
@@ -783,7 +784,8 @@ def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode:
     tolerances = None
     if atol is not None or rtol is not None:
         tolerances = {m: Tolerance(t.atol if atol is None else atol, t.rtol if rtol is None else rtol) for m, t in DEFAULT_TOLERANCES.items()}
-    return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
+    with training_kept(module):
+        return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
 
 
 def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:

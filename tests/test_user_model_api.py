@@ -134,6 +134,21 @@ def test_targets_and_precisions_as_coremltools_names_them(tmp_path):
         coreml_lstm.convert(Accumulate().eval(), torch.randn(1, 4), tmp_path / "v.mlpackage", target=ct.target.iOS17, states=["acc"])
 
 
+def test_convert_and_verify_leave_the_callers_training_flags_alone(tmp_path):
+    """A module mid-training came back from convert in eval mode (its dropout off from then on)."""
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    m[0].eval()  # a mix, as with a frozen part
+    flags = [s.training for s in m.modules()]
+    path, report = coreml_lstm.convert(m, torch.randn(3, 4), tmp_path / "d.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)  # checked in eval mode: no dropout
+    assert [s.training for s in m.modules()] == flags == [True, False, True]
+    assert coreml_lstm.verify(m, path, samples=1).status == "passed"
+    assert [s.training for s in m.modules()] == flags
+    with pytest.raises(ConfigError, match="^outputs: 2 names"):  # refused after the module ran in eval mode
+        coreml_lstm.convert(m, torch.randn(3, 4), tmp_path / "e.mlpackage", outputs=["a", "b"])
+    assert [s.training for s in m.modules()] == flags
+
+
 class Raw(nn.Module):
     """Sensor readings around 3e6 normalised inside the model: beyond float16's 65504."""
 
