@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape, training_kept
-from .errors import ConfigError, first_line
+from .errors import ConfigError, CoreMLLSTMError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 
@@ -124,8 +124,14 @@ class ModuleAdapter(Adapter):
         torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point() or t.dtype != torch.float32}
         kept = _states(module, states)
         eval_mode(module)
-        with torch.no_grad(), _buffers_restored(module) as updated:
-            out = module(*tensors)
+        try:
+            with torch.no_grad(), _buffers_restored(module) as updated:
+                out = module(*tensors)
+        except Exception as exc:  # the user's model on the user's example: one line, as the CLI's
+            if isinstance(exc, CoreMLLSTMError):
+                raise
+            shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors))
+            raise ConfigError(f"the model fails on its example inputs, of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None
         _refuse_updated_buffers(updated, kept)
         out = _as_outputs(out)
         out_names = _output_names(outputs, len(out))
@@ -425,6 +431,9 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
 
     if isinstance(tensor, np.ndarray):
         tensor = torch.as_tensor(tensor)
+    if tensor.dim() == 0:  # coremltools: "Rank-0 (input None) is unsupported", after the trace
+        raise ConfigError(f"example input {name!r} is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) "
+                          f"({name}.reshape(1))")
     integer = not tensor.is_floating_point()
     dtype = INT32 if integer else FLOAT32
     shape_spec = spec

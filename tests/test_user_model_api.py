@@ -149,6 +149,23 @@ def test_convert_and_verify_leave_the_callers_training_flags_alone(tmp_path):
     assert [s.training for s in m.modules()] == flags
 
 
+class Scale(nn.Module):
+    def forward(self, x, t):
+        return x * t
+
+
+def test_an_example_the_module_fails_on_or_a_scalar_example_is_one_line(tmp_path):
+    """Both were a traceback: torch's own from the first call, coremltools' "Rank-0 (input None) is unsupported"."""
+    with pytest.raises(ConfigError, match=r"^the model fails on its example inputs, of shape x \(0, 1, 3\): RuntimeError: [^\n]+$"):
+        coreml_lstm.convert(Recurrent(nn.LSTM(3, 4)), torch.randn(0, 1, 3), tmp_path / "z.mlpackage")
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(Scale(), (torch.randn(2, 3), torch.tensor(2.0)), tmp_path / "s.mlpackage")
+    assert str(err.value) == "example input 't' is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) (t.reshape(1))"
+    assert list(tmp_path.iterdir()) == []
+    _, report = coreml_lstm.convert(Scale(), (torch.randn(2, 3), torch.tensor([2.0])), tmp_path / "s.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)
+
+
 class Raw(nn.Module):
     """Sensor readings around 3e6 normalised inside the model: beyond float16's 65504."""
 
