@@ -37,11 +37,14 @@ from .errors import ConfigError
 
 FLOAT32, INT32 = np.dtype(np.float32), np.dtype(np.int32)
 STREAM = 3  # calls per sample for a model with state: the state must carry from call to call
-DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32, "bool": INT32}
 # The dtypes torch may take an integer input in (the package takes int32; a bool input holds 0/1).
 TORCH_INTEGER_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64")
 # The dtypes other than float32 torch may take a float input in (the package takes float32).
 TORCH_FLOAT_DTYPES = ("float64", "float16", "bfloat16")
+# An input's dtype as written (--input ids:1,32:int64): the package's dtype; a torch dtype other
+# than int32 and float32 is what the module is fed (bfloat16 is left out: coremltools refuses it).
+DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32,
+          **{name: INT32 for name in TORCH_INTEGER_DTYPES}, "float64": FLOAT32, "float16": FLOAT32}
 
 
 # -- shapes ------------------------------------------------------------------------------------
@@ -180,7 +183,7 @@ def cast_to(declared: dict, feeds: dict) -> dict:
 def parse_dtype(text) -> np.dtype:
     if isinstance(text, str):
         if text.lower() not in DTYPES:
-            raise ConfigError(f"dtype {text!r}: expected one of float32, int32, bool")
+            raise ConfigError(f"dtype {text!r}: expected one of float32, int32, bool, int64, int16, int8, uint8, float64, float16")
         return DTYPES[text.lower()]
     dtype = np.dtype(text)
     if dtype.kind == "f":

@@ -359,7 +359,7 @@ def _load_model(model, package=None, inputs=(), outputs=(), **options):
 @model_argument
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]",
-              help="An input: its shape with ranges (x:1..64,100,16), dtype float32, int32 or bool (an int32 input of 0/1 torch takes as bool: mask:1,32:bool), and the values random checks draw (ids:1,32:int32:0..999). Repeat per input.")
+              help="An input: its shape with ranges (x:1..64,100,16), dtype float32, int32 or bool (an int32 input of 0/1 torch takes as bool: mask:1,32:bool) or the torch dtype the model takes (int64, float64, ...: an int32 or float32 input of the package), and the values random checks draw (ids:1,32:int64:0..999). Repeat per input.")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="An output's name, in the order the model returns them (repeat).")
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")

@@ -660,7 +660,9 @@ _OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.
 def parse_input_option(text: str) -> Input:
     """``NAME:SHAPE[:DTYPE[:LO..HI]]``, e.g. ``x:1..64,100,16``, ``ids:1,1..32:int32:0..4999``
     (LO..HI: the values random samples draw from). DTYPE ``bool``: an int32 input of 0/1 (Core
-    ML has no bool inputs) that torch takes as bool and the program casts to bool."""
+    ML has no bool inputs) that torch takes as bool and the program casts to bool; ``int64``,
+    ``int16``, ``int8``, ``uint8``: an int32 input fed to torch in that dtype; ``float64``,
+    ``float16``: a float32 input fed to torch in that dtype."""
     m = _OPTION.match(text.strip())
     if not m:
         raise ConfigError(f"--input {text!r}: expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999")
@@ -672,6 +674,8 @@ def parse_input_option(text: str) -> Input:
         raise ConfigError(f"--input {text!r}: {exc}") from None
     if dtype and dtype.lower() == "bool":
         inp.torch_dtype, inp.value_range = "bool", (0, 1)
+    elif dtype and dtype.lower() in TORCH_INTEGER_DTYPES + TORCH_FLOAT_DTYPES and dtype.lower() != "int32":
+        inp.torch_dtype = dtype.lower()  # ids:1,32:int64: an int32 input of the package, fed to torch as int64
     if lo is not None:
         low, high = float(lo), float(hi)
         if low > high:

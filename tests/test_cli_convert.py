@@ -130,7 +130,8 @@ def test_convert_and_verify_a_torch_export_program(files, tmp_path):
         ("m.pt", ["--input", "x:1,64..2,4"], "--input 'x:1,64..2,4': range 64..2: the lower bound is above the upper bound"),
         ("m.pt", [], "m.pt: input 'x' has no shape; give --input NAME:SHAPE (e.g. --input x:1,100,16)"),
         ("m.pt", ["--input", "x"], "--input 'x': expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999"),
-        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32, bool"),
+        ("m.pt", ["--input", "x:1,10,4:complex64"],
+         "--input 'x:1,10,4:complex64': dtype 'complex64': expected one of float32, int32, bool, int64, int16, int8, uint8, float64, float16"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_package(files, tmp_path, model, options, message):
@@ -187,6 +188,13 @@ def test_a_torchscript_failure_shows_the_error_not_the_interpreter_s_preamble(tm
     r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32")  # not declared int32
     assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape ids (1, 2): RuntimeError: Expected tensor for argument #1 'indices'"), r.output
     assert "TorchScript interpreter" not in r.output and not (tmp_path / "t.mlpackage").exists()
+    # int64, the dtype the archive takes, as the API takes an int64 example: an int32 input of the package (it was refused).
+    r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32:int64:0..49", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    info = json.loads(run("inspect", tmp_path / "t.mlpackage", "--json").stdout)
+    assert info["inputs"][0]["dtype"] == "int32"
+    r = run("verify", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
 
 
 class NotMask(nn.Module):

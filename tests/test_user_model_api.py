@@ -57,6 +57,10 @@ def test_input_options():
     assert (i.name, i.shape, i.dtype, i.value_range) == ("ids", (1, Dim(1, 32)), np.int32, (0, 4999))
     i = parse_input_option("x:1..64,100,16")
     assert i.shape == (Dim(1, 64), 100, 16) and i.dtype == np.float32 and i.value_range is None
+    i = parse_input_option("ids:1,8:int64:0..99")  # the package takes int32; torch is fed int64
+    assert (i.dtype, i.torch_dtype, i.value_range) == (np.int32, "int64", (0, 99))
+    assert (parse_input_option("x:1,8:float64").dtype, parse_input_option("x:1,8:float64").torch_dtype) == (np.float32, "float64")
+    assert parse_input_option("ids:1,8:int32").torch_dtype is None
     with pytest.raises(ConfigError, match=r"value range 5..1 has its lower bound above the upper bound"):
         parse_input_option("x:1,4:float32:5..1")
 
