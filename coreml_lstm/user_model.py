@@ -105,6 +105,7 @@ class ModuleAdapter(Adapter):
         """
         import torch
 
+        module = uncompiled(module)
         names, tensors = _examples(module, example_inputs)
         specs: dict = {}
         if isinstance(inputs, (list, tuple)):
@@ -150,6 +151,7 @@ class ModuleAdapter(Adapter):
         (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
         from .verify import load_declared
 
+        module = uncompiled(module)
         program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
         declared = package_inputs(program, package)
         if inputs:
@@ -735,6 +737,7 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     """
     from .export import ExportConfig, export
 
+    module = uncompiled(module)
     metadata = dict(metadata or {})
     standard = {k: str(metadata.pop(k)) for k in ("author", "license", "description", "version") if k in metadata}
     config = ExportConfig(precision=precision, target=target, compress=compress, **standard)
@@ -751,6 +754,15 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
         path = export(adapter, path, config)
         return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+
+
+def uncompiled(module):
+    """The module ``torch.compile`` wrapped, for a compiled one (an ``OptimizedModule``, which
+    TorchScript cannot trace through dynamo): the same weights, run as written, which is what
+    the compiled module computes; any other module as it is."""
+    if type(module).__name__ == "OptimizedModule" and getattr(module, "_orig_mod", None) is not None:
+        return module._orig_mod
+    return module
 
 
 def fp32_submodules(module, names, precision: str) -> tuple[str, ...]:
@@ -789,6 +801,7 @@ def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode:
     """
     from .verify import DEFAULT_TOLERANCES, Tolerance, verify_package
 
+    module = uncompiled(module)
     if adapter is None:
         adapter = ModuleAdapter.for_package(module, package)
     if mode is not None and mode not in DEFAULT_TOLERANCES:

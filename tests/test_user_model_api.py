@@ -170,6 +170,16 @@ def test_an_example_the_module_fails_on_or_a_scalar_example_is_one_line(tmp_path
     assert report.status == "passed", format_report(report)
 
 
+def test_a_compiled_module_converts_as_the_module_it_compiles(tmp_path):
+    """torch.compile's wrapper failed to trace ("using FX to torch.jit.trace a dynamo-optimized function")."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh()).eval()
+    compiled = torch.compile(model)
+    path, report = coreml_lstm.convert(compiled, torch.randn(3, 4), tmp_path / "c.mlpackage", samples=1, fp32_modules=["0"], precision="fp16")
+    assert report.status == "passed", format_report(report)  # fp32_modules names the module's own submodules
+    assert coreml_lstm.verify(compiled, path, samples=1).status == coreml_lstm.verify(model, path, samples=1).status == "passed"
+
+
 class Raw(nn.Module):
     """Sensor readings around 3e6 normalised inside the model: beyond float16's 65504."""
 
