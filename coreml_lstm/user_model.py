@@ -280,10 +280,12 @@ def _buffers_restored(module):
     finally:
         with torch.no_grad():
             for k, v in module.named_buffers():
-                if k in saved:
-                    if not _same(v, saved[k]):
-                        updated.append(k)
-                        v.copy_(saved[k]) if v.shape == saved[k].shape else v.set_(saved[k])
+                if k in saved and not _same(v, saved[k]):
+                    updated.append(k)
+                    if v.shape == saved[k].shape:
+                        v.copy_(saved[k])
+                    else:  # forward resized it
+                        v.set_(saved[k])
 
 
 def _same(a, b) -> bool:
