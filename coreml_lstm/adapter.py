@@ -26,6 +26,7 @@ commands (``diagnose``) too. Torch is imported where a method needs it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,14 @@ from .errors import ConfigError
 
 FLOAT32, INT32 = np.dtype(np.float32), np.dtype(np.int32)
 STREAM = 3  # calls per sample for a model with state: the state must carry from call to call
-DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32, "bool": INT32}
 # The dtypes torch may take an integer input in (the package takes int32; a bool input holds 0/1).
 TORCH_INTEGER_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64")
+# The dtypes other than float32 torch may take a float input in (the package takes float32).
+TORCH_FLOAT_DTYPES = ("float64", "float16", "bfloat16")
+# An input's dtype as written (--input ids:1,32:int64): the package's dtype; a torch dtype other
+# than int32 and float32 is what the module is fed (bfloat16 is left out: coremltools refuses it).
+DTYPES = {"float32": FLOAT32, "fp32": FLOAT32, "float": FLOAT32, "int32": INT32, "int": INT32,
+          **{name: INT32 for name in TORCH_INTEGER_DTYPES}, "float64": FLOAT32, "float16": FLOAT32}
 
 
 # -- shapes ------------------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def cast_to(declared: dict, feeds: dict) -> dict:
 def parse_dtype(text) -> np.dtype:
     if isinstance(text, str):
         if text.lower() not in DTYPES:
-            raise ConfigError(f"dtype {text!r}: expected one of float32, int32, bool")
+            raise ConfigError(f"dtype {text!r}: expected one of float32, int32, bool, int64, int16, int8, uint8, float64, float16")
         return DTYPES[text.lower()]
     dtype = np.dtype(text)
     if dtype.kind == "f":
@@ -199,7 +205,9 @@ class Input:
     distribution with ``stats`` (mean, std; default 0, 1) or uniformly from ``value_range``, and
     integers uniformly from ``value_range`` (inclusive; default 0..9, 0..1 for a bool input).
     ``torch_dtype`` is the dtype the torch module takes an integer input in ("bool", "int64",
-    ...; one of :data:`TORCH_INTEGER_DTYPES`), where it is known: Core ML has int32 inputs only.
+    ...; one of :data:`TORCH_INTEGER_DTYPES`), where it is known: Core ML has int32 inputs only;
+    for a float input, a dtype other than float32 (a ``.double()`` module: "float64"; one of
+    :data:`TORCH_FLOAT_DTYPES`), the package's input being float32 whatever the module takes.
     """
 
     name: str
@@ -310,7 +318,7 @@ class Input:
         if stats is not None and stats[1] > 0:
             self.stats = stats
         torch_dtype = record.get("torch_dtype")
-        if self.dtype == INT32 and isinstance(torch_dtype, str) and torch_dtype in TORCH_INTEGER_DTYPES:
+        if isinstance(torch_dtype, str) and torch_dtype in (TORCH_INTEGER_DTYPES if self.dtype == INT32 else TORCH_FLOAT_DTYPES):
             self.torch_dtype = torch_dtype
         return self
 
@@ -463,6 +471,9 @@ class Adapter:
     carry: dict[str, str] = {}
     classes: list | None = None
     modes: tuple | None = None  # executor numerics verify runs by default (None: the program's own)
+    # The torch module itself computes in fp16 (a .half() module): its outputs are a reference to
+    # fp16's bar only, whatever the package computes in.
+    fp16_reference: bool = False
     # Names of submodules whose ops an fp16 export keeps in fp32 (they compute on raw values).
     fp32_scopes: tuple[str, ...] = ()
     description = ""
@@ -498,7 +509,10 @@ class Adapter:
 
     def sample_of(self, feeds: dict) -> Sample:
         """A one-call sample of given feeds (cast to the declared dtypes), labelled with the sizes
-        of the flexible inputs."""
+        of the flexible inputs; every input needs a value (the first call carries no state)."""
+        missing = [i.name for i in self.inputs if i.name not in feeds]
+        if missing:
+            raise ConfigError(f"no value for input {missing[0]!r}; the package's inputs are {', '.join(sorted(i.name for i in self.inputs))}")
         feeds = cast_to({i.name: i.dtype for i in self.inputs}, feeds)
         return Sample.one(feeds, shape_label(self.inputs, feeds))
 
@@ -593,6 +607,18 @@ class Adapter:
         """Predictions for the rows of a table (``predict --csv``): (frame, backend used, what)."""
         raise ConfigError(f"{package}: predict --csv reads tables for the toolkit's own packages; run any package on named arrays with "
                           "coreml-lstm run --inputs FEEDS.npz")
+
+
+@contextlib.contextmanager
+def training_kept(module):
+    """Every submodule's training flag as the caller set it, after a block that puts ``module``
+    in eval mode (convert and verify do, to trace and check it), also when the block raises."""
+    flags = [(m, m.training) for m in module.modules()] if hasattr(module, "modules") else []
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def eval_mode(module):

@@ -6,8 +6,10 @@ line), 2 a usage error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -398,7 +400,7 @@ def _load_model(model, package=None, inputs=(), outputs=(), **options):
 @model_argument
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]",
-              help="An input: its shape with ranges (x:1..64,100,16), dtype float32, int32 or bool (an int32 input of 0/1 torch takes as bool: mask:1,32:bool), and the values random checks draw (ids:1,32:int32:0..999). Repeat per input.")
+              help="An input: its shape with ranges (x:1..64,100,16), dtype float32, int32 or bool (an int32 input of 0/1 torch takes as bool: mask:1,32:bool) or the torch dtype the model takes (int64, float64, ...: an int32 or float32 input of the package), and the values random checks draw (ids:1,32:int64:0..999). Repeat per input.")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="An output's name, in the order the model returns them (repeat).")
 @click.option("--target", type=TARGET_CHOICE, default="iOS16", show_default=True, help="Minimum deployment target.")
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")
@@ -431,7 +433,8 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         from .user_model import fp32_submodules
 
         adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
-    path = export(adapter, output, config)
+    with warning_lines():
+        path = export(adapter, output, config)
     report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict()})
@@ -440,6 +443,26 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         _report_lines(report, path, model)
     if report.status != "passed":  # failed, or no check could run (the package stays: it converted)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def warning_lines():
+    """The toolkit's warnings (a value the trace froze) as one ``warning: ...`` line each on
+    stderr, not Python's display of the toolkit's source line; other warnings as they were."""
+    from .errors import TraceWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TraceWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TraceWarning)
+        warnings.showwarning = show
+        yield
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -575,7 +598,13 @@ def _feeds_samples(adapter, paths) -> list:
     """One sample per FEEDS file (.npz or .json of named arrays)."""
     from .runner import read_arrays
 
-    return [adapter.sample_of(read_arrays(p)) for p in paths]
+    samples = []
+    for p in paths:
+        try:
+            samples.append(adapter.sample_of(read_arrays(p)))
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+    return samples
 
 
 @main.command(context_settings=CONTEXT)

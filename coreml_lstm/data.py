@@ -599,7 +599,7 @@ def too_many_fields(path: Path, label: str, *, first_only: bool = False, blank_l
                 continue  # a blank line: pandas skips it
             row += 1
             if len(fields) > len(header):
-                return DataError(f"{label}: row {row} has {len(fields)} fields, the header has {len(header)}")
+                return DataError(f"{label}: row {row} has {len(fields)} fields, the header has {len(header)}{_semicolon_hint(header)}")
             if first_only:
                 break
     return None
@@ -670,10 +670,15 @@ def _require(label: str, have: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        hint = ""
-        if len(have) == 1 and ";" in have[0]:  # one header cell holding them all: another delimiter
-            hint = "; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas"
-        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}{hint}")
+        raise DataError(f"{label}: missing column{'s' if len(missing) > 1 else ''} {names}; columns are: {', '.join(have)}{_semicolon_hint(have)}")
+
+
+def _semicolon_hint(header: list[str]) -> str:
+    """A hint when one header cell holds them all, split by ';': another delimiter (with decimal
+    commas, the rows then have more fields than the header)."""
+    if len(header) == 1 and ";" in header[0]:
+        return "; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas"
+    return ""
 
 
 def numeric_column(frame: pd.DataFrame, column: str, *, allow_nan: bool) -> pd.Series:

@@ -66,6 +66,12 @@ class DistributedError(CoreMLLSTMError):
     """A process of a distributed training job died, hung or lost its connection."""
 
 
+class TraceWarning(UserWarning):
+    """Not an error: the trace kept a value the example gave where the module computes it from
+    its inputs (a Python ``if`` on a tensor), so the package may differ from the module on other
+    inputs although every check passes. The message names the model's source line."""
+
+
 _TORCHSCRIPT = "The following operation failed in the TorchScript interpreter"
 
 

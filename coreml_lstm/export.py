@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 from . import __version__
 from ._coremltools import coremltools, no_converter_progress
-from .errors import ConfigError, ExportError, first_line
+from .errors import ConfigError, ExportError, TraceWarning, first_line
 from .fsutil import atomic_path, destination_lock
 from .metadata import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, read_metadata  # noqa: F401 (names of the package format)
 
@@ -49,10 +50,12 @@ class ExportConfig:
     compress: str | None = None  # None or one of COMPRESSIONS
 
     def __post_init__(self):
+        self.precision, self.target = _precision_name(self.precision), _target_name(self.target)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.target not in TARGETS:
-            raise ConfigError(f"target: {self.target!r} is not one of {', '.join(TARGETS)}")
+            shown = f"ct.target.{self.target.name}" if type(self.target).__name__ == "AvailableTarget" else repr(self.target)
+            raise ConfigError(f"target: {shown} is not one of {', '.join(TARGETS)}")
         if self.streaming not in (None, "explicit", "states"):
             raise ConfigError(f"streaming: {self.streaming!r} is not one of explicit, states")
         if self.streaming == "states" and OPSET_TARGET.get(self.target, self.target) != "iOS18":
@@ -67,6 +70,21 @@ class ExportConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _precision_name(value):
+    """``ct.precision.FLOAT16`` -> "fp16", as coremltools users write it; anything else as given."""
+    if type(value).__name__ == "ComputePrecision":
+        return {"float16": "fp16", "float32": "fp32"}.get(getattr(value, "value", None), value)
+    return value
+
+
+def _target_name(value):
+    """``ct.target.iOS17`` -> "iOS17". coremltools' macOS targets are aliases of the iOS ones of
+    the same opset (``ct.target.macOS14`` is ``ct.target.iOS17``), which convert alike."""
+    if type(value).__name__ == "AvailableTarget" and getattr(value, "name", None) in TARGETS:
+        return value.name
+    return value
 
 
 def check_destination(path: str | Path) -> Path:
@@ -86,17 +104,37 @@ def check_destination(path: str | Path) -> Path:
 
 def trace(module: torch.nn.Module, example):
     """TorchScript trace in eval mode (``example``: a tensor or a tuple of them). Tracing runs
-    the forward once; buffers it updates (states) get their values back afterwards."""
+    the forward once; buffers it updates (states) get their values back afterwards.
+
+    Where the trace froze a value the module computes from its inputs (a Python ``if`` on a
+    tensor, ``.item()``, a loop over a tensor), a :class:`~coreml_lstm.errors.TraceWarning`
+    names the model's source line: the package keeps the example's value there, and checks
+    drawn like the example pass.
+    """
     from .adapter import eval_mode
 
     saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+    frozen: dict[tuple, str] = {}
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, torch.jit.TracerWarning):
+            return original(message, category, filename, lineno, file, line)
+        kind = _FROZE.match(str(message))
+        if kind and _from_inputs(kind.group(0)):
+            frozen.setdefault((filename, lineno), _frozen_line(kind.group(0), filename, lineno))
+
     try:
         with warnings.catch_warnings():
             # TorchScript warns that an RNN traced in eval mode ignores dropout, and that nn.RNN's
-            # shape checks become constants: both intended, the shapes come from the export.
-            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            # shape checks become constants: both intended, the shapes come from the export (and
+            # a size frozen where the input is flexible fails the checks at other sizes). Only a
+            # value frozen from the inputs' data (see _FROZE) is the user's to hear of.
+            warnings.simplefilter("default", torch.jit.TracerWarning)
+            torch.jit.TracerWarning.ignore_lib_warnings()  # torch's own (nn's shape checks)
             warnings.filterwarnings("ignore", message=".*dropout.*")
-            return torch.jit.trace(eval_mode(module), example, check_trace=False)
+            warnings.showwarning = show
+            traced = torch.jit.trace(eval_mode(module), example, check_trace=False)
     finally:
         with torch.no_grad():
             for k, v in module.named_buffers():
@@ -104,6 +142,72 @@ def trace(module: torch.nn.Module, example):
                     if v.grad_fn is not None and v._base is None:
                         v.detach_()  # the traced forward wrote into it with autograd on
                     v.copy_(saved[k])
+    for text in frozen.values():
+        warnings.warn(text, TraceWarning, stacklevel=_caller_level())
+    return traced
+
+
+# The TracerWarnings that mean the trace kept a Python value the forward computed from a tensor.
+_FROZE = re.compile(r"^(?:Converting a tensor to a Python (boolean|number|index|integer|float)|Iterating over a tensor)")
+# Ops that read a tensor's shape, not its values: a value computed from these alone is a size,
+# which the export declares (fixed, or a range the checks run at both ends of).
+_SHAPE_OPS = {"aten::size", "aten::sizes", "aten::numel", "aten::dim", "aten::len"}
+
+
+def _from_inputs(kind: str) -> bool:
+    """Whether the tensor torch is warning about is computed from the traced inputs' values (not
+    from sizes, weights or constants only), judged while the trace is being recorded: the value
+    converted is the output of the last op recorded; the tensor iterated over is ``Tensor.__iter__``'s
+    own. When that cannot be told, True: the warning is not dropped."""
+    state = torch._C._get_tracing_state()
+    if state is None:
+        return True
+    try:
+        if kind.startswith("Iterating"):
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code is not torch.Tensor.__iter__.__code__:
+                frame = frame.f_back
+            values = [torch._C._get_value_trace(frame.f_locals["self"])]
+        else:
+            nodes = list(state.graph().nodes())
+            if not nodes:
+                return True
+            values = list(nodes[-1].outputs())
+    except Exception:  # another torch's tracer internals
+        return True
+    seen, stack = set(), values
+    while stack:
+        value = stack.pop()
+        if value.unique() in seen:
+            continue
+        seen.add(value.unique())
+        node = value.node()
+        if node.kind() == "prim::Param":  # a graph input: the module itself, or an input tensor
+            if value.type().kind() != "ClassType":
+                return True
+        elif node.kind() not in _SHAPE_OPS:
+            stack.extend(node.inputs())
+    return False
+
+
+def _frozen_line(kind: str, filename: str, lineno: int) -> str:
+    where = f"{filename}:{lineno}"
+    if kind.startswith("Iterating"):
+        return (f"{where}: the trace unrolled a loop over a tensor computed from the inputs: the package always runs the example's number "
+                "of iterations, whatever the inputs; loop over a fixed range or use tensor ops")
+    what = _FROZE.match(kind).group(1)
+    branch = " (an if on a tensor takes the example's branch for every input)" if what == "boolean" else ""
+    return (f"{where}: the trace turned a tensor computed from the inputs into a Python {what}: the package keeps the example's value "
+            f"there{branch}, and checks drawn like the example pass; compute it with tensor ops (torch.where, masks) instead")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first caller outside the toolkit (a warning points at the
+    user's ``convert`` call, not at the toolkit's code)."""
+    frame, level = sys._getframe(2), 2  # above _caller_level's caller, which warns
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("coreml_lstm"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # The recurrent layers the preflight knows, by the class name a TorchScript module keeps.

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapter import FLOAT32, INT32, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape
-from .errors import ConfigError, first_line
+from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape, training_kept
+from .errors import ConfigError, CoreMLLSTMError, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 
@@ -46,6 +46,10 @@ class ModuleAdapter(Adapter):
     def module(self):
         return self._module
 
+    @property
+    def fp16_reference(self) -> bool:
+        return any(i.torch_dtype in ("float16", "bfloat16") for i in self.inputs)
+
     def metadata(self, path=None) -> dict:
         """Besides the kind, how each input is sampled (shared ranges, value ranges, statistics),
         so a later check of the package draws what the check at conversion drew."""
@@ -60,20 +64,24 @@ class ModuleAdapter(Adapter):
         return tuple(self.torch_input(i.name, i.example()) for i in self.inputs)
 
     def torch_input(self, name: str, value):
-        """A feed as the module takes it: integers in the dtype of the example it was traced on,
-        else in the one the input records (a package's metadata, ``--input mask:1,10:bool``),
-        else int64 (torch's index type; the package takes int32)."""
+        """A feed as the module takes it: in the dtype of the example it was traced on, else in
+        the one the input records (a package's metadata, ``--input mask:1,10:bool``), else
+        integers in int64 (torch's index type; the package takes int32) and floats as they are
+        (float32, the package's)."""
         import torch
 
         from .adapter import _tensor
 
         tensor = _tensor(value)
-        if tensor.is_floating_point():
-            return tensor
         dtype = self._torch_dtypes.get(name)
         if dtype is None:
             recorded = next((i.torch_dtype for i in self.inputs if i.name == name), None)
-            dtype = getattr(torch, recorded) if recorded in TORCH_INTEGER_DTYPES else torch.int64
+            if tensor.is_floating_point():
+                dtype = getattr(torch, recorded) if recorded in TORCH_FLOAT_DTYPES else tensor.dtype
+            else:
+                dtype = getattr(torch, recorded) if recorded in TORCH_INTEGER_DTYPES else torch.int64
+        if tensor.is_floating_point() != dtype.is_floating_point:  # a float feed for an integer input: refused later, not truncated
+            return tensor
         return tensor.to(dtype) if tensor.dtype != dtype else tensor
 
     # -- building ------------------------------------------------------------------------------
@@ -97,6 +105,7 @@ class ModuleAdapter(Adapter):
         """
         import torch
 
+        module = uncompiled(module)
         names, tensors = _examples(module, example_inputs)
         specs: dict = {}
         if isinstance(inputs, (list, tuple)):
@@ -113,13 +122,18 @@ class ModuleAdapter(Adapter):
             raise ConfigError("inputs: expected {name: shape} or a list of ct.TensorType")
         specs_in = [input_from_example(n, t, specs.get(n)) for n, t in zip(names, tensors)]
         _set_value_ranges(specs_in, value_ranges)
-        torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point()}
+        torch_dtypes = {n: t.dtype for n, t in zip(names, tensors) if not t.is_floating_point() or t.dtype != torch.float32}
+        kept = _states(module, states)
         eval_mode(module)
-        with torch.no_grad():
-            saved = {k: v.detach().clone() for k, v in module.named_buffers()}
-            out = module(*tensors)
-            for k, v in module.named_buffers():
-                v.copy_(saved[k])
+        try:
+            with torch.no_grad(), _buffers_restored(module) as updated:
+                out = module(*tensors)
+        except Exception as exc:  # the user's model on the user's example: one line, as the CLI's
+            if isinstance(exc, CoreMLLSTMError):
+                raise
+            shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors))
+            raise ConfigError(f"the model fails on its example inputs, of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None
+        _refuse_updated_buffers(updated, kept)
         out = _as_outputs(out)
         out_names = _output_names(outputs, len(out))
         same = next(((i, j) for j in range(len(out)) for i in range(j) if out[i] is out[j]), None)
@@ -128,7 +142,7 @@ class ModuleAdapter(Adapter):
             raise ConfigError(f"outputs {out_names[i]!r} and {out_names[j]!r} are the same tensor: a Core ML program names a value once; return it once")
         _refuse_pass_through(out, out_names, tensors, names)
         outs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(out_names, out)]
-        return cls(module, specs_in, outs, examples=tuple(tensors), states=_states(module, states), torch_dtypes=torch_dtypes,
+        return cls(module, specs_in, outs, examples=tuple(tensors), states=kept, torch_dtypes=torch_dtypes,
                    description=f"{type(module).__name__} converted by coreml-lstm")
 
     @classmethod
@@ -137,6 +151,7 @@ class ModuleAdapter(Adapter):
         (``inputs``: CLI-style specs overriding them, e.g. to give value ranges)."""
         from .verify import load_declared
 
+        module = uncompiled(module)
         program, _ = load_declared(package)  # the declarations, even where the executor lacks a kernel
         declared = package_inputs(program, package)
         if inputs:
@@ -198,9 +213,9 @@ class ModuleAdapter(Adapter):
         if args is None:
             args = [self.torch_input(i.name, i.example()) for i in self.inputs]
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _buffers_restored(self._module) as updated:
                 warnings.simplefilter("ignore")  # torch's notes on its kernels ("LSTM with projections ... oneDNN"): not the user's to act on here
-                return self._module(*args)
+                out = self._module(*args)
         except Exception as exc:
             shapes = ", ".join(f"{i.name} {i.default_shape()}" for i in self.inputs)
             ints = [i for i in self.inputs if i.dtype == INT32 and i.torch_dtype is None and i.name not in self._torch_dtypes]
@@ -208,6 +223,8 @@ class ModuleAdapter(Adapter):
             if ints and "bool" in str(exc).lower():  # fed int64 where the module takes a mask
                 hint = f" (a bool input is --input {ints[0].name}:{','.join(map(str, ints[0].default_shape()))}:bool)"
             raise ConfigError(f"the model fails on inputs of shape {shapes}: {type(exc).__name__}: {first_line(exc)}{hint}") from None
+        _refuse_updated_buffers(updated, self.states)
+        return out
 
 
 FixedAdapter = ModuleAdapter  # the toolkit's own conversions (export.convert) use the same adapter
@@ -247,6 +264,49 @@ def _same_ranges(inputs: list[Input]) -> None:
                     name = d.symbol if not d.symbol.startswith("_") else "the range they share"
                     raise ConfigError(f"--input {inp.name!r}: {name} is {d.lo}..{d.hi} here but {first[1].lo}..{first[1].hi} for {first[0]!r}; "
                                       "inputs sharing a range take one span: give it to each of them")
+
+
+@contextlib.contextmanager
+def _buffers_restored(module):
+    """Every buffer of ``module`` back to its value after the block (a forward run to learn the
+    outputs must leave the module as it was); yields the list, filled on exit, of the buffers the
+    block changed."""
+    import torch
+
+    saved = {k: v.detach().clone() for k, v in module.named_buffers()}
+    updated: list[str] = []
+    try:
+        yield updated
+    finally:
+        with torch.no_grad():
+            for k, v in module.named_buffers():
+                if k in saved and not _same(v, saved[k]):
+                    updated.append(k)
+                    if v.shape == saved[k].shape:
+                        v.copy_(saved[k])
+                    else:  # forward resized it
+                        v.set_(saved[k])
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
+def _refuse_updated_buffers(updated: list[str], states) -> None:
+    """A buffer forward updates in eval mode (a call counter, a running mean) is a constant in
+    the package, frozen at its value at conversion, while torch changes it every call: refused,
+    unless it is one of the Core ML ``states``."""
+    kept = {s.name for s in states}
+    for name in updated:
+        if name not in kept:
+            raise ConfigError(f"forward updates buffer {name!r}: the package would keep it at its value at conversion; declare it a Core ML state "
+                              f"(states=[{name!r}], target iOS18) or stop updating it in forward",
+                              cli=f"forward updates buffer {name!r}: the package would keep it at its value at conversion; stop updating it in "
+                                  f"forward, or convert the module from Python with states=[{name!r}] (target iOS18)")
 
 
 def _keep_torch_dtype(given: Input, declared: Input) -> Input:
@@ -375,6 +435,9 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
 
     if isinstance(tensor, np.ndarray):
         tensor = torch.as_tensor(tensor)
+    if tensor.dim() == 0:  # coremltools: "Rank-0 (input None) is unsupported", after the trace
+        raise ConfigError(f"example input {name!r} is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) "
+                          f"({name}.reshape(1))")
     integer = not tensor.is_floating_point()
     dtype = INT32 if integer else FLOAT32
     shape_spec = spec
@@ -388,8 +451,7 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     else:
         dims, enumerated = parse_shape(shape_spec)
     inp = Input(name, dims, dtype, enumerated, description, default=example_shape)
-    if integer:
-        inp.torch_dtype = _torch_dtype_name(tensor.dtype)
+    inp.torch_dtype = _torch_dtype_name(tensor.dtype)
     if len(dims) != len(example_shape) or not inp.accepts(example_shape):
         raise ConfigError(f"inputs: {name!r}: the example's shape {example_shape} is not one of {inp.shape_text()}")
     values = tensor.detach().double().numpy()
@@ -412,9 +474,10 @@ def _integer_range(lo: int, hi: int) -> tuple[int, int]:
 
 
 def _torch_dtype_name(dtype) -> str | None:
-    """``torch.bool`` -> "bool" (as a package records it), None for a dtype no feed is cast to."""
+    """``torch.bool`` -> "bool", ``torch.float64`` -> "float64" (as a package records them); None
+    for float32 (the package's own) and a dtype no feed is cast to."""
     name = str(dtype).removeprefix("torch.")
-    return name if name in TORCH_INTEGER_DTYPES else None
+    return name if name in TORCH_INTEGER_DTYPES + TORCH_FLOAT_DTYPES else None
 
 
 def _np_dtype(dtype):
@@ -581,6 +644,8 @@ def _load_pt2(path: Path) -> Loaded:
         integer = not val.dtype.is_floating_point
         default = tuple(int(s) for s in examples[k].shape) if examples is not None and k < len(examples) else None
         inp = Input(name, tuple(dims), INT32 if integer else FLOAT32, default=default)
+        if not integer and _torch_dtype_name(val.dtype):  # a float64 program takes float64 feeds
+            dtypes[name], inp.torch_dtype = val.dtype, _torch_dtype_name(val.dtype)
         if integer:
             dtypes[name] = val.dtype
             inp.torch_dtype = _torch_dtype_name(val.dtype)
@@ -599,7 +664,9 @@ _OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.
 def parse_input_option(text: str) -> Input:
     """``NAME:SHAPE[:DTYPE[:LO..HI]]``, e.g. ``x:1..64,100,16``, ``ids:1,1..32:int32:0..4999``
     (LO..HI: the values random samples draw from). DTYPE ``bool``: an int32 input of 0/1 (Core
-    ML has no bool inputs) that torch takes as bool and the program casts to bool."""
+    ML has no bool inputs) that torch takes as bool and the program casts to bool; ``int64``,
+    ``int16``, ``int8``, ``uint8``: an int32 input fed to torch in that dtype; ``float64``,
+    ``float16``: a float32 input fed to torch in that dtype."""
     m = _OPTION.match(text.strip())
     if not m:
         raise ConfigError(f"--input {text!r}: expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999")
@@ -611,6 +678,8 @@ def parse_input_option(text: str) -> Input:
         raise ConfigError(f"--input {text!r}: {exc}") from None
     if dtype and dtype.lower() == "bool":
         inp.torch_dtype, inp.value_range = "bool", (0, 1)
+    elif dtype and dtype.lower() in TORCH_INTEGER_DTYPES + TORCH_FLOAT_DTYPES and dtype.lower() != "int32":
+        inp.torch_dtype = dtype.lower()  # ids:1,32:int64: an int32 input of the package, fed to torch as int64
     if lo is not None:
         low, high = float(lo), float(hi)
         if low > high:
@@ -645,8 +714,8 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         inputs: flexible shapes: ``{name: shape}`` with sizes and ranges (``"1..64"``,
             ``ct.RangeDim``), ``ct.EnumeratedShapes`` or a list of shapes; or ``ct.TensorType`` list.
         outputs: output names (default ``output`` / ``output_0``, ...).
-        precision: "fp32" or "fp16" compute (inputs and outputs stay fp32).
-        target: minimum deployment target (iOS15 ... iOS18, macOS12 ... macOS15).
+        precision: "fp32" or "fp16" compute (inputs and outputs stay fp32), or ``ct.precision.FLOAT32`` / ``FLOAT16``.
+        target: minimum deployment target (iOS15 ... iOS18, macOS12 ... macOS15), or ``ct.target.iOS17`` and the like.
         compress: None or int8, palettize6, palettize4, prune50 (weights only).
         states: buffer names kept as Core ML states (iOS18+; the module updates them by slice
             assignment, ``self.h[:] = h``).
@@ -670,6 +739,7 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     """
     from .export import ExportConfig, export
 
+    module = uncompiled(module)
     metadata = dict(metadata or {})
     standard = {k: str(metadata.pop(k)) for k in ("author", "license", "description", "version") if k in metadata}
     config = ExportConfig(precision=precision, target=target, compress=compress, **standard)
@@ -678,13 +748,23 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
     check_destination(path)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples: expected a whole number >= 1, got {samples!r}")
-    if states and OPSET_TARGET.get(target, target) != "iOS18":
-        raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {target}")
-    adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
-    adapter.extra_metadata = metadata
-    adapter.fp32_scopes = fp32_submodules(module, fp32_modules, precision)
-    path = export(adapter, path, config)
-    return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+    if states and OPSET_TARGET.get(config.target, config.target) != "iOS18":
+        raise ConfigError(f"states: Core ML states need deployment target iOS18 or macOS15; got {config.target}")
+    with training_kept(module):
+        adapter = ModuleAdapter.from_module(module, example_inputs, inputs=inputs, outputs=outputs, states=states, value_ranges=value_ranges)
+        adapter.extra_metadata = metadata
+        adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
+        path = export(adapter, path, config)
+        return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+
+
+def uncompiled(module):
+    """The module ``torch.compile`` wrapped, for a compiled one (an ``OptimizedModule``, which
+    TorchScript cannot trace through dynamo): the same weights, run as written, which is what
+    the compiled module computes; any other module as it is."""
+    if type(module).__name__ == "OptimizedModule" and getattr(module, "_orig_mod", None) is not None:
+        return module._orig_mod
+    return module
 
 
 def fp32_submodules(module, names, precision: str) -> tuple[str, ...]:
@@ -723,6 +803,7 @@ def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode:
     """
     from .verify import DEFAULT_TOLERANCES, Tolerance, verify_package
 
+    module = uncompiled(module)
     if adapter is None:
         adapter = ModuleAdapter.for_package(module, package)
     if mode is not None and mode not in DEFAULT_TOLERANCES:
@@ -731,7 +812,8 @@ def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode:
     tolerances = None
     if atol is not None or rtol is not None:
         tolerances = {m: Tolerance(t.atol if atol is None else atol, t.rtol if rtol is None else rtol) for m, t in DEFAULT_TOLERANCES.items()}
-    return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
+    with training_kept(module):
+        return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
 
 
 def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
@@ -753,6 +835,10 @@ def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
             unknown = [name for name in arrays if name not in known]
             if unknown:
                 raise ConfigError(f"inputs: {unknown[0]!r} is not an input of the package; its inputs are {', '.join(sorted(known))}")
+            missing = [i.name for i in adapter.inputs if i.name not in arrays]
+            if missing:
+                where = f" in sample {k}" if len(feeds) > 1 else ""
+                raise ConfigError(f"inputs: no value for input {missing[0]!r}{where}; the package's inputs are {', '.join(sorted(known))}")
             out.append(Sample.one(arrays, shape_label(adapter.inputs, arrays)))
         return out
     if shapes is not None:

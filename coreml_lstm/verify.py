@@ -38,6 +38,9 @@ class Tolerance:
 # than coremltools' own fp16 tests (atol 0.5, rtol 0.05).
 DEFAULT_TOLERANCES = {"fp32": Tolerance(atol=1e-4, rtol=1e-4), "fp16": Tolerance(atol=5e-2, rtol=5e-2)}
 
+# Integer and bool outputs: equal or not (see compare_many).
+EXACT = Tolerance(atol=0.0, rtol=0.0)
+
 STATUSES = ("passed", "failed", "skipped")
 
 
@@ -114,7 +117,14 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     when every sample has one shape. ``unit`` (a number, or an array broadcasting to the output)
     is the output's natural scale: the absolute bar is ``atol * unit`` (see
     :meth:`coreml_lstm.adapter.Adapter.output_units`).
+
+    An output torch computes as integers or bools (an argmax, a count, a mask) is compared
+    exactly, whatever ``tol``: a class index off by one is another class, however close in
+    value; the check says how many values differ.
     """
+    exact = bool(wants) and all(np.asarray(w).dtype.kind in "iub" for w in wants)  # torch's own dtype: known to every check
+    if exact:
+        tol, unit = EXACT, None
     unit = np.ones(()) if unit is None else np.asarray(unit, dtype=np.float64)
     gots = [np.asarray(g, dtype=np.float64) for g in gots]
     wants = [np.asarray(w, dtype=np.float64) for w in wants]
@@ -123,7 +133,7 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
             where = f"sample {k}: " if stacked else ""
             return Check(name, backend, mode, "failed", shape=g.shape, max_abs=float("inf"), max_rel=float("inf"), tolerance=tol,
                          reason=f"{where}shape {g.shape} differs from torch's {w.shape}", size=size)
-    worst_excess, worst, max_abs, max_rel, nonfinite = -np.inf, (), 0.0, 0.0, 0
+    worst_excess, worst, max_abs, max_rel, nonfinite, differ = -np.inf, (), 0.0, 0.0, 0, 0
     for k, (got, want) in enumerate(zip(gots, wants)):
         # A non-finite value on either side matches only the same value (NaN matches NaN): a
         # NaN from torch is no licence for any output of the package.
@@ -141,12 +151,15 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
                 worst_excess = float(excess.flat[i])
                 index = tuple(int(j) for j in np.unravel_index(i, excess.shape))
                 worst = (k, *index) if stacked else index
+        differ += int(np.count_nonzero(err))
         max_abs = max(max_abs, float(err.max(initial=0.0)))
         max_rel = max(max_rel, float(rel.max(initial=0.0)))
     shapes = {g.shape for g in gots}
     shape = ((len(gots), *gots[0].shape) if stacked else gots[0].shape) if len(shapes) == 1 else None
     ok = worst_excess <= 0
     notes = ([] if len(shapes) == 1 else [f"{len(shapes)} output shapes"]) + ([f"torch gives {nonfinite} non-finite values"] if nonfinite else [])
+    if exact:
+        notes.append(f"{differ} of {sum(w.size for w in wants)} values differ (integer output, compared exactly)")
     return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
                  max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
                  reason="; ".join(notes), unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
@@ -277,8 +290,9 @@ def verify_package(
         tolerances: per precision; defaults to :data:`DEFAULT_TOLERANCES`. A check is held to the
             fp16 bar when it runs in fp16, when the program computes in fp16 (its weights are
             fp16 whatever the executor does), keeps Core ML states (stored in fp16; a forecaster's
-            two-part window state excepted: :func:`tolerance_for`) or has compressed weights
-            (:func:`compressed_weights`).
+            two-part window state excepted: :func:`tolerance_for`), has compressed weights
+            (:func:`compressed_weights`), or when the torch module itself computes in fp16
+            (``adapter.fp16_reference``: a ``.half()`` module).
         backends: "executor" (always runs) and/or "coreml" (skipped off macOS).
 
     Returns:
@@ -305,7 +319,7 @@ def verify_package(
     report = Report(package=str(package), samples=len(samples))
 
     def add(results: list, backend: str, mode: str) -> None:
-        tol = tolerance_for(program, precision, mode, tolerances)
+        tol = tolerances["fp16"] if adapter.fp16_reference else tolerance_for(program, precision, mode, tolerances)
         for size, idx in groups.items():
             refused = next((results[i] for i in idx if isinstance(results[i], Exception)), None)
             if refused is not None:  # the program does not run at a size it declares

@@ -130,7 +130,8 @@ def test_convert_and_verify_a_torch_export_program(files, tmp_path):
         ("m.pt", ["--input", "x:1,64..2,4"], "--input 'x:1,64..2,4': range 64..2: the lower bound is above the upper bound"),
         ("m.pt", [], "m.pt: input 'x' has no shape; give --input NAME:SHAPE (e.g. --input x:1,100,16)"),
         ("m.pt", ["--input", "x"], "--input 'x': expected NAME:SHAPE[:DTYPE[:LO..HI]], e.g. x:1..64,100,16 or ids:1,32:int32:0..999"),
-        ("m.pt", ["--input", "x:1,10,4:int8"], "--input 'x:1,10,4:int8': dtype 'int8': expected one of float32, int32, bool"),
+        ("m.pt", ["--input", "x:1,10,4:complex64"],
+         "--input 'x:1,10,4:complex64': dtype 'complex64': expected one of float32, int32, bool, int64, int16, int8, uint8, float64, float16"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_package(files, tmp_path, model, options, message):
@@ -187,6 +188,13 @@ def test_a_torchscript_failure_shows_the_error_not_the_interpreter_s_preamble(tm
     r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32")  # not declared int32
     assert r.exit_code == 1 and r.output.startswith("Error: the model fails on inputs of shape ids (1, 2): RuntimeError: Expected tensor for argument #1 'indices'"), r.output
     assert "TorchScript interpreter" not in r.output and not (tmp_path / "t.mlpackage").exists()
+    # int64, the dtype the archive takes, as the API takes an int64 example: an int32 input of the package (it was refused).
+    r = run("convert", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--input", "ids:1,2..32:int64:0..49", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    info = json.loads(run("inspect", tmp_path / "t.mlpackage", "--json").stdout)
+    assert info["inputs"][0]["dtype"] == "int32"
+    r = run("verify", tmp_path / "t.pt", tmp_path / "t.mlpackage", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
 
 
 class NotMask(nn.Module):
@@ -253,3 +261,34 @@ def test_an_archive_returning_an_input_unchanged_is_refused_in_one_line(tmp_path
     assert r.exit_code == 1 and r.output == ("Error: output 'x_out' is the input 'x' unchanged: a Core ML program cannot return an input as it is "
                                              "(coremltools drops a copy such as x.clone() too); return x + 0, or leave it out\n")
     assert not (tmp_path / "p.mlpackage").exists()
+
+
+def test_a_value_the_trace_froze_is_one_warning_line(tmp_path, monkeypatch):
+    """A TraceWarning (see test_user_model_api) prints as one line on stderr, not Python's two."""
+    import warnings
+
+    import coreml_lstm.export
+    from coreml_lstm.errors import TraceWarning
+
+    export = coreml_lstm.export.export
+
+    def warning_export(*args, **kwargs):
+        warnings.warn("model.py:7: the trace turned a tensor computed from the inputs into a Python boolean", TraceWarning)
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(coreml_lstm.export, "export", warning_export)
+    torch.jit.save(torch.jit.trace(ConvPool().eval(), torch.randn(1, 6, 4)), str(tmp_path / "c.pt"))
+    r = run("convert", tmp_path / "c.pt", tmp_path / "c.mlpackage", "--input", "x:1,6,4", "--samples", "1")
+    assert r.exit_code == 0, r.output
+    assert "warning: model.py:7: the trace turned a tensor computed from the inputs into a Python boolean\n" in r.stderr
+    assert "TraceWarning" not in r.output
+
+
+def test_an_archive_updating_a_buffer_is_refused_in_one_line(tmp_path):
+    from .test_user_model_api import Counter
+
+    torch.jit.save(torch.jit.trace(Counter(), torch.ones(1, 3), check_trace=False), str(tmp_path / "c.pt"))
+    r = run("convert", tmp_path / "c.pt", tmp_path / "c.mlpackage", "--input", "x:1,3")
+    assert r.exit_code == 1 and r.output == ("Error: forward updates buffer 'count': the package would keep it at its value at conversion; stop "
+                                             "updating it in forward, or convert the module from Python with states=['count'] (target iOS18)\n")
+    assert not (tmp_path / "c.mlpackage").exists()

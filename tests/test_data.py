@@ -642,6 +642,8 @@ def test_a_bad_cell_in_a_long_iso_column_is_named_without_cell_by_cell_reads(n, 
 
 
 def test_a_semicolon_delimited_csv_s_missing_column_error_hints_at_the_delimiter(tmp_path):
-    p = write(tmp_path, "t;y\n1;2,5\n2;3,5\n3;4,5\n")
-    assert err(prepare, p, None, DataConfig(target="y", time="t")) == (
-        f"{p}: missing columns 'y', 't'; columns are: t;y; the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas")
+    hint = "the header is one cell with ';' in it: is the file semicolon-delimited? Save it with commas"
+    p = write(tmp_path, "t;y\n1;2.5\n2;3.5\n3;4.5\n")
+    assert err(prepare, p, None, DataConfig(target="y", time="t")) == f"{p}: missing columns 'y', 't'; columns are: t;y; {hint}"
+    p = write(tmp_path, "t;y\n1;2,5\n2;3,5\n3;4,5\n")  # decimal commas: more fields than the header
+    assert err(prepare, p, None, DataConfig(target="y", time="t")) == f"{p}: row 1 has 2 fields, the header has 1; {hint}"

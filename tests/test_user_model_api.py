@@ -1,10 +1,14 @@
 """coreml_lstm.convert / verify for a user's module: shape spellings, sampling, errors, metadata."""
 
+import inspect
 import io
 import json
+import math
 import pickle
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from torch import nn
 import coreml_lstm
 from coreml_lstm._coremltools import coremltools
 from coreml_lstm.adapter import Dim, Input, parse_shape, sample_shapes
-from coreml_lstm.errors import ConfigError, ExportError
+from coreml_lstm.errors import ConfigError, ExportError, TraceWarning
 from coreml_lstm.testing import format_report
 from coreml_lstm.user_model import _no_pickle, parse_input_option
 
@@ -53,6 +57,10 @@ def test_input_options():
     assert (i.name, i.shape, i.dtype, i.value_range) == ("ids", (1, Dim(1, 32)), np.int32, (0, 4999))
     i = parse_input_option("x:1..64,100,16")
     assert i.shape == (Dim(1, 64), 100, 16) and i.dtype == np.float32 and i.value_range is None
+    i = parse_input_option("ids:1,8:int64:0..99")  # the package takes int32; torch is fed int64
+    assert (i.dtype, i.torch_dtype, i.value_range) == (np.int32, "int64", (0, 99))
+    assert (parse_input_option("x:1,8:float64").dtype, parse_input_option("x:1,8:float64").torch_dtype) == (np.float32, "float64")
+    assert parse_input_option("ids:1,8:int32").torch_dtype is None
     with pytest.raises(ConfigError, match=r"value range 5..1 has its lower bound above the upper bound"):
         parse_input_option("x:1,4:float32:5..1")
 
@@ -114,6 +122,62 @@ def test_convert_errors_name_what_is_wrong(tmp_path):
         coreml_lstm.convert(m, (x, s), dest, states=["h"], target="iOS18")
     assert str(err.value) == "states: 'h' is not a buffer of the module; its buffers are none"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_targets_and_precisions_as_coremltools_names_them(tmp_path):
+    """ct.target.iOS17 was refused as 'target: <AvailableTarget.iOS17: 8> is not one of ..., iOS17, ...'."""
+    ct = coremltools()
+    path, report = coreml_lstm.convert(nn.Linear(3, 2).eval(), torch.randn(1, 3), tmp_path / "t.mlpackage", target=ct.target.iOS17,
+                                       precision=ct.precision.FLOAT16, samples=1)
+    assert report.status == "passed" and {c.mode for c in report.ran} == {"fp16"}
+    assert ct.models.MLModel(str(path), skip_model_load=True).get_spec().specificationVersion == 8  # iOS17's
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(nn.Linear(3, 2).eval(), torch.randn(1, 3), tmp_path / "u.mlpackage", target=ct.target.iOS26)
+    assert str(err.value) == "target: ct.target.iOS26 is not one of iOS15, iOS16, iOS17, iOS18, macOS12, macOS13, macOS14, macOS15"
+    with pytest.raises(ConfigError, match=r"^states: Core ML states need deployment target iOS18 or macOS15; got iOS17$"):
+        coreml_lstm.convert(Accumulate().eval(), torch.randn(1, 4), tmp_path / "v.mlpackage", target=ct.target.iOS17, states=["acc"])
+
+
+def test_convert_and_verify_leave_the_callers_training_flags_alone(tmp_path):
+    """A module mid-training came back from convert in eval mode (its dropout off from then on)."""
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    m[0].eval()  # a mix, as with a frozen part
+    flags = [s.training for s in m.modules()]
+    path, report = coreml_lstm.convert(m, torch.randn(3, 4), tmp_path / "d.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)  # checked in eval mode: no dropout
+    assert [s.training for s in m.modules()] == flags == [True, False, True]
+    assert coreml_lstm.verify(m, path, samples=1).status == "passed"
+    assert [s.training for s in m.modules()] == flags
+    with pytest.raises(ConfigError, match="^outputs: 2 names"):  # refused after the module ran in eval mode
+        coreml_lstm.convert(m, torch.randn(3, 4), tmp_path / "e.mlpackage", outputs=["a", "b"])
+    assert [s.training for s in m.modules()] == flags
+
+
+class Scale(nn.Module):
+    def forward(self, x, t):
+        return x * t
+
+
+def test_an_example_the_module_fails_on_or_a_scalar_example_is_one_line(tmp_path):
+    """Both were a traceback: torch's own from the first call, coremltools' "Rank-0 (input None) is unsupported"."""
+    with pytest.raises(ConfigError, match=r"^the model fails on its example inputs, of shape x \(0, 1, 3\): RuntimeError: [^\n]+$"):
+        coreml_lstm.convert(Recurrent(nn.LSTM(3, 4)), torch.randn(0, 1, 3), tmp_path / "z.mlpackage")
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(Scale(), (torch.randn(2, 3), torch.tensor(2.0)), tmp_path / "s.mlpackage")
+    assert str(err.value) == "example input 't' is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) (t.reshape(1))"
+    assert list(tmp_path.iterdir()) == []
+    _, report = coreml_lstm.convert(Scale(), (torch.randn(2, 3), torch.tensor([2.0])), tmp_path / "s.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)
+
+
+def test_a_compiled_module_converts_as_the_module_it_compiles(tmp_path):
+    """torch.compile's wrapper failed to trace ("using FX to torch.jit.trace a dynamo-optimized function")."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh()).eval()
+    compiled = torch.compile(model)
+    path, report = coreml_lstm.convert(compiled, torch.randn(3, 4), tmp_path / "c.mlpackage", samples=1, fp32_modules=["0"], precision="fp16")
+    assert report.status == "passed", format_report(report)  # fp32_modules names the module's own submodules
+    assert coreml_lstm.verify(compiled, path, samples=1).status == coreml_lstm.verify(model, path, samples=1).status == "passed"
 
 
 class Raw(nn.Module):
@@ -287,6 +351,26 @@ def test_a_named_range_is_shared_by_inputs_and_reused_by_later_conversions(tmp_p
         assert [[tuple(r) for r in t.shape_range] for t in ex.load(path).inputs] == [[(1, 8), (4, 4)]] * 2
 
 
+def test_a_feed_missing_an_input_is_one_line_naming_it(tmp_path):
+    """It was "the torch module fails on sample 0: KeyError: 'b'", advising value ranges."""
+    from click.testing import CliRunner
+
+    from coreml_lstm.cli import main
+
+    m, example = Pair().eval(), (torch.randn(2, 4), torch.randn(2, 4))
+    path, _ = coreml_lstm.convert(m, example, tmp_path / "p.mlpackage", samples=1)
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.verify(m, path, {"a": np.ones((2, 4), np.float32)})
+    assert str(err.value) == "inputs: no value for input 'b'; the package's inputs are a, b"
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.verify(m, path, [{"a": np.ones((2, 4)), "b": np.ones((2, 4))}, {"b": np.ones((2, 4))}])
+    assert str(err.value) == "inputs: no value for input 'a' in sample 1; the package's inputs are a, b"
+    torch.jit.save(torch.jit.trace(m, example), str(tmp_path / "p.pt"))
+    np.savez(tmp_path / "a.npz", a=np.ones((2, 4), np.float32))
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "p.pt"), str(path), "--inputs", str(tmp_path / "a.npz")])
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path / 'a.npz'}: no value for input 'b'; the package's inputs are a, b\n"
+
+
 class Accumulate(nn.Module):
     """Adds every call's output to a buffer kept as a Core ML state."""
 
@@ -319,6 +403,34 @@ def test_a_state_buffer_starts_from_zero_as_core_ml_makes_it_and_conversion_leav
     # Each sample is a stream of calls on one state, so the state's carry is what is compared.
     checks = [c for c in report.checks if c.backend == "executor"]
     assert checks and all("3 calls" in c.size for c in checks)
+
+
+class Counter(nn.Module):
+    """Counts its calls in a buffer: torch gives 1, 2, 3; a package would keep the count it had."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(1))
+
+    def forward(self, x):
+        self.count += 1
+        return x * self.count
+
+
+def test_a_buffer_forward_updates_is_refused_unless_it_is_a_state(tmp_path):
+    """The counter was frozen into a constant and convert said passed (every check restores the
+    buffers before each sample, so torch gave 1 each time too)."""
+    m = Counter()
+    with pytest.raises(ConfigError) as err:
+        coreml_lstm.convert(m, torch.ones(1, 3), tmp_path / "c.mlpackage")
+    assert str(err.value) == ("forward updates buffer 'count': the package would keep it at its value at conversion; declare it a Core ML "
+                              "state (states=['count'], target iOS18) or stop updating it in forward")
+    assert m.count.item() == 0 and list(tmp_path.iterdir()) == []
+    # BatchNorm updates its running statistics in training mode only: converted in eval mode, it is not refused.
+    norm = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).train()
+    _, report = coreml_lstm.convert(norm, torch.randn(5, 3), tmp_path / "bn.mlpackage", samples=1)
+    assert report.status == "passed", format_report(report)
+    # A buffer declared a state is what a state is for: test_a_state_buffer_starts_from_zero_... converts one.
 
 
 class Dup(nn.Module):
@@ -388,6 +500,50 @@ def test_a_non_finite_value_matches_only_itself(values, data):
     assert compare("y", bad, want, tol, backend="executor", mode="fp32").status == "failed"
     same = compare("y", bad.copy(), bad, tol, backend="executor", mode="fp32")
     assert same.status == "passed" and "torch gives 1 non-finite values" in same.line()
+
+
+def test_an_integer_output_is_compared_exactly():
+    """Integer outputs were held to the float bar: in fp16 an index within 5% of torch's passed."""
+    from coreml_lstm.verify import DEFAULT_TOLERANCES, compare
+
+    tol = DEFAULT_TOLERANCES["fp16"]
+    want = np.array([[40, 41, 7, 0]], np.int64)
+    check = compare("bucket", np.array([[40, 42, 7, 0]], np.int32), want, tol, backend="executor", mode="fp16")
+    assert check.status == "failed" and check.max_abs == 1.0 and check.worst_index == (0, 1)
+    assert check.line() == ("FAILED bucket [executor, fp16] shape (1, 4): max abs 1, max rel 0.0244 (atol 0, rtol 0) worst at (0, 1); "
+                            "1 of 4 values differ (integer output, compared exactly)")
+    assert compare("bucket", want.astype(np.int32), want, tol, backend="executor", mode="fp16").status == "passed"
+    mask = np.array([True, False, True])
+    assert compare("mask", np.array([1, 0, 0], np.int32), mask, tol, backend="executor", mode="fp16").reason == (
+        "1 of 3 values differ (integer output, compared exactly)")
+    # A float output keeps its tolerance.
+    assert compare("y", np.array([40.0, 42.0]), np.array([40.0, 41.0]), tol, backend="executor", mode="fp16").status == "passed"
+
+
+class Nearest(nn.Module):
+    """The index of the nearest of 50 centres in 0..10: an fp16 program picks neighbours."""
+
+    def __init__(self):
+        super().__init__()
+        centres = torch.linspace(0, 10, 50)
+        self.score = nn.Linear(1, 50)
+        with torch.no_grad():
+            self.score.weight.copy_(2 * centres[:, None])
+            self.score.bias.copy_(-centres**2)
+
+    def forward(self, x):
+        return self.score(x).argmax(-1)
+
+
+def test_an_argmax_of_an_fp16_package_fails_where_an_index_differs(tmp_path):
+    torch.manual_seed(0)
+    path, report = coreml_lstm.convert(Nearest(), 5 + 5 * torch.rand(64, 1), tmp_path / "n.mlpackage", precision="fp16", target="iOS17",
+                                       value_ranges={"x": (5, 10)}, samples=2)
+    assert report.status == "failed", format_report(report)  # it passed with indices wrong
+    [check] = [c for c in report.checks if c.backend == "executor"]
+    assert check.tolerance.atol == 0 and re.search(r"; [1-9]\d* of 128 values differ \(integer output, compared exactly\)$", check.line())
+    later = coreml_lstm.verify(Nearest(), path, samples=2)  # a later check knows the output is integer too
+    assert later.status == "failed" and later.failed[0].reason == check.reason
 
 
 class Squares(nn.Module):
@@ -668,6 +824,26 @@ def test_a_bool_input_is_int32_in_the_package_cast_to_bool_in_the_program_and_bo
     assert coreml_lstm.verify(model, path, {"x": x.numpy(), "mask": mask.numpy()}).status == "passed"
 
 
+@pytest.mark.parametrize("dtype, bar", [(torch.float64, 1e-4), (torch.float16, 5e-2)])
+def test_a_double_or_half_module_is_fed_its_own_float_dtype(tmp_path, dtype, bar):
+    """The checks fed a .double() module float32 (torch: mat1 and mat2 must have the same dtype,
+    advising value ranges) and left the package on disk. The package's input stays float32; the
+    module is fed its dtype, which the package records for later checks. A half module rounds to
+    fp16 itself, so it is held to the fp16 bar."""
+    from coreml_lstm.adapter import package_inputs
+    from coreml_lstm.verify import load_declared
+
+    torch.manual_seed(0)
+    m = nn.Linear(3, 2).to(dtype).eval()
+    path, report = coreml_lstm.convert(m, torch.randn(2, 3, dtype=dtype), tmp_path / "d.mlpackage", samples=2)
+    assert report.status == "passed", format_report(report)
+    assert {c.tolerance.atol for c in report.ran} == {bar}
+    [declared] = package_inputs(load_declared(path)[0], path)
+    assert declared.dtype == np.float32 and declared.torch_dtype == str(dtype).removeprefix("torch.")
+    assert coreml_lstm.verify(m, path, samples=2).status == "passed"
+    assert coreml_lstm.verify(m, path, {"input": np.ones((2, 3))}).status == "passed"
+
+
 def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
     def read(record, dtype=np.int32):
         return Input("m", (1, 4), dtype).with_sampling({"name": "m", **record}).torch_dtype
@@ -676,6 +852,7 @@ def test_a_recorded_torch_dtype_is_read_only_when_it_is_one_torch_takes():
     for bad in ("float32", "os.system", "Tensor", 3, None, ["bool"], "bool" * 100):
         assert read({"torch_dtype": bad}) is None
     assert read({"torch_dtype": "bool"}, np.float32) is None  # a float input is fed as float
+    assert read({"torch_dtype": "float64"}, np.float32) == "float64" and read({"torch_dtype": "float64"}) is None
     assert Input("m", (1, 4), np.int32).with_sampling("junk").torch_dtype is None
 
 
@@ -776,3 +953,56 @@ def test_a_later_checks_input_options_stay_inside_the_package_and_linked(tmp_pat
         ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4")])
     both = ModuleAdapter.for_package(Pair().eval(), path, inputs=[parse_input_option("a:1,T=2..8,4"), parse_input_option("b:1,T=2..8,4")])
     assert max(s.calls[0]["a"].shape[1] for s in both.samples(4)) <= 8
+
+
+class Recurrent(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+class Gate(nn.Module):
+    """A Python branch on a tensor's values: the trace keeps the branch the example takes."""
+
+    def forward(self, x):
+        if x.mean() > 0:
+            return x * 2
+        return -x
+
+
+class Rows(nn.Module):
+    def forward(self, x):
+        return torch.stack([row * k for k, row in enumerate(x)])  # as many rows as the example's
+
+
+class Sizes(nn.Module):
+    """Python numbers read from sizes only, as attention scales are: nothing frozen but sizes."""
+
+    def forward(self, x):
+        return x / math.sqrt(x.shape[-1]) + int(x.shape[1])
+
+
+def test_a_value_the_trace_froze_is_a_warning_naming_the_model_line(tmp_path):
+    """Every TracerWarning was silenced: a package that always took the example's branch passed
+    every check (they draw like the example) with no word. The froze-a-value ones are now a
+    TraceWarning naming the model's line; sizes, weights and torch's own notes stay quiet."""
+    with pytest.warns(TraceWarning) as caught:
+        _, report = coreml_lstm.convert(Gate(), torch.randn(1, 8, 3) + 0.5, tmp_path / "g.mlpackage", samples=2)
+    assert report.status == "passed"  # the checks cannot see it: the warning is the only sign
+    [w] = [w for w in caught if w.category is TraceWarning]
+    line = inspect.getsourcelines(Gate.forward)[1] + 1
+    assert str(w.message) == (f"{__file__}:{line}: the trace turned a tensor computed from the inputs into a Python boolean: the package "
+                              "keeps the example's value there (an if on a tensor takes the example's branch for every input), and checks "
+                              "drawn like the example pass; compute it with tensor ops (torch.where, masks) instead")
+    assert w.filename == __file__  # Python shows it at the convert call
+    with pytest.warns(TraceWarning, match=r"test_user_model_api.py:\d+: the trace unrolled a loop over a tensor computed from the inputs"):
+        coreml_lstm.convert(Rows(), torch.randn(3, 4), tmp_path / "r.mlpackage", samples=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TraceWarning)
+        _, report = coreml_lstm.convert(Sizes(), torch.randn(1, 5, 4), tmp_path / "s.mlpackage", samples=1)
+        assert report.status == "passed"
+        gru = nn.GRU(3, 4, num_layers=2, dropout=0.2, batch_first=True)  # torch's notes on dropout and its shape checks
+        coreml_lstm.convert(Recurrent(gru), torch.randn(1, 5, 3), tmp_path / "gru.mlpackage", samples=1)
