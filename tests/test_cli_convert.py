@@ -12,7 +12,7 @@ from torch import nn
 
 from coreml_lstm.cli import main
 
-from .test_user_model_api import PassThrough
+from .test_user_model_api import PassThrough, Recurrent
 
 
 class ConvLSTM(nn.Module):
@@ -224,15 +224,6 @@ def test_a_torchscript_archive_with_a_bool_input(tmp_path, caplog):
     assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
     r = run("verify", archive, package, "--samples", "2", "--input", "mask:1,10:int32:0..1")  # the package says torch takes it as bool
     assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
-
-
-class Recurrent(nn.Module):
-    def __init__(self, layer):
-        super().__init__()
-        self.rnn = layer
-
-    def forward(self, x):
-        return self.rnn(x)[0]
 
 
 @pytest.mark.parametrize("layer, shape, message", [
