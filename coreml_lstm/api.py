@@ -255,6 +255,7 @@ class Forecaster:
         """
         ckpt = self._fitted()
         x, keys = data_mod.prediction_windows(frame, ckpt.data_config, ckpt.input_columns, last_only=last_only)
+        keys.attrs.clear()  # the table's step and label, which predict_table checks against a package's
         if self.model_config.head == "mixture":
             return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
         return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)

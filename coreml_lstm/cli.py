@@ -870,9 +870,9 @@ def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, as_json):
     result = Forecaster.load(checkpoint).backtest(csv, origins=origins, step=step, refit=refit, progress=not quiet)
     if plot_path is not None:
         result.plot(plot_path)
-    warning = result.summary()["warning"]
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    for warning in result.warnings + [result.summary()["warning"]]:
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(result.to_dict() | ({"plot": str(plot_path)} if plot_path else {}))
         return

@@ -250,6 +250,7 @@ class ForecasterAdapter(Adapter):
             "scaling": ckpt.model_config.scaling,
             "log": ckpt.model_config.log,
             "season": ckpt.data_config.season,
+            "time_step": ckpt.data_config.step,  # the training table's regular step (pandas' name), or None
             "model": ckpt.model_config.to_dict(),
             "validation_metrics": (ckpt.metrics or {}).get("overall"),
             "probabilistic_metrics": ((ckpt.metrics or {}).get("probabilistic") or {}).get("overall"),

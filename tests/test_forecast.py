@@ -540,6 +540,45 @@ def test_backtest_origins_and_baselines(tmp_path, monkeypatch):
     assert r.exit_code == 1 and f"the table has 20 rows; a backtest with window {W} + horizon 6 needs at least {W + 6}" in r.output
 
 
+def test_a_table_stepping_otherwise_than_the_training_data_is_warned_about(tmp_path):
+    """predict and backtest compared no table's step with training's: an hourly table fed to a
+    daily model ran silently (backtest reported "season 7" on hourly data). The step training
+    read is in the checkpoint and the package; a table stepping otherwise gets one warning line,
+    one too irregular to tell, or a model from before the step was recorded, none."""
+    from coreml_lstm.metadata import read_metadata
+    from coreml_lstm.predict import predict_table
+    from coreml_lstm.runner import Backend
+
+    daily = seasonal_trend(80, freq="D", season=7)
+    f = Forecaster("y", time="date", horizon=3, window=12, **TINY).fit(daily)
+    assert f.checkpoint_.data_config.step == "D" and f.checkpoint_.data_config.season == 7
+    path = f.export(tmp_path / "m.mlpackage")
+    assert read_metadata(Backend(path, "executor", "fp32").program.metadata["user"])["time_step"] == "D"
+    hourly = daily.assign(date=pd.date_range("2021-01-01", periods=80, freq="h"))
+    hourly.to_csv(tmp_path / "hourly.csv", index=False)
+    want = ("hourly.csv: the table steps hourly ('h'), the model was trained on data stepping daily ('D'); the forecasts assume the "
+            "training step (daily ('D')), one step per horizon step and per window row")
+    frame, _ = predict_table(path, tmp_path / "hourly.csv", backend="executor", last_only=True)
+    assert [w.endswith(want) for w in frame.attrs["warnings"]] == [True]
+    assert predict_table(path, daily, backend="executor")[0].attrs["warnings"] == []
+    irregular = daily.drop(index=[20, 21, 40, 55, 56, 57, 70]).assign(date=lambda d: d["date"] + pd.to_timedelta(np.arange(len(d)) % 5, "h"))
+    assert predict_table(path, irregular, backend="executor")[0].attrs["warnings"] == []
+    r = CliRunner().invoke(main, ["predict", str(path), "--csv", str(tmp_path / "hourly.csv"), "--last", "--backend", "executor"])
+    assert r.exit_code == 0 and [line for line in r.stderr.splitlines() if line.startswith("warning:")] == [f"warning: {tmp_path / 'hourly.csv'}: " + want.split(": ", 1)[1]]
+    f.save(tmp_path / "ckpt")
+    r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "hourly.csv"), "--origins", "2", "--quiet"])
+    assert r.exit_code == 0 and f"warning: {tmp_path / 'hourly.csv'}: " + want.split(": ", 1)[1] in r.stderr.splitlines()
+    assert f.backtest(daily, origins=2).warnings == []
+    # A checkpoint and a package from before the step was recorded: no check.
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    del config["data"]["step"]
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    old = Forecaster.load(tmp_path / "ckpt")
+    assert old.checkpoint_.data_config.step is None and old.backtest(hourly, origins=2).warnings == []
+    old_path = old.export(tmp_path / "old.mlpackage")
+    assert predict_table(old_path, hourly, backend="executor")[0].attrs["warnings"] == []
+
+
 def test_a_small_series_among_large_ones_keeps_its_own_scale(tmp_path):
     """The window scale's floor is a fraction of the least varying series' spread: with it a
     fraction of the whole table's (about 5e5 here), a series around 0.01 next to one around 1e7
