@@ -482,6 +482,41 @@ def test_train_reports_the_baselines_and_warns(tmp_path):
     assert saved["warnings"] and saved["vs_baselines"]["baselines"]["seasonal_naive"]["mase"] > 0
 
 
+def test_targets_in_different_units_get_a_scale_free_overall(tmp_path, monkeypatch):
+    """The overall RMSE / MAE (and a mixture's NLL / CRPS) average over targets, so one in
+    thousands drowns one in units; the overall row says it is pooled, and metrics.json and the
+    package carry a scale-free overall: each target's errors over its series' in-sample
+    seasonal-naive MAE (as selection scales them), the mean over targets. One target of one
+    series: no scaled entry, the table as it was."""
+    from coreml_lstm.metadata import read_metadata
+    from coreml_lstm.runner import Backend
+
+    frame = seasonal_trend(96).rename(columns={"y": "small"})
+    frame["large"] = 1000 * seasonal_trend(96, seed=1)["y"]
+    csv = tmp_path / "two.csv"
+    frame.to_csv(csv, index=False)
+    args = ["train", str(csv), "--target", "small", "--target", "large", "--time", "date", "--horizon", "6", "--hidden-size", "4", "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a"), "--export", str(tmp_path / "a.mlpackage")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())["metrics"]
+    scaled, per = m["scaled"], m["vs_baselines"]["targets"]
+    # One series: each target's scaled MAE is its MASE.
+    np.testing.assert_allclose(scaled["mae_targets"], [per["small"]["mase"], per["large"]["mase"]], rtol=1e-6)
+    assert scaled["mae"] == pytest.approx(np.mean(scaled["mae_targets"])) and scaled["rmse"] == pytest.approx(np.mean(scaled["rmse_targets"]))
+    assert m["overall"]["pooled_targets"] == ["small", "large"]
+    assert m["overall"]["mae"] > 100 * scaled["mae"]  # the pooled MAE is the large target's, in thousands
+    row = next(line for line in r.stdout.splitlines() if line.startswith("overall (pooled)*"))
+    assert "overall (scaled)" in r.stdout and "(* pooled over 2 targets in their own, possibly different, units" in r.stdout, row
+    meta = read_metadata(Backend(tmp_path / "a.mlpackage", "executor", "fp32").program.metadata["user"])
+    assert meta["validation_metrics"]["pooled_targets"] == ["small", "large"]
+    assert meta["validation_metrics_scaled"] == {"rmse": scaled["rmse"], "mae": scaled["mae"]}
+    mixture = Forecaster(["small", "large"], time="date", horizon=6, head="mixture", **TINY).fit(frame)
+    prob = mixture.metrics_["probabilistic"]["scaled"]
+    assert 0 < prob["crps"] < 0.1 * mixture.metrics_["probabilistic"]["overall"]["crps"] and np.isfinite(prob["nll"])
+    one = Forecaster("small", time="date", horizon=6, **TINY).fit(frame)
+    assert "scaled" not in one.metrics_ and "pooled_targets" not in one.metrics_["overall"]
+
+
 # -- backtest ----------------------------------------------------------------------------------
 
 
