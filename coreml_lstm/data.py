@@ -1540,7 +1540,8 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     config = _resolved(config, table, split=chronological)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = (_short_series_warning(given, config, table, split=chronological) + _season_window_warning(given, config, table, split=chronological)
+    warnings = (_short_series_horizon_warning(given, config, table) + _short_series_warning(given, config, table, split=chronological)
+                + _season_window_warning(given, config, table, split=chronological)
                 + _gap_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table))
     everyone = np.arange(len(table.ids))
 
@@ -1611,6 +1612,19 @@ def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTa
         return []
     return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default window to {config.window} for every "
             f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
+
+
+def _short_series_horizon_warning(given: DataConfig, config: DataConfig, table: SeriesTable) -> list[str]:
+    """A sentence when the default horizon (one season, at most a tenth of the shortest series)
+    was shrunk below the season by the shortest series of several (one short series sets every
+    series' horizon), with the rows a series needs for the default."""
+    lengths, m = table.lengths, int(config.season or 1)
+    if given.horizon is not None or len(lengths) < 2 or m <= 1 or config.horizon >= m:
+        return []
+    k = int(np.argmin(lengths))
+    return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default horizon to {config.horizon} for every "
+            f"series (the default, one season of {m}, needs every series to have {10 * m} rows: the horizon is at most a tenth of the "
+            f"shortest series); give --horizon, or train without the shortest series"]
 
 
 def _season_window_warning(given: DataConfig, config: DataConfig, table: SeriesTable, *, split: bool) -> list[str]:

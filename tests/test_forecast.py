@@ -83,6 +83,24 @@ def test_one_short_series_that_sets_every_series_window_is_named(tmp_path):
     assert not [w for w in given.metrics_["warnings"] if "limits" in w]
 
 
+def test_one_short_series_that_shrinks_every_series_horizon_is_named(tmp_path):
+    """Series of 300, 300 and 40 daily rows got horizon 4, not the season's 7, and only the
+    window's shrink was said: the horizon's is said too, naming the series and the rows the
+    default needs (a tenth of the shortest series: 70)."""
+    frames = [seasonal_trend(n, freq="D", season=7, seed=k).assign(store=name) for k, (n, name) in enumerate(((300, "a"), (300, "b"), (40, "c")))]
+    path = tmp_path / "stores.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    f = Forecaster("y", time="date", series_id="store", **TINY).fit(path)
+    assert f.checkpoint_.data_config.horizon == 4 and f.checkpoint_.data_config.season == 7
+    (warning,) = [w for w in f.metrics_["warnings"] if "default horizon" in w]
+    assert warning == (f"{path}: series 'c' (40 rows) limits the default horizon to 4 for every series (the default, one season of 7, "
+                       "needs every series to have 70 rows: the horizon is at most a tenth of the shortest series); give --horizon, "
+                       "or train without the shortest series")
+    long = pd.concat(frames[:2])  # every series long enough, or a horizon given: nothing to say
+    assert not [w for w in Forecaster("y", time="date", series_id="store", **TINY).fit(long).metrics_["warnings"] if "default horizon" in w]
+    assert not [w for w in Forecaster("y", time="date", series_id="store", horizon=4, **TINY).fit(path).metrics_["warnings"] if "default horizon" in w]
+
+
 def test_log_needs_positive_targets_and_says_where(tmp_path):
     frame = seasonal_trend(60)
     frame.loc[41, "y"] = 0.0
