@@ -320,11 +320,15 @@ class Forecaster:
 def validation_baselines(dataset, point: np.ndarray) -> dict:
     """``vs_baselines`` (the model against naive and seasonal naive on the validation windows) and
     ``warnings`` for the metrics."""
-    from .baselines import compare, mase_scale, window_forecasts
+    from .baselines import compare, mase_scale, window_forecasts, window_scales
 
     config = dataset.config
     base = window_forecasts(dataset.validation, config.season, config.horizon)
-    report = compare(dataset.validation.y, point, base, mase_scale(dataset.insample, config.season), dataset.target_columns, config.season)
+    # Several series: each scaled by its own in-sample error (M4's MASE, and backtest's); the
+    # pooled scale let the series of the largest changes set every series' denominator.
+    many = len(dataset.insample) > 1
+    scale = window_scales(dataset.insample, dataset.validation.series, config.season) if many else mase_scale(dataset.insample, config.season)
+    report = compare(dataset.validation.y, point, base, scale, dataset.target_columns, config.season)
     return {"vs_baselines": report, "warnings": [report["warning"]] if report["warning"] else []}
 
 

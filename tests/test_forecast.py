@@ -535,6 +535,40 @@ def test_targets_in_different_units_get_a_scale_free_overall(tmp_path, monkeypat
     assert "scaled" not in one.metrics_ and "pooled_targets" not in one.metrics_["overall"]
 
 
+def test_train_s_mase_scales_each_series_by_its_own_error_as_backtest_does():
+    """train divided every series' errors by one in-sample error pooled over the series, backtest
+    each by its own: on a series around 1000 beside one around 10, naive's validation MASE was
+    1.983 in train and 1.366 in backtest; scaled per series in both (M4's MASE), 1.391 and
+    1.366 (their windows differ). One series: exactly the value it was."""
+    t = pd.date_range("2020-01-01", periods=200, freq="D")
+
+    def series(level, noise, seed):
+        k = np.arange(200)
+        return level * (10 + np.sin(2 * np.pi * k / 7)) + np.cumsum(np.random.default_rng(seed).normal(0, noise, 200))
+
+    frame = pd.concat([pd.DataFrame({"store": "big", "date": t, "y": series(100, 30, 1)}), pd.DataFrame({"store": "small", "date": t, "y": series(1, 1, 2)})])
+    f = Forecaster("y", time="date", series_id="store", horizon=7, **TINY).fit(frame)
+    data = f.dataset_
+    y = np.asarray(data.validation.y, np.float64)
+    naive = window_forecasts(data.validation, 7, 7)["naive"]
+    own = {sid: mase_scale({sid: v}, 7) for sid, v in data.insample.items()}
+    by_hand = np.mean(np.abs(naive - y)[:, :, 0] / np.array([own[sid][0] for sid in data.validation.series])[:, None])
+    got = f.metrics_["vs_baselines"]["baselines"]["naive"]["mase"]
+    assert got == pytest.approx(by_hand, rel=1e-9)
+    pooled = np.abs(naive - y).mean() / mase_scale(data.insample, 7)[0]  # what train reported before
+    assert abs(got - pooled) > 0.3 * got
+    # backtest's definition on the same numbers: each origin's errors over its series' scale, all values pooled
+    bt = f.backtest(frame, origins=3)
+    scaled = np.concatenate([np.abs(o["naive"] - o["y"]) / bt.scale[o["series"]] for o in bt.origins])
+    assert bt.summary()["methods"]["naive"]["mase"] == pytest.approx(scaled.mean(), rel=1e-12)
+    # One series: MAE over its own scale, unchanged.
+    one = Forecaster("y", time="date", horizon=7, **TINY).fit(frame[frame.store == "big"])
+    d1 = one.dataset_
+    y1 = np.asarray(d1.validation.y, np.float64)
+    n1 = window_forecasts(d1.validation, 7, 7)["naive"]
+    assert one.metrics_["vs_baselines"]["baselines"]["naive"]["mase"] == float(np.abs(n1 - y1).mean(axis=(0, 1))[0] / mase_scale(d1.insample, 7)[0])
+
+
 # -- backtest ----------------------------------------------------------------------------------
 
 
