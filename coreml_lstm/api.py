@@ -168,6 +168,11 @@ class Forecaster:
             point = outputs[0] if self.model_config.head == "point" else outputs[3]
             metrics = regression_metrics(y_val, point, dataset.target_columns)
             metrics.update(validation_baselines(dataset, point))
+            weights = _series_weights(dataset) if len(y_val) else None
+            if weights is not None:
+                metrics["scaled"] = scaled_metrics(y_val, point, weights)
+            if len(dataset.target_columns) > 1:
+                metrics["overall"]["pooled_targets"] = list(dataset.target_columns)  # in their own units, maybe different ones
             metrics["warnings"] = dataset.warnings + metrics["warnings"]
             if start:
                 metrics["start"] = start  # the classical forecast training started from
@@ -178,6 +183,8 @@ class Forecaster:
             if self.model_config.head == "mixture":
                 w, mu, s = outputs[:3]
                 metrics["probabilistic"] = probabilistic_metrics(w, mu, s, y_val, dataset.target_columns)
+                if weights is not None:
+                    metrics["probabilistic"]["scaled"] = scaled_probabilistic_metrics(w, mu, s, y_val, weights)
         self.model_ = model
         self.checkpoint_ = from_model(model, dataset, self.model_config, self.train_config, metrics, history.to_dict())
         self.dataset_ = dataset
@@ -255,6 +262,7 @@ class Forecaster:
         """
         ckpt = self._fitted()
         x, keys = data_mod.prediction_windows(frame, ckpt.data_config, ckpt.input_columns, last_only=last_only)
+        keys.attrs.clear()  # the table's step and label, which predict_table checks against a package's
         if self.model_config.head == "mixture":
             return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
         return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)
@@ -312,11 +320,15 @@ class Forecaster:
 def validation_baselines(dataset, point: np.ndarray) -> dict:
     """``vs_baselines`` (the model against naive and seasonal naive on the validation windows) and
     ``warnings`` for the metrics."""
-    from .baselines import compare, mase_scale, window_forecasts
+    from .baselines import compare, mase_scale, window_forecasts, window_scales
 
     config = dataset.config
     base = window_forecasts(dataset.validation, config.season, config.horizon)
-    report = compare(dataset.validation.y, point, base, mase_scale(dataset.insample, config.season), dataset.target_columns, config.season)
+    # Several series: each scaled by its own in-sample error (M4's MASE, and backtest's); the
+    # pooled scale let the series of the largest changes set every series' denominator.
+    many = len(dataset.insample) > 1
+    scale = window_scales(dataset.insample, dataset.validation.series, config.season) if many else mase_scale(dataset.insample, config.season)
+    report = compare(dataset.validation.y, point, base, scale, dataset.target_columns, config.season)
     return {"vs_baselines": report, "warnings": [report["warning"]] if report["warning"] else []}
 
 
@@ -370,6 +382,31 @@ def select_on_validation(model: RecurrentModel, dataset, start: str, kept_start:
         model.set_baseline(shipped, season)
     model.eval()
     return {"shipped": shipped, "mae": raw} | ({"scaled": scaled} if scaled is not None else {})
+
+
+SCALED_BY = "each value's error over its series' and target's in-sample seasonal-naive MAE (as selection scales), averaged per target, then over targets"
+
+
+def scaled_metrics(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> dict:
+    """Scale-free RMSE and MAE over several series or targets: each error times its window's
+    ``weights`` (N, 1, T) (1 / the series' and target's in-sample seasonal-naive MAE: see
+    :func:`_series_weights`), each target's RMSE and MAE of those, then their mean over the
+    targets (MASE-style: the MAE of one series and one target is its MASE; the overall RMSE and
+    MAE in original units pool targets whose units may differ)."""
+    err = (np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)) * weights  # (N, H, T)
+    rmse_t, mae_t = np.sqrt((err**2).mean(axis=(0, 1))), np.abs(err).mean(axis=(0, 1))  # (T,)
+    return {"rmse": float(rmse_t.mean()), "mae": float(mae_t.mean()), "rmse_targets": rmse_t.tolist(), "mae_targets": mae_t.tolist(), "by": SCALED_BY}
+
+
+def scaled_probabilistic_metrics(w, mu, s, y, weights: np.ndarray) -> dict:
+    """Scale-free NLL and CRPS (mean over targets), on the values divided by their series' and
+    target's scale as :func:`scaled_metrics`: CRPS times the weight, NLL plus its log (the density
+    of y / scale)."""
+    from .mixture import crps, log_likelihood
+
+    nll = -log_likelihood(w, mu, s, y) + np.log(weights)  # (N, H, T)
+    score = crps(w, mu, s, y) * weights
+    return {"nll": float(nll.mean(axis=(0, 1)).mean()), "crps": float(score.mean(axis=(0, 1)).mean()), "by": SCALED_BY}
 
 
 def _series_weights(dataset) -> np.ndarray | None:

@@ -38,6 +38,7 @@ class Backtest:
     scale: dict = field(default_factory=dict)  # series id -> (T,) MASE denominators
     history: dict = field(default_factory=dict)  # series id -> (first row, times, (n, T) values) for plots
     notes: list = field(default_factory=list)  # sentences: series that hold fewer origins than asked
+    warnings: list = field(default_factory=list)  # sentences: a table stepping otherwise than the training data
 
     def summary(self) -> dict:
         """Pooled MAE, RMSE and MASE per method; the model's skill against seasonal naive; a warning."""
@@ -66,7 +67,7 @@ class Backtest:
 
         return {
             "targets": self.targets, "window": self.window, "horizon": self.horizon, "season": self.season, "refit": self.refit,
-            "summary": self.summary(), "notes": list(self.notes),
+            "summary": self.summary(), "notes": list(self.notes), "warnings": list(self.warnings),
             "origins": [{k: plain(v) for k, v in o.items()} | {f"{m}_mae": float(np.abs(np.asarray(o[m]) - np.asarray(o["y"])).mean()) for m in METHODS}
                         for o in self.origins],
         }
@@ -130,8 +131,12 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
     frame = data_mod.read_table(data, role="backtest", text=data_mod.key_columns(config))
     inputs, targets = list(ckpt.input_columns), list(ckpt.target_columns)
     data_mod.require_columns(frame, inputs + [c for c in (config.time, config.series_id) if c])
-    series = data_mod.clean(frame, config, inputs)
+    held = data_mod.clean_table(frame, config, inputs)
+    series = held.frames()
     result = Backtest(targets, W, H, m, refit)
+    other = data_mod.step_warning(frame.attrs["label"], data_mod.table_step(held) if config.time else None, config.step)
+    if other:
+        result.warnings.append(other)
     plan = []  # (sid, g, origin positions)
     for sid, g in series:
         if config.log:

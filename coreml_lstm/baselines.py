@@ -6,7 +6,11 @@ seasonal naive  step h repeats the value one season before it: y[t0 - m + (h mod
                 the history).
 MASE            mean absolute error divided by the in-sample mean absolute error of the one-step
                 seasonal-naive forecast on the training part (Hyndman & Koehler 2006): below 1
-                beats that in-sample benchmark; comparable across series.
+                beats that in-sample benchmark; comparable across series. With several series
+                each error is divided by its own series' in-sample error (as M4 scales each
+                series), then the mean is over every value: the mean of the series' MASEs, each
+                weighted by its number of values (``train`` on the validation windows and
+                ``backtest`` on its origins alike); one series: its MAE over its scale.
 skill           1 - MASE(model) / MASE(seasonal naive) on the same windows: above 0 beats it.
 """
 
@@ -60,10 +64,24 @@ def mase_scale(insample: dict, season: int) -> np.ndarray:
     return np.where(scale > 0, scale, np.nan)
 
 
+def window_scales(insample: dict, series, season: int) -> np.ndarray:
+    """(N, 1, T) each window's MASE denominator: its own series' in-sample seasonal-naive MAE
+    (:func:`mase_scale` of that series alone); NaN where it is 0, or the series has no in-sample part."""
+    own = {sid: mase_scale({sid: values}, season) for sid, values in insample.items()}
+    n_t = next(iter(insample.values())).shape[1] if insample else 1
+    none = np.full(n_t, np.nan)
+    return np.stack([own.get(sid, none) for sid in series]).reshape(len(series), 1, n_t) if len(series) else np.zeros((0, 1, n_t))
+
+
 def _scores(y, p, scale) -> dict:
     err = np.asarray(p, np.float64) - np.asarray(y, np.float64)  # (N, H, T)
     mae_t = np.abs(err).mean(axis=(0, 1)) if err.size else np.full(err.shape[2], np.nan)
-    mase_t = mae_t / scale
+    if np.ndim(scale) == 1:  # one scale per target: one series
+        mase_t = mae_t / scale
+    else:  # (N, 1, T): each window's own series' scale
+        scaled = np.abs(err) / scale
+        held = np.isfinite(scaled).sum(axis=(0, 1))
+        mase_t = np.where(held > 0, np.nansum(scaled, axis=(0, 1)) / np.maximum(held, 1), np.nan)
     return {
         "mae": float(np.abs(err).mean()) if err.size else None,
         "rmse": float(np.sqrt((err**2).mean())) if err.size else None,
@@ -83,7 +101,8 @@ def compare(y_true: np.ndarray, y_pred: np.ndarray, baseline: dict[str, np.ndarr
     Args:
         y_true, y_pred: (N, horizon, T) in original units.
         baseline: ``{"naive": (N, horizon, T), "seasonal_naive": ...}``.
-        scale: (T,) MASE denominators (:func:`mase_scale`).
+        scale: (T,) MASE denominators (:func:`mase_scale`), or (N, 1, T) each window's own
+            series' (:func:`window_scales`, several series).
 
     Returns:
         ``{"season", "mase", "skill", "model": {mae, rmse, mase}, "baselines": {name: {mae, rmse, mase}}, "targets": {name:

@@ -277,15 +277,26 @@ def format_metrics(metrics: dict) -> str:
             mape = "n/a" if s["mape"] is None else f"{s['mape']:.2f}"
             lines.append(f"{name:<20} {h + 1:>4} {v(s['rmse']):>12} {v(s['mae']):>12} {mape:>9}")
     o = metrics["overall"]
+    pooled = len(metrics["targets"]) > 1  # the overall row averages targets whose units may differ
+    overall = "overall (pooled)*" if pooled else "overall"
     mape = "n/a" if o["mape"] is None else f"{o['mape']:.2f}"
-    lines.append(f"{'overall':<20} {'':>4} {v(o['rmse']):>12} {v(o['mae']):>12} {mape:>9}")
+    lines.append(f"{overall:<20} {'':>4} {v(o['rmse']):>12} {v(o['mae']):>12} {mape:>9}")
+    scaled = metrics.get("scaled")
+    if scaled:
+        lines.append(f"{'overall (scaled)':<20} {'':>4} {v(scaled['rmse']):>12} {v(scaled['mae']):>12} {'':>9}")
     if o.get("mape_zeros"):
         lines.append(f"(MAPE leaves out the {o['mape_zeros']} of {o['n']} true values that are 0)")
+    if pooled:
+        lines.append(f"(* pooled over {len(metrics['targets'])} targets in their own, possibly different, units"
+                     + ("; scaled: each target's errors over its series' in-sample seasonal-naive MAE, the mean over targets)" if scaled else ")"))
     if "probabilistic" in metrics:
         lines.append(f"{'target':<20} {'NLL':>9} {'CRPS':>10} {'cover 50%':>10} {'cover 90%':>10}")
-        rows = list(metrics["probabilistic"]["targets"].items()) + [("overall", metrics["probabilistic"]["overall"])]
+        prob = metrics["probabilistic"]
+        rows = list(prob["targets"].items()) + [(overall, prob["overall"])]
         for name, p in rows:
             lines.append(f"{name:<20} {p['nll']:>9.4f} {p['crps']:>10.4f} {p['coverage50']:>10.3f} {p['coverage90']:>10.3f}")
+        if prob.get("scaled"):
+            lines.append(f"{'overall (scaled)':<20} {prob['scaled']['nll']:>9.4f} {prob['scaled']['crps']:>10.4f}")
     return "\n".join(lines)
 
 
@@ -899,9 +910,9 @@ def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, as_json):
     result = Forecaster.load(checkpoint).backtest(csv, origins=origins, step=step, refit=refit, progress=not quiet)
     if plot_path is not None:
         result.plot(plot_path)
-    warning = result.summary()["warning"]
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    for warning in result.warnings + [result.summary()["warning"]]:
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(result.to_dict() | ({"plot": str(plot_path)} if plot_path else {}))
         return

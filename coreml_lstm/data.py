@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, TrainingError
-from .season import business_steps, frequency, infer_season
+from .season import business_steps, frequency, same_step, season_of_frequency, step_name
 
 MISSING = ("error", "drop", "ffill")
 CSV_SUFFIXES = (".csv", ".txt")
@@ -73,6 +73,7 @@ class DataConfig:
     missing: str = "error"  # empty cells: error | drop | ffill
     season: int | None = None  # season length for baselines and defaults; None: from the time column
     log: bool = False  # the model sees log(target): every target value must be > 0
+    step: str | None = None  # the time column's regular step as training read it (pandas' name: 'D', 'h', 'B', 'MS'); None: unknown
 
     def __post_init__(self):
         self.target = [self.target] if isinstance(self.target, str) else list(self.target or [])
@@ -1379,7 +1380,12 @@ def clean(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> list[t
     Each frame holds ``columns`` and a ``__time__`` column. Meant for small tables (one frame per
     series); large ones go through :func:`load_series`.
     """
-    return _build(_FrameSource(frame), config, list(columns)).frames()
+    return clean_table(frame, config, columns).frames()
+
+
+def clean_table(frame: pd.DataFrame, config: DataConfig, columns: list[str]) -> SeriesTable:
+    """:func:`clean`'s series as one :class:`SeriesTable` (its ``frames()``, and its step: :func:`table_step`)."""
+    return _build(_FrameSource(frame), config, list(columns))
 
 
 def _plain(value):
@@ -1468,14 +1474,31 @@ def _resolved(config: DataConfig, table: SeriesTable, *, split: bool) -> DataCon
     """The config with season, window and horizon filled in from the data where they were None."""
     season = config.season
     lengths = table.lengths
+    step = table_step(table) if config.time else None
     if season is None:
-        season = 1
-        if config.time and table.times is not None:
-            k = int(np.argmax(lengths))  # the longest series
-            a, b = int(table.offsets[k]), int(table.offsets[k + 1])
-            season = infer_season(pd.Series(table.calendar_times(a, b) if table.wall is not None else table.time_at(np.arange(a, b))))
+        season = season_of_frequency(step)
     window, horizon = default_lengths(config, int(lengths.min()), season, split=split)
-    return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon})
+    return DataConfig(**{**config.to_dict(), "season": int(season), "window": window, "horizon": horizon, "step": step})
+
+
+def table_step(table: SeriesTable) -> str | None:
+    """pandas' name for the regular step of the longest series' times, read as its season is (on
+    the clock the times were written in where only that one steps evenly); None without a
+    datetime time column, or when the series is too short or irregular to tell."""
+    if table.times is None or not np.issubdtype(np.asarray(table.times).dtype, np.datetime64):
+        return None
+    k = int(np.argmax(table.lengths))  # the longest series
+    a, b = int(table.offsets[k]), int(table.offsets[k + 1])
+    times = pd.Series(table.calendar_times(a, b) if table.wall is not None else table.time_at(np.arange(a, b)))
+    return frequency(times) if pd.api.types.is_datetime64_any_dtype(times) else None
+
+
+def step_warning(label: str, step: str | None, trained: str | None) -> str | None:
+    """A sentence when a table's step differs from the one the model was trained on (both known)."""
+    if step is None or trained is None or same_step(step, trained):
+        return None
+    return (f"{label}: the table steps {step_name(step)}, the model was trained on data stepping {step_name(trained)}; "
+            f"the forecasts assume the training step ({step_name(trained)}), one step per horizon step and per window row")
 
 
 # -- windows -------------------------------------------------------------------------------
@@ -1551,7 +1574,8 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     config = _resolved(config, table, split=chronological)
     W, H = config.window, config.horizon
     lengths, first = table.lengths, table.offsets[:-1]
-    warnings = (_short_series_warning(given, config, table, split=chronological) + _season_window_warning(given, config, table, split=chronological)
+    warnings = (_short_series_horizon_warning(given, config, table) + _short_series_warning(given, config, table, split=chronological)
+                + _season_window_warning(given, config, table, split=chronological)
                 + _gap_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table))
     everyone = np.arange(len(table.ids))
 
@@ -1622,6 +1646,19 @@ def _short_series_warning(given: DataConfig, config: DataConfig, table: SeriesTa
         return []
     return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default window to {config.window} for every "
             f"series (a series of the median length, {median} rows, allows {typical}); give --window, or train without the shortest series"]
+
+
+def _short_series_horizon_warning(given: DataConfig, config: DataConfig, table: SeriesTable) -> list[str]:
+    """A sentence when the default horizon (one season, at most a tenth of the shortest series)
+    was shrunk below the season by the shortest series of several (one short series sets every
+    series' horizon), with the rows a series needs for the default."""
+    lengths, m = table.lengths, int(config.season or 1)
+    if given.horizon is not None or len(lengths) < 2 or m <= 1 or config.horizon >= m:
+        return []
+    k = int(np.argmin(lengths))
+    return [f"{table.label}: series {table.ids[k]!r} ({int(lengths[k])} rows) limits the default horizon to {config.horizon} for every "
+            f"series (the default, one season of {m}, needs every series to have {10 * m} rows: the horizon is at most a tenth of the "
+            f"shortest series); give --horizon, or train without the shortest series"]
 
 
 def _season_window_warning(given: DataConfig, config: DataConfig, table: SeriesTable, *, split: bool) -> list[str]:
@@ -1764,4 +1801,6 @@ def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, l
     if config.series_id:
         keys[config.series_id] = np.repeat(_objects(table.ids), starts.count)
     keys[config.time or "row"] = table.time_at(starts(np.arange(len(starts))) + W - 1)
-    return x, pd.DataFrame(keys)
+    keys = pd.DataFrame(keys)
+    keys.attrs["step"], keys.attrs["label"] = (table_step(table) if config.time else None), table.label
+    return x, keys

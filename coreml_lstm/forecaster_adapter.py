@@ -250,8 +250,10 @@ class ForecasterAdapter(Adapter):
             "scaling": ckpt.model_config.scaling,
             "log": ckpt.model_config.log,
             "season": ckpt.data_config.season,
+            "time_step": ckpt.data_config.step,  # the training table's regular step (pandas' name), or None
             "model": ckpt.model_config.to_dict(),
-            "validation_metrics": (ckpt.metrics or {}).get("overall"),
+            "validation_metrics": (ckpt.metrics or {}).get("overall"),  # several targets: pooled in their units (pooled_targets)
+            "validation_metrics_scaled": _scaled_summary(ckpt.metrics),
             "probabilistic_metrics": ((ckpt.metrics or {}).get("probabilistic") or {}).get("overall"),
             "baseline_metrics": _baseline_summary(ckpt.metrics),
             "streaming": self.streaming,
@@ -275,6 +277,12 @@ class ForecasterAdapter(Adapter):
 
         frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last, missing=missing)
         return frame, used, "forecasts"
+
+
+def _scaled_summary(metrics) -> dict | None:
+    """The scale-free validation RMSE and MAE over several series or targets (None for one series and one target)."""
+    scaled = (metrics or {}).get("scaled")
+    return {"rmse": scaled["rmse"], "mae": scaled["mae"]} if scaled else None
 
 
 def _baseline_summary(metrics) -> dict | None:

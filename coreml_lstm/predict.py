@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import DataConfig, clean, key_columns, prediction_windows, read_table
+from .data import DataConfig, clean_table, key_columns, prediction_windows, read_table, step_warning, table_step
 from .errors import ConfigError
 from .metadata import INPUT_NAME, OUTPUT_NAME, read_metadata
 from .runner import Backend
@@ -55,8 +55,10 @@ def records_json(frame: pd.DataFrame) -> str:
 
 
 def clean_series(table, config: DataConfig, columns: list[str]):
+    """The table's checked series, ``(series id, frame)``, and its time step (:func:`coreml_lstm.data.table_step`)."""
     frame = read_table(table, role="input", text=key_columns(config))
-    return clean(frame, config, columns)
+    held = clean_table(frame, config, columns)
+    return held.frames(), (table_step(held) if config.time else None), frame.attrs.get("label", "the table")
 
 
 def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
@@ -76,6 +78,7 @@ def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
         horizon=int(meta["horizon"]),
         log=bool(meta.get("log", False)),  # the package takes the log of the target: values must be > 0
         missing=missing,
+        step=meta.get("time_step"),  # None in packages before it was recorded: no check
     )
 
 
@@ -106,11 +109,13 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
         calls = [runner.predict({INPUT_NAME: np.asarray(x[i : i + step], np.float32)}) for i in range(0, len(x), step)]
         outputs = {n: np.concatenate([np.asarray(c[n], np.float32) for c in calls]) for n in names} if calls else {}
     short = keys.attrs.pop("short", None)
+    step, label = keys.attrs.pop("step", None), keys.attrs.pop("label", None)
+    other = step_warning(label or str(table if isinstance(table, (str, Path)) else "the table"), step, config.step)
     if meta.get("head") == "mixture":
         frame = distribution_frame(keys, outputs, list(config.target))
     else:
         frame = prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target))
-    frame.attrs["warnings"] = [short] if short else []
+    frame.attrs["warnings"] = [w for w in (other, short) if w]
     return frame, runner.name
 
 
@@ -126,7 +131,7 @@ def batch_size(program) -> int:
 
 def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):
     """Feed every series from its first row, max_chunk rows per call, carrying the state."""
-    series = clean_series(table, config, columns)
+    series, step, label = clean_series(table, config, columns)
     chunk = int(meta["max_chunk"])
     state_inputs = [t for t in runner.program.inputs if t.name.endswith("_in")]
     results, key_rows = [], []
@@ -151,6 +156,7 @@ def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, colum
     names = [o.name for o in runner.program.outputs if not o.name.endswith("_out")]
     outputs = {n: np.concatenate([np.asarray(r[n], np.float32) for r in results]) for n in names}
     keys = pd.DataFrame(key_rows)
+    keys.attrs["step"], keys.attrs["label"] = step, label
     window = int(meta["window"])
     short = [(sid, len(frame)) for sid, frame in series if len(frame) < window]
     if short:  # a window package refuses these; a stream forecasts from what it was fed

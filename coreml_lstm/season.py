@@ -94,3 +94,38 @@ def seasonal_lag(season: int, available):
         return np.where((1 < season) & (season <= np.asarray(available)), season, 1)
     return season if 1 < season <= available else 1
 
+
+
+def _step_key(freq: str):
+    """What two frequencies must share to step alike: the kind of calendar step and its multiple
+    (a weekly step on Sundays steps as one on Mondays, month starts as month ends), else the
+    fixed length in nanoseconds; the text itself when pandas does not read it."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        return freq
+    off, n = pd.offsets, int(offset.n)
+    kinds = {"year": (off.YearBegin, off.YearEnd, off.BYearBegin, off.BYearEnd),
+             "quarter": (off.QuarterBegin, off.QuarterEnd, off.BQuarterBegin, off.BQuarterEnd),
+             "month": (off.MonthBegin, off.MonthEnd, off.BusinessMonthBegin, off.BusinessMonthEnd),
+             "semi-month": (off.SemiMonthBegin, off.SemiMonthEnd), "week": (off.Week,), "business day": (off.BusinessDay,)}
+    for kind, types in kinds.items():
+        if isinstance(offset, types):
+            return kind, n
+    try:
+        return "fixed", int(offset.nanos)
+    except ValueError:
+        return freq
+
+
+def same_step(a: str, b: str) -> bool:
+    """Whether two pandas frequencies (as :func:`frequency` names them) step alike."""
+    return a == b or _step_key(a) == _step_key(b)
+
+
+def step_name(freq: str) -> str:
+    """A frequency as a message names it: ``hourly ('h')``, ``daily ('D')``, or ``'15min'``."""
+    names = {("fixed", 3600 * 10**9): "hourly", ("fixed", DAY_SECONDS * 10**9): "daily", ("business day", 1): "business daily",
+             ("week", 1): "weekly", ("month", 1): "monthly", ("quarter", 1): "quarterly", ("year", 1): "yearly"}
+    name = names.get(_step_key(freq))
+    return f"{name} ({freq!r})" if name else f"by {freq!r}"

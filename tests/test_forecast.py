@@ -83,6 +83,24 @@ def test_one_short_series_that_sets_every_series_window_is_named(tmp_path):
     assert not [w for w in given.metrics_["warnings"] if "limits" in w]
 
 
+def test_one_short_series_that_shrinks_every_series_horizon_is_named(tmp_path):
+    """Series of 300, 300 and 40 daily rows got horizon 4, not the season's 7, and only the
+    window's shrink was said: the horizon's is said too, naming the series and the rows the
+    default needs (a tenth of the shortest series: 70)."""
+    frames = [seasonal_trend(n, freq="D", season=7, seed=k).assign(store=name) for k, (n, name) in enumerate(((300, "a"), (300, "b"), (40, "c")))]
+    path = tmp_path / "stores.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    f = Forecaster("y", time="date", series_id="store", **TINY).fit(path)
+    assert f.checkpoint_.data_config.horizon == 4 and f.checkpoint_.data_config.season == 7
+    (warning,) = [w for w in f.metrics_["warnings"] if "default horizon" in w]
+    assert warning == (f"{path}: series 'c' (40 rows) limits the default horizon to 4 for every series (the default, one season of 7, "
+                       "needs every series to have 70 rows: the horizon is at most a tenth of the shortest series); give --horizon, "
+                       "or train without the shortest series")
+    long = pd.concat(frames[:2])  # every series long enough, or a horizon given: nothing to say
+    assert not [w for w in Forecaster("y", time="date", series_id="store", **TINY).fit(long).metrics_["warnings"] if "default horizon" in w]
+    assert not [w for w in Forecaster("y", time="date", series_id="store", horizon=4, **TINY).fit(path).metrics_["warnings"] if "default horizon" in w]
+
+
 def test_log_needs_positive_targets_and_says_where(tmp_path):
     frame = seasonal_trend(60)
     frame.loc[41, "y"] = 0.0
@@ -482,6 +500,75 @@ def test_train_reports_the_baselines_and_warns(tmp_path):
     assert saved["warnings"] and saved["vs_baselines"]["baselines"]["seasonal_naive"]["mase"] > 0
 
 
+def test_targets_in_different_units_get_a_scale_free_overall(tmp_path, monkeypatch):
+    """The overall RMSE / MAE (and a mixture's NLL / CRPS) average over targets, so one in
+    thousands drowns one in units; the overall row says it is pooled, and metrics.json and the
+    package carry a scale-free overall: each target's errors over its series' in-sample
+    seasonal-naive MAE (as selection scales them), the mean over targets. One target of one
+    series: no scaled entry, the table as it was."""
+    from coreml_lstm.metadata import read_metadata
+    from coreml_lstm.runner import Backend
+
+    frame = seasonal_trend(96).rename(columns={"y": "small"})
+    frame["large"] = 1000 * seasonal_trend(96, seed=1)["y"]
+    csv = tmp_path / "two.csv"
+    frame.to_csv(csv, index=False)
+    args = ["train", str(csv), "--target", "small", "--target", "large", "--time", "date", "--horizon", "6", "--hidden-size", "4", "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a"), "--export", str(tmp_path / "a.mlpackage")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())["metrics"]
+    scaled, per = m["scaled"], m["vs_baselines"]["targets"]
+    # One series: each target's scaled MAE is its MASE.
+    np.testing.assert_allclose(scaled["mae_targets"], [per["small"]["mase"], per["large"]["mase"]], rtol=1e-6)
+    assert scaled["mae"] == pytest.approx(np.mean(scaled["mae_targets"])) and scaled["rmse"] == pytest.approx(np.mean(scaled["rmse_targets"]))
+    assert m["overall"]["pooled_targets"] == ["small", "large"]
+    assert m["overall"]["mae"] > 100 * scaled["mae"]  # the pooled MAE is the large target's, in thousands
+    row = next(line for line in r.stdout.splitlines() if line.startswith("overall (pooled)*"))
+    assert "overall (scaled)" in r.stdout and "(* pooled over 2 targets in their own, possibly different, units" in r.stdout, row
+    meta = read_metadata(Backend(tmp_path / "a.mlpackage", "executor", "fp32").program.metadata["user"])
+    assert meta["validation_metrics"]["pooled_targets"] == ["small", "large"]
+    assert meta["validation_metrics_scaled"] == {"rmse": scaled["rmse"], "mae": scaled["mae"]}
+    mixture = Forecaster(["small", "large"], time="date", horizon=6, head="mixture", **TINY).fit(frame)
+    prob = mixture.metrics_["probabilistic"]["scaled"]
+    assert 0 < prob["crps"] < 0.1 * mixture.metrics_["probabilistic"]["overall"]["crps"] and np.isfinite(prob["nll"])
+    one = Forecaster("small", time="date", horizon=6, **TINY).fit(frame)
+    assert "scaled" not in one.metrics_ and "pooled_targets" not in one.metrics_["overall"]
+
+
+def test_train_s_mase_scales_each_series_by_its_own_error_as_backtest_does():
+    """train divided every series' errors by one in-sample error pooled over the series, backtest
+    each by its own: on a series around 1000 beside one around 10, naive's validation MASE was
+    1.983 in train and 1.366 in backtest; scaled per series in both (M4's MASE), 1.391 and
+    1.366 (their windows differ). One series: exactly the value it was."""
+    t = pd.date_range("2020-01-01", periods=200, freq="D")
+
+    def series(level, noise, seed):
+        k = np.arange(200)
+        return level * (10 + np.sin(2 * np.pi * k / 7)) + np.cumsum(np.random.default_rng(seed).normal(0, noise, 200))
+
+    frame = pd.concat([pd.DataFrame({"store": "big", "date": t, "y": series(100, 30, 1)}), pd.DataFrame({"store": "small", "date": t, "y": series(1, 1, 2)})])
+    f = Forecaster("y", time="date", series_id="store", horizon=7, **TINY).fit(frame)
+    data = f.dataset_
+    y = np.asarray(data.validation.y, np.float64)
+    naive = window_forecasts(data.validation, 7, 7)["naive"]
+    own = {sid: mase_scale({sid: v}, 7) for sid, v in data.insample.items()}
+    by_hand = np.mean(np.abs(naive - y)[:, :, 0] / np.array([own[sid][0] for sid in data.validation.series])[:, None])
+    got = f.metrics_["vs_baselines"]["baselines"]["naive"]["mase"]
+    assert got == pytest.approx(by_hand, rel=1e-9)
+    pooled = np.abs(naive - y).mean() / mase_scale(data.insample, 7)[0]  # what train reported before
+    assert abs(got - pooled) > 0.3 * got
+    # backtest's definition on the same numbers: each origin's errors over its series' scale, all values pooled
+    bt = f.backtest(frame, origins=3)
+    scaled = np.concatenate([np.abs(o["naive"] - o["y"]) / bt.scale[o["series"]] for o in bt.origins])
+    assert bt.summary()["methods"]["naive"]["mase"] == pytest.approx(scaled.mean(), rel=1e-12)
+    # One series: MAE over its own scale, unchanged.
+    one = Forecaster("y", time="date", horizon=7, **TINY).fit(frame[frame.store == "big"])
+    d1 = one.dataset_
+    y1 = np.asarray(d1.validation.y, np.float64)
+    n1 = window_forecasts(d1.validation, 7, 7)["naive"]
+    assert one.metrics_["vs_baselines"]["baselines"]["naive"]["mase"] == float(np.abs(n1 - y1).mean(axis=(0, 1))[0] / mase_scale(d1.insample, 7)[0])
+
+
 # -- backtest ----------------------------------------------------------------------------------
 
 
@@ -538,6 +625,45 @@ def test_backtest_origins_and_baselines(tmp_path, monkeypatch):
     frame.head(20).to_csv(tmp_path / "short.csv", index=False)
     r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "short.csv")])
     assert r.exit_code == 1 and f"the table has 20 rows; a backtest with window {W} + horizon 6 needs at least {W + 6}" in r.output
+
+
+def test_a_table_stepping_otherwise_than_the_training_data_is_warned_about(tmp_path):
+    """predict and backtest compared no table's step with training's: an hourly table fed to a
+    daily model ran silently (backtest reported "season 7" on hourly data). The step training
+    read is in the checkpoint and the package; a table stepping otherwise gets one warning line,
+    one too irregular to tell, or a model from before the step was recorded, none."""
+    from coreml_lstm.metadata import read_metadata
+    from coreml_lstm.predict import predict_table
+    from coreml_lstm.runner import Backend
+
+    daily = seasonal_trend(80, freq="D", season=7)
+    f = Forecaster("y", time="date", horizon=3, window=12, **TINY).fit(daily)
+    assert f.checkpoint_.data_config.step == "D" and f.checkpoint_.data_config.season == 7
+    path = f.export(tmp_path / "m.mlpackage")
+    assert read_metadata(Backend(path, "executor", "fp32").program.metadata["user"])["time_step"] == "D"
+    hourly = daily.assign(date=pd.date_range("2021-01-01", periods=80, freq="h"))
+    hourly.to_csv(tmp_path / "hourly.csv", index=False)
+    want = ("hourly.csv: the table steps hourly ('h'), the model was trained on data stepping daily ('D'); the forecasts assume the "
+            "training step (daily ('D')), one step per horizon step and per window row")
+    frame, _ = predict_table(path, tmp_path / "hourly.csv", backend="executor", last_only=True)
+    assert [w.endswith(want) for w in frame.attrs["warnings"]] == [True]
+    assert predict_table(path, daily, backend="executor")[0].attrs["warnings"] == []
+    irregular = daily.drop(index=[20, 21, 40, 55, 56, 57, 70]).assign(date=lambda d: d["date"] + pd.to_timedelta(np.arange(len(d)) % 5, "h"))
+    assert predict_table(path, irregular, backend="executor")[0].attrs["warnings"] == []
+    r = CliRunner().invoke(main, ["predict", str(path), "--csv", str(tmp_path / "hourly.csv"), "--last", "--backend", "executor"])
+    assert r.exit_code == 0 and [line for line in r.stderr.splitlines() if line.startswith("warning:")] == [f"warning: {tmp_path / 'hourly.csv'}: " + want.split(": ", 1)[1]]
+    f.save(tmp_path / "ckpt")
+    r = CliRunner().invoke(main, ["backtest", str(tmp_path / "ckpt"), str(tmp_path / "hourly.csv"), "--origins", "2", "--quiet"])
+    assert r.exit_code == 0 and f"warning: {tmp_path / 'hourly.csv'}: " + want.split(": ", 1)[1] in r.stderr.splitlines()
+    assert f.backtest(daily, origins=2).warnings == []
+    # A checkpoint and a package from before the step was recorded: no check.
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    del config["data"]["step"]
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    old = Forecaster.load(tmp_path / "ckpt")
+    assert old.checkpoint_.data_config.step is None and old.backtest(hourly, origins=2).warnings == []
+    old_path = old.export(tmp_path / "old.mlpackage")
+    assert predict_table(old_path, hourly, backend="executor")[0].attrs["warnings"] == []
 
 
 def test_a_small_series_among_large_ones_keeps_its_own_scale(tmp_path):
