@@ -32,8 +32,9 @@ class ForecasterAdapter(Adapter):
 
     @property
     def fp32_scopes(self) -> tuple[str, ...]:
-        """The frame, its inverse and a stream's window rows: the ops on raw values."""
-        scopes = ("raw_in", "raw_out") + (("raw_variance",) if self.model.config.head == "mixture" else ())
+        """The frame, its inverse, a mixture's stretch and a stream's window rows: the ops on raw
+        values (and the stretch, on frame values a tiny frame scale makes large)."""
+        scopes = ("raw_in", "raw_out") + (("raw_variance", "stretch") if self.model.config.head == "mixture" else ())
         if self.streaming and self.model.windowed:
             scopes += ("raw_window",) + (("raw_join", "raw_scale", "raw_remainder") if self.streaming == "states" else ())
         return scopes

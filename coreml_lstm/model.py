@@ -35,7 +35,7 @@ HEADS = ("point", "mixture")
 SCALINGS = ("window", "global")
 FLOOR = 1e-3  # the window scale's floor, as a fraction of the target's training standard deviation (of its least varying series)
 DAMPING = 0.9  # the damped drift's factor per step (Gardner & McKenzie): the trend fades over ~10 steps
-# raw_in / raw_out / raw_variance (and a stream's raw_* modules, coreml_lstm.streaming) compute on raw
+# raw_in / raw_out / raw_variance / stretch (and a stream's raw_* modules, coreml_lstm.streaming) compute on raw
 # values: an fp16 export keeps their ops in fp32 (ForecasterAdapter.fp32_scopes), so a package
 # takes and returns values beyond float16's 65504.
 
@@ -82,6 +82,16 @@ class RawOut(nn.Module):
             return y * scale
         y = y * scale + level
         return torch.exp(y) if self.log else y
+
+
+class Stretch(nn.Module):
+    """The calibration: a mixture (means and scales (B, horizon, T, K) in frame units) stretched
+    about its mean (B, horizon, T) by ``c`` (T, 1). fp32 in an fp16 export: a near-constant window
+    makes the frame's scale tiny and frame-unit spreads large, which the stretch takes past
+    float16's 65504."""
+
+    def forward(self, mu, s, mean, c):
+        return mean.unsqueeze(-1) + c * (mu - mean.unsqueeze(-1)), s * c
 
 
 class RawVariance(nn.Module):
@@ -182,6 +192,7 @@ class RecurrentModel(nn.Module):
         self.raw_out = RawOut(config.log)
         if config.head == "mixture":
             self.raw_variance = RawVariance()
+            self.stretch = Stretch()
             # Widens (> 1) or narrows (< 1) each target's mixture about its mean; fit chooses it
             # after training, widening only, so that the validation windows' central 90% intervals
             # cover at least 90% (:func:`coreml_lstm.mixture.interval_scale`); 1 leaves the
@@ -417,9 +428,7 @@ class RecurrentModel(nn.Module):
         mean_n = (w * mu).sum(-1)  # (B, horizon, T)
         # The calibration: the mixture stretched about its mean by interval_scale (T,), so every
         # quantile's distance from the mean (and the standard deviation) scales by it.
-        c = self.interval_scale.unsqueeze(-1)  # (T, 1)
-        mu = mean_n.unsqueeze(-1) + c * (mu - mean_n.unsqueeze(-1))
-        s = s * c
+        mu, s = self.stretch(mu, s, mean_n, self.interval_scale.unsqueeze(-1))
         return (
             w,
             self.raw_out(mu, level, scale, per_component=True),
