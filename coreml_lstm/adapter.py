@@ -545,7 +545,8 @@ class Adapter:
                     out = module(*args)
                     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
                     if len(out) != len(names):
-                        raise ConfigError(f"the module returned {len(out)} outputs; the outputs are named {', '.join(names)}")
+                        raise ConfigError(f"the module returns {len(out)} outputs but {len(names)} are named ({', '.join(names)}): "
+                                          f"name every output, in the order the module returns them (--output NAME for each)")
                     # Core ML has no rank-0 arrays: a scalar output is a (1,) MLMultiArray.
                     result = {n: np.atleast_1d(o.detach().numpy()) for n, o in zip(names, out)}
                     records.append((feeds, result))

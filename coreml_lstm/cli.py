@@ -626,7 +626,7 @@ def _feeds_samples(adapter, paths) -> list:
 @click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data).")
 @click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Compare on these inputs (.npz or .json of named arrays, one call each; repeat).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]", help="Model files: an input's shape and value range for the random samples (default: the package's declared shapes).")
-@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: the outputs to compare, in the order the model returns them (default: the package's).")
+@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: every output's name, in the order the model returns them (repeat; default: the package's).")
 @click.option("--samples", "--limit", "samples", type=click.IntRange(min=1), help="Compare on at most this many samples (checkpoints: validation windows or samples, default 64; model files: random draws, default 8).")
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision; classifiers: both).")
 @click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4; fp16, compressed weights or states 5e-2).")

@@ -283,3 +283,24 @@ def test_an_archive_updating_a_buffer_is_refused_in_one_line(tmp_path):
     assert r.exit_code == 1 and r.output == ("Error: forward updates buffer 'count': the package would keep it at its value at conversion; stop "
                                              "updating it in forward, or convert the module from Python with states=['count'] (target iOS18)\n")
     assert not (tmp_path / "c.mlpackage").exists()
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y.argmax(-1)
+
+
+def test_naming_fewer_outputs_than_the_module_returns_says_to_name_each(tmp_path):
+    torch.jit.save(torch.jit.trace(TwoOutputs().eval(), torch.randn(1, 4)), str(tmp_path / "t.pt"))
+    package = tmp_path / "t.mlpackage"
+    r = run("convert", tmp_path / "t.pt", package, "--input", "x:1,4", "--output", "scores", "--output", "label", "--samples", "2")
+    assert r.exit_code == 0 and "result: passed" in r.stdout, r.output
+    r = run("verify", tmp_path / "t.pt", package, "--output", "label", "--samples", "2")
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert r.output.endswith("the module returns 2 outputs but 1 are named (label): "
+                             "name every output, in the order the module returns them (--output NAME for each)\n"), r.output
