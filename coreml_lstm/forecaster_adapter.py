@@ -20,11 +20,7 @@ import numpy as np
 
 from .adapter import Adapter, Dim, Evaluation, Input, Output, Sample, State
 from .errors import ConfigError
-from .metadata import INPUT_NAME, OUTPUT_NAME
-
-# Windows a window package takes in one call (its first axis, 1..MAX_BATCH): an app feeds one,
-# ``predict`` a table's windows this many at a time (the executor's cost is per op, not per window).
-MAX_BATCH = 256
+from .metadata import INPUT_NAME, MAX_BATCH, OUTPUT_NAME
 
 
 class ForecasterAdapter(Adapter):

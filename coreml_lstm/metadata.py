@@ -12,6 +12,9 @@ from pathlib import Path
 from .errors import PackageError
 
 INPUT_NAME, OUTPUT_NAME = "window", "forecast"
+# Windows a window package takes in one call (its first axis, 1..MAX_BATCH): an app feeds one,
+# ``predict`` a table's windows this many at a time (the executor's cost is per op, not per window).
+MAX_BATCH = 256
 METADATA_PREFIX = "coreml_lstm."
 
 

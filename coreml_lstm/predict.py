@@ -9,7 +9,7 @@ import pandas as pd
 
 from .data import DataConfig, clean_table, key_columns, prediction_windows, read_table, step_warning, table_step
 from .errors import ConfigError
-from .metadata import INPUT_NAME, OUTPUT_NAME, read_metadata
+from .metadata import INPUT_NAME, MAX_BATCH, OUTPUT_NAME, read_metadata
 from .runner import Backend
 
 
@@ -121,12 +121,12 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
 
 def batch_size(program) -> int:
     """Windows a window package takes in one call: the upper end of its first axis's range
-    (packages of toolkit 0.1 take one; an unbounded range is taken 256 at a time)."""
+    (packages of toolkit 0.1 take one; an unbounded range is taken MAX_BATCH at a time)."""
     spec = next(t for t in program.inputs if t.name == INPUT_NAME)
     if not spec.shape_range:
         return 1
     lo, hi = spec.shape_range[0]
-    return max(int(lo), 256 if hi < 0 else int(hi))
+    return max(int(lo), MAX_BATCH if hi < 0 else int(hi))
 
 
 def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):
