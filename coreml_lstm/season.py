@@ -21,10 +21,25 @@ def frequency(times) -> str | None:
     if len(values) < 3:
         return None
     try:
-        freq = pd.infer_freq(values)
+        freq = _infer_freq(values)
     except (TypeError, ValueError):
         return None
     return "B" if freq is None and business_steps(values) is not None else freq
+
+
+def _infer_freq(values) -> str | None:
+    """``pd.infer_freq`` as a string: pandas 3.1 warns that it will return an offset, and takes
+    an option to return one now; earlier versions lack the option and return the string."""
+    try:
+        future = pd.option_context("future.infer_freq_returns_offset", True)
+        future.__enter__()
+    except (KeyError, AttributeError):  # pandas.errors.OptionError is both
+        return pd.infer_freq(values)
+    try:
+        freq = pd.infer_freq(values)
+    finally:
+        future.__exit__(None, None, None)
+    return None if freq is None else freq.freqstr
 
 
 def business_steps(times) -> np.ndarray | None:
@@ -37,7 +52,7 @@ def business_steps(times) -> np.ndarray | None:
         return None
     if values.tz is not None:
         values = values.tz_localize(None)
-    if (values.dayofweek >= 5).any() or len(set((values - values.normalize()).asi8)) != 1:
+    if (values.day_of_week >= 5).any() or len(set((values - values.normalize()).asi8)) != 1:
         return None
     days = values.normalize().to_numpy("datetime64[D]")
     steps = np.busday_count(days[:-1], days[1:])
