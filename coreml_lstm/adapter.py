@@ -605,7 +605,7 @@ class Adapter:
 
     @staticmethod
     def predict_table(package, table, **options):
-        """Predictions for the rows of a table (``predict --csv``): (frame, backend used, what)."""
+        """Predictions for the rows of a table (``predict --csv``): a :class:`~coreml_lstm.predict.Prediction`."""
         raise ConfigError(f"{package}: predict --csv reads tables for the toolkit's own packages; run any package on named arrays with "
                           "coreml-lstm run --inputs FEEDS.npz")
 

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from . import data as data_mod
 from .checkpoint import Checkpoint, from_model
-from .errors import ConfigError, DataError, TrainingError
+from .errors import ConfigError, DataError, DataWarning, TrainingError
 from .model import ModelConfig, RecurrentModel
 from .mixture import mixture_nll, probabilistic_metrics
 from .predict import distribution_frame, prediction_frame
@@ -256,13 +257,18 @@ class Forecaster:
     def predict(self, frame, *, last_only: bool = False) -> pd.DataFrame:
         """Forecast after every complete window of a table (CSV path or DataFrame).
 
+        A table stepping otherwise than the training data (hourly rows to a daily model) is
+        forecast as if it stepped as they did, with a :class:`~coreml_lstm.errors.DataWarning`.
+
         Returns:
             One row per window: the series id and time of the window's last row (when the
             table has them) and one column ``{target}_t+{h}`` per target and horizon step.
         """
         ckpt = self._fitted()
-        x, keys = data_mod.prediction_windows(frame, ckpt.data_config, ckpt.input_columns, last_only=last_only)
-        keys.attrs.clear()  # the table's step and label, which predict_table checks against a package's
+        x, keys, step, label = data_mod.prediction_windows(frame, ckpt.data_config, ckpt.input_columns, last_only=last_only)
+        other = data_mod.step_warning(label, step, ckpt.data_config.step)
+        if other:
+            warnings.warn(other, DataWarning, stacklevel=2)
         if self.model_config.head == "mixture":
             return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
         return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)

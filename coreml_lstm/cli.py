@@ -785,8 +785,9 @@ def predict(package, csv_path, out, last, top_k, missing, backend, mode, as_json
     if out is not None and (out.endswith(("/", "\\")) or Path(out).is_dir()):
         raise click.UsageError(f"--out {out}: names a directory; give the CSV's file name ({Path(out) / 'forecasts.csv'})")
     out = Path(out) if out is not None else None
-    frame, used, what = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last, top_k=top_k, missing=missing)
-    for warning in frame.attrs.get("warnings", []):
+    frame, used, what, warnings = for_package(package).predict_table(package, csv_path, backend=backend, mode=mode, last=last,
+                                                                      top_k=top_k, missing=missing)
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{len(frame)} {what} through {used}", err=True)
     text = records_json(frame) if as_json else frame.to_csv(index=False)
@@ -960,7 +961,7 @@ def demo(out, package_path, swift_dir, epochs, quiet):
     for check in report.checks:
         click.echo("  " + check.line())
     click.echo("4/4 predict: the next year from the last 24 through the package", err=True)
-    frame, used = predict_table(package_path, table, last_only=True)
+    frame = predict_table(package_path, table, last_only=True).frame
     click.echo(frame.to_string(index=False))
     click.echo(f"checkpoint: {out}\npackage: {package_path}\nswift: {', '.join(str(p) for p in swift_files)}\nparity: {report.status}")
     if report.status == "failed":

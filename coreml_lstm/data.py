@@ -24,6 +24,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -1772,7 +1773,16 @@ def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:
         raise _too_short(table.label, table.ids[k], int(table.lengths[k]), need, what)
 
 
-def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, last_only: bool = False) -> tuple[WindowArray, pd.DataFrame]:
+class PredictionWindows(NamedTuple):
+    """A table's windows for prediction (:func:`prediction_windows`)."""
+
+    x: WindowArray  # (N, window, F) float32 in raw units, cut when indexed
+    keys: pd.DataFrame  # the series id (if any) and the time (or row number) of each window's last input row
+    step: str | None  # the table's time step (:func:`table_step`), None without a time column
+    label: str  # the table's name in messages
+
+
+def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, last_only: bool = False) -> PredictionWindows:
     """Every complete window of a table, for prediction (no future values needed).
 
     Args:
@@ -1782,9 +1792,7 @@ def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, l
         last_only: only the last window of each series.
 
     Returns:
-        ``x`` (N, window, F) float32 in raw units, a :class:`WindowArray` that cuts windows when
-        indexed, and a key frame with the series id (if any) and the time (or row number) of each
-        window's last input row.
+        A :class:`PredictionWindows`: the windows, their keys, and the table's step and name.
     """
     W = config.window
     table = load_series(frame, config, role="input", columns=list(input_columns))
@@ -1801,6 +1809,4 @@ def prediction_windows(frame, config: DataConfig, input_columns: list[str], *, l
     if config.series_id:
         keys[config.series_id] = np.repeat(_objects(table.ids), starts.count)
     keys[config.time or "row"] = table.time_at(starts(np.arange(len(starts))) + W - 1)
-    keys = pd.DataFrame(keys)
-    keys.attrs["step"], keys.attrs["label"] = (table_step(table) if config.time else None), table.label
-    return x, keys
+    return PredictionWindows(x, pd.DataFrame(keys), table_step(table) if config.time else None, table.label)

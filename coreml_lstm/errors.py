@@ -72,6 +72,11 @@ class TraceWarning(UserWarning):
     inputs although every check passes. The message names the model's source line."""
 
 
+class DataWarning(UserWarning):
+    """Not an error: a table unlike the one the model was trained on (it steps otherwise: hourly
+    rows fed to a daily model); the predictions are made, on the training step's assumptions."""
+
+
 _TORCHSCRIPT = "The following operation failed in the TorchScript interpreter"
 
 

@@ -166,7 +166,7 @@ class ForecasterAdapter(Adapter):
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
         from .data import prediction_windows
 
-        x, _ = prediction_windows(table, self.checkpoint.data_config, self.checkpoint.input_columns)
+        x = prediction_windows(table, self.checkpoint.data_config, self.checkpoint.input_columns).x
         return self.samples_from_windows(x, limit)
 
     def samples_from_windows(self, x: np.ndarray, limit: int = 64, batches: bool = True) -> list[Sample]:
@@ -266,14 +266,13 @@ class ForecasterAdapter(Adapter):
     @staticmethod
     def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", last: bool = False, missing: str = "error",
                       top_k: int | None = None, **_):
-        """Forecasts after every window of a table (``predict --csv``): (frame, backend used, what)."""
+        """Forecasts after every window of a table (``predict --csv``): a :class:`~coreml_lstm.predict.Prediction`."""
         from .predict import predict_table
 
         if top_k is not None:
             raise ConfigError("--top-k: only for classifier packages; a forecaster predicts values, not classes")
 
-        frame, used = predict_table(package, table, backend=backend, mode=mode, last_only=last, missing=missing)
-        return frame, used, "forecasts"
+        return predict_table(package, table, backend=backend, mode=mode, last_only=last, missing=missing)
 
 
 def _scaled_summary(metrics) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -82,8 +83,17 @@ def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
     )
 
 
+class Prediction(NamedTuple):
+    """What a package predicted for a table (``predict_table``, the adapters' ``predict_table``)."""
+
+    frame: pd.DataFrame  # key columns and one column per prediction
+    backend: str  # the backend that ran the package
+    what: str  # what the rows are, for the CLI's count line ("forecasts", "samples classified")
+    warnings: list[str]  # sentences about the table the caller should see (a different time step, a short stream)
+
+
 def predict_table(package: str | Path, table, *, backend: str = "auto", mode: str = "fp32", last_only: bool = False,
-                  missing: str = "error") -> tuple[pd.DataFrame, str]:
+                  missing: str = "error") -> Prediction:
     """Forecasts from a table with the package, in original units.
 
     A window package forecasts after every complete window of the table (only the last per series
@@ -94,7 +104,7 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
     forward.
 
     Returns:
-        The prediction frame and the backend used.
+        A :class:`Prediction`: the frame, the backend used and the warnings about the table.
     """
     runner = Backend(package, backend, mode)
     meta = read_metadata(runner.program.metadata.get("user", {}), package)
@@ -102,21 +112,19 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
     columns = list(meta["input_columns"])
     names = [o.name for o in runner.program.outputs]
     if meta.get("streaming"):
-        outputs, keys = _stream_series(runner, meta, config, table, columns)
+        outputs, keys, step, label, short = _stream_series(runner, meta, config, table, columns)
     else:
-        x, keys = prediction_windows(table, config, columns, last_only=last_only)
-        step = batch_size(runner.program)
-        calls = [runner.predict({INPUT_NAME: np.asarray(x[i : i + step], np.float32)}) for i in range(0, len(x), step)]
+        x, keys, step, label = prediction_windows(table, config, columns, last_only=last_only)
+        size = batch_size(runner.program)
+        calls = [runner.predict({INPUT_NAME: np.asarray(x[i : i + size], np.float32)}) for i in range(0, len(x), size)]
         outputs = {n: np.concatenate([np.asarray(c[n], np.float32) for c in calls]) for n in names} if calls else {}
-    short = keys.attrs.pop("short", None)
-    step, label = keys.attrs.pop("step", None), keys.attrs.pop("label", None)
-    other = step_warning(label or str(table if isinstance(table, (str, Path)) else "the table"), step, config.step)
+        short = None
+    other = step_warning(label, step, config.step)
     if meta.get("head") == "mixture":
         frame = distribution_frame(keys, outputs, list(config.target))
     else:
         frame = prediction_frame(keys, outputs[OUTPUT_NAME], list(config.target))
-    frame.attrs["warnings"] = [w for w in (other, short) if w]
-    return frame, runner.name
+    return Prediction(frame, runner.name, "forecasts", [w for w in (other, short) if w])
 
 
 def batch_size(program) -> int:
@@ -130,7 +138,9 @@ def batch_size(program) -> int:
 
 
 def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):
-    """Feed every series from its first row, max_chunk rows per call, carrying the state."""
+    """Feed every series from its first row, max_chunk rows per call, carrying the state: the
+    outputs, the key frame, the table's step and name, and a warning when a series is shorter
+    than the window (or None)."""
     series, step, label = clean_series(table, config, columns)
     chunk = int(meta["max_chunk"])
     state_inputs = [t for t in runner.program.inputs if t.name.endswith("_in")]
@@ -156,15 +166,15 @@ def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, colum
     names = [o.name for o in runner.program.outputs if not o.name.endswith("_out")]
     outputs = {n: np.concatenate([np.asarray(r[n], np.float32) for r in results]) for n in names}
     keys = pd.DataFrame(key_rows)
-    keys.attrs["step"], keys.attrs["label"] = step, label
     window = int(meta["window"])
     short = [(sid, len(frame)) for sid, frame in series if len(frame) < window]
+    warning = None
     if short:  # a window package refuses these; a stream forecasts from what it was fed
         sid, n = short[0]
         who = f"series {sid!r}" if config.series_id else "the table"
         more = f" (and {len(short) - 1} other series)" if len(short) > 1 else ""
         fill = ("the rows not fed count as copies of the latest one" if meta.get("scaling") == "window"
                 else "the recurrent state has seen only those")
-        keys.attrs["short"] = (f"{who}{more}: the forecast rests on {n} of the window's {window} rows ({fill}); "
-                               f"feed at least {window} rows for the forecast the model was trained to make")
-    return outputs, keys
+        warning = (f"{who}{more}: the forecast rests on {n} of the window's {window} rows ({fill}); "
+                   f"feed at least {window} rows for the forecast the model was trained to make")
+    return outputs, keys, step, label, warning

@@ -203,7 +203,7 @@ def run_model(name: str, seed: int, head: str, quick: bool, origin: int = 0) -> 
     start = time.perf_counter()
     f = Forecaster("value", time="time", horizon=h, seed=seed, progress=False, **extra).fit(train)
     seconds = time.perf_counter() - start
-    x, _ = prediction_windows(train, f.checkpoint_.data_config, f.checkpoint_.input_columns, last_only=True)
+    x = prediction_windows(train, f.checkpoint_.data_config, f.checkpoint_.input_columns, last_only=True).x
     result = {
         "series": name, "seed": seed, "head": head, "quick": quick, "horizon": h, "season": m,
         "window": f.checkpoint_.window, "inferred_season": f.checkpoint_.data_config.season,

@@ -120,9 +120,9 @@ def test_multi_target_and_separate_validation(tmp_path):
 def test_prediction_windows_keys():
     frame = pd.DataFrame({"sid": ["a"] * 5 + ["b"] * 4, "t": list(range(5)) + list(range(4)), "y": np.arange(9.0)})
     cfg = DataConfig(target="y", time="t", series_id="sid", window=3)
-    x, keys = prediction_windows(frame, cfg, ["y"])
+    x, keys, _, _ = prediction_windows(frame, cfg, ["y"])
     assert x.shape == (5, 3, 1) and keys["sid"].tolist() == ["a", "a", "a", "b", "b"] and keys["t"].tolist() == [2, 3, 4, 2, 3]
-    x, keys = prediction_windows(frame, cfg, ["y"], last_only=True)
+    x, keys, _, _ = prediction_windows(frame, cfg, ["y"], last_only=True)
     np.testing.assert_array_equal(x[:, :, 0], [[2, 3, 4], [6, 7, 8]])
 
 
@@ -241,12 +241,12 @@ def test_windows_equal_naive_slicing_across_csv_blocks(tmp_path, monkeypatch, se
     config = DataConfig(target="y", time="t", series_id="sid", window=W, horizon=H, val_fraction=vf, missing=missing)
     series = naive_series(frame, missing)
 
-    x, keys = prediction_windows(path, config, ["y", "x"])
+    x, keys, _, _ = prediction_windows(path, config, ["y", "x"])
     want = [a[s : s + W] for _, _, a in series for s in range(len(a) - W + 1)]
     np.testing.assert_array_equal(np.asarray(x), np.array(want))
     assert keys["sid"].tolist() == [sid for sid, _, a in series for _ in range(len(a) - W + 1)]
     assert keys["t"].tolist() == [t[s + W - 1] for _, t, a in series for s in range(len(a) - W + 1)]
-    x_frame, _ = prediction_windows(frame, config, ["y", "x"])  # the DataFrame path agrees
+    x_frame = prediction_windows(frame, config, ["y", "x"]).x  # the DataFrame path agrees
     np.testing.assert_array_equal(np.asarray(x_frame), np.asarray(x))
 
     ds = prepare(path, config=config)
@@ -293,7 +293,7 @@ def test_errors_in_later_blocks_name_the_source_row(tmp_path, monkeypatch):
     p = table(lambda r: r.__setitem__(290, "a,289,1,2"))  # pyarrow stops; the whole-table read names the row
     assert err(prepare, p, config=cfg) == f"{p}: row 290 has 4 fields, the header has 3"
     p = table(lambda r: r.__setitem__(280, "b,279,1.5"))  # a float after blocks of integers
-    x, _ = prediction_windows(p, cfg, ["y"])
+    x = prediction_windows(p, cfg, ["y"]).x
     assert (np.asarray(x) == 1.5).sum() == 2 and np.asarray(x).max() == 299
 
 
@@ -389,7 +389,7 @@ def test_prediction_windows_are_the_naive_windows(lengths, window, seed, missing
         with pytest.raises(DataError, match=f"has .* rows; window {window} needs at least {window}"):
             prediction_windows(frame, config, ["y", "x"], last_only=last)
         return
-    x, keys = prediction_windows(frame, config, ["y", "x"], last_only=last)
+    x, keys, _, _ = prediction_windows(frame, config, ["y", "x"], last_only=last)
     starts = [(sid, t, a, s) for sid, t, a in series for s in (range(len(a) - window, len(a) - window + 1) if last else range(len(a) - window + 1))]
     np.testing.assert_array_equal(np.asarray(x).reshape(-1, window, 2), np.array([a[s : s + window] for _, _, a, s in starts]).reshape(-1, window, 2))
     assert keys["sid"].tolist() == [sid for sid, _, _, _ in starts]

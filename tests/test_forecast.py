@@ -1,6 +1,7 @@
 """Forecasting out of the box: window scaling, seasons, defaults from the data, baselines, backtests."""
 
 import json
+import warnings
 import re
 
 import numpy as np
@@ -15,7 +16,7 @@ from coreml_lstm import Forecaster
 from coreml_lstm.baselines import compare, mase_scale, naive_forecast, seasonal_naive_forecast, window_forecasts
 from coreml_lstm.cli import format_selection, main
 from coreml_lstm.data import DataConfig, prepare
-from coreml_lstm.errors import ConfigError, DataError
+from coreml_lstm.errors import ConfigError, DataError, DataWarning
 from coreml_lstm.model import ModelConfig, RecurrentModel
 from coreml_lstm.season import infer_season
 
@@ -645,11 +646,17 @@ def test_a_table_stepping_otherwise_than_the_training_data_is_warned_about(tmp_p
     hourly.to_csv(tmp_path / "hourly.csv", index=False)
     want = ("hourly.csv: the table steps hourly ('h'), the model was trained on data stepping daily ('D'); the forecasts assume the "
             "training step (daily ('D')), one step per horizon step and per window row")
-    frame, _ = predict_table(path, tmp_path / "hourly.csv", backend="executor", last_only=True)
-    assert [w.endswith(want) for w in frame.attrs["warnings"]] == [True]
-    assert predict_table(path, daily, backend="executor")[0].attrs["warnings"] == []
+    warned = predict_table(path, tmp_path / "hourly.csv", backend="executor", last_only=True).warnings
+    assert [w.endswith(want) for w in warned] == [True]
+    assert predict_table(path, daily, backend="executor").warnings == []
+    with pytest.warns(DataWarning) as caught:  # the Python API says so too
+        f.predict(hourly, last_only=True)
+    assert [str(w.message) for w in caught] == ["input data: " + want.split(": ", 1)[1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f.predict(daily, last_only=True)
     irregular = daily.drop(index=[20, 21, 40, 55, 56, 57, 70]).assign(date=lambda d: d["date"] + pd.to_timedelta(np.arange(len(d)) % 5, "h"))
-    assert predict_table(path, irregular, backend="executor")[0].attrs["warnings"] == []
+    assert predict_table(path, irregular, backend="executor").warnings == []
     r = CliRunner().invoke(main, ["predict", str(path), "--csv", str(tmp_path / "hourly.csv"), "--last", "--backend", "executor"])
     assert r.exit_code == 0 and [line for line in r.stderr.splitlines() if line.startswith("warning:")] == [f"warning: {tmp_path / 'hourly.csv'}: " + want.split(": ", 1)[1]]
     f.save(tmp_path / "ckpt")
@@ -663,7 +670,7 @@ def test_a_table_stepping_otherwise_than_the_training_data_is_warned_about(tmp_p
     old = Forecaster.load(tmp_path / "ckpt")
     assert old.checkpoint_.data_config.step is None and old.backtest(hourly, origins=2).warnings == []
     old_path = old.export(tmp_path / "old.mlpackage")
-    assert predict_table(old_path, hourly, backend="executor")[0].attrs["warnings"] == []
+    assert predict_table(old_path, hourly, backend="executor").warnings == []
 
 
 def test_a_small_series_among_large_ones_keeps_its_own_scale(tmp_path):
@@ -707,7 +714,7 @@ def test_a_window_package_takes_a_batch_and_predict_feeds_it_batches(tmp_path):
     want = f.predict(frame)
     assert len(want) > MAX_BATCH
     path = f.export(tmp_path / "m.mlpackage")
-    got, used = predict_table(path, frame, backend="executor")
+    got, used, _, _ = predict_table(path, frame, backend="executor")
     assert used == "executor" and list(got.columns) == list(want.columns)
     np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(np.float64), want.iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)
     adapter = ForecasterAdapter(f.checkpoint_)
@@ -718,7 +725,7 @@ def test_a_window_package_takes_a_batch_and_predict_feeds_it_batches(tmp_path):
 
     adapter.inputs = [Input(INPUT_NAME, (1, 12, 1))]  # one window a call
     one = export(adapter, tmp_path / "one.mlpackage")
-    got_one, _ = predict_table(one, frame.tail(40), backend="executor")
+    got_one = predict_table(one, frame.tail(40), backend="executor").frame
     np.testing.assert_allclose(got_one.iloc[:, 1:].to_numpy(np.float64), want.tail(len(got_one)).iloc[:, 1:].to_numpy(np.float64), rtol=1e-5, atol=1e-4)
 
 

@@ -165,7 +165,7 @@ def test_fit_widens_too_narrow_intervals_on_validation_and_they_hold_on_new_wind
     assert cal.checkpoint_.state_dict["interval_scale"][0] == pytest.approx(cal.metrics_["interval_scale"][0])
     # Windows the calibration never saw: the noisier process, other noise.
     new = _noisier(sine_table(400, seed=7), seed=8)
-    x, _ = prediction_windows(new, cal.checkpoint_.data_config, cal.checkpoint_.input_columns)
+    x = prediction_windows(new, cal.checkpoint_.data_config, cal.checkpoint_.input_columns).x
     W, H = cal.checkpoint_.window, cal.checkpoint_.horizon
     x = np.asarray(x)[: len(new) - W - H + 1]
     y = np.stack([new["y0"].to_numpy()[i + W : i + W + H] for i in range(len(x))])

@@ -190,7 +190,7 @@ class ClassifierAdapter(Adapter):
     @staticmethod
     def predict_table(package, table, *, backend: str = "auto", mode: str = "fp32", top_k: int | None = None, missing: str = "error",
                       last: bool = False, **_):
-        """Label and top-k classes per sample of a table (``predict --csv``): (frame, backend used, what)."""
+        """Label and top-k classes per sample of a table (``predict --csv``): a :class:`~coreml_lstm.predict.Prediction`."""
         from ..errors import ConfigError
         from .commands import predict_classes
 
@@ -200,5 +200,7 @@ class ClassifierAdapter(Adapter):
             raise ConfigError("--last: only for forecaster packages; a classifier gives one prediction per sample")
         top_k = 3 if top_k is None else top_k
 
+        from ..predict import Prediction
+
         frame, used = predict_classes(package, table, top_k=top_k, backend=backend, mode=mode)
-        return frame, used, "samples classified"
+        return Prediction(frame, used, "samples classified", [])
