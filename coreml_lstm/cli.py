@@ -444,11 +444,12 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         from .user_model import fp32_submodules
 
         adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
-    with warning_lines():
+    with warning_lines() as warned:
         path = export(adapter, output, config)
     report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
     if as_json:
-        echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict()})
+        echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict(),
+                   "warnings": warned})
     else:
         click.echo(f"package: {path} ({precision}, {target}" + (f", {compress}" if compress else "") + ")")
         _report_lines(report, path, model)
@@ -459,13 +460,16 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
 @contextlib.contextmanager
 def warning_lines():
     """The toolkit's warnings (a value the trace froze) as one ``warning: ...`` line each on
-    stderr, not Python's display of the toolkit's source line; other warnings as they were."""
+    stderr, not Python's display of the toolkit's source line; other warnings as they were.
+    Yields the list of the toolkit's warning sentences, filled as they come (for ``--json``)."""
     from .errors import TraceWarning
 
     original = warnings.showwarning
+    seen = []
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, TraceWarning):
+            seen.append(str(message))
             click.echo(f"warning: {message}", err=True)
         else:
             original(message, category, filename, lineno, file, line)
@@ -473,7 +477,7 @@ def warning_lines():
     with warnings.catch_warnings():
         warnings.simplefilter("always", TraceWarning)
         warnings.showwarning = show
-        yield
+        yield seen
 
 
 # -- export ----------------------------------------------------------------------------------

@@ -273,6 +273,10 @@ def test_a_value_the_trace_froze_is_one_warning_line(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "warning: model.py:7: the trace turned a tensor computed from the inputs into a Python boolean\n" in r.stderr
     assert "TraceWarning" not in r.output
+    # --json carries it too (it printed only on stderr, so a CI reading the JSON never saw it).
+    r = run("convert", tmp_path / "c.pt", tmp_path / "c2.mlpackage", "--input", "x:1,6,4", "--samples", "1", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["warnings"] == ["model.py:7: the trace turned a tensor computed from the inputs into a Python boolean"]
 
 
 def test_an_archive_updating_a_buffer_is_refused_in_one_line(tmp_path):
