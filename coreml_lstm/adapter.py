@@ -474,6 +474,9 @@ class Adapter:
     # The torch module itself computes in fp16 (a .half() module): its outputs are a reference to
     # fp16's bar only, whatever the package computes in.
     fp16_reference: bool = False
+    # Entries of metadata() that readers of the package act on (predict's columns and window,
+    # the Swift wrapper's names): verify fails a package whose entry says otherwise.
+    checked_metadata: tuple[str, ...] = ()
     # Names of submodules whose ops an fp16 export keeps in fp32 (they compute on raw values).
     fp32_scopes: tuple[str, ...] = ()
     description = ""

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .data import DataConfig, Normalizer
-from .errors import ConfigError
+from .errors import ConfigError, CoreMLLSTMError, first_line
 from .fsutil import atomic_path, directory_destination
 from .model import ModelConfig, RecurrentModel
 from .train import ForecastTrainConfig, is_main_process
@@ -120,28 +120,38 @@ class Checkpoint:
             config = json.loads((directory / CONFIG).read_text())
             state = load_file(str(directory / WEIGHTS))
         except Exception as exc:  # a damaged file: say which, not how the parser failed inside
-            raise ConfigError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+            raise ConfigError(f"{directory}: unreadable checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
         metrics = history = val_x = val_y = None
-        if (directory / VALIDATION).is_file():
-            arrays = load_numpy(str(directory / VALIDATION))
-            val_x, val_y = arrays.get("x"), arrays.get("y")
-        if (directory / METRICS).is_file():
-            extra = json.loads((directory / METRICS).read_text())
-            metrics, history = extra.get("metrics"), extra.get("history")
-        return cls(
-            data_config=DataConfig.from_dict(config["data"]),
-            model_config=ModelConfig.from_dict(config["model"]),
-            train_config=ForecastTrainConfig.from_dict(config["train"]),
-            input_columns=config["input_columns"],
-            target_columns=config["target_columns"],
-            normalizer=Normalizer.from_dict(config["normalizer"]),
-            state_dict=state,
-            metrics=metrics,
-            history=history,
-            validation_x=val_x,
-            validation_y=val_y,
-            version=config.get("toolkit_version", "unknown"),
-        )
+        where = directory / VALIDATION
+        try:
+            if where.is_file():
+                arrays = load_numpy(str(where))
+                val_x, val_y = arrays.get("x"), arrays.get("y")
+            where = directory / METRICS
+            if where.is_file():
+                extra = json.loads(where.read_text())
+                metrics, history = extra.get("metrics"), extra.get("history")
+            where = directory / CONFIG
+            return cls(
+                data_config=DataConfig.from_dict(config["data"]),
+                model_config=ModelConfig.from_dict(config["model"]),
+                train_config=ForecastTrainConfig.from_dict(config["train"]),
+                input_columns=list(config["input_columns"]),
+                target_columns=list(config["target_columns"]),
+                normalizer=Normalizer.from_dict(config["normalizer"]),
+                state_dict=state,
+                metrics=metrics,
+                history=history,
+                validation_x=val_x,
+                validation_y=val_y,
+                version=config.get("toolkit_version", "unknown"),
+            )
+        except CoreMLLSTMError as exc:  # a value no option of train gives: name the file, not the option
+            raise ConfigError(f"{where}: {exc}") from None
+        except KeyError as exc:
+            raise ConfigError(f"{where}: no entry {exc}; not a checkpoint this toolkit wrote") from None
+        except Exception as exc:
+            raise ConfigError(f"{where}: unreadable checkpoint file ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def from_model(model: RecurrentModel, dataset, model_config, train_config, metrics=None, history=None) -> Checkpoint:

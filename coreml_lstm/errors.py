@@ -80,6 +80,17 @@ class DataWarning(UserWarning):
 _TORCHSCRIPT = "The following operation failed in the TorchScript interpreter"
 
 
+def printable(text) -> str:
+    """Text from a package or a table as one line a terminal or an XML file shows as it is:
+    control characters (newlines, carriage returns, terminal escapes), line separators and
+    invisible format characters (bidi overrides) written as ``\\n``, ``\\x1b``, ``\\u202e``;
+    letters of any script stay. A package's description cannot add lines to ``inspect``."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def first_line(exc: BaseException, default: str = "") -> str:
     """The gist of a foreign exception in one line: its first line, except that TorchScript's
     interpreter errors open with a generic sentence and a TorchScript traceback, and end with the

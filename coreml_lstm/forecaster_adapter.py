@@ -102,6 +102,7 @@ class ForecasterAdapter(Adapter):
         names = {t.name for t in program.inputs}
         self = cls.__new__(cls)
         self.checkpoint, self.model, self._module = None, model.eval(), None
+        self.checked_metadata = ()  # no checkpoint to hold the package's entries to
         self.streaming = meta.get("streaming") or ("states" if program.states else "explicit" if "h_in" in names else None)
         self.max_chunk, self.chunk, self.chunks = int(meta.get("max_chunk") or 64), chunk, chunks
         self.inputs = [Input.from_spec(t) for t in program.inputs]
@@ -232,6 +233,11 @@ class ForecasterAdapter(Adapter):
 
     # -- the package ----------------------------------------------------------------------------
 
+    # What predict, backtest and the Swift wrapper read from a package: an edited entry makes
+    # them feed other columns or cut other windows while the program still matches torch.
+    checked_metadata = ("task", "head", "input_columns", "target_columns", "time_column", "series_id_column", "window", "horizon",
+                        "normalizer", "scaling", "log", "season", "time_step", "streaming", "max_chunk")
+
     def metadata(self, path: Path | None = None) -> dict:
         ckpt = self.checkpoint
         return {
@@ -259,8 +265,10 @@ class ForecasterAdapter(Adapter):
 
     @staticmethod
     def swift(name: str, program, meta: dict) -> str:
+        from .predict import check_forecaster_entries
         from .swift import wrapper
 
+        check_forecaster_entries(meta, program.path)  # the wrapper's columns, window and chunk come from these
         return wrapper(name, program, meta)
 
     @staticmethod

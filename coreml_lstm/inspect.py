@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import printable
 from .metadata import read_metadata
 
 
@@ -80,7 +81,7 @@ def format_description(d: dict) -> str:
                 shape = "(set by the inputs)"
             else:
                 shape = "(" + ", ".join("?" if s == -1 else str(s) for s in t["shape"]) + ")"
-            out.append(f"  {t['name']:<16} {t['dtype']:<8} {shape}" + (f"  {t['description']}" if t["description"] else ""))
+            out.append(f"  {printable(t['name']):<16} {t['dtype']:<8} {shape}" + (f"  {printable(t['description'])}" if t["description"] else ""))
         return out
 
     lines = [f"package: {d['package']} ({d['size_bytes'] / 1024:.1f} KiB)", f"deployment target: {d['deployment_target']} (opset {d['opset']})"]
@@ -88,12 +89,8 @@ def format_description(d: dict) -> str:
     if d["states"]:
         lines += io("states", d["states"])
     lines.append("metadata:")
-    for k, v in d["metadata"].items():
-        lines.append(f"  {k:<18} {v}")
-    for k, v in d["toolkit"].items():
-        lines.append(f"  {k:<18} {v}")
-    for k, v in d["user_defined"].items():
-        lines.append(f"  {k:<18} {v}")
+    for group in ("metadata", "toolkit", "user_defined"):
+        lines += [f"  {printable(k):<18} {printable(v)}" for k, v in d[group].items()]
     lines.append(f"ops ({sum(d['op_counts'].values())}):")
-    lines += [f"  {k:<28} {v}" for k, v in d["op_counts"].items()]
+    lines += [f"  {printable(k):<28} {v}" for k, v in d["op_counts"].items()]
     return "\n".join(lines)

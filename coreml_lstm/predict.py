@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataConfig, clean_table, key_columns, prediction_windows, read_table, step_warning, table_step
-from .errors import ConfigError
+from .errors import ConfigError, DataError, PackageError
 from .metadata import INPUT_NAME, MAX_BATCH, OUTPUT_NAME, read_metadata
 from .runner import Backend
 
@@ -65,22 +66,62 @@ def clean_series(table, config: DataConfig, columns: list[str]):
 def package_data_config(meta: dict, path, missing: str = "error") -> DataConfig:
     """The data configuration a package was trained with, from its user-defined metadata;
     ``missing`` ("error" | "drop" | "ffill") is what to do with the table's empty cells."""
+    check_forecaster_entries(meta, path)
+    targets = list(meta["target_columns"])
+    try:
+        return DataConfig(
+            target=targets,
+            features=[c for c in meta["input_columns"] if c not in targets],
+            time=meta.get("time_column"),
+            series_id=meta.get("series_id_column"),
+            window=meta["window"],
+            horizon=meta["horizon"],
+            log=bool(meta.get("log", False)),  # the package takes the log of the target: values must be > 0
+            missing=missing,
+            step=meta.get("time_step") if isinstance(meta.get("time_step"), str) else None,  # None before it was recorded: no check
+        )
+    except DataError as exc:  # entries that disagree with each other (a column both target and time)
+        raise PackageError(f"{path}: metadata {exc}; re-export the package from its checkpoint") from None
+
+
+def check_forecaster_entries(meta: dict, path) -> None:
+    """The entries predict acts on have the types the export writes, or a one-line PackageError
+    naming the entry (a package is untrusted: an edited entry was a traceback); a ConfigError
+    when the package lacks them (not a forecaster's)."""
     needed = ("input_columns", "target_columns", "window", "horizon")
     lacks = [k for k in needed if k not in meta]
     if lacks:
         raise ConfigError(f"{path}: not a coreml-lstm forecaster package (metadata lacks {', '.join(lacks)})")
-    targets = list(meta["target_columns"])
-    return DataConfig(
-        target=targets,
-        features=[c for c in meta["input_columns"] if c not in targets],
-        time=meta.get("time_column"),
-        series_id=meta.get("series_id_column"),
-        window=int(meta["window"]),
-        horizon=int(meta["horizon"]),
-        log=bool(meta.get("log", False)),  # the package takes the log of the target: values must be > 0
-        missing=missing,
-        step=meta.get("time_step"),  # None in packages before it was recorded: no check
-    )
+
+    def bad(entry: str, expected: str):
+        return PackageError(f"{path}: metadata entry {entry!r} is {json.dumps(meta.get(entry))[:60]}; expected {expected}; "
+                            "re-export the package from its checkpoint")
+
+    def names(value) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(c, str) for c in value) and len(set(value)) == len(value)
+
+    def count(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    for entry in ("input_columns", "target_columns"):
+        if not names(meta[entry]):
+            raise bad(entry, "a list of distinct column names")
+    if not set(meta["target_columns"]) <= set(meta["input_columns"]):
+        raise bad("target_columns", "columns among input_columns (a target's past is an input)")
+    for entry in ("window", "horizon"):
+        if not count(meta[entry]):
+            raise bad(entry, "an integer >= 1")
+    for entry in ("time_column", "series_id_column"):
+        if meta.get(entry) is not None and (not isinstance(meta[entry], str) or meta[entry] in meta["input_columns"]):
+            raise bad(entry, "null or the name of a column that is not an input")
+    if meta.get("log", False) not in (True, False):
+        raise bad("log", "true or false")
+    if meta.get("streaming") not in (None, "explicit", "states"):
+        raise bad("streaming", "null, \"explicit\" or \"states\"")
+    if meta.get("streaming") and not count(meta.get("max_chunk")):
+        raise bad("max_chunk", "an integer >= 1 (the longest chunk a streaming package takes)")
+    if meta.get("head", "point") not in ("point", "mixture"):
+        raise bad("head", "\"point\" or \"mixture\"")
 
 
 class Prediction(NamedTuple):
@@ -130,11 +171,17 @@ def predict_table(package: str | Path, table, *, backend: str = "auto", mode: st
 def batch_size(program) -> int:
     """Windows a window package takes in one call: the upper end of its first axis's range
     (packages of toolkit 0.1 take one; an unbounded range is taken MAX_BATCH at a time)."""
-    spec = next(t for t in program.inputs if t.name == INPUT_NAME)
+    spec = next((t for t in program.inputs if t.name == INPUT_NAME), None)
+    if spec is None:
+        raise PackageError(f"{program.path}: a forecaster window package takes an input {INPUT_NAME!r}; its inputs are "
+                           f"{', '.join(t.name for t in program.inputs)}")
     if not spec.shape_range:
         return 1
     lo, hi = spec.shape_range[0]
-    return max(int(lo), MAX_BATCH if hi < 0 else int(hi))
+    size = max(int(lo), MAX_BATCH if hi < 0 else int(hi))
+    if size < 1:
+        raise PackageError(f"{program.path}: input {INPUT_NAME!r} takes a batch of {lo}..{hi} windows; a window package takes 1 or more")
+    return size
 
 
 def _stream_series(runner: Backend, meta: dict, config: DataConfig, table, columns: list[str]):

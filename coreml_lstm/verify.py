@@ -14,6 +14,7 @@ own torch module (see :func:`coreml_lstm.user_model.verify`).
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import types
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, PackageError, UnsupportedOpError, first_line
+from .errors import ConfigError, PackageError, UnsupportedOpError, first_line, printable
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,19 @@ class Check:
         return f"{self.output} ({self.size})" if self.size else self.output
 
     def line(self) -> str:
+        """The check as one line (text from the package, its output names, made printable)."""
+        return printable(self._line())
+
+    def _line(self) -> str:
         if self.status == "skipped":
             return f"SKIPPED {self.label} [{self.backend}]: {self.reason}"
-        if self.shape is None and self.reason:  # nothing to compare: the package did not run
-            return f"FAILED {self.label} [{self.backend}, {self.mode}]: {self.reason}"
-        tol = self.tolerance
         word = "PASSED " if self.status == "passed" else "FAILED "
+        if self.max_abs is None or (self.shape is None and not math.isfinite(self.max_abs)):  # nothing compared: the package did not run
+            return f"{word}{self.label} [{self.backend}, {self.mode}]: {self.reason}"
+        tol = self.tolerance
+        shape = f" shape {self.shape}" if self.shape is not None else ""  # None: the samples' outputs differ in shape (the reason says)
         return (
-            f"{word}{self.label} [{self.backend}, {self.mode}] shape {self.shape}: max abs {self.max_abs:.3g}, "
+            f"{word}{self.label} [{self.backend}, {self.mode}]{shape}: max abs {self.max_abs:.3g}, "
             f"max rel {self.max_rel:.3g} (atol {tol.atol:g}{f' x {self.unit:.4g}' if self.unit != 1.0 else ''}, rtol {tol.rtol:g})"
             + (f" worst at {self.worst_index}" if self.status == "failed" and self.worst_index is not None else "")
             + (f"; {self.reason}" if self.reason else "")
@@ -165,28 +171,58 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
                  reason="; ".join(notes), unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
 
 
+def live_ops(program) -> list:
+    """The ops of a loaded program whose results reach its outputs or its states (a
+    ``write_state``), nested blocks included: what the program computes. A package is untrusted:
+    an op nothing reads (an unused ``constexpr_*`` weight, an fp16 ``cast``) must not make verify
+    hold it to a looser bar. Empty for a program the executor could not load."""
+    block = getattr(program, "block", None)
+    if block is None:
+        return []
+
+    def reads(op):
+        for bindings in op.inputs.values():
+            yield from (b.name for b in bindings if b.name is not None)
+
+    def walk(ops, needed: set) -> list:
+        live = []
+        for op in reversed(ops):
+            if op.type != "write_state" and not any(o.name in needed for o in op.outputs):
+                continue
+            live.append(op)
+            needed.update(reads(op))
+            for inner in op.blocks:
+                inside = set(inner.outputs)
+                live += walk(inner.ops, inside)
+                needed.update(inside)  # what the block reads from outside it
+        return live
+
+    return walk(block.ops, set(block.outputs))
+
+
 def program_precision(program) -> str:
-    """fp16 when the program computes in fp16 anywhere (any op output declared fp16), else fp32."""
-    for dtype in program.value_dtypes().values() if hasattr(program, "value_dtypes") else ():
-        if dtype is not None and np.dtype(dtype) == np.float16:
+    """fp16 when the program computes in fp16 (an op it runs declares an fp16 output), else fp32."""
+    for op in live_ops(program):
+        if any(o.dtype is not None and np.dtype(o.dtype) == np.float16 for o in op.outputs):
             return "fp16"
     meta = program.metadata.get("user", {}).get("coreml_lstm.precision")
     return meta if meta in DEFAULT_TOLERANCES else "fp32"
 
 
 def compressed_weights(program) -> bool:
-    """Whether the program rebuilds weights at load from a lossy encoding (``constexpr_*`` ops:
+    """Whether the program rebuilds weights it uses from a lossy encoding (``constexpr_*`` ops:
     int8 and other quantisations, palettes, pruning): such a package is not the module's
     weights to fp32's 1e-4, however exact the arithmetic."""
-    counts = program.op_counts() if hasattr(program, "op_counts") else {}
-    return any(t.startswith("constexpr_") for t in counts)
+    return any(op.type.startswith("constexpr_") for op in live_ops(program))
 
 
 def fp16_bar(program) -> bool:
     """Whether the package is held to the fp16 tolerance whatever the executor's mode: it keeps
-    Core ML states (stored in fp16) or has compressed weights (:func:`compressed_weights`).
-    :func:`tolerance_for` makes the exception of a forecaster's two-part window state."""
-    return bool(program.states) or compressed_weights(program)
+    Core ML states (stored in fp16) that it reads or writes, or has compressed weights
+    (:func:`compressed_weights`). :func:`tolerance_for` makes the exception of a forecaster's
+    two-part window state."""
+    uses_state = any(op.type in ("read_state", "write_state") for op in live_ops(program))
+    return (bool(program.states) and uses_state) or compressed_weights(program)
 
 
 def split_window_state(program) -> str | None:
@@ -312,11 +348,12 @@ def verify_package(
             raise ConfigError(f"mode: {m!r} is not one of fp32, fp16")
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     _check_features(adapter, program, package)
+    report_metadata = metadata_checks(adapter, program)
     names = [o.name for o in adapter.outputs]
     units = adapter.output_units()
     want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
     groups = group(samples)
-    report = Report(package=str(package), samples=len(samples))
+    report = Report(package=str(package), samples=len(samples), checks=report_metadata)
 
     def add(results: list, backend: str, mode: str) -> None:
         tol = tolerances["fp16"] if adapter.fp16_reference else tolerance_for(program, precision, mode, tolerances)
@@ -433,6 +470,32 @@ def load_declared(package):
         return executor.load(package), None
     except UnsupportedOpError as exc:
         return _Declared(package), str(exc)
+
+
+def metadata_checks(adapter, program) -> list[Check]:
+    """One failed check per entry of ``adapter.checked_metadata`` the package records otherwise
+    than the model: the program can match torch while predict feeds it another column. An
+    entry the package lacks reads as its reader's default (:data:`ABSENT_READS_AS`: no series
+    column, no log) or, for the rest (toolkit 0.1's packages lack ``time_step``), is not checked."""
+    if not adapter.checked_metadata:
+        return []
+    from .metadata import read_metadata
+
+    recorded = {**ABSENT_READS_AS, **read_metadata(program.metadata.get("user", {}))}
+    want = json.loads(json.dumps(adapter.metadata()))  # as the export wrote it: tuples as lists
+    return [Check("metadata", "package", "-", "failed",
+                  reason=f"entry {key!r} is {_short_json(recorded[key])}, the model's {_short_json(want[key])}: predict and the Swift "
+                         "wrapper would act on the package's; re-export it from the checkpoint")
+            for key in adapter.checked_metadata if key in recorded and key in want and recorded[key] != want[key]]
+
+
+# What predict reads a forecaster package's missing entry as.
+ABSENT_READS_AS = {"time_column": None, "series_id_column": None, "log": False, "streaming": None, "max_chunk": None}
+
+
+def _short_json(value, limit: int = 80) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_features(adapter, program, package) -> None:
@@ -557,6 +620,8 @@ def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
 
     Failed checks carry a ``<failure>`` with the errors and the tolerance; checks that did not
     run carry ``<skipped>`` with the reason, so a CI dashboard never counts them as passed.
+    Text from the package (its output names) goes in :func:`~coreml_lstm.errors.printable`: a
+    control character there made the file malformed XML, which a CI cannot read.
     """
     import xml.etree.ElementTree as ET
 
@@ -565,15 +630,16 @@ def to_junit(report: Report, *, suite: str = "coreml-lstm verify") -> str:
         root, "testsuite", name=suite, tests=str(len(report.checks)), failures=str(len(report.failed)),
         errors="0", skipped=str(len(report.checks) - len(report.ran)),
     )
-    ET.SubElement(ET.SubElement(cases, "properties"), "property", name="package", value=report.package)
+    ET.SubElement(ET.SubElement(cases, "properties"), "property", name="package", value=printable(report.package))
     for check in report.checks:
-        case = ET.SubElement(cases, "testcase", classname=f"{Path(report.package).name}.{check.backend}.{check.mode}", name=check.label)
+        case = ET.SubElement(cases, "testcase", classname=printable(f"{Path(report.package).name}.{check.backend}.{check.mode}"),
+                             name=printable(check.label))
         if check.status == "failed":
-            ET.SubElement(case, "failure", message=check.line(), type="ParityError").text = json.dumps(asdict(check), default=str)
+            ET.SubElement(case, "failure", message=printable(check.line()), type="ParityError").text = json.dumps(asdict(check), default=str)
         elif check.status == "skipped":
-            ET.SubElement(case, "skipped", message=check.reason)
+            ET.SubElement(case, "skipped", message=printable(check.reason))
         else:
-            ET.SubElement(case, "system-out").text = check.line()
+            ET.SubElement(case, "system-out").text = printable(check.line())
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

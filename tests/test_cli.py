@@ -378,3 +378,31 @@ def test_predict_out_naming_a_directory_is_refused(trained, tmp_path):
     assert r.exit_code == 2 and "is a directory" in r.output
     r = CliRunner().invoke(main, ["predict", str(d / "m.mlpackage"), "--csv", str(csv), "--out", str(tmp_path / "existing" / "f.csv")])
     assert r.exit_code == 0 and (tmp_path / "existing" / "f.csv").read_text().count("\n") > 10
+
+
+@pytest.mark.parametrize("name, damage, line", [
+    ("config.json", lambda c: "[1]", "config.json: unreadable checkpoint file (TypeError: "),
+    ("config.json", lambda c: json.dumps({k: v for k, v in json.loads(c).items() if k != "model"}), "config.json: no entry 'model'; "),
+    ("config.json", lambda c: json.dumps({**json.loads(c), "data": {**json.loads(c)["data"], "window": "24"}}),
+     "config.json: window: must be an integer >= 1, got '24'"),
+    ("metrics.json", lambda c: "{oops", "metrics.json: unreadable checkpoint file (JSONDecodeError: "),
+    ("metrics.json", lambda c: "[1]", "metrics.json: unreadable checkpoint file (AttributeError: "),
+    ("validation.safetensors", lambda c: c[:5], "validation.safetensors: unreadable checkpoint file (SafetensorError: "),
+])
+def test_a_damaged_checkpoint_file_is_one_line_naming_it(trained, tmp_path, name, damage, line):
+    """A checkpoint's files read outside the first try (validation windows, metrics) or indexed
+    unchecked (config entries) were tracebacks from export and verify; a bad value named the CLI
+    option (--window) the user never gave, not the file holding it."""
+    import shutil
+
+    d, _, _ = trained
+    ckpt = shutil.copytree(d / "ckpt", tmp_path / "ckpt")
+    path = ckpt / name
+    if name.endswith(".safetensors"):
+        path.write_bytes(damage(path.read_bytes()))
+    else:
+        path.write_text(damage(path.read_text()))
+    for args in (["export", ckpt, tmp_path / "m.mlpackage"], ["verify", ckpt, d / "m.mlpackage"]):
+        r = run(*args)
+        assert r.exit_code == 1 and r.output.startswith(f"Error: {path}: ") and line in r.output and len(r.output.splitlines()) == 1, r.output
+    assert not (tmp_path / "m.mlpackage").exists()

@@ -32,9 +32,10 @@ def is_classifier_checkpoint(directory) -> bool:
 
     path = Path(directory) / CONFIG
     try:
-        return json.loads(path.read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
+        config = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return False  # the forecaster's reader says what is wrong with it
+    return isinstance(config, dict) and config.get("format") == FORMAT
 
 
 def refuse_streaming(streaming: str | None) -> None:
