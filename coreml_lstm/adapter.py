@@ -168,13 +168,15 @@ def _enumerated(shapes: list[tuple]) -> tuple[tuple, list[tuple]]:
 def cast_to(declared: dict, feeds: dict) -> dict:
     """``feeds`` with each array cast to the ``declared`` dtype (by name) of the same kind: numbers
     read from JSON or saved by numpy arrive as float64/int64. A float feed for an integer input
-    is left alone, to be refused rather than truncated into token ids."""
+    is left alone, to be refused rather than truncated into token ids, and so is an integer feed
+    outside the declared type's range (2**32 + 3 would wrap to 3: the executor refuses it)."""
     out = {}
     for name, value in feeds.items():
         value = np.asarray(value)
         want = np.dtype(declared[name]) if name in declared else None
         if want is not None and value.dtype != want:
-            if (want.kind == "f" and value.dtype.kind in "fiub") or (want.kind in "iu" and value.dtype.kind in "iub"):
+            fits = want.kind not in "iu" or value.size == 0 or (np.iinfo(want).min <= value.min() and value.max() <= np.iinfo(want).max)
+            if (want.kind == "f" and value.dtype.kind in "fiub") or (want.kind in "iu" and value.dtype.kind in "iub" and fits):
                 value = value.astype(want)
         out[name] = value
     return out

@@ -273,13 +273,15 @@ class Forecaster:
             return distribution_frame(keys, self.predict_distribution(x), ckpt.target_columns)
         return prediction_frame(keys, self.predict_windows(x), ckpt.target_columns)
 
-    def backtest(self, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False):
+    def backtest(self, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False,
+                 missing: str | None = None):
         """Rolling-origin evaluation over the last ``origins`` forecast origins of each series.
 
         From each origin the model forecasts ``horizon`` steps at once from the window before it,
         as the exported package does, next to naive and seasonal naive. ``refit`` trains a fresh
         model (these settings) on the rows before each origin; without it the fitted model is
-        used as it is (honest only for origins after the data it was fitted on).
+        used as it is (honest only for origins after the data it was fitted on). ``missing``
+        ("error" | "drop" | "ffill"): the table's empty cells (default: as in training).
 
         Returns:
             A :class:`coreml_lstm.backtest.Backtest` (``.table()``, ``.to_dict()``, ``.plot(path)``).
@@ -287,7 +289,7 @@ class Forecaster:
         from .backtest import backtest
 
         self._fitted()
-        return backtest(self, data, origins=origins, step=step, refit=refit, progress=progress)
+        return backtest(self, data, origins=origins, step=step, refit=refit, progress=progress, missing=missing)
 
     # -- persistence and export --------------------------------------------------------------
 

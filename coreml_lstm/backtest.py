@@ -12,6 +12,7 @@ was fitted on.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,12 +119,16 @@ def _before(g: pd.DataFrame, sid, cut: int, config, inputs: list[str]) -> pd.Dat
     return part
 
 
-def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False) -> Backtest:
-    """See the module docstring; ``forecaster`` is a fitted :class:`coreml_lstm.api.Forecaster`."""
+def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, refit: bool = False, progress: bool = False,
+             missing: str | None = None) -> Backtest:
+    """See the module docstring; ``forecaster`` is a fitted :class:`coreml_lstm.api.Forecaster`;
+    ``missing`` ("error" | "drop" | "ffill"): the table's empty cells (None: as in training)."""
     if not isinstance(origins, int) or origins < 1:
         raise DataError(f"origins: must be an integer >= 1, got {origins!r}")
     ckpt = forecaster._fitted()
-    config = ckpt.data_config
+    if missing is not None and missing not in data_mod.MISSING:
+        raise DataError(f"missing: {missing!r} is not one of {', '.join(data_mod.MISSING)}")
+    config = ckpt.data_config if missing is None else dataclasses.replace(ckpt.data_config, missing=missing)
     W, H, m = config.window, config.horizon, config.season or 1
     step = H if step is None else step
     if not isinstance(step, int) or step < 1:
@@ -165,7 +170,7 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
             cut = {sid: p[len(p) - k + j] for sid, _, p in plan if len(p) - k + j >= 0}
             rows = pd.concat([_before(g, sid, cut[sid], config, inputs) for sid, g, _ in plan if sid in cut], ignore_index=True)
             rows.attrs["label"] = frame.attrs["label"]
-            fresh = _fresh(forecaster, ckpt, progress).fit(rows)
+            fresh = _fresh(forecaster, ckpt, config, progress).fit(rows)
             for sid, g, _ in plan:
                 if sid in cut:
                     o = cut[sid]
@@ -193,11 +198,11 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
     return result
 
 
-def _fresh(forecaster, ckpt, progress: bool):
-    """An unfitted Forecaster with the fitted one's settings and its resolved window, horizon and season."""
+def _fresh(forecaster, ckpt, config, progress: bool):
+    """An unfitted Forecaster with the fitted one's settings and its resolved window, horizon and
+    season (``config``: its data configuration, as the backtest reads the table)."""
     from .api import Forecaster
 
-    config = ckpt.data_config
     fresh = Forecaster(list(config.target), config.features, progress=progress)
     fresh.data_kwargs = dict(time=config.time, series_id=config.series_id, window=config.window, horizon=config.horizon, season=config.season,
                              val_fraction=config.val_fraction, missing=config.missing, log=config.log)

@@ -562,9 +562,12 @@ def compare(checkpoint, target, keep, as_json):
     Example:
         coreml-lstm compare runs/sunspots --target iOS17
     """
-    from .compare import compare_adapter, format_table
+    from .compare import compare_adapter, format_table, variants_for
 
-    rows = compare_adapter(_load_model(checkpoint), keep, target=target)
+    variants, left_out = variants_for(target)
+    for sentence in left_out:
+        click.echo(f"note: not compared: {sentence}", err=True)
+    rows = compare_adapter(_load_model(checkpoint), keep, target=target, variants=variants)
     if as_json:
         echo_json([r.to_dict() for r in rows])
     else:
@@ -627,7 +630,7 @@ def _feeds_samples(adapter, paths) -> list:
 @click.argument("package", required=False, type=InputPath())
 @click.option("--manifest", type=InputPath(dir_okay=False), help="Verify every (model, package) pair of this CSV or JSON file instead (keys: checkpoint or model, package; optional name, csv, mode).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --manifest: pairs verified at once, each in a worker process.")
-@click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data).")
+@click.option("--csv", type=click.Path(path_type=Path), help="Checkpoints: compare on the windows or samples of this table (default: the stored validation data; a forecaster's rows with empty cells left out).")
 @click.option("--inputs", "feeds", multiple=True, type=click.Path(path_type=Path), help="Compare on these inputs (.npz or .json of named arrays, one call each; repeat).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LO..HI]]", help="Model files: an input's shape and value range for the random samples (default: the package's declared shapes).")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: every output's name, in the order the model returns them (repeat; default: the package's).")
@@ -896,8 +899,9 @@ def plot(checkpoint, out, backtest_csv, origins):
 @click.option("--refit", is_flag=True, help="Train a fresh model (same settings) on the rows before each origin.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG of the forecasts against the truth.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar while refitting.")
+@click.option("--missing", type=click.Choice(["error", "drop", "ffill"]), help="What to do with empty cells (default: as in training).")
 @json_option
-def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, as_json):
+def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, missing, as_json):
     """Rolling-origin evaluation: forecast the horizon at once from each of the last origins.
 
     Each origin's forecast comes from the window before it, as the package computes it, next to
@@ -912,7 +916,7 @@ def backtest(checkpoint, csv, origins, step, refit, plot_path, quiet, as_json):
     """
     from .api import Forecaster
 
-    result = Forecaster.load(checkpoint).backtest(csv, origins=origins, step=step, refit=refit, progress=not quiet)
+    result = Forecaster.load(checkpoint).backtest(csv, origins=origins, step=step, refit=refit, progress=not quiet, missing=missing)
     if plot_path is not None:
         result.plot(plot_path)
     for warning in result.warnings + [result.summary()["warning"]]:

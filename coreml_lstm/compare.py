@@ -22,6 +22,22 @@ from .export import COMPRESSIONS, ExportConfig, export
 VARIANTS = (("fp32", "fp32", None), ("fp16", "fp16", None)) + tuple((c, "fp32", c) for c in COMPRESSIONS)
 
 
+def variants_for(target: str, variants=VARIANTS) -> tuple[list, list[str]]:
+    """The variants a deployment target can take, and a sentence per one it cannot (compressed
+    weights need iOS16 / macOS13): ``compare --target iOS15`` compares fp32 and fp16 and says
+    why the rest are left out, rather than exporting two and failing at the third."""
+    kept, left = [], []
+    for variant in variants:
+        _, precision, compress = variant
+        try:
+            ExportConfig(precision=precision, target=target, compress=compress)
+        except ConfigError as exc:
+            left.append(f"{variant[0]}: {exc}")
+            continue
+        kept.append(variant)
+    return kept, left
+
+
 @dataclass
 class Row:
     variant: str

@@ -227,6 +227,8 @@ def to_junit(results: list[Result]) -> str:
 
     A pair that ran keeps the verify command's test cases (one per output and check; skipped
     checks stay ``<skipped>``); a pair that could not be checked is one ``<error>`` test case.
+    Every case's classname starts with the pair's name (unique in a manifest): two stores'
+    ``model.mlpackage`` are two tests to a dashboard, not one that passed and failed.
     """
     root = ET.Element("testsuites", name="coreml-lstm verify --manifest")
     for r in results:
@@ -239,6 +241,8 @@ def to_junit(results: list[Result]) -> str:
             case = ET.SubElement(suite, "testcase", classname=Path(r.entry.package).name, name="verify")
             ET.SubElement(case, "error", message=r.message, type="VerifyError").text = r.message
         suite.set("name", r.entry.name)
+        for case in suite.iter("testcase"):
+            case.set("classname", f"{r.entry.name}.{case.get('classname')}")
         suite.set("time", f"{r.seconds:.3f}")
         properties = suite.find("properties")
         if properties is None:

@@ -165,9 +165,14 @@ class ForecasterAdapter(Adapter):
         return [s for s in self.samples(calls) if s.label != f"batch {MAX_BATCH}"]
 
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:
+        """Windows of a table (``verify --csv``); rows with empty cells are left out: any
+        complete windows compare the package with torch."""
+        import dataclasses
+
         from .data import prediction_windows
 
-        x = prediction_windows(table, self.checkpoint.data_config, self.checkpoint.input_columns).x
+        config = dataclasses.replace(self.checkpoint.data_config, missing="drop")
+        x = prediction_windows(table, config, self.checkpoint.input_columns).x
         return self.samples_from_windows(x, limit)
 
     def samples_from_windows(self, x: np.ndarray, limit: int = 64, batches: bool = True) -> list[Sample]:

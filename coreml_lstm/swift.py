@@ -82,6 +82,10 @@ def write(package: str | Path, out_dir: str | Path, adapter=None, *, module=None
         adapter = ModuleAdapter.for_package(module, package)
     if adapter is None:
         return generate(package, out_dir)
+    from . import executor
+    from .verify import check_features
+
+    check_features(adapter, executor.load(package), package)  # a checkpoint of another model: say so, naming the package
     vectors = golden(adapter, package)
     report = check_golden(package, vectors)
     if report.status != "passed":

@@ -406,3 +406,33 @@ def test_a_damaged_checkpoint_file_is_one_line_naming_it(trained, tmp_path, name
         r = run(*args)
         assert r.exit_code == 1 and r.output.startswith(f"Error: {path}: ") and line in r.output and len(r.output.splitlines()) == 1, r.output
     assert not (tmp_path / "m.mlpackage").exists()
+
+
+def test_backtest_and_verify_read_a_table_with_empty_cells_as_their_advice_says(trained, tmp_path):
+    """Both said 'use --missing drop or --missing ffill', which neither command had: backtest
+    takes --missing (default: as trained), verify --csv leaves the rows out (any complete window
+    compares the package with torch)."""
+    import pandas as pd
+
+    d, csv, _ = trained
+    table = pd.read_csv(csv)
+    table.loc[60, "y0"] = float("nan")
+    table.to_csv(tmp_path / "gap.csv", index=False)
+    r = run("backtest", d / "ckpt", tmp_path / "gap.csv", "--origins", "2")
+    assert r.exit_code == 1 and "missing value (use --missing drop or --missing ffill" in r.output
+    r = run("backtest", d / "ckpt", tmp_path / "gap.csv", "--origins", "2", "--missing", "ffill", "--json")
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["origins"]) == 2
+    r = run("verify", d / "ckpt", d / "m.mlpackage", "--csv", tmp_path / "gap.csv")
+    assert r.exit_code == 0 and "result: passed" in r.output, r.output
+
+
+def test_compare_for_ios15_compares_what_it_can_take(trained):
+    """compare --target iOS15 (offered by --help) exported fp32 and fp16, then stopped at int8
+    with an error: no table. The compressions need iOS16; they are left out with a note."""
+    d, _, _ = trained
+    r = run("compare", d / "ckpt", "--target", "iOS15", "--json")
+    assert r.exit_code == 0, r.output
+    assert [row["variant"] for row in json.loads(r.stdout)] == ["fp32", "fp16"]
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note: not compared: ")]
+    assert len(notes) == 4 and all("iOS16" in line for line in notes)

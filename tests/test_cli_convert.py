@@ -308,3 +308,14 @@ def test_naming_fewer_outputs_than_the_module_returns_says_to_name_each(tmp_path
     assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
     assert r.output.endswith("the module returns 2 outputs but 1 are named (label): "
                              "name every output, in the order the module returns them (--output NAME for each)\n"), r.output
+
+
+def test_verify_of_a_fixed_size_program_against_a_flexible_package_says_sizes(files, tmp_path):
+    """A .pt2 exported at a fixed length, verified against a package with a range, failed with
+    torch.export's guard and advice to give value ranges; the sizes are the matter."""
+    d, _ = files
+    package = tmp_path / "flex.mlpackage"
+    assert run("convert", d / "m.pt", package, "--input", "x:1,2..12,4", "--samples", "2").exit_code == 0
+    r = run("verify", d / "m.pt2", package, "--samples", "2")
+    assert r.exit_code == 1 and "Guard failed" in r.output and "the program was exported for other sizes than the package takes" in r.output, r.output
+    assert len(r.output.splitlines()) == 1

@@ -65,6 +65,9 @@ def test_fleet_of_20_with_one_damaged_package(fleet, tmp_path):
     failing = [s.get("name") for s in suites if int(s.get("failures")) > 0]
     assert failing == [f"m{BAD}"]
     assert all(int(s.get("tests")) > 0 for s in suites)
+    # Each pair's cases are its own to a dashboard keyed on classname + name, whatever the file names.
+    keys = [(c.get("classname"), c.get("name")) for s in suites for c in s.iter("testcase")]
+    assert len(set(keys)) == len(keys) and all(c.get("classname").startswith(s.get("name") + ".") for s in suites for c in s.iter("testcase"))
     assert ET.parse(junit).getroot().get("failures") == str(sum(int(s.get("failures")) for s in suites))
 
 
@@ -122,3 +125,4 @@ def test_junit_of_an_error_has_one_error_case():
     xml = to_junit([Result(Entry("x", "c", "p"), "error", 0.5, message="p: not a package")])
     suite = ET.fromstring(xml).find("testsuite")
     assert suite.get("name") == "x" and suite.find("testcase/error").get("message") == "p: not a package"
+    assert suite.find("testcase").get("classname") == "x.p"

@@ -198,3 +198,13 @@ def test_classifier_swift_parses_names_the_features_and_golden_vectors_replay(cl
         assert b"testTokenizerFollowsTheStoredRules" in tests and b'forResource: "text-clf.vocab"' in tests
     tests = (tmp_path / "ios" / f"{name}Tests.swift").read_bytes()
     assert f'forResource: "{kind}-clf", withExtension: "mlmodelc"'.encode() in tests
+
+
+def test_swift_with_another_models_checkpoint_names_the_package(models, tmp_path):
+    """swift --checkpoint of another model fed its inputs to the executor unchecked ('unknown
+    input ...; the model's inputs are ...', naming neither file); it says what verify says."""
+    package = tmp_path / "mixture.mlpackage"
+    assert CliRunner().invoke(main, ["export", str(models / "mixture"), str(package)]).exit_code == 0
+    r = CliRunner().invoke(main, ["swift", str(package), "--checkpoint", str(models / "point"), "--out", str(tmp_path / "ios")])
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {package}: has no output 'forecast'; its outputs are ") and len(r.output.splitlines()) == 1, r.output
+    assert not (tmp_path / "ios").exists()

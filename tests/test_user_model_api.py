@@ -1006,3 +1006,16 @@ def test_a_value_the_trace_froze_is_a_warning_naming_the_model_line(tmp_path):
         assert report.status == "passed"
         gru = nn.GRU(3, 4, num_layers=2, dropout=0.2, batch_first=True)  # torch's notes on dropout and its shape checks
         coreml_lstm.convert(Recurrent(gru), torch.randn(1, 5, 3), tmp_path / "gru.mlpackage", samples=1)
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=6))
+def test_int64_feeds_are_cast_to_int32_only_when_they_fit(values):
+    """run and verify --inputs cast int64 feeds to the declared int32 unchecked: id 2**32 + 3
+    wrapped to 3, and both reported on ids the file does not hold; the executor's own range check
+    never saw them. A feed that does not fit stays int64, for the executor to refuse."""
+    from coreml_lstm.adapter import cast_to
+
+    feed = np.array(values, np.int64)
+    got = cast_to({"ids": np.int32}, {"ids": feed})["ids"]
+    fits = all(-(2**31) <= v < 2**31 for v in values)
+    assert got.dtype == (np.int32 if fits else np.int64) and got.tolist() == values

@@ -196,3 +196,19 @@ def test_inspect_shows_a_description_with_line_breaks_on_one_line(exported):
     out = CliRunner().invoke(main, ["inspect", str(dest)]).output
     assert "  short_description  ok\\nops (0):\\nresult: passed\n" in out and "genuine\\rOVERWRITTEN \\x1b[2J\n" in out
     assert not any(line.startswith(("ops (0)", "result")) for line in out.splitlines())
+
+
+def test_neither_fp16_mode_nor_a_precision_entry_loosens_an_fp32_programs_bar(exported):
+    """The executor's fp16 mode rounds what the program declares fp16, so an fp32 program's
+    numbers are unchanged, but `--mode fp16` held them to the fp16 bar (a weight 3% off passed);
+    a package's own `precision` entry chose the bar too."""
+    root, package = exported
+    dest, spec = tampered(root, package, "shifted_claims_fp16")
+    shift_a_weight(spec)
+    spec.description.metadata.userDefined["coreml_lstm.precision"] = "fp16"  # as the export writes it
+    hostile.write_spec(dest, spec)
+    adapter = ForecasterAdapter.load(root / "ckpt", package=dest)
+    for modes in (None, ("fp16",), ("fp32", "fp16")):
+        report = verify_package(adapter, dest, adapter.samples(4), modes=modes, backends=("executor",))
+        assert report.status == "failed" and {c.tolerance.atol for c in report.ran} == {1e-4}, modes
+    assert verify_package(adapter, package, adapter.samples(4), modes=("fp16",), backends=("executor",)).status == "passed"
