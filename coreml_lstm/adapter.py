@@ -63,6 +63,9 @@ class Dim:
     def __post_init__(self):
         if not (isinstance(self.lo, int) and isinstance(self.hi, int)) or self.lo < 1:
             raise ConfigError(f"range {self.lo}..{self.hi}: bounds must be integers >= 1")
+        if self.hi < 0:  # ct.RangeDim() and ct.RangeDim(1, -1): coremltools' "unbounded"
+            raise ConfigError(f"range {self.lo}..{self.hi}: no upper bound; give the largest size the model takes "
+                              f"(ct.RangeDim({self.lo}, 512), or \"{self.lo}..512\"): the checks run at both ends of a range")
         if self.lo > self.hi:
             raise ConfigError(f"range {self.lo}..{self.hi}: the lower bound is above the upper bound")
         if self.default is not None and not self.lo <= self.default <= self.hi:

@@ -438,6 +438,9 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     if tensor.dim() == 0:  # coremltools: "Rank-0 (input None) is unsupported", after the trace
         raise ConfigError(f"example input {name!r} is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) "
                           f"({name}.reshape(1))")
+    if 0 in tensor.shape:  # every check would compare no values, and pass
+        raise ConfigError(f"example input {name!r} has shape {tuple(tensor.shape)}: a size of 0 holds no values to convert or check; "
+                          "give an example with every size >= 1 (and a range for the sizes that vary)")
     integer = not tensor.is_floating_point()
     dtype = INT32 if integer else FLOAT32
     shape_spec = spec

@@ -1019,3 +1019,26 @@ def test_int64_feeds_are_cast_to_int32_only_when_they_fit(values):
     got = cast_to({"ids": np.int32}, {"ids": feed})["ids"]
     fits = all(-(2**31) <= v < 2**31 for v in values)
     assert got.dtype == (np.int32 if fits else np.int64) and got.tolist() == values
+
+
+def test_a_zero_size_example_is_refused_and_an_empty_output_is_never_passed(tmp_path):
+    """An example of shape (1, 0, 3) converted and every check 'passed' on no values at all."""
+    from coreml_lstm.verify import DEFAULT_TOLERANCES, compare_many
+
+    with pytest.raises(ConfigError, match=r"example input 'x' has shape \(1, 0, 3\): a size of 0 holds no values"):
+        coreml_lstm.convert(torch.nn.Linear(3, 3).eval(), {"x": torch.randn(1, 0, 3)}, tmp_path / "z.mlpackage")
+    assert not (tmp_path / "z.mlpackage").exists()
+    empty = np.zeros((1, 0, 3), np.float32)
+    check = compare_many("y", [empty, empty], [empty, empty], DEFAULT_TOLERANCES["fp32"], backend="executor", mode="fp32")
+    assert check.status == "skipped" and "nothing to compare" in check.reason
+    assert compare_many("y", [np.zeros((1, 2))], [empty], DEFAULT_TOLERANCES["fp32"], backend="executor", mode="fp32").status == "failed"
+
+
+@pytest.mark.parametrize("bounds", [(), (1, -1)])
+def test_an_unbounded_range_says_it_needs_an_upper_bound(tmp_path, bounds):
+    """ct.RangeDim() (coremltools' unbounded) read as 'the lower bound is above the upper bound'."""
+    import coremltools as ct
+
+    with pytest.raises(ConfigError, match=r"range 1\.\.-1: no upper bound; give the largest size the model takes"):
+        coreml_lstm.convert(torch.nn.Linear(3, 3).eval(), torch.randn(1, 4, 3), tmp_path / "r.mlpackage",
+                            inputs={"input": (1, ct.RangeDim(*bounds), 3)})
