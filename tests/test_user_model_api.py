@@ -160,8 +160,8 @@ class Scale(nn.Module):
 
 def test_an_example_the_module_fails_on_or_a_scalar_example_is_one_line(tmp_path):
     """Both were a traceback: torch's own from the first call, coremltools' "Rank-0 (input None) is unsupported"."""
-    with pytest.raises(ConfigError, match=r"^the model fails on its example inputs, of shape x \(0, 1, 3\): RuntimeError: [^\n]+$"):
-        coreml_lstm.convert(Recurrent(nn.LSTM(3, 4)), torch.randn(0, 1, 3), tmp_path / "z.mlpackage")
+    with pytest.raises(ConfigError, match=r"^the model fails on its example inputs, of shape x \(2, 1, 5\): RuntimeError: [^\n]+$"):
+        coreml_lstm.convert(Recurrent(nn.LSTM(3, 4)), torch.randn(2, 1, 5), tmp_path / "z.mlpackage")  # 5 features, the LSTM takes 3
     with pytest.raises(ConfigError) as err:
         coreml_lstm.convert(Scale(), (torch.randn(2, 3), torch.tensor(2.0)), tmp_path / "s.mlpackage")
     assert str(err.value) == "example input 't' is a 0-d tensor (a scalar); Core ML inputs have at least one dimension: give it shape (1,) (t.reshape(1))"
