@@ -291,6 +291,17 @@ class Input:
         mean, std = self.stats or (0.0, 1.0)
         return (mean + std * rng.standard_normal(shape)).astype(np.float32)
 
+    def drawn_text(self) -> str:
+        """How :meth:`random` draws this input's values, for a report: a reader sees what the
+        check covered (values outside it were not compared)."""
+        if self.dtype == INT32:
+            lo, hi = self.value_range or ((0, 1) if self.torch_dtype == "bool" else (0, 9))
+            return f"{self.name} integers {int(lo)}..{int(hi)}"
+        if self.value_range is not None:
+            return f"{self.name} uniform in [{self.value_range[0]:.4g}, {self.value_range[1]:.4g}]"
+        mean, std = self.stats or (0.0, 1.0)
+        return f"{self.name} normal(mean {mean:.4g}, std {std:.4g})"
+
     def sampling(self) -> dict:
         """What random samples of this input need beyond its declared shape, as JSON: each axis's
         shared-range symbol, the value range, the normal statistics, the torch dtype of an integer
@@ -514,6 +525,10 @@ class Adapter:
             return f"{len(part)} calls" + (": " + "; ".join(shapes) if shapes else "")
 
         return [Sample([c.calls[0] for c in part], label(part)) for part in streams]
+
+    def drawn(self) -> str:
+        """What :meth:`samples` feeds, in one line for a report."""
+        return "random values: " + "; ".join(i.drawn_text() for i in self.inputs)
 
     def sample_of(self, feeds: dict) -> Sample:
         """A one-call sample of given feeds (cast to the declared dtypes), labelled with the sizes

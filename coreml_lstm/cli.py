@@ -685,11 +685,15 @@ def verify(model, package, manifest, jobs, csv, feeds, inputs, outputs, samples,
     else:
         chosen = adapter.samples(samples) if samples else adapter.samples()
     report = verify_package(adapter, str(package), chosen, modes=(mode,) if mode else None, tolerances=_tolerances(atol, rtol))
+    if not feeds and csv is None:
+        report.drawn = adapter.drawn()
     _report_out(report, package, model, junit, as_json)
 
 
 def _report_lines(report, package, model) -> None:
-    click.echo(f"verify {package} against {model} on {report.samples} samples:")
+    from .errors import printable
+
+    click.echo(f"verify {package} against {model} on {report.samples} samples" + (f" ({printable(report.drawn)})" if report.drawn else "") + ":")
     for check in report.checks:
         click.echo("  " + check.line())
     click.echo(f"result: {report.status}")

@@ -160,6 +160,9 @@ class ForecasterAdapter(Adapter):
     def samples(self, n: int = 64, seed: int = 0) -> list[Sample]:
         return self.samples_from_windows(self._windows(), n)
 
+    def drawn(self) -> str:
+        return "the checkpoint's validation windows"
+
     def golden_samples(self, calls: int) -> list[Sample]:
         """:meth:`samples` but the full batch (MAX_BATCH windows would swell an app's test bundle)."""
         return [s for s in self.samples(calls) if s.label != f"batch {MAX_BATCH}"]

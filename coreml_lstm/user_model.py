@@ -816,7 +816,10 @@ def verify(module, package, inputs=None, *, samples: int = 8, shapes=None, mode:
     if atol is not None or rtol is not None:
         tolerances = {m: Tolerance(t.atol if atol is None else atol, t.rtol if rtol is None else rtol) for m, t in DEFAULT_TOLERANCES.items()}
     with training_kept(module):
-        return verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
+        report = verify_package(adapter, package, chosen, modes=(mode,) if mode else None, tolerances=tolerances, backends=backends)
+    if inputs is None:
+        report.drawn = adapter.drawn()
+    return report
 
 
 def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:

@@ -90,6 +90,7 @@ class Report:
     package: str
     samples: int
     checks: list[Check] = field(default_factory=list)
+    drawn: str = ""  # what the samples were, when the check chose them (random values: their distribution)
 
     @property
     def failed(self) -> list[Check]:
@@ -107,7 +108,8 @@ class Report:
         return "passed" if self.ran else "skipped"
 
     def to_dict(self) -> dict:
-        return {"package": self.package, "samples": self.samples, "status": self.status, "checks": [asdict(c) for c in self.checks]}
+        return {"package": self.package, "samples": self.samples, "status": self.status, "drawn": self.drawn,
+                "checks": [asdict(c) for c in self.checks]}
 
 
 def compare(name: str, got: np.ndarray, want: np.ndarray, tol: Tolerance, *, backend: str, mode: str, size: str = "", unit=None) -> Check:

@@ -2,6 +2,7 @@
 torch.export program (.pt2); bad input gives one exact line and leaves no package behind."""
 
 import json
+import re
 import pickle
 
 import numpy as np
@@ -70,6 +71,7 @@ def test_convert_and_verify_a_torchscript_archive(files, tmp_path):
     report = json.loads(r.stdout)
     executor = [c for c in report["checks"] if c["backend"] == "executor"]
     assert report["status"] == "passed" and len(executor) == 4 and {c["output"] for c in executor} == {"logits"}
+    assert re.fullmatch(r"random values: x normal\(mean -?[0-9.e-]+, std [0-9.e-]+\)", report["drawn"]), report["drawn"]
     assert max(c["max_abs"] for c in executor) < 1e-4
     from junitparser import JUnitXml
 

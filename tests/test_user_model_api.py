@@ -1042,3 +1042,17 @@ def test_an_unbounded_range_says_it_needs_an_upper_bound(tmp_path, bounds):
     with pytest.raises(ConfigError, match=r"range 1\.\.-1: no upper bound; give the largest size the model takes"):
         coreml_lstm.convert(torch.nn.Linear(3, 3).eval(), torch.randn(1, 4, 3), tmp_path / "r.mlpackage",
                             inputs={"input": (1, ct.RangeDim(*bounds), 3)})
+
+
+def test_a_report_says_what_its_random_samples_were(tmp_path):
+    """A check covers the values it drew, no more: the report says which (from the example at
+    conversion, from the package's record later), so a reader sees a narrow or shifted draw."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    example = 1000 + 5 * torch.randn(16, 4)
+    path, report = coreml_lstm.convert(model, example, tmp_path / "m.mlpackage", samples=1)
+    mean, std = float(example.double().mean()), float(example.double().std(unbiased=False))
+    assert report.drawn == f"random values: input normal(mean {mean:.4g}, std {std:.4g})"
+    later = coreml_lstm.verify(model, path, samples=1)
+    assert later.drawn == report.drawn and later.to_dict()["drawn"] == report.drawn
+    assert coreml_lstm.verify(model, path, {"input": example.numpy()}).drawn == ""  # the caller's own values

@@ -124,6 +124,11 @@ class ClassifierAdapter(Adapter):
         stored = [x for x, _ in self.clf.validation_samples_][:n]
         return self.samples_from_arrays(stored) if stored else self.samples_from_arrays(self.random_arrays(seed), "random, ")
 
+    def drawn(self) -> str:
+        if self.clf.validation_samples_:
+            return "the checkpoint's validation samples"
+        return "random values: " + ("token ids from the vocabulary" if self.text else "each channel's training mean and deviation")
+
     def random_arrays(self, seed: int = 0) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
         longest = int(self.clf.max_length_)
