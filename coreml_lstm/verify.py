@@ -442,6 +442,12 @@ def _run_or_refusal(predict, sample, carry: dict, make_state=None):
         return exc
 
 
+def _wants_integers(exc: Exception) -> bool:
+    """A torch error saying an op needs integer tensors (an embedding's or index's indices)."""
+    text = str(exc)
+    return "Long, Int" in text or "scalar type Long" in text or "must be Long" in text or "tensors used as indices must be" in text
+
+
 def _reference(adapter, sample, k: int) -> dict:
     """Torch's outputs for one sample; a module that fails on it is a one-line error naming the sample."""
     from .errors import CoreMLLSTMError
@@ -455,6 +461,11 @@ def _reference(adapter, sample, k: int) -> dict:
         if "Guard failed" in str(exc) or "guard" in type(exc).__name__.lower():  # a torch.export program's fixed sizes
             hint = ("the program was exported for other sizes than the package takes: export it with dynamic_shapes for the "
                     "package's ranges, or give inputs of its sizes (--inputs FEEDS.npz, --input NAME:SHAPE)")
+        elif _wants_integers(exc) and any(np.asarray(v).dtype.kind == "f" for call in sample.calls for v in call.values()):
+            floats = [i for i in adapter.inputs if i.dtype.kind == "f"]
+            shape = "SHAPE" if floats[0].enumerated else ",".join(str(d) for d in floats[0].shape)
+            hint = (f"the module takes integers where the package declares floats ({', '.join(i.name for i in floats)}): give integer "
+                    f"values, --input {floats[0].name}:{shape}:int32:LO..HI (in Python, inputs= of integer arrays); the package gets them as its floats")
         else:
             hint = "give inputs it takes (inputs= / --inputs FEEDS.npz, or value ranges: value_ranges= / --input NAME:SHAPE:DTYPE:LO..HI)"
         raise ConfigError(f"the torch module fails on sample {k}{where}: {type(exc).__name__}: {first_line(exc)}; {hint}") from None

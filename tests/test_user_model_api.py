@@ -1056,3 +1056,29 @@ def test_a_report_says_what_its_random_samples_were(tmp_path):
     later = coreml_lstm.verify(model, path, samples=1)
     assert later.drawn == report.drawn and later.to_dict()["drawn"] == report.drawn
     assert coreml_lstm.verify(model, path, {"input": example.numpy()}).drawn == ""  # the caller's own values
+
+
+class Ids(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(50, 8), nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.head(self.emb(ids))
+
+
+def test_a_package_taking_ids_as_floats_is_checked_on_integers(tmp_path):
+    """A package converted with a float16 ids input (ct.TensorType(dtype=np.float16)) drew
+    random floats the embedding refused, and the advice (--inputs, value ranges) did not help."""
+    ct = coremltools()
+    torch.manual_seed(0)
+    model = Ids().eval()
+    traced = torch.jit.trace(model, torch.randint(0, 50, (1, 5)))
+    package = tmp_path / "ids.mlpackage"
+    ct.convert(traced, inputs=[ct.TensorType(name="ids", shape=(1, 5), dtype=np.float16)], convert_to="mlprogram",
+               minimum_deployment_target=ct.target.iOS16).save(str(package))
+    with pytest.raises(ConfigError, match=r"the module takes integers where the package declares floats \(ids\): give integer values, "
+                                          r"--input ids:1,5:int32:LO\.\.HI \(in Python, inputs= of integer arrays\)"):
+        coreml_lstm.verify(model, package, samples=1)
+    report = coreml_lstm.verify(model, package, {"ids": np.arange(5, dtype=np.int32)[None] * 9})
+    assert report.status == "passed", format_report(report)
