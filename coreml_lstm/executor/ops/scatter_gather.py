@@ -39,7 +39,7 @@ def _combine(data, lin: np.ndarray, updates, mode) -> np.ndarray:
     mode = text(mode)
     if mode not in MODES:
         raise ValueError(f"scatter mode {mode!r} is not one of {', '.join(MODES)}")
-    out = np.array(data, copy=True)
+    out = np.array(data, copy=True, order="C")  # a transpose's result is F-ordered: its reshape(-1) would be a copy, not a view
     flat = out.reshape(-1)
     lin = lin.reshape(-1)
     upd = np.asarray(updates).reshape(-1)

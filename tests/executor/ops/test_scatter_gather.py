@@ -34,13 +34,19 @@ def scatter_case(draw):
     axis = draw(st.integers(-rank, rank - 1))
     n = draw(st.integers(1, 6))  # more indices than rows: duplicates are likely
     seed = draw(st.integers(0, 2**16))
-    return shape, axis, n, seed, draw(st.sampled_from(MODES))
+    return shape, axis, n, seed, draw(st.sampled_from(MODES)), draw(st.booleans())
+
+
+def laid_out(data: np.ndarray, fortran: bool) -> np.ndarray:
+    """``data`` as a transpose's result lies in memory (column-major) when ``fortran``: a kernel
+    writing through ``reshape(-1)`` of its copy wrote to a temporary (every update dropped)."""
+    return np.asfortranarray(data) if fortran else data
 
 
 @FAST
 @given(scatter_case())
 def test_scatter_accumulates_duplicates_like_a_loop(case):
-    shape, axis, n, seed, mode = case
+    shape, axis, n, seed, mode, fortran = case
     rng = np.random.default_rng(seed)
     a = axis % len(shape)
     data = rng.uniform(0.5, 2.0, shape).astype(np.float32)
@@ -52,7 +58,7 @@ def test_scatter_accumulates_duplicates_like_a_loop(case):
     for k, i in enumerate(idx):
         for pos in np.ndindex(moved.shape[1:]):
             moved[(i,) + pos] = COMBINE[mode](moved[(i,) + pos], umoved[(k,) + pos])
-    got = call("scatter", data=data, indices=idx, updates=updates, axis=axis, mode=np.array(mode))
+    got = call("scatter", data=laid_out(data, fortran), indices=idx, updates=updates, axis=axis, mode=np.array(mode))
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -73,7 +79,7 @@ def test_scatter_takes_multi_dimensional_indices():
 @FAST
 @given(scatter_case())
 def test_scatter_along_axis_matches_a_loop(case):
-    shape, axis, n, seed, mode = case
+    shape, axis, n, seed, mode, fortran = case
     rng = np.random.default_rng(seed)
     a = axis % len(shape)
     data = rng.uniform(0.5, 2.0, shape).astype(np.float32)
@@ -85,7 +91,7 @@ def test_scatter_along_axis_matches_a_loop(case):
         target = list(pos)
         target[a] = idx[pos] % shape[a]
         want[tuple(target)] = COMBINE[mode](want[tuple(target)], updates[pos])
-    got = call("scatter_along_axis", data=data, indices=idx, updates=updates, axis=axis, mode=mode)
+    got = call("scatter_along_axis", data=laid_out(data, fortran), indices=idx, updates=updates, axis=axis, mode=mode)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     if mode == "update":  # numpy's own reference for update
         ref = data.copy()
@@ -94,8 +100,8 @@ def test_scatter_along_axis_matches_a_loop(case):
 
 
 @FAST
-@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 2**16), st.sampled_from(MODES))
-def test_scatter_nd_matches_a_loop(rank, n, seed, mode):
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 2**16), st.sampled_from(MODES), st.booleans())
+def test_scatter_nd_matches_a_loop(rank, n, seed, mode, fortran):
     rng = np.random.default_rng(seed)
     shape = tuple(rng.integers(1, 4, rank + 1))
     k = int(rng.integers(1, len(shape) + 1))
@@ -107,7 +113,7 @@ def test_scatter_nd_matches_a_loop(rank, n, seed, mode):
         head = tuple(idx[row])
         for pos in np.ndindex(shape[k:]):
             want[head + pos] = COMBINE[mode](want[head + pos], updates[(row,) + pos])
-    got = call("scatter_nd", data=data, indices=idx, updates=updates, mode=mode)
+    got = call("scatter_nd", data=laid_out(data, fortran), indices=idx, updates=updates, mode=mode)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
