@@ -72,6 +72,12 @@ class TraceWarning(UserWarning):
     inputs although every check passes. The message names the model's source line."""
 
 
+class StateWarning(UserWarning):
+    """Not an error: a buffer kept as a Core ML state holds non-zero values in the module, but a
+    package's state starts from zero (``MLModel.makeState()``), as verify starts it: a fresh
+    state gives other outputs than the module as built unless the app writes the state first."""
+
+
 class DataWarning(UserWarning):
     """Not an error: a table unlike the one the model was trained on (it steps otherwise: hourly
     rows fed to a daily model); the predictions are made, on the training step's assumptions."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape, training_kept
-from .errors import ConfigError, CoreMLLSTMError, first_line
+from .errors import ConfigError, CoreMLLSTMError, StateWarning, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 
@@ -135,7 +135,7 @@ class ModuleAdapter(Adapter):
             raise ConfigError(f"the model fails on its example inputs, of shape {shapes}: {type(exc).__name__}: {first_line(exc)}") from None
         _refuse_updated_buffers(updated, kept)
         out = _as_outputs(out)
-        out_names = _output_names(outputs, len(out))
+        out_names = _output_names(outputs, len(out), {*names, *(k.name for k in kept)})
         same = next(((i, j) for j in range(len(out)) for i in range(j) if out[i] is out[j]), None)
         if same is not None:
             i, j = same
@@ -200,7 +200,7 @@ class ModuleAdapter(Adapter):
                       description=f"{path.name} converted by coreml-lstm")
         args = [adapter.torch_input(i.name, i.example()) for i in adapter.inputs]
         out = _as_outputs(adapter.call_once(args))
-        names = _output_names(list(outputs or []) or None, len(out))
+        names = _output_names(list(outputs or []) or None, len(out), {i.name for i in adapter.inputs})
         _refuse_pass_through(out, names, args, [i.name for i in adapter.inputs])
         adapter.outputs = [Output(n, dtype=INT32 if not o.is_floating_point() else FLOAT32) for n, o in zip(names, out)]
         return adapter
@@ -502,9 +502,12 @@ def _as_outputs(out) -> tuple:
     raise ConfigError(f"the module returns {type(out).__name__}; return a tensor or a tuple of tensors (one per output)")
 
 
-def _output_names(outputs, n: int) -> list[str]:
+def _output_names(outputs, n: int, taken=()) -> list[str]:
+    """The outputs' names: given, or output / output_0, output_1, ...; ``taken``: the inputs'
+    and states' names, which a Core ML program cannot give an output too."""
     if outputs is None:
-        return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+        names = ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+        return [f"{name}_" if name in taken else name for name in names]
     names = [getattr(o, "name", None) or o if not isinstance(o, str) else o for o in outputs]
     if any(not isinstance(x, str) or not x for x in names):
         raise ConfigError("outputs: give a name (or a ct.TensorType with a name) for every output")
@@ -512,6 +515,10 @@ def _output_names(outputs, n: int) -> list[str]:
         raise ConfigError(f"outputs: {len(names)} names ({', '.join(names)}) for {n} outputs the module returns")
     if len(set(names)) != len(names):
         raise ConfigError(f"outputs: names must differ, got {', '.join(names)}")
+    clash = next((x for x in names if x in taken), None)
+    if clash is not None:
+        raise ConfigError(f"outputs: {clash!r} is also the name of an input or a state; a Core ML program names a value once: "
+                          "give the output another name")
     return names
 
 
@@ -525,6 +532,14 @@ def _states(module, states) -> list[State]:
         if name not in buffers:
             raise ConfigError(f"states: {name!r} is not a buffer of the module; its buffers are {', '.join(sorted(buffers)) or 'none'}")
         out.append(State(name, tuple(int(d) for d in buffers[name].shape)))
+        value = buffers[name].detach()
+        if value.numel() and bool((value != 0).any()):
+            peak = float(value.double().abs().max())
+            warnings.warn(StateWarning(
+                f"state {name!r} holds non-zero values in the module (max |value| {peak:.4g}), but a package's state starts from zero "
+                f"(MLModel.makeState()), and so does the check: a fresh state gives other outputs than the module as built; start the "
+                f"buffer at zero (and add its initial value in forward), or write it in the app before the first prediction "
+                f'(state.withMultiArray(for: "{name}"))'), stacklevel=4)
     return out
 
 
