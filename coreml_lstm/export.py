@@ -538,7 +538,7 @@ def convert_adapter(adapter, config: ExportConfig):
     except (ExportError, ConfigError):
         raise
     except Exception as exc:
-        raise ExportError(refusal(exc, traced, errors.failed, failed_pass=errors.failed_pass)) from exc
+        raise ExportError(refusal(exc, traced, errors.failed, failed_pass=errors.failed_pass) + _half_hint(traced)) from exc
     descriptions = adapter.descriptions()
     input_names = {i.name for i in adapter.inputs}
     output_names = {o.name for o in mlmodel.get_spec().description.output}
@@ -561,6 +561,23 @@ _PASS_THROUGH = re.compile(r"Main block's input name, '([^']+)', is different fr
 # Ops without a conversion that have one spelled another way (bool masks: a | b, a ^ b).
 _INSTEAD = {"or": "on bool masks use torch.logical_or(a, b), which converts", "xor": "on bool masks use torch.logical_xor(a, b), which converts",
             "bitwise_or": "on bool masks use torch.logical_or(a, b), which converts", "bitwise_xor": "on bool masks use torch.logical_xor(a, b), which converts"}
+
+
+def _half_hint(traced) -> str:
+    """For a refused conversion of a module whose weights are float16 or bfloat16 (``.half()``):
+    what converts instead. coremltools takes fp16 weights op by op (a Linear, elementwise ops)
+    but not in an LSTM, a convolution or a norm against fp32 inputs, and no bfloat16 at all."""
+    import torch
+
+    try:
+        dtypes = {t.dtype for t in [*traced.parameters(), *traced.buffers()]}
+    except Exception:  # not a module with parameters: no hint
+        return ""
+    half = sorted(str(d).replace("torch.", "") for d in dtypes & {torch.float16, torch.bfloat16})
+    if not half:
+        return ""
+    return (f" (the module's weights are {' and '.join(half)}: convert model.float() with precision='fp16', "
+            "which computes in fp16 and is checked against the float module)")
 
 
 def refusal(exc: Exception, traced=None, failed: tuple[str, str] | None = None, failed_pass: str | None = None) -> str:

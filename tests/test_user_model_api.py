@@ -1103,3 +1103,12 @@ def test_a_package_taking_ids_as_floats_is_checked_on_integers(tmp_path):
         coreml_lstm.verify(model, package, samples=1)
     report = coreml_lstm.verify(model, package, {"ids": np.arange(5, dtype=np.int32)[None] * 9})
     assert report.status == "passed", format_report(report)
+
+
+def test_a_half_or_bfloat16_module_the_converter_refuses_is_told_what_converts(tmp_path):
+    """The converter's dtype mismatch (half LSTM) and 'Got unsupported ScalarType BFloat16' named no cause."""
+    with pytest.raises(ExportError, match=r"the module's weights are float16: convert model\.float\(\) with precision='fp16'"):
+        coreml_lstm.convert(Recurrent(nn.LSTM(3, 4)).half().eval(), torch.randn(5, 1, 3).half(), tmp_path / "h.mlpackage")
+    with pytest.raises(ExportError, match=r"the module's weights are bfloat16: convert model\.float\(\) with precision='fp16'"):
+        coreml_lstm.convert(nn.Linear(3, 2).to(torch.bfloat16).eval(), torch.randn(2, 3).to(torch.bfloat16), tmp_path / "b.mlpackage")
+    assert list(tmp_path.iterdir()) == []
