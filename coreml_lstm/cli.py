@@ -446,7 +446,11 @@ def convert(model, output, inputs, outputs, target, samples, fp32_modules, atol,
         adapter.fp32_scopes = fp32_submodules(adapter.module(), fp32_modules, precision)
     with warning_lines() as warned:
         path = export(adapter, output, config)
-    report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
+    try:
+        report = verify_package(adapter, path, adapter.samples(samples), tolerances=_tolerances(atol, rtol))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the package {path} is written; it was not checked)") from None
+    report.drawn = adapter.drawn()
     if as_json:
         echo_json({"package": str(path), "precision": precision, "target": target, "compress": compress, "report": report.to_dict(),
                    "warnings": warned})

@@ -773,7 +773,10 @@ def convert(module, example_inputs, path, *, inputs=None, outputs=None, precisio
         adapter.extra_metadata = metadata
         adapter.fp32_scopes = fp32_submodules(module, fp32_modules, config.precision)
         path = export(adapter, path, config)
-        return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+        try:
+            return path, verify(module, path, samples=samples, adapter=adapter, atol=atol, rtol=rtol)
+        except ConfigError as exc:  # the module fails on a sample it declares it takes
+            raise ConfigError(f"{exc} (the package {path} is written; it was not checked)") from None
 
 
 def uncompiled(module):

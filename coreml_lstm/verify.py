@@ -457,6 +457,20 @@ def _run_or_refusal(predict, sample, carry: dict, make_state=None):
         return exc
 
 
+def _independent_ranges(adapter) -> list[str]:
+    """Inputs with a flexible axis whose range no other input shares (drawn independently)."""
+    from .adapter import Dim
+
+    symbols = [[d.symbol for d in i.shape if isinstance(d, Dim)] for i in adapter.inputs if not i.enumerated]
+    names = [i.name for i in adapter.inputs if not i.enumerated]
+    counts: dict = {}
+    for syms in symbols:
+        for sym in set(syms):
+            if sym is not None:
+                counts[sym] = counts.get(sym, 0) + 1
+    return [n for n, syms in zip(names, symbols) if syms and any(sym is None or counts.get(sym, 0) < 2 for sym in syms)]
+
+
 def _wants_integers(exc: Exception) -> bool:
     """A torch error saying an op needs integer tensors (an embedding's or index's indices)."""
     text = str(exc)
@@ -476,6 +490,10 @@ def _reference(adapter, sample, k: int) -> dict:
         if "Guard failed" in str(exc) or "guard" in type(exc).__name__.lower():  # a torch.export program's fixed sizes
             hint = ("the program was exported for other sizes than the package takes: export it with dynamic_shapes for the "
                     "package's ranges, or give inputs of its sizes (--inputs FEEDS.npz, --input NAME:SHAPE)")
+        elif "must match the size of tensor" in str(exc) and len(_independent_ranges(adapter)) >= 2:
+            ranges = _independent_ranges(adapter)
+            hint = (f"if inputs {' and '.join(repr(n) for n in ranges[:2])} share a length, name one range on both "
+                    "(--input NAME:1,T=1..64 on each; in Python \"T=1..64\" or ct.RangeDim(symbol=\"T\")): each range is drawn on its own")
         elif _wants_integers(exc) and any(np.asarray(v).dtype.kind == "f" for call in sample.calls for v in call.values()):
             floats = [i for i in adapter.inputs if i.dtype.kind == "f"]
             shape = "SHAPE" if floats[0].enumerated else ",".join(str(d) for d in floats[0].shape)

@@ -1112,3 +1112,18 @@ def test_a_half_or_bfloat16_module_the_converter_refuses_is_told_what_converts(t
     with pytest.raises(ExportError, match=r"the module's weights are bfloat16: convert model\.float\(\) with precision='fp16'"):
         coreml_lstm.convert(nn.Linear(3, 2).to(torch.bfloat16).eval(), torch.randn(2, 3).to(torch.bfloat16), tmp_path / "b.mlpackage")
     assert list(tmp_path.iterdir()) == []
+
+
+class Masked(nn.Module):
+    def forward(self, x, mask):
+        return x.sum(-1) * mask
+
+
+def test_inputs_that_must_share_a_length_drawn_apart_are_told_to_name_one_range(tmp_path):
+    """The advice was value ranges, and the package left behind was not said to be unchecked."""
+    example = (torch.randn(1, 5, 3), torch.ones(1, 5))
+    with pytest.raises(ConfigError, match=r"if inputs 'x' and 'mask' share a length, name one range on both .* "
+                                          r"\(the package .*m\.mlpackage is written; it was not checked\)$"):
+        coreml_lstm.convert(Masked(), example, tmp_path / "m.mlpackage", inputs={"x": (1, "1..8", 3), "mask": (1, "1..8")}, samples=4)
+    path, report = coreml_lstm.convert(Masked(), example, tmp_path / "t.mlpackage", inputs={"x": (1, "T=1..8", 3), "mask": (1, "T=1..8")}, samples=4)
+    assert report.status == "passed", format_report(report)
