@@ -135,6 +135,9 @@ def trace(module: torch.nn.Module, example):
             warnings.filterwarnings("ignore", message=".*dropout.*")
             warnings.showwarning = show
             traced = torch.jit.trace(eval_mode(module), example, check_trace=False)
+        # A torch.export module keeps training=True (it refuses eval(); its mode was fixed when
+        # exported), which the trace copies and the converter warns of; the traced graph is the same.
+        traced.eval()
     finally:
         with torch.no_grad():
             for k, v in module.named_buffers():
@@ -496,6 +499,8 @@ def convert_adapter(adapter, config: ExportConfig):
     traced = adapter.traced()
     preflight(module)
     if traced is None:
+        for note in getattr(adapter, "trace_notes", ()):
+            warnings.warn(note, TraceWarning, stacklevel=2)
         try:
             traced = trace(module, _example_arg(adapter.examples()))
         except Exception as exc:

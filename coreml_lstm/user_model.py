@@ -198,6 +198,11 @@ class ModuleAdapter(Adapter):
                 raise ConfigError(f"{path.name}: input {name!r} has no shape{why}; give --input NAME:SHAPE (e.g. --input {example})")
         adapter = cls(loaded.module, specs, [], traced=loaded.traced, torch_dtypes=loaded.torch_dtypes,
                       description=f"{path.name} converted by coreml-lstm")
+        adapter.trace_notes = [
+            f"{path.name}: the program reads the size of {where} in forward (x.shape[...]); converting a .pt2 traces it, which keeps the "
+            "example's size there, so the package may be wrong at other sizes (the checks at both ends of the range say); "
+            "save the module as TorchScript (torch.jit.save(torch.jit.trace(model, example))), whose trace keeps sizes"
+            for where in getattr(loaded, "size_reads", [])]
         args = [adapter.torch_input(i.name, i.example()) for i in adapter.inputs]
         out = _as_outputs(adapter.call_once(args))
         names = _output_names(list(outputs or []) or None, len(out), {i.name for i in adapter.inputs})
@@ -673,7 +678,30 @@ def _load_pt2(path: Path) -> Loaded:
                 inp.value_range = _integer_range(int(examples[k].min()), int(examples[k].max()))
         inputs[name] = inp
     module = program.module()
-    return Loaded(module, None, names, inputs, dtypes, unbounded)
+    loaded = Loaded(module, None, names, inputs, dtypes, unbounded)
+    loaded.size_reads = _size_reads(module, inputs)
+    return loaded
+
+
+def _size_reads(module, inputs: dict) -> list[str]:
+    """Where a ``torch.export`` module reads the size of a flexible input axis in forward
+    (``aten.sym_size.int``, from ``x.shape[1]``): ``"x axis 1"`` each. Converting traces the
+    module, and under the trace such a read gives a plain int, the example's size."""
+    import torch
+
+    sym_size = getattr(getattr(torch.ops.aten, "sym_size", None), "int", None)
+    graph = getattr(module, "graph", None)
+    if graph is None or sym_size is None:
+        return []
+    found = []
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is sym_size and len(node.args) == 2:
+            source, axis = node.args
+            name = getattr(source, "target", None) if getattr(source, "op", None) == "placeholder" else None
+            inp = inputs.get(name)
+            if inp is not None and isinstance(axis, int) and -len(inp.shape) <= axis < len(inp.shape) and isinstance(inp.shape[axis], Dim):
+                found.append(f"{name} axis {axis % len(inp.shape)}")
+    return list(dict.fromkeys(found))
 
 
 _OPTION = re.compile(r"^([A-Za-z_][\w.]*):([^:]+)(?::([A-Za-z0-9]+))?(?::(-?[\d.eE+-]+)\.\.(-?[\d.eE+-]+))?$")

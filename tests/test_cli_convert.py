@@ -119,6 +119,34 @@ def test_convert_and_verify_a_torch_export_program(files, tmp_path):
     assert json.loads(run("inspect", package, "--json").stdout)["inputs"][0]["shape_range"] == [[1, 1], [2, 40], [4, 4]]
 
 
+class MeanOverTime(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):  # sizes read in forward: a mean by hand, positions from arange
+        return self.fc(x.sum(1) / x.shape[1]) + torch.arange(x.shape[1]).float().mean()
+
+
+def test_a_pt2_program_reading_its_input_sizes_is_warned_of(tmp_path):
+    """Converting a .pt2 traces it, and the trace keeps the example's size where forward reads
+    x.shape[1]: the package is wrong at other lengths. It was not said."""
+    torch.manual_seed(0)
+    T = torch.export.Dim("T", min=2, max=32)
+    model = MeanOverTime().eval()
+    torch.export.save(torch.export.export(model, (torch.randn(1, 6, 4),), dynamic_shapes={"x": {1: T}}), str(tmp_path / "m.pt2"))
+    r = run("convert", tmp_path / "m.pt2", tmp_path / "m.mlpackage", "--samples", "3", "--json")
+    result = json.loads(r.stdout)
+    assert result["warnings"] == ["m.pt2: the program reads the size of x axis 1 in forward (x.shape[...]); converting a .pt2 traces it, "
+                                  "which keeps the example's size there, so the package may be wrong at other sizes (the checks at both "
+                                  "ends of the range say); save the module as TorchScript (torch.jit.save(torch.jit.trace(model, example))), "
+                                  "whose trace keeps sizes"]
+    assert r.exit_code == 1 and result["report"]["status"] == "failed"
+    torch.jit.save(torch.jit.trace(model, torch.randn(1, 6, 4)), str(tmp_path / "m.pt"))
+    r = run("convert", tmp_path / "m.pt", tmp_path / "ts.mlpackage", "--input", "x:1,2..32,4", "--samples", "3")
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+
+
 @pytest.mark.parametrize(
     "model, options, message",
     [
