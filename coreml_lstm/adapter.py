@@ -591,6 +591,11 @@ class Adapter:
         spread is 400 is held to 0.05 x 400 in fp16, as one of spread 1 to 0.05). Default: 1."""
         return {}
 
+    def sample_units(self, sample: Sample) -> dict[str, np.ndarray]:
+        """{output name: its scale in this sample}, where it differs from sample to sample (a
+        forecaster scaling each window by its own spread), overriding :meth:`output_units`."""
+        return {}
+
     def reference(self, sample: Sample) -> dict:
         """Torch's outputs for the sample's last call, by name."""
         return self.run_torch(sample)[-1][1]

@@ -133,7 +133,9 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     exact = bool(wants) and all(np.asarray(w).dtype.kind in "iub" for w in wants)  # torch's own dtype: known to every check
     if exact:
         tol, unit = EXACT, None
-    unit = np.ones(()) if unit is None else np.asarray(unit, dtype=np.float64)
+    # One unit for every sample, or a list of one per sample (each window's own scale).
+    units = [np.ones(()) if u is None else np.asarray(u, dtype=np.float64) for u in unit] if isinstance(unit, list) else None
+    unit = np.ones(()) if unit is None or units is not None else np.asarray(unit, dtype=np.float64)
     gots = [np.asarray(g, dtype=np.float64) for g in gots]
     wants = [np.asarray(w, dtype=np.float64) for w in wants]
     for k, (g, w) in enumerate(zip(gots, wants)):
@@ -155,7 +157,7 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
             err = np.where(finite, np.abs(got - want), np.where(same, 0.0, np.inf))
         magnitude = np.where(finite, np.abs(want), 0.0)
         rel = err / np.maximum(magnitude, np.finfo(np.float32).tiny)
-        excess = err - (tol.atol * unit + tol.rtol * magnitude)
+        excess = err - (tol.atol * (units[k] if units is not None else unit) + tol.rtol * magnitude)
         if excess.size:
             i = int(np.argmax(excess))
             if excess.flat[i] > worst_excess:
@@ -173,7 +175,13 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
         notes.append(f"{differ} of {sum(w.size for w in wants)} values differ (integer output, compared exactly)")
     return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
                  max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
-                 reason="; ".join(notes), unit=float(unit.max(initial=0.0)) if unit.size else 1.0)
+                 reason="; ".join(notes), unit=_unit_shown(units if units is not None else [unit]))
+
+
+def _unit_shown(units: list) -> float:
+    """The unit a check line shows: the largest of its samples' (the loosest bar it applied)."""
+    sizes = [u for u in units if u.size]
+    return max(float(u.max()) for u in sizes) if sizes else 1.0
 
 
 def reference_scale(values: list) -> float:
@@ -377,6 +385,7 @@ def verify_package(
     names = [o.name for o in adapter.outputs]
     want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
     units = {n: reference_scale([w[n] for w in want if n in w]) for n in names} | adapter.output_units()
+    per_sample = [adapter.sample_units(s) for s in samples]
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples), checks=report_metadata)
 
@@ -395,8 +404,9 @@ def verify_package(
                                                reason=f"the package does not run at this size: {first_line(refused)}"))
                 continue
             for name in names:
+                unit = [per_sample[i].get(name, units.get(name)) for i in idx] if any(name in per_sample[i] for i in idx) else units.get(name)
                 report.checks.append(compare_many(name, [results[i][name] for i in idx], [want[i][name] for i in idx], tol,
-                                                  backend=backend, mode=mode, size=size, unit=units.get(name)))
+                                                  backend=backend, mode=mode, size=size, unit=unit))
             if adapter.classes is not None:
                 probs = np.stack([np.asarray(want[i][names[0]], np.float64) for i in idx])
                 got = [results[i] for i in idx]

@@ -212,3 +212,24 @@ def test_neither_fp16_mode_nor_a_precision_entry_loosens_an_fp32_programs_bar(ex
         report = verify_package(adapter, dest, adapter.samples(4), modes=modes, backends=("executor",))
         assert report.status == "failed" and {c.tolerance.atol for c in report.ran} == {1e-4}, modes
     assert verify_package(adapter, package, adapter.samples(4), modes=("fp16",), backends=("executor",)).status == "passed"
+
+
+def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(tmp_path):
+    """Stores near 5e4 and near 5 in one table: the bar in units of the pooled spread (~2e4)
+    passed the package of another model at 18% off on the small store. With window scaling each
+    window's output is its own scale times the network's, and the bar is in that scale."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 60
+    frames = [pd.DataFrame({"store": name, "date": pd.date_range("2000-01-01", periods=n, freq="MS"),
+                            "y": level * (1 + 0.1 * np.sin(np.arange(n) / 2) + 0.02 * rng.standard_normal(n))})
+              for name, level in (("big", 5e4), ("small", 5.0))]
+    table = pd.concat(frames, ignore_index=True)
+    fits = [Forecaster("y", time="date", series_id="store", horizon=3, window=12, seed=s, select="network", **TINY).fit(table)
+            for s in (0, 1)]
+    fits[0].save(tmp_path / "ckpt")
+    package = fits[1].export(tmp_path / "other.mlpackage")
+    assert verified(tmp_path, package).status == "failed"
+    own = fits[0].export(tmp_path / "own.mlpackage")
+    assert verified(tmp_path, own).status == "passed"

@@ -238,7 +238,7 @@ def verify_classifier_package(package, checkpoint, *, table=None, modes=("fp32",
 
 
 def evaluate_package(package, table, *, backend: str = "auto", mode: str = "fp32") -> dict:
-    """Accuracy, macro F1 and confusion of a package on a labelled table (``coreml-lstm predict --evaluate``)."""
+    """Accuracy, macro F1 and confusion of a package on a labelled table (``Classifier.evaluate``)."""
     from ..runner import Backend
     from .train import classification_metrics
 
