@@ -104,6 +104,13 @@ class DataConfig:
             col = getattr(self, role)
             if col is not None and (col in self.target or col in (self.features or [])):
                 raise _option_error(role, f"column {col!r} is also a target or feature")
+            # predict writes the keys, then a column per target and step: one named alike was overwritten.
+            if col is not None and re.fullmatch(rf"(?:{'|'.join(map(re.escape, map(str, self.target)))})_t\+\d+(?:_std|_q\d\d)?", str(col)):
+                raise _option_error(role, f"column {col!r} is named as a predict output column ({self.target[0]}_t+1, {self.target[0]}_t+1_std, "
+                                          "...), which would overwrite it; rename the column")
+        if self.series_id == "row" and self.time is None:
+            raise _option_error("series_id", "column 'row' is the name predict gives the row of each window when there is no time "
+                                             "column, which would overwrite the series ids; rename the column")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -656,6 +663,16 @@ def canonical_int(text: str) -> bool:
     except ValueError:
         return False
     return str(value) == text and -(2**63) <= value < 2**63
+
+
+def ids_as_in(ids: list, known: list) -> list:
+    """``ids`` (a second table's series ids, typed from that table alone: ``1``, ``2``) as the
+    ``known`` ones are (``"1"``, ``"2"``, ``"x"`` from the training table) where their text is
+    the same; others as they are."""
+    if set(map(type, ids)) == set(map(type, known)):
+        return list(ids)
+    by_text = {str(k): k for k in known}
+    return [by_text.get(str(i), i) for i in ids]
 
 
 def typed_keys(words: list) -> list:
@@ -1612,6 +1629,12 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         _same_columns(vsrc.label, vsrc.columns, table.table_columns)
         _check_long_enough(table, W + H, f"window {W} + horizon {H}")
         vtable = _load(vsrc, validation, config, "validation", table.columns)
+        vtable.ids = ids_as_in(vtable.ids, table.ids)
+        strangers = [i for i in vtable.ids if i not in set(table.ids)] if table.ids != [None] else []
+        if strangers:
+            warnings.append(f"{vsrc.label}: validation series {strangers[0]!r}" + (f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else "")
+                            + " has no rows in the training table: its MASE and skill have no in-sample scale (n/a), and the pooled "
+                            "scale weighs it in the scaled error")
         if config.log:
             _check_positive_table(vtable, len(targets))
         _check_long_enough(vtable, W + H, f"window {W} + horizon {H}")

@@ -647,3 +647,34 @@ def test_a_semicolon_delimited_csv_s_missing_column_error_hints_at_the_delimiter
     assert err(prepare, p, None, DataConfig(target="y", time="t")) == f"{p}: missing columns 'y', 't'; columns are: t;y; {hint}"
     p = write(tmp_path, "t;y\n1;2,5\n2;3,5\n3;4,5\n")  # decimal commas: more fields than the header
     assert err(prepare, p, None, DataConfig(target="y", time="t")) == f"{p}: row 1 has 2 fields, the header has 1; {hint}"
+
+
+def test_validation_series_ids_are_read_as_the_training_tables(tmp_path):
+    """Ids 1, 2, x (text) in the training CSV and 1, 2 (integers, read alone) in the validation
+    CSV matched no series: every MASE was n/a and the scaled error used the pooled scale, unsaid."""
+    rng = np.random.default_rng(0)
+
+    def table(ids, n):
+        return pd.DataFrame({"store": np.repeat(ids, n), "t": np.tile(np.arange(n), len(ids)), "y": rng.normal(10, 1, n * len(ids))})
+
+    table(["1", "2", "x"], 30).to_csv(tmp_path / "train.csv", index=False)
+    table(["1", "2"], 12).to_csv(tmp_path / "val.csv", index=False)
+    config = DataConfig(target="y", time="t", series_id="store", window=4, horizon=2)
+    ds = prepare(tmp_path / "train.csv", tmp_path / "val.csv", config)
+    assert set(ds.validation.series) == {"1", "2"} and set(ds.validation.series) <= set(ds.insample) and ds.warnings == []
+    table(["1", "z"], 12).to_csv(tmp_path / "val2.csv", index=False)
+    ds = prepare(tmp_path / "train.csv", tmp_path / "val2.csv", config)
+    assert [w for w in ds.warnings if "validation series 'z' has no rows in the training table" in w]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(series_id="row"), "series_id: column 'row' is the name predict gives the row of each window when there is no time column"),
+    (dict(time="y_t+1"), "time: column 'y_t+1' is named as a predict output column"),
+    (dict(time="t", series_id="y_t+2_q05"), "series_id: column 'y_t+2_q05' is named as a predict output column"),
+])
+def test_a_key_column_named_like_a_predict_output_is_refused(options, message):
+    """predict writes the keys, then y_t+1, y_t+1_std, ...: a key named alike was overwritten
+    (store names became row numbers; times became forecasts)."""
+    with pytest.raises(DataError, match="^" + re.escape(message)):
+        DataConfig(target="y", **options)
+    DataConfig(target="y", time="row")  # a time column called row is the key 'row' itself
