@@ -558,6 +558,13 @@ def read_table(source, *, role: str = "training", text=(), keep_blank_lines: boo
         if len(source) == 0:
             raise DataError(f"{label}: the table has no rows")
         frame = source.set_axis([str(c) for c in source.columns], axis=1)  # copy-on-write: the caller's frame is not copied or changed
+        index = frame.index
+        if isinstance(index, pd.DatetimeIndex) or (not isinstance(index, pd.RangeIndex) and index.nlevels == 1 and index.name is not None):
+            # Times kept as the index (as statsmodels' datasets ship them): a column, named as the
+            # index is (or 'index'), so time="date" finds it; it was dropped unsaid.
+            name = str(index.name) if index.name is not None else "index"
+            if name not in frame.columns:
+                frame = frame.reset_index(names=name)
     else:
         if source is None:
             raise DataError(f"{role} data: no table given")
@@ -1387,6 +1394,13 @@ def _build(src, config: DataConfig, inputs: list[str]) -> SeriesTable:
     if rows is not None and len(rows) and rows.max() < 2**31:
         rows = rows.astype(np.int32)
     counts = np.bincount(codes, minlength=len(id_list)) if codes is not None else np.array([len(values)])
+    if keep is not None and not counts.all():  # every row of a series had an empty cell
+        k = int(np.argmin(counts))
+        which = f"series {id_list[k]!r}" if scol else "the table"
+        raise DataError(f"{label}: {which} has no rows left once the rows with empty cells are dropped (missing 'drop'); "
+                        "fill them, or leave the series out",
+                        cli=f"{label}: {which} has no rows left once the rows with empty cells are dropped (--missing drop); "
+                            "fill them, or leave the series out")
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     mean_change = np.where(counted > 0, steps / np.maximum(counted, 1), np.nan)
     return SeriesTable(label, list(src.columns), list(inputs), values, offsets, id_list, times, rows, tz, rounding, mean_change, wall)

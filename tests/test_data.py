@@ -678,3 +678,20 @@ def test_a_key_column_named_like_a_predict_output_is_refused(options, message):
     with pytest.raises(DataError, match="^" + re.escape(message)):
         DataConfig(target="y", **options)
     DataConfig(target="y", time="row")  # a time column called row is the key 'row' itself
+
+
+def test_times_kept_as_a_dataframes_index_are_a_column():
+    """statsmodels ships co2 with its weeks as a DatetimeIndex: time="date" said the column was missing."""
+    frame = pd.DataFrame({"y": np.arange(40.0)}, index=pd.date_range("2000-01-02", periods=40, freq="W", name="date"))
+    ds = prepare(frame, config=DataConfig(target="y", time="date", window=4, horizon=2))
+    assert ds.config.step == "W-SUN" and ds.config.season == 52
+    unnamed = frame.rename_axis(None)
+    assert prepare(unnamed, config=DataConfig(target="y", time="index", window=4, horizon=2)).config.step == "W-SUN"
+    assert frame.columns.tolist() == ["y"]  # the caller's frame is left as it was
+
+
+def test_a_series_emptied_by_dropping_empty_cells_is_named():
+    """The error spoke of window 1 + horizon 1 (the default window shrunk to the empty series)."""
+    frame = pd.DataFrame({"s": ["a"] * 30 + ["c"] * 5, "t": list(range(30)) + list(range(5)), "y": [1.0] * 30 + [np.nan] * 5})
+    with pytest.raises(DataError, match=r"^training data: series 'c' has no rows left once the rows with empty cells are dropped \(missing 'drop'\)"):
+        prepare(frame, config=DataConfig(target="y", time="t", series_id="s", missing="drop"))
