@@ -1608,7 +1608,7 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     lengths, first = table.lengths, table.offsets[:-1]
     warnings = (_short_series_horizon_warning(given, config, table) + _short_series_warning(given, config, table, split=chronological)
                 + _season_window_warning(given, config, table, split=chronological)
-                + _gap_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table))
+                + _gap_warning(table) + _mixed_step_warning(table) + _unused_columns_warning(given, table) + _precision_warning(table))
     everyone = np.arange(len(table.ids))
 
     if validation is None:
@@ -1760,6 +1760,7 @@ def _gap_warning(table: SeriesTable) -> list[str]:
     if not dates and not np.issubdtype(np.asarray(table.times).dtype, np.integer):
         return []
     found = {"steps": [0, None], "business": [0, None]}  # kind -> [series with gaps, the first's (id, missing, gaps, after)]
+    longest, longest_gapped = int(np.argmax(table.lengths)), False  # the season is read from the longest series
     for k in range(len(table.ids)):
         a, b = int(table.offsets[k]), int(table.offsets[k + 1])
         t = table.calendar_times(a, b) if dates else table.times[a:b]  # the clock the times step evenly on
@@ -1780,6 +1781,7 @@ def _gap_warning(table: SeriesTable) -> list[str]:
         if kind == "steps" and dates and frequency(t) is not None:  # a calendar step pandas names (month ends, say)
             continue
         found[kind][0] += 1
+        longest_gapped |= kind == "steps" and k == longest
         if found[kind][1] is None:
             missing = int((longer // step - 1).sum())
             at = a + int(np.flatnonzero(steps > step)[0])
@@ -1793,14 +1795,37 @@ def _gap_warning(table: SeriesTable) -> list[str]:
         who = f"series {sid!r}" if sid is not None else "the series"
         more = f" (and {count - 1} other series)" if count > 1 else ""
         if kind == "steps":
+            season = (", and no season is inferred: add a row per missing step (empty values, then --missing ffill) or give --season"
+                      if longest_gapped else ": add a row per missing step (empty values, then --missing ffill)")
             out.append(f"{table.label}: {who}{more} misses {missing} time steps in {gaps} gaps, the first after {after}; windows run across "
-                       "them as if the rows were consecutive, and no season is inferred: add a row per missing step (empty values, then "
-                       "--missing ffill) or give --season")
+                       f"them as if the rows were consecutive{season}")
         else:
             out.append(f"{table.label}: {who}{more} is business-daily (season 5) but misses {missing} business days (holidays, say) in {gaps} gaps, "
                        f"the first after {after}; windows run across them as if the rows were consecutive: add a row per missing business day "
                        "(empty values, then --missing ffill), or leave them out if the series does not run on holidays")
     return out
+
+
+def _mixed_step_warning(table: SeriesTable) -> list[str]:
+    """A sentence when a series steps otherwise than the longest one (daily and hourly series in
+    one table): the step and season are the longest series' (:func:`table_step`), for every series."""
+    if table.times is None or len(table.ids) < 2 or not np.issubdtype(np.asarray(table.times).dtype, np.datetime64):
+        return []
+    trained = table_step(table)
+    if trained is None:
+        return []
+    longest = int(np.argmax(table.lengths))
+    picked = range(len(table.ids)) if len(table.ids) <= 64 else np.unique(np.linspace(0, len(table.ids) - 1, 64).astype(int))
+    for k in picked:
+        a, b = int(table.offsets[k]), int(table.offsets[k + 1])
+        if k == longest or b - a < 3:
+            continue
+        times = pd.Series(table.calendar_times(a, b) if table.wall is not None else table.time_at(np.arange(a, b)))
+        step = frequency(times) if pd.api.types.is_datetime64_any_dtype(times) else None
+        if step is not None and not same_step(step, trained):
+            return [f"{table.label}: series {table.ids[k]!r} steps {step_name(step)}, the longest series ({table.ids[longest]!r}) "
+                    f"{step_name(trained)}: the step and season are the longest series', for every series; train series of one step together"]
+    return []
 
 
 def _check_long_enough(table: SeriesTable, need: int, what: str) -> None:

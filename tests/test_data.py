@@ -695,3 +695,20 @@ def test_a_series_emptied_by_dropping_empty_cells_is_named():
     frame = pd.DataFrame({"s": ["a"] * 30 + ["c"] * 5, "t": list(range(30)) + list(range(5)), "y": [1.0] * 30 + [np.nan] * 5})
     with pytest.raises(DataError, match=r"^training data: series 'c' has no rows left once the rows with empty cells are dropped \(missing 'drop'\)"):
         prepare(frame, config=DataConfig(target="y", time="t", series_id="s", missing="drop"))
+
+
+def test_series_stepping_otherwise_than_the_longest_are_warned_of_and_gaps_say_where_the_season_comes_from():
+    """A daily and an hourly series trained on the daily step and season unsaid; a gap in a
+    shorter series said 'no season is inferred' while the longest one's season was used."""
+    daily = pd.DataFrame({"s": "daily", "t": pd.date_range("2021-01-01", periods=60, freq="D"), "y": np.arange(60.0)})
+    hourly = pd.DataFrame({"s": "hourly", "t": pd.date_range("2021-01-01", periods=40, freq="h"), "y": np.arange(40.0)})
+    ds = prepare(pd.concat([daily, hourly], ignore_index=True), config=DataConfig(target="y", time="t", series_id="s", window=4, horizon=2))
+    assert ds.config.season == 7
+    assert [w for w in ds.warnings if w.startswith("training data: series 'hourly' steps hourly ('h'), the longest series ('daily') daily ('D')")]
+    gapped = daily.assign(s="b").iloc[:40].drop(index=[10, 11])
+    ds = prepare(pd.concat([daily, gapped], ignore_index=True), config=DataConfig(target="y", time="t", series_id="s", window=4, horizon=2))
+    [gap] = [w for w in ds.warnings if "misses 2 time steps" in w]
+    assert ds.config.season == 7 and "no season is inferred" not in gap
+    ds = prepare(gapped, config=DataConfig(target="y", time="t", window=4, horizon=2))
+    [gap] = [w for w in ds.warnings if "misses 2 time steps" in w]
+    assert "no season is inferred" in gap and ds.config.season == 1
