@@ -580,6 +580,17 @@ def check_features(adapter, program, package) -> None:
     missing = [o.name for o in adapter.outputs if o.name not in declared_out]
     if missing:
         raise ConfigError(f"{package}: has no output {missing[0]!r}; its outputs are {', '.join(declared_out)}")
+    from .adapter import Input
+
+    declared = {t.name: Input.from_spec(t) for t in program.inputs}
+    for i in adapter.inputs:
+        d = declared[i.name]
+        if d.enumerated or i.enumerated:
+            continue
+        fixed = [(a, b) for a, b in zip(i.shape, d.shape) if isinstance(a, int) and isinstance(b, int)]
+        if len(i.shape) != len(d.shape) or any(a != b for a, b in fixed):
+            raise ConfigError(f"{package}: input {i.name!r} has shape {d.shape_text()}, the model's {i.shape_text()}: "
+                              "the package was made from another model")
 
 
 def _label(value):

@@ -98,6 +98,9 @@ def test_wide_layout_fits_with_integer_labels():
     clf = SequenceClassifier(layout="wide", **TINY).fit(frame)
     assert clf.classes_ == [1, 2] and clf.max_length_ == 8
     assert clf.metrics_["accuracy"] >= 0.75
+    # A max_length below the longest sample names the option that set the bound, and the fix.
+    with pytest.raises(DataError, match=r"; the model takes at most 5 \(max_length: raise it to 8, the longest sample's, or leave it out to take the longest\)$"):
+        SequenceClassifier(layout="wide", max_length=5, **TINY).fit(frame)
     assert clf.predict([np.arange(6.0), -np.arange(3.0)]) == [2, 1]
 
 

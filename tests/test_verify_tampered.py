@@ -233,3 +233,14 @@ def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(
     assert verified(tmp_path, package).status == "failed"
     own = fits[0].export(tmp_path / "own.mlpackage")
     assert verified(tmp_path, own).status == "passed"
+
+
+def test_a_package_of_another_window_is_said_to_be_of_another_model(exported, tmp_path):
+    """It read as a bad feed: "input 'window': expected shape (1..256, 12, 1), got (1, 8, 1)"."""
+    from coreml_lstm.errors import ConfigError
+
+    root, package = exported
+    Forecaster("y", time="date", horizon=3, window=8, **TINY).fit(seasonal_trend(80)).save(tmp_path / "ckpt")
+    with pytest.raises(ConfigError, match=r"^.*m\.mlpackage: input '\w+' has shape \(1\.\.256, 12, 1\), the model's \(1\.\.256, 8, 1\): "
+                                          r"the package was made from another model$"):
+        verified(tmp_path, package)
