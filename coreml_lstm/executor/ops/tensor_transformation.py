@@ -153,7 +153,10 @@ def _slices(shape, begin, end, stride=None, begin_mask=None, end_mask=None, sque
         if stride[i] == 0:
             raise ValueError(f"stride of axis {i} is 0")
         if sm[i]:
-            index.append(_axis(begin[i], shape[i], f"squeezed index of axis {i}"))
+            b = int(begin[i])
+            if not -shape[i] <= b < shape[i]:
+                raise ValueError(f"squeezed index {b} of axis {i} is out of range for its size {shape[i]}")
+            index.append(b % shape[i])
             continue
         index.append(slice(None if bm[i] else begin[i], None if em[i] else end[i], stride[i]))
     return tuple(index)

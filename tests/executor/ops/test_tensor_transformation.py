@@ -42,6 +42,16 @@ def test_slice_by_index_is_numpy_slicing(case):
     np.testing.assert_array_equal(got, x[index])
 
 
+def test_a_squeezed_index_out_of_its_axis_names_the_index_and_the_size():
+    """It said 'squeezed index of axis 1 2 is out of range for rank 2' of a rank-3 tensor."""
+    with pytest.raises(ValueError, match=r"^squeezed index 2 of axis 1 is out of range for its size 2$"):
+        call("slice_by_index", x=np.zeros((4, 2, 3), np.float32), begin=np.array([0, 2, 0]), end=np.array([4, 3, 3]),
+             squeeze_mask=np.array([False, True, False]))
+    got = call("slice_by_index", x=np.arange(24, dtype=np.float32).reshape(4, 2, 3), begin=np.array([0, -1, 0]), end=np.array([4, 0, 3]),
+               squeeze_mask=np.array([False, True, False]))
+    np.testing.assert_array_equal(got, np.arange(24, dtype=np.float32).reshape(4, 2, 3)[:, -1, :])
+
+
 def test_slice_update_writes_the_slice():
     x = np.zeros((3, 4), np.float32)
     got = call("slice_update", "iOS18", x=x, update=np.ones(2, np.float32), begin=np.array([1, 3]), end=np.array([0, 0]),
