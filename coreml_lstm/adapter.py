@@ -537,6 +537,10 @@ class Adapter:
         if missing:
             raise ConfigError(f"no value for input {missing[0]!r}; the package's inputs are {', '.join(sorted(i.name for i in self.inputs))}")
         feeds = cast_to({i.name: i.dtype for i in self.inputs}, feeds)
+        for i in self.inputs:
+            if i.dtype.kind in "iu" and np.asarray(feeds[i.name]).dtype.kind == "f":
+                raise ConfigError(f"input {i.name!r} takes integers ({i.dtype}); the feed is {np.asarray(feeds[i.name]).dtype}: give integer "
+                                  "values (token ids are not rounded)")
         return Sample.one(feeds, shape_label(self.inputs, feeds))
 
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:

@@ -891,6 +891,10 @@ def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
             if missing:
                 where = f" in sample {k}" if len(feeds) > 1 else ""
                 raise ConfigError(f"inputs: no value for input {missing[0]!r}{where}; the package's inputs are {', '.join(sorted(known))}")
+            for i in adapter.inputs:
+                if i.dtype.kind in "iu" and arrays[i.name].dtype.kind == "f":
+                    raise ConfigError(f"inputs: {i.name!r} takes integers ({i.dtype}); the value is {arrays[i.name].dtype}: give integer values "
+                                      "(token ids are not rounded)")
             out.append(Sample.one(arrays, shape_label(adapter.inputs, arrays)))
         return out
     if shapes is not None:
