@@ -133,7 +133,7 @@ def backtest(forecaster, data, *, origins: int = 5, step: int | None = None, ref
     step = H if step is None else step
     if not isinstance(step, int) or step < 1:
         raise DataError(f"step: must be an integer >= 1, got {step!r}")
-    frame = data_mod.read_table(data, role="backtest", text=data_mod.key_columns(config))
+    frame = data_mod.read_table(data, role="backtest", text=data_mod.key_columns(config), keys=data_mod.index_keys(config))
     inputs, targets = list(ckpt.input_columns), list(ckpt.target_columns)
     data_mod.require_columns(frame, inputs + [c for c in (config.time, config.series_id) if c])
     held = data_mod.clean_table(frame, config, inputs)

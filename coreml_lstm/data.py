@@ -104,13 +104,6 @@ class DataConfig:
             col = getattr(self, role)
             if col is not None and (col in self.target or col in (self.features or [])):
                 raise _option_error(role, f"column {col!r} is also a target or feature")
-            # predict writes the keys, then a column per target and step: one named alike was overwritten.
-            if col is not None and re.fullmatch(rf"(?:{'|'.join(map(re.escape, map(str, self.target)))})_t\+\d+(?:_std|_q\d\d)?", str(col)):
-                raise _option_error(role, f"column {col!r} is named as a predict output column ({self.target[0]}_t+1, {self.target[0]}_t+1_std, "
-                                          "...), which would overwrite it; rename the column")
-        if self.series_id == "row" and self.time is None:
-            raise _option_error("series_id", "column 'row' is the name predict gives the row of each window when there is no time "
-                                             "column, which would overwrite the series ids; rename the column")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -528,7 +521,7 @@ def table_source(source, role: str = "training"):
     raise DataError(f"{role} data: expected a DataFrame or a CSV or Parquet path, got {name}")
 
 
-def read_table(source, *, role: str = "training", text=(), keep_blank_lines: bool = False) -> pd.DataFrame:
+def read_table(source, *, role: str = "training", text=(), keys=(), keep_blank_lines: bool = False) -> pd.DataFrame:
     """Read a CSV or Parquet path or take a DataFrame, checking what a real file can get wrong.
 
     Handles a byte-order mark, CRLF line ends and quoted fields. The returned frame's index is
@@ -558,13 +551,13 @@ def read_table(source, *, role: str = "training", text=(), keep_blank_lines: boo
         if len(source) == 0:
             raise DataError(f"{label}: the table has no rows")
         frame = source.set_axis([str(c) for c in source.columns], axis=1)  # copy-on-write: the caller's frame is not copied or changed
-        index = frame.index
-        if isinstance(index, pd.DatetimeIndex) or (not isinstance(index, pd.RangeIndex) and index.nlevels == 1 and index.name is not None):
-            # Times kept as the index (as statsmodels' datasets ship them): a column, named as the
-            # index is (or 'index'), so time="date" finds it; it was dropped unsaid.
-            name = str(index.name) if index.name is not None else "index"
-            if name not in frame.columns:
-                frame = frame.reset_index(names=name)
+        # Times or ids kept as the index (statsmodels ships its datasets' dates there): read where
+        # the caller names them (time="date"), and only then: an index is not data otherwise.
+        levels = [str(n) for n in frame.index.names]
+        named = [k for k in dict.fromkeys(keys) if k and k not in frame.columns and k in levels]
+        if named:
+            frame = frame.reset_index(level=[levels.index(k) for k in named])
+            frame.columns = [str(c) for c in frame.columns]
     else:
         if source is None:
             raise DataError(f"{role} data: no table given")
@@ -1131,10 +1124,10 @@ class _ArrowSource:
         return self._batches(columns, types)
 
 
-def _open(source, role: str, text=()):
+def _open(source, role: str, text=(), keys=()):
     source = table_source(source, role)
     if isinstance(source, pd.DataFrame) or source is None:
-        return _FrameSource(read_table(source, role=role))
+        return _FrameSource(read_table(source, role=role, keys=keys))
     path, label, kind = _check_path(source)
     try:
         return _ArrowSource(path, label, kind)
@@ -1142,9 +1135,29 @@ def _open(source, role: str, text=()):
         return _FrameSource(read_table(source, role=role, text=text))
 
 
+def check_key_names(config: DataConfig) -> None:
+    """At training: a time or series id column named like a column predict writes after the keys
+    (``y_t+1``, ``y_t+1_std``, ``y_t+1_q05``; ``row``, the key without a time column), which
+    predict would overwrite (store names became row numbers). Checkpoints and packages of such
+    a model still load."""
+    for role in ("time", "series_id"):
+        col = getattr(config, role)
+        if col is not None and re.fullmatch(rf"(?:{'|'.join(map(re.escape, map(str, config.target)))})_t\+\d+(?:_std|_q\d\d)?", str(col)):
+            raise _option_error(role, f"column {col!r} is named as a predict output column ({config.target[0]}_t+1, {config.target[0]}_t+1_std, "
+                                      "...), which would overwrite it; rename the column")
+    if config.series_id == "row" and config.time is None:
+        raise _option_error("series_id", "column 'row' is the name predict gives the row of each window when there is no time "
+                                         "column, which would overwrite the series ids; rename the column")
+
+
 def key_columns(config: DataConfig) -> list[str]:
     """The columns a CSV file gives as text (:func:`read_table`): the series id's."""
     return [config.series_id] if config.series_id else []
+
+
+def index_keys(config: DataConfig) -> list[str]:
+    """The columns a DataFrame may hold as its index instead (:func:`read_table`'s ``keys``)."""
+    return [c for c in (config.time, config.series_id) if c]
 
 
 def load_series(source, config: DataConfig, *, role: str = "training", columns: list[str] | None = None, like: SeriesTable | None = None) -> SeriesTable:
@@ -1157,7 +1170,7 @@ def load_series(source, config: DataConfig, *, role: str = "training", columns: 
         columns: the value columns (a trained model's inputs); None to resolve them from config.
         like: a table whose columns this one must have, in the same order (a validation table).
     """
-    src = _open(source, role, key_columns(config))
+    src = _open(source, role, key_columns(config), index_keys(config))
     if like is not None:
         _same_columns(src.label, src.columns, like.table_columns)
     return _load(src, source, config, role, columns)
@@ -1174,7 +1187,7 @@ def _load(src, source, config: DataConfig, role: str, columns: list[str] | None)
                 inputs = list(columns)
             return _build(src, config, inputs)
         except _Retry:
-            src = _FrameSource(read_table(source, role=role, text=key_columns(config)))
+            src = _FrameSource(read_table(source, role=role, text=key_columns(config), keys=index_keys(config)))
     raise AssertionError("a whole-table read never retries")  # pragma: no cover
 
 
@@ -1597,6 +1610,7 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
     """
     if config is None:
         raise DataError("prepare: a DataConfig naming the target column(s) is required")
+    check_key_names(config)
     table = load_series(train, config, role="training")
     inputs, targets = table.columns, list(config.target)
     if config.log:
@@ -1639,7 +1653,7 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         val_windows = Windows(table, _Starts(first + val_first, val_count, everyone), W, H, len(targets))
         limit = split
     else:
-        vsrc = _open(validation, "validation")
+        vsrc = _open(validation, "validation", keys=index_keys(config))
         _same_columns(vsrc.label, vsrc.columns, table.table_columns)
         _check_long_enough(table, W + H, f"window {W} + horizon {H}")
         vtable = _load(vsrc, validation, config, "validation", table.columns)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .data import DataConfig, clean_table, key_columns, prediction_windows, read_table, step_warning, table_step
+from .data import DataConfig, clean_table, index_keys, key_columns, prediction_windows, read_table, step_warning, table_step
 from .errors import ConfigError, DataError, PackageError
 from .metadata import INPUT_NAME, MAX_BATCH, OUTPUT_NAME, read_metadata
 from .runner import Backend
@@ -58,7 +58,7 @@ def records_json(frame: pd.DataFrame) -> str:
 
 def clean_series(table, config: DataConfig, columns: list[str]):
     """The table's checked series, ``(series id, frame)``, and its time step (:func:`coreml_lstm.data.table_step`)."""
-    frame = read_table(table, role="input", text=key_columns(config))
+    frame = read_table(table, role="input", text=key_columns(config), keys=index_keys(config))
     held = clean_table(frame, config, columns)
     return held.frames(), (table_step(held) if config.time else None), frame.attrs.get("label", "the table")
 

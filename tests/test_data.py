@@ -675,19 +675,24 @@ def test_validation_series_ids_are_read_as_the_training_tables(tmp_path):
 def test_a_key_column_named_like_a_predict_output_is_refused(options, message):
     """predict writes the keys, then y_t+1, y_t+1_std, ...: a key named alike was overwritten
     (store names became row numbers; times became forecasts)."""
+    frame = pd.DataFrame({"y": np.arange(30.0), "t": np.arange(30), "row": "a", "y_t+1": np.arange(30), "y_t+2_q05": "b"})
+    config = DataConfig(target="y", features=[], window=4, horizon=2, **options)  # a checkpoint's config still loads
     with pytest.raises(DataError, match="^" + re.escape(message)):
-        DataConfig(target="y", **options)
-    DataConfig(target="y", time="row")  # a time column called row is the key 'row' itself
+        prepare(frame, config=config)
+    prepare(frame.drop(columns="row").rename(columns={"t": "row"}), config=DataConfig(target="y", features=[], time="row", window=4, horizon=2))
 
 
-def test_times_kept_as_a_dataframes_index_are_a_column():
-    """statsmodels ships co2 with its weeks as a DatetimeIndex: time="date" said the column was missing."""
+def test_times_kept_as_a_dataframes_index_are_read_where_named():
+    """statsmodels ships co2 with its weeks as a DatetimeIndex: time="date" said the column was
+    missing. An index no option names stays out of the data (it is not a feature)."""
     frame = pd.DataFrame({"y": np.arange(40.0)}, index=pd.date_range("2000-01-02", periods=40, freq="W", name="date"))
     ds = prepare(frame, config=DataConfig(target="y", time="date", window=4, horizon=2))
-    assert ds.config.step == "W-SUN" and ds.config.season == 52
-    unnamed = frame.rename_axis(None)
-    assert prepare(unnamed, config=DataConfig(target="y", time="index", window=4, horizon=2)).config.step == "W-SUN"
+    assert ds.config.step == "W-SUN" and ds.config.season == 52 and ds.input_columns == ["y"]
+    assert prepare(frame, config=DataConfig(target="y", window=4, horizon=2)).input_columns == ["y"]
     assert frame.columns.tolist() == ["y"]  # the caller's frame is left as it was
+    two = pd.concat([frame.assign(store="a"), frame.assign(store="b")]).set_index("store", append=True)  # (date, store)
+    ds = prepare(two, config=DataConfig(target="y", time="date", series_id="store", window=4, horizon=2))
+    assert set(ds.validation.series) == {"a", "b"} and ds.input_columns == ["y"]
 
 
 def test_a_series_emptied_by_dropping_empty_cells_is_named():
