@@ -122,9 +122,11 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     """One output over several samples (each pair may have its own shape): the worst error of all.
 
     The worst index is ``(sample, *index)`` when ``stacked``; the shape is ``(samples, *shape)``
-    when every sample has one shape. ``unit`` (a number, or an array broadcasting to the output)
-    is the output's natural scale: the absolute bar is ``atol * unit`` (see
-    :meth:`coreml_lstm.adapter.Adapter.output_units`).
+    when every sample has one shape. ``unit`` (a number, or an array broadcasting to the output;
+    or a list of those, one per sample) is the output's natural scale: the absolute bar is
+    ``atol * unit`` (see :meth:`coreml_lstm.adapter.Adapter.output_units` and ``sample_units``);
+    a unit that is not finite or not positive counts as 1. The check's ``unit`` is the one at its
+    worst index.
 
     An output torch computes as integers or bools (an argmax, a count, a mask) is compared
     exactly, whatever ``tol``: a class index off by one is another class, however close in
@@ -134,8 +136,8 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     if exact:
         tol, unit = EXACT, None
     # One unit for every sample, or a list of one per sample (each window's own scale).
-    units = [np.ones(()) if u is None else np.asarray(u, dtype=np.float64) for u in unit] if isinstance(unit, list) else None
-    unit = np.ones(()) if unit is None or units is not None else np.asarray(unit, dtype=np.float64)
+    units = [np.ones(()) if u is None else _finite_unit(u) for u in unit] if isinstance(unit, list) else None
+    unit = np.ones(()) if unit is None or units is not None else _finite_unit(unit)
     gots = [np.asarray(g, dtype=np.float64) for g in gots]
     wants = [np.asarray(w, dtype=np.float64) for w in wants]
     for k, (g, w) in enumerate(zip(gots, wants)):
@@ -146,7 +148,7 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
     if all(np.asarray(w).size == 0 for w in wants):  # a zero-size output: no value was compared, nothing passed
         return Check(name, backend, mode, "skipped", tolerance=tol, size=size,
                      reason=f"torch's output holds no values (shape {wants[0].shape if wants else ()}): nothing to compare")
-    worst_excess, worst, max_abs, max_rel, nonfinite, differ = -np.inf, (), 0.0, 0.0, 0, 0
+    worst_excess, worst, max_abs, max_rel, nonfinite, differ, worst_unit = -np.inf, (), 0.0, 0.0, 0, 0, None
     for k, (got, want) in enumerate(zip(gots, wants)):
         # A non-finite value on either side matches only the same value (NaN matches NaN): a
         # NaN from torch is no licence for any output of the package.
@@ -157,11 +159,13 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
             err = np.where(finite, np.abs(got - want), np.where(same, 0.0, np.inf))
         magnitude = np.where(finite, np.abs(want), 0.0)
         rel = err / np.maximum(magnitude, np.finfo(np.float32).tiny)
-        excess = err - (tol.atol * (units[k] if units is not None else unit) + tol.rtol * magnitude)
+        u = units[k] if units is not None else unit
+        excess = err - (tol.atol * u + tol.rtol * magnitude)
         if excess.size:
             i = int(np.argmax(excess))
             if excess.flat[i] > worst_excess:
                 worst_excess = float(excess.flat[i])
+                worst_unit = float(np.broadcast_to(u, excess.shape).flat[i])
                 index = tuple(int(j) for j in np.unravel_index(i, excess.shape))
                 worst = (k, *index) if stacked else index
         differ += int(np.count_nonzero(err))
@@ -175,7 +179,14 @@ def compare_many(name: str, gots: list, wants: list, tol: Tolerance, *, backend:
         notes.append(f"{differ} of {sum(w.size for w in wants)} values differ (integer output, compared exactly)")
     return Check(name, backend, mode, "passed" if ok else "failed", shape=tuple(shape) if shape is not None else None,
                  max_abs=max_abs, max_rel=max_rel, tolerance=tol, worst_index=worst, size=size,
-                 reason="; ".join(notes), unit=_unit_shown(units if units is not None else [unit]))
+                 reason="; ".join(notes), unit=worst_unit if worst_unit is not None else _unit_shown(units if units is not None else [unit]))
+
+
+def _finite_unit(unit) -> np.ndarray:
+    """A unit as float64, 1 where it is not finite (a window holding inf has no scale: a NaN
+    unit would pass any error)."""
+    unit = np.asarray(unit, dtype=np.float64)
+    return np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)
 
 
 def _unit_shown(units: list) -> float:
@@ -184,19 +195,32 @@ def _unit_shown(units: list) -> float:
     return max(float(u.max()) for u in sizes) if sizes else 1.0
 
 
-def reference_scale(values: list) -> float:
-    """The unit an output's absolute tolerance is in when its model names none
-    (:meth:`~coreml_lstm.adapter.Adapter.output_units`): the root mean square of torch's finite
-    values, at most 1. A softmax over 40 classes (values ~0.025) held to an atol of 0.05 passed
-    the package of another model; in units of its values it does not. Outputs of scale 1 and
-    above keep the absolute bar (``rtol`` covers their magnitude); an output torch gives as all
-    zeros (or no finite value) keeps it too."""
+def _rms(values) -> float | None:
+    """The root mean square of the finite values of some arrays, or None when there are none."""
     finite = [v[np.isfinite(v)] for v in (np.asarray(v, np.float64) for v in values)]
     count = sum(v.size for v in finite)
-    if not count:
+    return math.sqrt(sum(float(np.square(v).sum()) for v in finite) / count) if count else None
+
+
+def reference_scale(values: list, floor: float = 0.0) -> float:
+    """The unit an output's absolute tolerance is in when its model names none
+    (:meth:`~coreml_lstm.adapter.Adapter.output_units`): the root mean square of torch's finite
+    values, at most 1 and at least ``floor``. A softmax over 40 classes (values ~0.025) held to
+    an atol of 0.05 passed the package of another model; in units of its values it does not.
+    Outputs of scale 1 and above keep the absolute bar (``rtol`` covers their magnitude); an
+    output torch gives as all zeros (or no finite value) keeps it too. ``floor``
+    (:func:`input_floor`): rounding grows with the values an output is computed from, so a small
+    output of large inputs (readings near 9.81, centred) is not held below their rounding."""
+    rms = _rms(values)
+    if rms is None or (rms == 0 and floor == 0):
         return 1.0
-    rms = math.sqrt(sum(float(np.square(v).sum()) for v in finite) / count)
-    return min(1.0, rms) if rms > 0 else 1.0
+    return min(1.0, max(rms, floor))
+
+
+def input_floor(samples) -> float:
+    """A tenth of the root mean square of the samples' float feeds (integer ids are not magnitudes)."""
+    rms = _rms([v for s in samples for call in s.calls for v in call.values() if np.asarray(v).dtype.kind == "f"])
+    return 0.1 * rms if rms is not None else 0.0
 
 
 def live_ops(program) -> list:
@@ -384,7 +408,8 @@ def verify_package(
     report_metadata = metadata_checks(adapter, program)
     names = [o.name for o in adapter.outputs]
     want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
-    units = {n: reference_scale([w[n] for w in want if n in w]) for n in names} | adapter.output_units()
+    floor = input_floor(samples)
+    units = {n: reference_scale([w[n] for w in want if n in w], floor) for n in names} | adapter.output_units()
     per_sample = [adapter.sample_units(s) for s in samples]
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples), checks=report_metadata)
