@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ConfigError, CoreMLLSTMError, PackageError, first_line
 from .fsutil import write_text
-from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, program_precision
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, input_floor, program_precision, reference_scale
 
 FORMAT = "coreml-lstm golden 1"
 
@@ -63,7 +63,12 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     precision = program_precision(program)
     tol = DEFAULT_TOLERANCES["fp16" if fp16_bar(program) else precision]
     names = {k for _, outs in records for k in outs}
-    units = {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
+    # verify's units: the adapter's, else each output's root mean square (floored by the inputs');
+    # a call's own where the adapter gives them per sample (a forecaster's window scale).
+    floor = input_floor([Sample([feeds]) for feeds, _ in records])
+    units = {k: reference_scale([outs[k] for _, outs in records if k in outs], floor) for k in names}
+    units |= {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
+    per_call = [{k: float(np.max(u)) for k, u in adapter.sample_units(s).items() if k in names} for s in samples] if not streams else []
     return {
         "format": FORMAT,
         "package": Path(package).name,
@@ -72,8 +77,9 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
         "units": units,  # per output, the scale of the absolute tolerance (verify's units; 1 if absent)
         "stateful": stateful,
         "calls": [
-            {"inputs": {k: _array(np.asarray(v)) for k, v in feeds.items()}, "outputs": {k: _array(np.asarray(v)) for k, v in outs.items()}}
-            for feeds, outs in records
+            {"inputs": {k: _array(np.asarray(v)) for k, v in feeds.items()}, "outputs": {k: _array(np.asarray(v)) for k, v in outs.items()},
+             **({"units": per_call[i]} if i < len(per_call) and per_call[i] else {})}
+            for i, (feeds, outs) in enumerate(records)
         ],
         **adapter.golden_extras(),
     }
@@ -149,7 +155,17 @@ def check_golden(package: str | Path, golden: dict, *, mode: str | None = None) 
             got.setdefault(name, []).append(np.asarray(result[name]))
             want.setdefault(name, []).append(_unarray(expected, np.float64))
     report = Report(package=str(package), samples=len(golden["calls"]))
+    units = _units(golden)
     for name in want:  # calls may differ in shape (a flexible length): compared call by call
-        report.checks.append(compare_many(name, got[name], want[name], tol, backend="executor:golden", mode=mode,
-                                          unit=golden.get("units", {}).get(name)))
+        per_call = [_units(call).get(name, units.get(name)) for call in golden["calls"] if name in call["outputs"]]
+        report.checks.append(compare_many(name, got[name], want[name], tol, backend="executor:golden", mode=mode, unit=per_call))
     return report
+
+
+def _units(entry) -> dict:
+    """The ``units`` of a golden file or call, as {name: number}: anything else in a file anyone
+    may have written counts as no unit (1)."""
+    units = entry.get("units") if isinstance(entry, dict) else None
+    if not isinstance(units, dict):
+        return {}
+    return {k: float(v) for k, v in units.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -592,6 +592,7 @@ final class {name}Tests: XCTestCase {{
     struct Call: Decodable {{
         let inputs: [String: Values]
         let outputs: [String: Values]
+        let units: [String: Float]?  // this call's own scales (a window's), where they differ from call to call
     }}
 
     struct Golden: Decodable {{
@@ -615,7 +616,7 @@ final class {name}Tests: XCTestCase {{
     func check(_ result: MLFeatureProvider, _ call: Call, _ tolerance: [String: Float], _ units: [String: Float]?, _ index: Int) throws {{
         let rtol = tolerance["rtol"] ?? 1e-4
         for (output, expected) in call.outputs {{
-            let atol = (tolerance["atol"] ?? 1e-4) * (units?[output] ?? 1)
+            let atol = (tolerance["atol"] ?? 1e-4) * (call.units?[output] ?? units?[output] ?? 1)
             let array = try XCTUnwrap(result.featureValue(for: output)?.multiArrayValue, "call \\(index): no output \\(output)")
             let got = try {name}.MultiArray.read(array)
             XCTAssertEqual(got.shape, expected.shape, "call \\(index): \\(output) shape")

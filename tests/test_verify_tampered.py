@@ -233,6 +233,12 @@ def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(
     assert verified(tmp_path, package).status == "failed"
     own = fits[0].export(tmp_path / "own.mlpackage")
     assert verified(tmp_path, own).status == "passed"
+    # The golden vectors an app's tests replay hold each call to its window's scale too.
+    from coreml_lstm.golden import check_golden, golden
+
+    vectors = golden(ForecasterAdapter.load(tmp_path / "ckpt", package=package), package)
+    assert check_golden(package, vectors).status == "failed"
+    assert check_golden(own, golden(ForecasterAdapter.load(tmp_path / "ckpt", package=own), own)).status == "passed"
 
 
 def test_a_package_of_another_window_is_said_to_be_of_another_model(exported, tmp_path):
