@@ -135,12 +135,16 @@ class ForecasterAdapter(Adapter):
         by), per window and target: a table of stores near 5e4 and near 5 pooled one spread of
         ~2e4, and the package of another model passed on the small store at 18% off."""
         m = self.model
-        if self.streaming or not m.windowed or m.config.log:
+        if self.streaming or not m.windowed:
             return {}
         x = np.asarray(sample.calls[-1][INPUT_NAME], np.float64)
         y = x[..., : m.n_targets]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.log(y) if m.config.log else y
         d = y - y[:, -1:, :]
         scale = np.abs(d - d.mean(axis=1, keepdims=True)).mean(axis=1, keepdims=True) + m.target_floor.detach().double().numpy()
+        if m.config.log:  # exp(level + scale * z): an error dz moves the output by ~ exp(level) * scale * dz
+            scale = np.exp(y[:, -1:, :]) * scale
         units = {"forecast": scale, "prediction": scale, "variance": scale**2, "means": scale[..., None], "scales": scale[..., None]}
         return {o.name: units[o.name] for o in self.outputs if o.name in units}
 
@@ -194,10 +198,11 @@ class ForecasterAdapter(Adapter):
         return self.samples_from_windows(x, limit)
 
     def samples_from_windows(self, x: np.ndarray, limit: int = 64, batches: bool = True) -> list[Sample]:
-        """One sample a window (the last ``limit``), and with ``batches`` those windows in one
+        """One sample a window (``limit`` of them, spread over all), and with ``batches`` those windows in one
         call and as many as the package takes (cycled) in one call, where it takes a batch."""
         if not self.streaming:
-            x = np.asarray(x[-limit:], np.float32)
+            # Spread over every window (every series), not the last series' last ones.
+            x = np.asarray(x[np.unique(np.linspace(0, len(x) - 1, min(limit, len(x))).round().astype(int))] if len(x) else x, np.float32)
             samples = [Sample.one({INPUT_NAME: x[i : i + 1]}) for i in range(len(x))]
             batch = self.inputs[0].shape[0]
             if batches and isinstance(batch, Dim) and len(x):
