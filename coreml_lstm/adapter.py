@@ -539,8 +539,9 @@ class Adapter:
         feeds = cast_to({i.name: i.dtype for i in self.inputs}, feeds)
         for i in self.inputs:
             if i.dtype.kind in "iu" and np.asarray(feeds[i.name]).dtype.kind == "f":
-                raise ConfigError(f"input {i.name!r} takes integers ({i.dtype}); the feed is {np.asarray(feeds[i.name]).dtype}: give integer "
-                                  "values (token ids are not rounded)")
+                what = "a bool mask (0 or 1, or bools)" if i.torch_dtype == "bool" else f"integers ({i.dtype})"
+                raise ConfigError(f"input {i.name!r} takes {what}; the feed is {np.asarray(feeds[i.name]).dtype}: give integer "
+                                  "values (they are not rounded)")
         return Sample.one(feeds, shape_label(self.inputs, feeds))
 
     def samples_from_table(self, table, limit: int = 64) -> list[Sample]:

@@ -417,7 +417,7 @@ def _load_model(model, package=None, inputs=(), outputs=(), **options):
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Random samples the check after conversion draws.")
 @click.option("--fp32-module", "fp32_modules", multiple=True, metavar="NAME",
               help="With --precision fp16: a submodule (dotted name, e.g. encoder.norm) whose ops stay fp32, such as a normalisation of raw inputs beyond fp16's 65504 (repeat).")
-@click.option("--atol", type=float, help="The check's absolute tolerance (default: fp32 1e-4; fp16, compressed weights or states 5e-2).")
+@click.option("--atol", type=float, help="The check's absolute tolerance, in units of each output's scale (its root mean square where below 1) (default: fp32 1e-4; fp16, compressed weights or states 5e-2).")
 @click.option("--rtol", type=float, help="The check's relative tolerance (default as --atol).")
 @export_options
 @json_option
@@ -640,7 +640,7 @@ def _feeds_samples(adapter, paths) -> list:
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Model files: every output's name, in the order the model returns them (repeat; default: the package's).")
 @click.option("--samples", "--limit", "samples", type=click.IntRange(min=1), help="Compare on at most this many samples (checkpoints: validation windows or samples, default 64; model files: random draws, default 8).")
 @click.option("--mode", type=click.Choice(["fp32", "fp16"]), help="Executor numerics (default: the package's precision; classifiers: both).")
-@click.option("--atol", type=float, help="Absolute tolerance (default per precision: fp32 1e-4; fp16, compressed weights or states 5e-2).")
+@click.option("--atol", type=float, help="Absolute tolerance, in units of each output's scale: a forecast's window scale or training spread, another output's root mean square where below 1 (default per precision: fp32 1e-4; fp16, compressed weights or states 5e-2).")
 @click.option("--rtol", type=float, help="Relative tolerance (default as --atol).")
 @click.option("--chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Streaming packages: steps per call.")
 @click.option("--chunks", type=click.IntRange(min=1), default=3, show_default=True, help="Streaming packages: calls with the state carried, compared with one pass.")

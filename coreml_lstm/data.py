@@ -1658,7 +1658,8 @@ def prepare(train, validation=None, config: DataConfig | None = None) -> Dataset
         _check_long_enough(table, W + H, f"window {W} + horizon {H}")
         vtable = _load(vsrc, validation, config, "validation", table.columns)
         vtable.ids = ids_as_in(vtable.ids, table.ids)
-        strangers = [i for i in vtable.ids if i not in set(table.ids)] if table.ids != [None] else []
+        known = set(table.ids)
+        strangers = [i for i in vtable.ids if i not in known] if table.ids != [None] else []
         if strangers:
             warnings.append(f"{vsrc.label}: validation series {strangers[0]!r}" + (f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else "")
                             + " has no rows in the training table: its MASE and skill have no in-sample scale (n/a), and the pooled "

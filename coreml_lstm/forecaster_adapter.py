@@ -117,7 +117,8 @@ class ForecasterAdapter(Adapter):
         """Outputs in raw units are held to the tolerance in units of the training spread of each
         target (its standard deviation; with log scaling, level x the log's deviation), a
         variance in that squared, a stream's window in each column's; weights and recurrent
-        states in their own units (1). Window scaling is equivariant: a series times 1000 gives
+        states get verify's default (their root mean square, at most 1). With window scaling
+        :meth:`sample_units` gives each window's own scale instead. Window scaling is equivariant: a series times 1000 gives
         forecasts times 1000 and, in fp16, errors times 1000."""
         m = self.model
         T = m.n_targets

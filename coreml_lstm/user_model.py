@@ -512,7 +512,12 @@ def _output_names(outputs, n: int, taken=()) -> list[str]:
     and states' names, which a Core ML program cannot give an output too."""
     if outputs is None:
         names = ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
-        return [f"{name}_" if name in taken else name for name in names]
+        out = []
+        for name in names:
+            while name in taken or name in out:
+                name += "_"
+            out.append(name)
+        return out
     names = [getattr(o, "name", None) or o if not isinstance(o, str) else o for o in outputs]
     if any(not isinstance(x, str) or not x for x in names):
         raise ConfigError("outputs: give a name (or a ct.TensorType with a name) for every output")
@@ -893,8 +898,9 @@ def _samples(adapter: Adapter, inputs, n: int, shapes) -> list[Sample]:
                 raise ConfigError(f"inputs: no value for input {missing[0]!r}{where}; the package's inputs are {', '.join(sorted(known))}")
             for i in adapter.inputs:
                 if i.dtype.kind in "iu" and arrays[i.name].dtype.kind == "f":
-                    raise ConfigError(f"inputs: {i.name!r} takes integers ({i.dtype}); the value is {arrays[i.name].dtype}: give integer values "
-                                      "(token ids are not rounded)")
+                    what = "a bool mask (0 or 1, or bools)" if i.torch_dtype == "bool" else f"integers ({i.dtype})"
+                    raise ConfigError(f"inputs: {i.name!r} takes {what}; the value is {arrays[i.name].dtype}: give integer values "
+                                      "(they are not rounded)")
             out.append(Sample.one(arrays, shape_label(adapter.inputs, arrays)))
         return out
     if shapes is not None:

@@ -1104,7 +1104,7 @@ def test_a_package_taking_ids_as_floats_is_checked_on_integers(tmp_path):
     report = coreml_lstm.verify(model, package, {"ids": np.arange(5, dtype=np.int32)[None] * 9})
     assert report.status == "passed", format_report(report)
     int_path, _ = coreml_lstm.convert(model, torch.randint(0, 50, (1, 5)), tmp_path / "int.mlpackage", samples=1)
-    with pytest.raises(ConfigError, match=r"^inputs: 'ids' takes integers \(int32\); the value is float32: give integer values"):
+    with pytest.raises(ConfigError, match=r"^inputs: 'ids' takes integers \(int32\); the value is float32: give integer values \(they are not rounded\)"):
         coreml_lstm.verify(model, int_path, {"ids": np.arange(5.0)[None]})  # was torch's 'Expected tensor ... Long, Int'
 
 

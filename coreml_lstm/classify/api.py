@@ -110,8 +110,8 @@ class _Classifier:
         longest = int(max(len(v) for v in x_tr + x_va))
         if self.data_config.max_length is not None:
             self.max_length_ = self.data_config.max_length
-            self._check_lengths(x_tr, train_s, training=True)
-            self._check_lengths(x_va, val_s, training=True)
+            self._check_lengths(x_tr, train_s, longest=longest)
+            self._check_lengths(x_va, val_s, longest=longest)
         else:
             self.max_length_ = longest
         model = self._build()
@@ -141,10 +141,11 @@ class _Classifier:
         source = parts[0].source
         return TrainingError(f"{source}: {exc}; try a smaller learning rate (lr)", cli=f"{source}: {exc}; try a smaller --lr")
 
-    def _check_lengths(self, x: list, samples: Samples, training: bool = False) -> None:
-        """Model inputs (values or token ids) longer than ``max_length_``: an error naming the sample."""
+    def _check_lengths(self, x: list, samples: Samples, longest: int | None = None) -> None:
+        """Model inputs (values or token ids) longer than ``max_length_``: an error naming the
+        sample (at training, ``longest``: the longest sample of every split, for the advice)."""
         what = "text" if self.task == "text-classify" else "sequence"
-        check_lengths(Samples(x, samples.labels, samples.keys, samples.rows, samples.source), self.max_length_, what, training)
+        check_lengths(Samples(x, samples.labels, samples.keys, samples.rows, samples.source), self.max_length_, what, longest)
 
     def _metrics(self, x: list, y: np.ndarray) -> dict:
         pred = predict_logits(self.model_, x).argmax(-1)

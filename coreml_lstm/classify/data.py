@@ -364,17 +364,18 @@ def _read_wide(frame: pd.DataFrame, config: SequenceDataConfig, labelled: bool, 
     return Samples(xs, ys, list(rows), rows, label, steps)
 
 
-def check_lengths(samples: Samples, max_length: int, what: str = "sequence", training: bool = False) -> None:
+def check_lengths(samples: Samples, max_length: int, what: str = "sequence", longest: int | None = None) -> None:
     """A sample longer than the model's maximum length (steps, or tokens for text) is an error
-    naming it; in ``training``, the error names the max_length option that set the bound."""
+    naming it; at training (``longest``: the longest sample of every split), the error names the
+    max_length option that set the bound and the length that takes every sample."""
     unit = "tokens" if what == "text" else "steps"
     for x, key, row in zip(samples.x, samples.keys, samples.rows):
         if len(x) > max_length:
             who = f"{what} {key!r}" if key != row else what
             at = f"{samples.source}: row {row}: {who} has {len(x)} {unit}; the model takes at most {max_length}"
-            if not training:
+            if longest is None:
                 raise DataError(at)
-            fix = f"raise it to {max(len(v) for v in samples.x)}, the longest sample's, or leave it out to take the longest"
+            fix = f"raise it to {longest}, the longest sample's, or leave it out to take the longest"
             raise DataError(f"{at} (max_length: {fix})", cli=f"{at} (--max-length: {fix})")
 
 
