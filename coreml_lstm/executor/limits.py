@@ -4,10 +4,12 @@
                        refused before allocating, naming the shape and the size. Default: a quarter
                        of the machine's physical memory (a kernel's temporaries are a few times its
                        output); COREML_LSTM_MAX_TENSOR_BYTES sets it.
-    MAX_LIVE_BYTES     the values one run holds at once (what the kernels made that a later op or
-                       the caller still needs; a value that views another counts as nothing): a run
-                       past it stops, naming the op. Default: half of the machine's physical memory;
-                       COREML_LSTM_MAX_LIVE_BYTES sets it.
+    MAX_LIVE_BYTES     the values one run holds at once: the program's constants, the feeds, and
+                       what the kernels made that a later op or the caller still needs, in nested
+                       blocks (cond, while_loop) as in the main block. Memory is what counts: a view
+                       counts at the bytes of the array it views, once however many values share it,
+                       for as long as any of them is held. A run past it stops, naming the op.
+                       Default: half of the machine's physical memory; COREML_LSTM_MAX_LIVE_BYTES sets it.
     MAX_LOOP_ITERATIONS  while_loop iterations in one run, nested loops counted together: a loop
                        whose condition never turns false stops with an error. Default 100,000
                        (far above the time steps of a recurrent loop); COREML_LSTM_MAX_LOOP_ITERATIONS.

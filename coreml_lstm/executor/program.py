@@ -81,9 +81,149 @@ class State:
         self.name = name
 
 
-def _owned_bytes(value) -> int:
-    """The memory an array owns (a view owns none: its base is counted where it was made)."""
-    return int(value.nbytes) if isinstance(value, np.ndarray) and value.flags.owndata else 0
+def _memory(value):
+    """The object whose memory ``value`` uses, and its bytes: an array that views another is its
+    base (numpy keeps a view's ``base`` the array it was made from, an array over a foreign
+    buffer the last of the chain); a list value counts its elements; anything else is None."""
+    if isinstance(value, np.ndarray):
+        base = value.base
+        while isinstance(base, np.ndarray):
+            value, base = base, base.base
+        return value, value.nbytes
+    held = getattr(value, "held_bytes", None)  # a TensorList (ops/control_flow.py)
+    return (value, held) if held else (None, 0)
+
+
+class LiveBytes:
+    """The bytes one run holds at once, held to :data:`limits.MAX_LIVE_BYTES`.
+
+    Every value a run puts in a scope (a feed, an op's result, a nested block's input) is added;
+    values sharing memory (a view and its base, an op that returns its input) are counted once,
+    at the bytes of the memory, for as long as any of them is held. The program's constants are
+    held whatever the run does: they start the count (``base``), and a value using their memory
+    adds nothing (``constants``: the ids of their memory).
+
+    The main block drops a value when it lets it go; a count per memory says when the last value
+    using it goes. A nested block (cond, while_loop) lets go of nothing until it ends, when all
+    its values go and the count returns to what it was when the block began. Loop bodies make
+    most of a run's values, so a nested block's values are first counted each at the bytes of its
+    memory, without looking for memory counted already (an upper bound, a few additions a
+    value); only when that passes the bound is the count made exact (:meth:`exact`), and it stays
+    exact for as long as nested blocks run, so the bound is passed only by memory really held.
+    """
+
+    __slots__ = ("held", "total", "scopes", "scope", "outside", "seen")
+
+    def __init__(self, base: int, constants):
+        # The main block's values: id of the memory -> [the memory, values using it, bytes];
+        # None for a constant's memory.
+        self.held: dict[int, list | None] = dict.fromkeys(constants)
+        self.total = base
+        self.scopes: list[list] = []  # per nested block running: the memory its values use
+        self.scope: list | None = None  # the innermost one
+        self.outside = 0  # the count when the outermost nested block began
+        self.seen: dict | None = None  # exact counting: id of the memory -> the scope that counts it
+
+    # add, drop and add_nested run for every value of a run: _memory is written out in each (a call costs).
+    def add(self, value) -> None:
+        """A value of the main block."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+            nbytes = value.nbytes
+        else:
+            value, nbytes = _memory(value)
+            if value is None:
+                return
+        key = id(value)
+        held = self.held
+        if key not in held:
+            held[key] = [value, 1, nbytes]  # holds the memory: its id stays its own
+            self.total += nbytes
+        elif held[key] is not None:
+            held[key][1] += 1
+
+    def drop(self, value) -> None:
+        """A value the main block lets go of."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+        else:
+            value = _memory(value)[0]
+        key = id(value)
+        entry = self.held.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if not entry[1]:
+                del self.held[key]
+                self.total -= entry[2]
+
+    def enter(self) -> int:
+        """A nested block begins; returns the count to come back to when it ends (:meth:`leave`)."""
+        if not self.scopes:
+            self.outside = self.total
+        self.scope = []
+        self.scopes.append(self.scope)
+        return self.total
+
+    def add_nested(self, value) -> None:
+        """A value of the innermost nested block running."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+            nbytes = value.nbytes
+        else:
+            value, nbytes = _memory(value)
+            if value is None:
+                return
+        if self.seen is None:
+            self.total += nbytes
+            self.scope.append(value)  # holds the memory: its id stays its own
+            return
+        key = id(value)
+        if key not in self.held and key not in self.seen:
+            self.seen[key] = len(self.scopes) - 1
+            self.total += nbytes
+            self.scope.append(value)
+
+    def exact(self) -> None:
+        """Count the nested blocks' memory exactly, each once and none the main block or the
+        constants hold, and go on counting so while nested blocks run."""
+        held, seen, total = self.held, {}, self.outside
+        for level, scope in enumerate(self.scopes):
+            for memory in scope:
+                key = id(memory)
+                if key not in held and key not in seen:
+                    seen[key] = level
+                    total += _memory(memory)[1]
+        self.seen, self.total = seen, total
+
+    def leave(self, total: int) -> None:
+        """The innermost nested block ends: its values go (``total``: what :meth:`enter` returned)."""
+        scope = self.scopes.pop()
+        self.scope = self.scopes[-1] if self.scopes else None
+        if self.seen is None:
+            self.total = total
+            return
+        level, seen = len(self.scopes), self.seen  # counted exactly since the block began, perhaps: take off what it counted
+        for memory in scope:
+            if seen.get(id(memory)) == level:
+                del seen[id(memory)]
+                self.total -= _memory(memory)[1]
+        if not self.scopes:
+            self.seen = None
+
+    def check(self, op: "Op | None") -> None:
+        """Past the bound (counted exactly), the error naming ``op`` (None: the feeds)."""
+        if self.total > limits.MAX_LIVE_BYTES and self.scopes and self.seen is None:
+            self.exact()
+        if self.total > limits.MAX_LIVE_BYTES:
+            where = "with the feeds" if op is None else f"op {op.name!r} ({op.type}):"
+            raise PackageError(f"{where} the values this run holds at once reach {limits.size_text(self.total)}, more than "
+                               f"the {limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
 
 
 class RunContext:
@@ -93,6 +233,8 @@ class RunContext:
         self.program, self.mode, self.state = program, mode, state
         self.intermediate: dict | None = None
         self.iterations = 0  # while_loop iterations so far, every loop of the run together
+        # (A kernel run on its own, in the kernel tests, has no program: nothing is held before it.)
+        self.live = LiveBytes(getattr(program, "constant_bytes", 0), getattr(program, "_constant_ids", frozenset()))
 
     def count_iteration(self, op: "Op") -> None:
         """One more loop iteration; past the run's bound, an error (a loop that never ends)."""
@@ -108,10 +250,16 @@ class RunContext:
         if len(block.inputs) != len(inputs):
             raise ValueError(f"a nested block takes {len(block.inputs)} inputs but is given {len(inputs)}")
         scope = dict(env)
-        for spec, value in zip(block.inputs, inputs):
-            scope[spec.name] = value
-        self.program._run_ops(block.ops, scope, self)
-        return [scope[name] for name in block.outputs]
+        live = self.live
+        start = live.enter()  # what the block holds goes when it ends
+        try:
+            for spec, value in zip(block.inputs, inputs):
+                scope[spec.name] = value
+                live.add_nested(value)
+            self.program._run_ops(block.ops, scope, self, nested=True)
+            return [scope[name] for name in block.outputs]
+        finally:
+            live.leave(start)
 
 
 class Kernel:
@@ -236,6 +384,35 @@ class Program:
         self._blobs.clear()
         self._as_float32.clear()
         self._where = "the model description"
+        self._count_constants()
+
+    def _count_constants(self) -> None:
+        """``constant_bytes``: the memory the program's constants hold (folded results in both
+        modes, immediate inputs and attributes of the other ops), each array's memory once; every
+        run's count of the values it holds starts from it (see :class:`LiveBytes`)."""
+        memories: dict[int, int] = {}
+
+        def note(value):
+            if isinstance(value, (list, tuple)):
+                for v in value:
+                    note(v)
+                return
+            memory, nbytes = _memory(value)
+            if memory is not None:
+                memories[id(memory)] = nbytes
+
+        def walk(block: Block):
+            for op in block.ops:
+                for value in (*getattr(op, "folded", ()), *getattr(op, "folded16", ()), *op.attributes.values()):
+                    note(value)
+                for bindings in op.inputs.values():
+                    note([b.value for b in bindings if b.name is None])
+                for b in op.blocks:
+                    walk(b)
+
+        walk(self.block)
+        self._constant_ids = frozenset(memories)  # the ops hold every one: an id stays its array's
+        self.constant_bytes = sum(memories.values())
 
     def _check_joined_inputs(self) -> None:
         """Refuse a ``stack`` or ``concat`` that joins two or more function inputs whose default
@@ -463,20 +640,22 @@ class Program:
             self._release_plan = plan
         return self._release_plan
 
-    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None, account: bool = False) -> None:
-        """Run ``ops`` in ``env``; ``releases``: values to let go of after their last reader;
-        ``account`` (the main block): hold the run's values to :data:`limits.MAX_LIVE_BYTES`."""
+    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None, nested: bool = False) -> None:
+        """Run ``ops`` in ``env``, every value they make counted in ``ctx.live`` (held to
+        :data:`limits.MAX_LIVE_BYTES`); ``releases`` (the main block): values to let go of after
+        their last reader; ``nested``: the ops of a nested block (its values go when it ends)."""
         mode = ctx.mode
-        live = sum(_owned_bytes(v) for v in env.values()) if account else 0
+        live = ctx.live
+        add = live.add_nested if nested else live.add
         for i, op in enumerate(ops):
             if releases and i - 1 in releases:
                 for name in releases[i - 1]:
                     if not isinstance(env.get(name), State):
-                        live -= _owned_bytes(env.pop(name, None)) if account else 0
+                        live.drop(env.pop(name, None))
             folded = getattr(op, "folded16" if mode == "fp16" else "folded", None)
             if folded is not None:
                 for out, value in zip(op.outputs, folded):
-                    env[out.name] = value
+                    env[out.name] = value  # a constant: counted in the run's base
                 continue
             kernel = op.kernel
             kwargs = {}
@@ -494,20 +673,17 @@ class Program:
                 raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
             keep = mode == "fp16" and kernel.keeps_fp16
             for out, value in zip(op.outputs, results):
-                if keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32:
-                    env[out.name] = value
-                else:
+                if not (keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32):
                     try:
-                        env[out.name] = self._cast(value, out, mode)
+                        value = self._cast(value, out, mode)
                     except (ValueError, TypeError, OverflowError) as exc:  # a string value declared fp32, say
                         detail = " ".join(str(exc).split())[:200]
                         raise PackageError(f"op {op.name!r} ({op.type}): its output {out.name!r} cannot be held as the declared "
                                            f"{np.dtype(out.dtype).name} ({detail})") from None
-                if account:
-                    live += _owned_bytes(env[out.name])
-            if account and live > limits.MAX_LIVE_BYTES:
-                raise PackageError(f"op {op.name!r} ({op.type}): the values this run holds at once reach {limits.size_text(live)}, more than "
-                                   f"the {limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+                env[out.name] = value
+                add(value)
+            if live.total > limits.MAX_LIVE_BYTES:
+                live.check(op)
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
@@ -561,7 +737,10 @@ class Program:
                 env[s.name] = State(s.name)
         ctx = RunContext(self, mode, state)
         try:
-            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases(), account=True)
+            for value in env.values():  # the feeds
+                ctx.live.add(value)
+            ctx.live.check(None)
+            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases())
         except PackageError as exc:
             if str(exc).startswith(str(self.path)):
                 raise

@@ -478,6 +478,103 @@ def test_a_legitimate_loop_is_not_bounded_too_early(tmp_path):
     assert np.isfinite(prog.predict({"x": x})["y"]).all()
 
 
+# -- the values a run holds (MAX_LIVE_BYTES) ---------------------------------------------------
+
+N = 1 << 20  # floats: 4 MiB a value, far above the small LSTM's own values and constants
+MIB4 = 4 * N
+
+
+def _fill(out, n=N):
+    return ("fill", out, {"shape": np.array([n], np.int32), "value": np.float32(1)}, {"out_shape": (n,)})
+
+
+def _held(built, tmp_path, monkeypatch, name, ops, bound):
+    """Run a package with ``ops`` in front for its outputs under a live-bytes ``bound``: the
+    one-line refusal, or None when it runs."""
+    package, feeds, _ = built
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", int(bound))
+    path = H.with_ops(package, tmp_path / f"{name}.mlpackage", ops)
+    try:
+        refused_message = refused(path, feeds)
+    except AssertionError as exc:
+        assert "was run without complaint" in str(exc)
+        return None
+    return refused_message
+
+
+def test_a_view_counts_at_its_base_when_the_base_is_let_go(built, tmp_path, monkeypatch):
+    """reshape's view keeps the 4 MiB of the fill it views after the fill itself is let go: with
+    another 4 MiB and the add's result the run holds 12 MiB, not the 8 MiB of the arrays that own
+    their memory."""
+    ops = [_fill("big"), ("reshape", "view", {"x": "big", "shape": np.array([N], np.int32)}, {"out_shape": (N,)}), _fill("other"),
+           ("add", "hostile_out", {"x": "view", "y": "other"}, {"out_shape": (N,)})]
+    message = _held(built, tmp_path, monkeypatch, "view", ops, 2.5 * MIB4)
+    assert message is not None and "op 'hostile_out' (add): the values this run holds at once reach 12.0 MiB, more than the 10.0 MiB" in message, message
+    assert _held(built, tmp_path, monkeypatch, "view2", ops, 3.5 * MIB4) is None
+
+
+def test_a_value_that_is_another_counts_once(built, tmp_path, monkeypatch):
+    """identity returns its input itself: big and same are one 4 MiB array, and with the add's
+    result the run holds 8 MiB, not 12."""
+    ops = [_fill("big"), ("identity", "same", {"x": "big"}, {"out_shape": (N,)}), ("add", "hostile_out", {"x": "big", "y": "same"}, {"out_shape": (N,)})]
+    assert _held(built, tmp_path, monkeypatch, "same", ops, 2.5 * MIB4) is None
+    message = _held(built, tmp_path, monkeypatch, "same2", ops, 1.5 * MIB4)
+    assert message is not None and "op 'hostile_out' (add): the values this run holds at once reach 8.0 MiB" in message, message
+
+
+def _summing_block(prefix):
+    block = H.make_block(outputs=[f"{prefix}_sum"])
+    H.add_op(block.operations, *_fill(f"{prefix}_big")[:3], front=False, **_fill(f"{prefix}_big")[3])
+    H.add_op(block.operations, "reduce_sum", f"{prefix}_sum", {"x": f"{prefix}_big", "axes": np.array([0], np.int32)}, out_shape=(), front=False)
+    return block
+
+
+def test_values_made_in_a_cond_block_count(built, tmp_path, monkeypatch):
+    other = H.make_block(outputs=["zero"])
+    H.add_op(other.operations, "const", "zero", {}, out_shape=(), val=np.float32(0))
+    ops = [("cond", "hostile_out", {"pred": np.bool_(True)}, {"out_shape": (), "blocks": [_summing_block("then"), other]})]
+    message = _held(built, tmp_path, monkeypatch, "cond", ops, 0.5 * MIB4)
+    assert message is not None and "op 'then_big' (fill): the values this run holds at once reach 4.0 MiB, more than the 2.0 MiB" in message, message
+    assert _held(built, tmp_path, monkeypatch, "cond2", ops, 1.5 * MIB4) is None
+
+
+def test_views_in_a_block_of_a_value_outside_it_add_nothing(built, tmp_path, monkeypatch):
+    """Three reshapes in a cond block of the main block's 4 MiB fill hold no memory of their own:
+    the run holds 4 MiB, within a 6 MiB bound (the block's first count, an upper bound, says 16)."""
+    then = H.make_block(outputs=["s"])
+    for i, x in enumerate(["big", "v0", "v1"]):
+        H.add_op(then.operations, "reshape", f"v{i}", {"x": x, "shape": np.array([2, N // 2], np.int32)}, out_shape=(2, N // 2), front=False)
+    H.add_op(then.operations, "reduce_sum", "s", {"x": "v2", "axes": np.array([0, 1], np.int32)}, out_shape=(), front=False)
+    other = H.make_block(outputs=["zero"])
+    H.add_op(other.operations, "const", "zero", {}, out_shape=(), val=np.float32(0))
+    ops = [_fill("big"), ("cond", "hostile_out", {"pred": np.bool_(True)}, {"out_shape": (), "blocks": [then, other]})]
+    assert _held(built, tmp_path, monkeypatch, "views", ops, 1.5 * MIB4) is None
+    message = _held(built, tmp_path, monkeypatch, "views2", ops, 0.5 * MIB4)
+    assert message is not None and "op 'big' (fill): the values this run holds at once reach 4.0 MiB" in message, message
+
+
+def _counting_loop(iterations):
+    cond = H.make_block([("i", np.int32, ())], ["go"])
+    H.add_op(cond.operations, "less", "go", {"x": "i", "y": np.int32(iterations)}, out_dtype=np.bool_, out_shape=(), front=False)
+    body = _summing_block("body")
+    body.inputs.add().CopyFrom(H.make_block([("j", np.int32, ())]).inputs[0])
+    del body.outputs[:]
+    body.outputs.append("j2")
+    H.add_op(body.operations, "add", "j2", {"x": "j", "y": np.int32(1)}, out_dtype=np.int32, out_shape=(), front=False)
+    return [("while_loop", "hostile_out", {"loop_vars": np.int32(0)}, {"out_dtype": np.int32, "out_shape": (), "blocks": [cond, body]})]
+
+
+def test_values_made_in_a_loop_body_count_and_go_with_their_iteration(built, tmp_path, monkeypatch):
+    """A body making 4 MiB is refused under a 2 MiB bound, and runs 50 times under 6 MiB: each
+    iteration's values are let go when it ends."""
+    message = _held(built, tmp_path, monkeypatch, "loop", _counting_loop(50), 0.5 * MIB4)
+    assert message is not None and "op 'body_big' (fill): the values this run holds at once reach 4.0 MiB, more than the 2.0 MiB" in message, message
+    package, feeds, _ = built
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", int(1.5 * MIB4))
+    out = ex.load(H.with_ops(package, tmp_path / "loop50.mlpackage", _counting_loop(50))).predict(feeds)
+    assert int(np.asarray(out["hostile_out"]).reshape(())) == 50
+
+
 # -- fuzzing --------------------------------------------------------------------------------
 
 
