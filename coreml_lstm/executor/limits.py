@@ -9,6 +9,10 @@
                        blocks (cond, while_loop) as in the main block. Memory is what counts: a view
                        counts at the bytes of the array it views, once however many values share it,
                        for as long as any of them is held. A run past it stops, naming the op.
+                       The constants alone are held to it as the package loads: decoded weights,
+                       immediate values and what constexpr ops make of them, each checked before it
+                       is made (from its declared type) and counted once made; a load past it stops,
+                       naming the package, the constant and the total.
                        Default: half of the machine's physical memory; COREML_LSTM_MAX_LIVE_BYTES sets it.
     MAX_LOOP_ITERATIONS  while_loop iterations in one run, nested loops counted together: a loop
                        whose condition never turns false stops with an error. Default 100,000

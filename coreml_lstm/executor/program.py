@@ -15,6 +15,7 @@ Numerics (``mode``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,6 +364,8 @@ class Program:
         self._weights: dict[str, WeightFile] = {}
         self._blobs: dict[tuple, np.ndarray] = {}  # (file, offset, dtype, shape) -> the one decoded copy
         self._as_float32: dict[int, tuple] = {}  # id of a folded fp16 array -> (it, its float32 copy)
+        self._made: dict[int, object] = {}  # id of the memory of every constant made so far -> it
+        self._made_bytes = 0  # their bytes, held to MAX_LIVE_BYTES as they are made
         self.function_inputs = {}
         for nvt in function.inputs:
             self._where = f"function input {nvt.name!r}"
@@ -383,6 +386,7 @@ class Program:
         self._weights.clear()  # every blob is decoded: let the file's bytes go
         self._blobs.clear()
         self._as_float32.clear()
+        self._made.clear()
         self._where = "the model description"
         self._count_constants()
 
@@ -492,18 +496,51 @@ class Program:
             self._weights[rel] = WeightFile(inside(self._root, rel, "weight file", base=self._model_dir), str(self.path))
         return self._weights[rel]
 
+    # Constants, together, are held to MAX_LIVE_BYTES as they are made (each is held to
+    # MAX_TENSOR_BYTES by its decoder or kernel): a few bytes of protobuf can declare a tensor of
+    # zeros, and a package may declare thousands. What is to be decoded is checked first, from
+    # its declared type; what a constant op makes, once made (a kernel's output is bounded).
+    def _reserve(self, dtype, shape, where: str) -> None:
+        """Refuse before decoding a tensor of ``dtype`` and ``shape`` that would take the
+        constants past the bound (an unknown or absurd shape is the decoder's to refuse)."""
+        if dtype is None or shape is None or any(d < 0 for d in shape):
+            return
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes <= limits.MAX_TENSOR_BYTES:
+            self._refuse_past_bound(self._made_bytes + nbytes, where)
+
+    def _refuse_past_bound(self, total: int, where: str) -> None:
+        if total > limits.MAX_LIVE_BYTES:
+            raise PackageError(f"{self.path}: the program's constants reach {limits.size_text(total)} with {where}, more than the "
+                               f"{limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+
+    def _made_constant(self, value, where: str):
+        """``value`` (an array, or a list of them), counted with the constants made so far."""
+        if isinstance(value, list):
+            for v in value:
+                self._made_constant(v, where)
+            return value
+        memory, nbytes = _memory(value)
+        if memory is not None and id(memory) not in self._made:
+            self._made[id(memory)] = memory  # holds it: its id stays its own until load ends
+            self._made_bytes += nbytes
+            self._refuse_past_bound(self._made_bytes, where)
+        return value
+
     def _value(self, value, where: str):
+        dtype, shape = tensor_type(value.type)
         if value.WhichOneof("value") != "blobFileValue":
-            return decode_value(value, None, where)
+            self._reserve(dtype, shape, where)
+            return self._made_constant(decode_value(value, None, where), where)
         # Decoded once however many values name the blob (a package may name one 256 MiB blob from
         # every const), shared read-only.
         blob = value.blobFileValue
-        dtype, shape = tensor_type(value.type)
         key = (blob.fileName, blob.offset, value.type.tensorType.dataType, shape)
         if key not in self._blobs:
+            self._reserve(dtype, shape, where)
             decoded = decode_value(value, self._weight_file(blob.fileName), where)
             decoded.flags.writeable = False
-            self._blobs[key] = decoded
+            self._blobs[key] = self._made_constant(decoded, where)
         return self._blobs[key]
 
     def _block(self, block, scope: set, depth: int) -> Block:
@@ -566,29 +603,36 @@ class Program:
             values = [b.value for b in bindings]
             kwargs[arg_name] = values if arg_name in op.kernel.variadic else values[0]
         kwargs.update(op.attributes)
+        where = f"op {op.name!r} ({op.type})"
+        if op.type != "const":  # a const returns its decoded value; the others make new arrays
+            for out in op.outputs:
+                self._reserve(np.float32 if out.dtype == np.float16 else out.dtype, out.shape, where)
         result = _call(op, op.kernel, kwargs)
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
+        for r in results:
+            self._made_constant(r, where)
         op.folded, op.folded16 = [], []
         for r, out in zip(results, op.outputs):
             if out.dtype == np.float16 and isinstance(r, np.ndarray) and r.dtype == np.float16:
                 # fp16 values are exact in float32: fp16 mode's rounding leaves them as they are, so
                 # both modes share one float32 copy.
-                value = value16 = self._fold_float32(r)
+                value = value16 = self._fold_float32(r, where)
             else:
                 value = self._cast(r, out, "fp32")
                 value16 = self._cast(r, out, "fp16") if out.dtype == np.float16 else value  # only fp16 outputs differ
-            op.folded.append(value)
-            op.folded16.append(value16)
+            op.folded.append(self._made_constant(value, where))
+            op.folded16.append(self._made_constant(value16, where))
         # The runner reads only the folded results: let the decoded inputs go (an fp16 blob's own copy).
         op.attributes = {}
         op.inputs = {name: [Binding(name=b.name) for b in bindings] for name, bindings in op.inputs.items()}
 
-    def _fold_float32(self, value: np.ndarray) -> np.ndarray:
+    def _fold_float32(self, value: np.ndarray, where: str) -> np.ndarray:
         """An fp16 constant as float32, one copy per decoded array (consts sharing a blob share it)."""
         key = id(value)
         if key not in self._as_float32:
+            self._reserve(np.float32, value.shape, where)
             f32 = value.astype(np.float32)
             f32.flags.writeable = False
             self._as_float32[key] = (value, f32)  # holds value: its id stays its own until load ends

@@ -575,6 +575,80 @@ def test_values_made_in_a_loop_body_count_and_go_with_their_iteration(built, tmp
     assert int(np.asarray(out["hostile_out"]).reshape(())) == 50
 
 
+# -- the constants a package holds -------------------------------------------------------------
+
+
+def _many_zero_constants(pkg, dest, count=64, n=N):
+    """``count`` const ops, each an immediate tensor of n float32 zeros declared with no values
+    (a few bytes of protobuf each, decoded as 4 MiB of zeros), summed into the first output."""
+    ops = [("const", f"z{i}", {}, {"out_shape": (n,), "val": np.zeros((0,), np.float32)}) for i in range(count)]
+    ops.append(("concat", "hostile_out", {}, {"out_shape": (count * n,)}))
+    dest = H.with_ops(pkg, dest, ops)
+    spec = H.read_spec(dest)
+    block = H.main_block(spec)
+    for op in block.operations[:count]:
+        val = op.attributes["val"]
+        val.type.tensorType.dimensions[0].constant.size = n
+        val.immediateValue.tensor.ClearField("floats")  # no values at all: zeros of the declared shape
+    joined = block.operations[count]
+    for i in range(count):
+        joined.inputs["values"].arguments.add().name = f"z{i}"
+    H.immediate(joined.inputs["axis"].arguments.add().value, np.int32(0))
+    H.immediate(joined.inputs["interleave"].arguments.add().value, np.bool_(False))
+    H.write_spec(dest, spec)
+    return dest
+
+
+def test_the_constants_together_are_bounded_before_they_are_made(built, tmp_path, monkeypatch):
+    """64 constants of 4 MiB each, declared in a few hundred bytes: under a 32 MiB bound the load
+    stops at the ninth, naming the package and the total, having made 32 MiB at most."""
+    import tracemalloc
+
+    package, feeds, _ = built
+    bad = _many_zero_constants(package, tmp_path / "zeros.mlpackage")
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", 32 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CoreMLLSTMError) as info:
+            ex.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{bad}: the program's constants reach 36.0 MiB with op 'z8' (const) attribute 'val', more than the "
+                               "32.0 MiB a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+    assert peak < 40 << 20, peak
+    lines = cli_refuses(bad, built, verify=False)
+    assert all(line.startswith(f"Error: {bad}: the program's constants reach 36.0 MiB") for line in lines), lines
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", 2 << 30)  # within the bound it loads and runs: the constants are counted once
+    assert ex.load(bad).predict(feeds)["hostile_out"].shape == (64 * N,)
+
+
+def test_a_blob_decoded_under_many_shapes_counts_each_copy(built, tmp_path, monkeypatch):
+    """Constants naming one weight blob with different shapes are decoded apart: each copy counts."""
+    package, _, _ = built
+    bad = H.copy_package(package, tmp_path / "blobs.mlpackage")
+    spec = H.read_spec(bad)
+    source = H.blob_consts(spec)[0]
+    count = int(np.prod([d.constant.size for d in source.outputs[0].type.tensorType.dimensions]))
+    total = 0
+    for k in range(1, count + 1):  # (k,) views of the blob's first k floats: all different keys
+        op = H.main_block(spec).operations.add()
+        op.CopyFrom(source)
+        op.outputs[0].name = f"b{k}"
+        for t in (op.outputs[0].type.tensorType, op.attributes["val"].type.tensorType):
+            del t.dimensions[:]
+            t.rank = 1
+            t.dimensions.add().constant.size = k
+        total += 4 * k
+    H.write_spec(bad, spec)
+    own = ex.load(package).constant_bytes  # the package's own constants, before the copies
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", own + total // 2)
+    with pytest.raises(CoreMLLSTMError, match=r"the program's constants reach .* with op 'b\d+' \(const\) attribute 'val', more than the"):
+        ex.load(bad)
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", own + total)
+    assert ex.load(bad).constant_bytes == own + total
+
+
 # -- fuzzing --------------------------------------------------------------------------------
 
 
