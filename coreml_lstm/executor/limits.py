@@ -17,6 +17,12 @@
     MAX_LOOP_ITERATIONS  while_loop iterations in one run, nested loops counted together: a loop
                        whose condition never turns false stops with an error. Default 100,000
                        (far above the time steps of a recurrent loop); COREML_LSTM_MAX_LOOP_ITERATIONS.
+                       A recurrent op's steps (lstm, gru, rnn) are not counted here: once its weights'
+                       shapes are checked against x (T, B, I) and the hidden size H, its output
+                       sequence, its input projection (T, B, gates * H) and the fast lstm's step
+                       buffer are held to MAX_TENSOR_BYTES before they are made, which bounds T with
+                       them; a state of no values (B * H = 0) takes no steps. A step makes a few
+                       arrays of (B, gates * H).
     MAX_BLOCK_DEPTH    blocks nested inside blocks (cond, while_loop): 32.
 """
 
