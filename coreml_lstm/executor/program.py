@@ -108,22 +108,22 @@ class LiveBytes:
     using it goes. A nested block (cond, while_loop) lets go of nothing until it ends, when all
     its values go and the count returns to what it was when the block began. Loop bodies make
     most of a run's values, so a nested block's values are first counted each at the bytes of its
-    memory, without looking for memory counted already (an upper bound, a few additions a
-    value); only when that passes the bound is the count made exact (:meth:`exact`), and it stays
-    exact for as long as nested blocks run, so the bound is passed only by memory really held.
+    memory, without looking for memory counted already (an upper bound: an addition a value);
+    only when that passes the bound is the count made exact from the nested blocks' scopes
+    (:meth:`exact`), and it stays exact for as long as nested blocks run, so the bound is passed
+    only by memory really held.
     """
 
-    __slots__ = ("held", "total", "scopes", "scope", "outside", "seen")
+    __slots__ = ("held", "total", "scopes", "outside", "seen")
 
     def __init__(self, base: int, constants):
         # The main block's values: id of the memory -> [the memory, values using it, bytes];
         # None for a constant's memory.
         self.held: dict[int, list | None] = dict.fromkeys(constants)
         self.total = base
-        self.scopes: list[list] = []  # per nested block running: the memory its values use
-        self.scope: list | None = None  # the innermost one
+        self.scopes: list[dict] = []  # the scope (name -> value) of each nested block running, outermost first
         self.outside = 0  # the count when the outermost nested block began
-        self.seen: dict | None = None  # exact counting: id of the memory -> the scope that counts it
+        self.seen: dict | None = None  # counting exactly: id of the memory -> (the scope's level, the memory)
 
     # add, drop and add_nested run for every value of a run: _memory is written out in each (a call costs).
     def add(self, value) -> None:
@@ -161,16 +161,16 @@ class LiveBytes:
                 del self.held[key]
                 self.total -= entry[2]
 
-    def enter(self) -> int:
-        """A nested block begins; returns the count to come back to when it ends (:meth:`leave`)."""
+    def enter(self, scope: dict) -> int:
+        """A nested block begins, over ``scope`` (its names and values, its enclosing blocks'
+        included); returns the count to come back to when it ends (:meth:`leave`)."""
         if not self.scopes:
             self.outside = self.total
-        self.scope = []
-        self.scopes.append(self.scope)
+        self.scopes.append(scope)
         return self.total
 
     def add_nested(self, value) -> None:
-        """A value of the innermost nested block running."""
+        """A value of the innermost nested block running (in its scope)."""
         if isinstance(value, np.ndarray):
             base = value.base
             while isinstance(base, np.ndarray):
@@ -182,38 +182,33 @@ class LiveBytes:
                 return
         if self.seen is None:
             self.total += nbytes
-            self.scope.append(value)  # holds the memory: its id stays its own
             return
         key = id(value)
         if key not in self.held and key not in self.seen:
-            self.seen[key] = len(self.scopes) - 1
+            self.seen[key] = (len(self.scopes) - 1, value)  # holds the memory: its id stays its own
             self.total += nbytes
-            self.scope.append(value)
 
     def exact(self) -> None:
-        """Count the nested blocks' memory exactly, each once and none the main block or the
-        constants hold, and go on counting so while nested blocks run."""
+        """Count the memory the nested blocks' scopes hold exactly, each once and none the main
+        block or the constants hold, and go on counting so while nested blocks run."""
         held, seen, total = self.held, {}, self.outside
         for level, scope in enumerate(self.scopes):
-            for memory in scope:
-                key = id(memory)
-                if key not in held and key not in seen:
-                    seen[key] = level
-                    total += _memory(memory)[1]
+            for value in scope.values():
+                memory, nbytes = _memory(value)
+                if memory is not None and id(memory) not in held and id(memory) not in seen:
+                    seen[id(memory)] = (level, memory)
+                    total += nbytes
         self.seen, self.total = seen, total
 
     def leave(self, total: int) -> None:
         """The innermost nested block ends: its values go (``total``: what :meth:`enter` returned)."""
-        scope = self.scopes.pop()
-        self.scope = self.scopes[-1] if self.scopes else None
+        self.scopes.pop()
         if self.seen is None:
             self.total = total
             return
         level, seen = len(self.scopes), self.seen  # counted exactly since the block began, perhaps: take off what it counted
-        for memory in scope:
-            if seen.get(id(memory)) == level:
-                del seen[id(memory)]
-                self.total -= _memory(memory)[1]
+        for key in [k for k, (at, _) in seen.items() if at == level]:
+            self.total -= _memory(seen.pop(key)[1])[1]
         if not self.scopes:
             self.seen = None
 
@@ -252,7 +247,7 @@ class RunContext:
             raise ValueError(f"a nested block takes {len(block.inputs)} inputs but is given {len(inputs)}")
         scope = dict(env)
         live = self.live
-        start = live.enter()  # what the block holds goes when it ends
+        start = live.enter(scope)  # what the block holds goes when it ends
         try:
             for spec, value in zip(block.inputs, inputs):
                 scope[spec.name] = value
@@ -691,6 +686,13 @@ class Program:
         mode = ctx.mode
         live = ctx.live
         add = live.add_nested if nested else live.add
+        bound = limits.MAX_LIVE_BYTES
+        # A nested block's arrays of their own (most values of a loop body) are counted here, not
+        # by a call each: their bytes in ``pending``, added to live.total before anything reads it
+        # (a check, a block nested in this one); counting exactly, each goes through add_nested.
+        fast = nested and live.seen is None
+        ndarray = np.ndarray
+        pending = 0
         for i, op in enumerate(ops):
             if releases and i - 1 in releases:
                 for name in releases[i - 1]:
@@ -710,8 +712,12 @@ class Program:
                 kwargs.update(op.attributes)
             if kernel.needs_env:
                 kwargs["env"] = env
+                live.total += pending  # its blocks start counting from here
+                pending = 0
             kernel.ctx = ctx
             result = _call(op, kernel, kwargs)
+            if kernel.needs_env and nested:
+                fast = live.seen is None  # its blocks may have made the count exact
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(op.outputs):
                 raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
@@ -725,9 +731,15 @@ class Program:
                         raise PackageError(f"op {op.name!r} ({op.type}): its output {out.name!r} cannot be held as the declared "
                                            f"{np.dtype(out.dtype).name} ({detail})") from None
                 env[out.name] = value
-                add(value)
-            if live.total > limits.MAX_LIVE_BYTES:
+                if fast and type(value) is ndarray and value.base is None:
+                    pending += value.nbytes
+                else:
+                    add(value)
+            if live.total + pending > bound:
+                live.total += pending
+                pending = 0
                 live.check(op)
+                fast = nested and live.seen is None
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
