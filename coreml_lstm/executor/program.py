@@ -672,6 +672,9 @@ class Program:
                 for out in op.outputs:  # made and never read: gone at once
                     last.setdefault(out.name, i)
             kept = set(self.block.outputs)
+            # A constant is held by the program whatever the run lets go of (and counted in every
+            # run's base): nothing to release.
+            kept.update(o.name for op in self.block.ops if getattr(op, "folded", None) is not None for o in op.outputs)
             plan: dict[int, list[str]] = {}
             for name, i in last.items():
                 if name not in kept:
