@@ -16,11 +16,12 @@ the state PyTorch produced in the call before as inputs). A value passes when
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, CoreMLLSTMError, PackageError, first_line
+from .errors import ConfigError, CoreMLLSTMError, FeedError, PackageError, first_line
 from .fsutil import write_text
 from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, input_floor, program_precision, reference_scale
 
@@ -31,10 +32,6 @@ def _array(a) -> dict:
     a = np.asarray(a)
     kind = "float32" if a.dtype.kind == "f" else "int32"
     return {"shape": list(a.shape), "dtype": kind, "data": a.astype(np.float64 if kind == "float32" else np.int64).ravel().tolist()}
-
-
-def _unarray(d: dict, dtype) -> np.ndarray:
-    return np.asarray(d["data"], dtype=dtype).reshape(d["shape"])
 
 
 def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
@@ -128,44 +125,192 @@ def write_golden(path: str | Path, golden: dict) -> Path:
 
 
 def read_golden(path: str | Path) -> dict:
+    """A golden file, every entry :func:`check_golden` reads checked: the file may come from
+    anyone, so a damaged one is one PackageError naming the file and the entry (``calls[1].
+    outputs.forecast.data[3]``); its size and its arrays' are bounded as a feed file's are."""
+    from .runner import read_json
+
     path = Path(path)
-    try:
-        golden = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackageError(f"{path}: not a golden-vector file ({exc})") from None
-    if golden.get("format") != FORMAT:
-        raise PackageError(f"{path}: format {golden.get('format')!r}, expected {FORMAT!r}")
+    golden = read_json(path, PackageError, "a golden file")
+    _Golden(golden, str(path)).entries()
     return golden
 
 
-def check_golden(package: str | Path, golden: dict, *, mode: str | None = None) -> Report:
-    """Replay the golden calls through the executor and compare every output."""
+def _kind(value) -> str:
+    """What a JSON value is, in JSON's words."""
+    from .runner import BigInt
+
+    if isinstance(value, BigInt):
+        return "an integer beyond int64"
+    if isinstance(value, bool) or value is None:
+        return _text(value)
+    return {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _text(value) -> str:
+    """A value of the file, short, for a message."""
+    from .runner import BigInt
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, BigInt):
+        return repr(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+class _Golden:
+    """The entries of a golden dict, each checked as it is read; ``where`` names the file."""
+
+    def __init__(self, golden, where: str):
+        if not isinstance(golden, dict):
+            raise PackageError(f"{where}: not a golden-vector file (a JSON object is expected, got {_kind(golden)})")
+        if golden.get("format") != FORMAT:
+            raise PackageError(f"{where}: format {_text(golden.get('format'))}, expected {FORMAT!r}")
+        self.golden, self.where = golden, where
+
+    def entries(self) -> tuple:
+        """(precision, tolerance, stateful, units, calls): every entry check_golden reads."""
+        return self.precision(), self.tolerance(), self.stateful(), self.units(), self.calls()
+
+    def fail(self, entry: str, problem: str):
+        raise PackageError(f"{self.where}: {entry!r} {problem}" if entry else f"{self.where}: {problem}")
+
+    def get(self, parent: dict, key: str, entry: str):
+        if not isinstance(parent, dict) or key not in parent:
+            self.fail(entry, "is missing")
+        return parent[key]
+
+    def typed(self, value, types: tuple, entry: str, expected: str):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            self.fail(entry, f"is {_kind(value)}, not {expected}")
+        return value
+
+    def number(self, value, entry: str, *, positive: bool = False) -> float:
+        self.typed(value, (int, float), entry, "a number")
+        ok = np.isfinite(float(value)) and (value > 0 if positive else value >= 0)
+        if not ok:
+            self.fail(entry, f"is {_text(value)}, not a finite number {'>' if positive else '>='} 0")
+        return float(value)
+
+    def precision(self) -> str:
+        value = self.get(self.golden, "precision", "precision")
+        if value not in ("fp32", "fp16"):
+            self.fail("precision", f"is {_text(value)}, not one of fp32, fp16")
+        return value
+
+    def tolerance(self) -> Tolerance:
+        tol = self.typed(self.get(self.golden, "tolerance", "tolerance"), (dict,), "tolerance", "an object with atol and rtol")
+        extra = sorted(set(tol) - {"atol", "rtol"})
+        if extra:
+            self.fail("tolerance", f"has {extra[0]!r}; it holds atol and rtol only")
+        return Tolerance(*(self.number(self.get(tol, k, f"tolerance.{k}"), f"tolerance.{k}") for k in ("atol", "rtol")))
+
+    def stateful(self) -> bool:
+        return self.typed(self.get(self.golden, "stateful", "stateful"), (bool,), "stateful", "true or false")
+
+    def units(self) -> dict:
+        units = self.typed(self.golden.get("units", {}), (dict,), "units", "an object of output names and numbers")
+        return {k: self.number(v, f"units.{k}", positive=True) for k, v in units.items()}
+
+    def call_units(self) -> list[dict]:
+        """Each call's own ``units`` (optional), checked as the file's are."""
+        out = []
+        for i, call in enumerate(self.get(self.golden, "calls", "calls")):
+            units = self.typed(call.get("units", {}), (dict,), f"calls[{i}].units", "an object of output names and numbers")
+            out.append({k: self.number(v, f"calls[{i}].units.{k}", positive=True) for k, v in units.items()})
+        return out
+
+    def calls(self) -> list[tuple[dict, dict]]:
+        """[(inputs, outputs)] of every call, as arrays: floats as float64, int32 entries as int64."""
+        from .executor import limits
+
+        calls = self.typed(self.get(self.golden, "calls", "calls"), (list,), "calls", "an array")
+        out, total = [], 0
+        for i, call in enumerate(calls):
+            entry = f"calls[{i}]"
+            self.typed(call, (dict,), entry, "an object with inputs and outputs")
+            pair = []
+            for side in ("inputs", "outputs"):
+                arrays = self.typed(self.get(call, side, f"{entry}.{side}"), (dict,), f"{entry}.{side}", "an object of named arrays")
+                converted = {}
+                for name, value in arrays.items():
+                    converted[name] = array = self.array(value, f"{entry}.{side}.{name}")
+                    total += array.nbytes
+                    if total > limits.MAX_LIVE_BYTES:
+                        self.fail(f"{entry}.{side}.{name}", f"takes the arrays to {limits.size_text(total)}, more than the "
+                                                           f"{limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+                pair.append(converted)
+            out.append(tuple(pair))
+        return out
+
+    def array(self, value, entry: str) -> np.ndarray:
+        from .executor import limits
+
+        self.typed(value, (dict,), entry, "an object with shape and data")
+        shape = self.get(value, "shape", f"{entry}.shape")
+        if not isinstance(shape, list) or len(shape) > 32 or not all(type(d) is int and d >= 0 for d in shape):
+            self.fail(f"{entry}.shape", f"is {_text(shape)}, not an array of sizes")
+        kind = value.get("dtype", "float32")
+        if kind not in ("float32", "int32"):
+            self.fail(f"{entry}.dtype", f"is {_text(kind)}, not one of float32, int32")
+        try:
+            limits.check_shape(shape, 8, repr(entry))
+        except ValueError as exc:
+            raise PackageError(f"{self.where}: {exc}") from None
+        data = self.typed(self.get(value, "data", f"{entry}.data"), (list,), f"{entry}.data", "an array of numbers")
+        if len(data) != math.prod(shape):
+            self.fail(f"{entry}.data", f"holds {len(data)} values for shape {tuple(shape)}")
+        allowed = (int,) if kind == "int32" else (int, float)
+        for k, v in enumerate(data):
+            if type(v) not in allowed:
+                from .runner import BigInt
+
+                problem = (f"is the integer {v!r}, beyond int64" if isinstance(v, BigInt)
+                           else f"is {_text(v)}, not {'an integer' if kind == 'int32' else 'a number'}")
+                self.fail(f"{entry}.data[{k}]", problem)
+        return np.asarray(data, dtype=np.int64 if kind == "int32" else np.float64).reshape(shape)
+
+
+def check_golden(package: str | Path, golden: dict | str | Path, *, mode: str | None = None) -> Report:
+    """Replay the golden calls through the executor and compare every output.
+
+    ``golden``: a golden file (read with :func:`read_golden`) or its dict; either way a malformed
+    entry is one PackageError naming the file (or "golden vectors") and the entry. An output the
+    file gives as int32 is compared exactly, as ``verify`` compares torch's integer outputs."""
     from . import executor
 
+    if isinstance(golden, (str, Path)):
+        where = str(golden)
+        golden = read_golden(golden)
+    else:
+        where = "golden vectors"
+    entries = _Golden(golden, where)
+    precision, tol, stateful, units, calls = entries.entries()
     program = executor.load(package)
-    mode = mode or golden["precision"]
-    tol = Tolerance(**golden["tolerance"])
-    dtypes = {t.name: t.dtype for t in program.inputs}
-    state = program.make_state() if golden["stateful"] else None
+    mode = mode or precision
+    if stateful != bool(program.states):
+        entries.fail("stateful", f"is {_text(stateful)} but the package has {'states' if program.states else 'no states'}")
+    outputs = [o.name for o in program.outputs]
+    state = program.make_state() if stateful else None
     got, want = {}, {}
-    for call in golden["calls"]:
-        feeds = {k: _unarray(v, dtypes.get(k, np.float32)) for k, v in call["inputs"].items()}
-        result = program.predict(feeds, mode=mode, state=state)
-        for name, expected in call["outputs"].items():
+    for i, (feeds, expected) in enumerate(calls):
+        for name in expected:
+            if name not in outputs:
+                entries.fail(f"calls[{i}].outputs.{name}", f"is not an output of the package (its outputs: {', '.join(outputs)})")
+        try:
+            result = program.predict(feeds, mode=mode, state=state)
+        except FeedError as exc:
+            raise FeedError(f"{where}: calls[{i}].inputs: {exc}") from None
+        for name, value in expected.items():
             got.setdefault(name, []).append(np.asarray(result[name]))
-            want.setdefault(name, []).append(_unarray(expected, np.float64))
-    report = Report(package=str(package), samples=len(golden["calls"]))
-    units = _units(golden)
+            want.setdefault(name, []).append(value)
+    report = Report(package=str(package), samples=len(calls))
+    per_call = entries.call_units()  # a call's own scales (a forecaster's window), where the file gives them
     for name in want:  # calls may differ in shape (a flexible length): compared call by call
-        per_call = [_units(call).get(name, units.get(name)) for call in golden["calls"] if name in call["outputs"]]
-        report.checks.append(compare_many(name, got[name], want[name], tol, backend="executor:golden", mode=mode, unit=per_call))
+        unit = [per_call[i].get(name, units.get(name)) for i, (_, expected) in enumerate(calls) if name in expected]
+        report.checks.append(compare_many(name, got[name], want[name], tol, backend="executor:golden", mode=mode, unit=unit))
     return report
 
-
-def _units(entry) -> dict:
-    """The ``units`` of a golden file or call, as {name: number}: anything else in a file anyone
-    may have written counts as no unit (1)."""
-    units = entry.get("units") if isinstance(entry, dict) else None
-    if not isinstance(units, dict):
-        return {}
-    return {k: float(v) for k, v in units.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

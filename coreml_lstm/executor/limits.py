@@ -4,13 +4,25 @@
                        refused before allocating, naming the shape and the size. Default: a quarter
                        of the machine's physical memory (a kernel's temporaries are a few times its
                        output); COREML_LSTM_MAX_TENSOR_BYTES sets it.
-    MAX_LIVE_BYTES     the values one run holds at once (what the kernels made that a later op or
-                       the caller still needs; a value that views another counts as nothing): a run
-                       past it stops, naming the op. Default: half of the machine's physical memory;
-                       COREML_LSTM_MAX_LIVE_BYTES sets it.
+    MAX_LIVE_BYTES     the values one run holds at once: the program's constants, the feeds, and
+                       what the kernels made that a later op or the caller still needs, in nested
+                       blocks (cond, while_loop) as in the main block. Memory is what counts: a view
+                       counts at the bytes of the array it views, once however many values share it,
+                       for as long as any of them is held. A run past it stops, naming the op.
+                       The constants alone are held to it as the package loads: decoded weights,
+                       immediate values and what constexpr ops make of them, each checked before it
+                       is made (from its declared type) and counted once made; a load past it stops,
+                       naming the package, the constant and the total.
+                       Default: half of the machine's physical memory; COREML_LSTM_MAX_LIVE_BYTES sets it.
     MAX_LOOP_ITERATIONS  while_loop iterations in one run, nested loops counted together: a loop
                        whose condition never turns false stops with an error. Default 100,000
                        (far above the time steps of a recurrent loop); COREML_LSTM_MAX_LOOP_ITERATIONS.
+                       A recurrent op's steps (lstm, gru, rnn) are not counted here: once its weights'
+                       shapes are checked against x (T, B, I) and the hidden size H, its output
+                       sequence, its input projection (T, B, gates * H) and the fast lstm's step
+                       buffer are held to MAX_TENSOR_BYTES before they are made, which bounds T with
+                       them; a state of no values (B * H = 0) takes no steps. A step makes a few
+                       arrays of (B, gates * H).
     MAX_BLOCK_DEPTH    blocks nested inside blocks (cond, while_loop): 32.
 """
 

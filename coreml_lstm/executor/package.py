@@ -89,7 +89,9 @@ def read_bounded(path: Path, limit: int, label: str, what: str) -> bytes:
         if size > limit:
             raise PackageError(f"{label}: {what} {path.name} is {size} bytes, more than the {limit} a valid one can be")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(limit + 1)[:limit]
+            # Asked for its size: a read of n bytes allocates n first (the bound would be 2 GiB for
+            # every model file). One byte more shows a file that grew since; it is cut at the bound.
+            return fh.read(size + 1)[:limit]
     finally:
         os.close(fd)
 

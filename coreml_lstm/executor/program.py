@@ -15,6 +15,7 @@ Numerics (``mode``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,9 +82,144 @@ class State:
         self.name = name
 
 
-def _owned_bytes(value) -> int:
-    """The memory an array owns (a view owns none: its base is counted where it was made)."""
-    return int(value.nbytes) if isinstance(value, np.ndarray) and value.flags.owndata else 0
+def _memory(value):
+    """The object whose memory ``value`` uses, and its bytes: an array that views another is its
+    base (numpy keeps a view's ``base`` the array it was made from, an array over a foreign
+    buffer the last of the chain); a list value counts its elements; anything else is None."""
+    if isinstance(value, np.ndarray):
+        base = value.base
+        while isinstance(base, np.ndarray):
+            value, base = base, base.base
+        return value, value.nbytes
+    held = getattr(value, "held_bytes", None)  # a TensorList (ops/control_flow.py)
+    return (value, held) if held else (None, 0)
+
+
+class LiveBytes:
+    """The bytes one run holds at once, held to :data:`limits.MAX_LIVE_BYTES`.
+
+    Every value a run puts in a scope (a feed, an op's result, a nested block's input) is added;
+    values sharing memory (a view and its base, an op that returns its input) are counted once,
+    at the bytes of the memory, for as long as any of them is held. The program's constants are
+    held whatever the run does: they start the count (``base``), and a value using their memory
+    adds nothing (``constants``: the ids of their memory).
+
+    The main block drops a value when it lets it go; a count per memory says when the last value
+    using it goes. A nested block (cond, while_loop) lets go of nothing until it ends, when all
+    its values go and the count returns to what it was when the block began. Loop bodies make
+    most of a run's values, so a nested block's values are first counted each at the bytes of its
+    memory, without looking for memory counted already (an upper bound: an addition a value);
+    only when that passes the bound is the count made exact from the nested blocks' scopes
+    (:meth:`exact`), and it stays exact for as long as nested blocks run, so the bound is passed
+    only by memory really held.
+    """
+
+    __slots__ = ("held", "total", "scopes", "outside", "seen")
+
+    def __init__(self, base: int, constants):
+        # The main block's values: id of the memory -> [the memory, values using it, bytes];
+        # None for a constant's memory.
+        self.held: dict[int, list | None] = dict.fromkeys(constants)
+        self.total = base
+        self.scopes: list[dict] = []  # the scope (name -> value) of each nested block running, outermost first
+        self.outside = 0  # the count when the outermost nested block began
+        self.seen: dict | None = None  # counting exactly: id of the memory -> (the scope's level, the memory)
+
+    # add, drop and add_nested run for every value of a run: _memory is written out in each (a call costs).
+    def add(self, value) -> None:
+        """A value of the main block."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+            nbytes = value.nbytes
+        else:
+            value, nbytes = _memory(value)
+            if value is None:
+                return
+        key = id(value)
+        held = self.held
+        if key not in held:
+            held[key] = [value, 1, nbytes]  # holds the memory: its id stays its own
+            self.total += nbytes
+        elif held[key] is not None:
+            held[key][1] += 1
+
+    def drop(self, value) -> None:
+        """A value the main block lets go of."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+        else:
+            value = _memory(value)[0]
+        key = id(value)
+        entry = self.held.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if not entry[1]:
+                del self.held[key]
+                self.total -= entry[2]
+
+    def enter(self, scope: dict) -> int:
+        """A nested block begins, over ``scope`` (its names and values, its enclosing blocks'
+        included); returns the count to come back to when it ends (:meth:`leave`)."""
+        if not self.scopes:
+            self.outside = self.total
+        self.scopes.append(scope)
+        return self.total
+
+    def add_nested(self, value) -> None:
+        """A value of the innermost nested block running (in its scope)."""
+        if isinstance(value, np.ndarray):
+            base = value.base
+            while isinstance(base, np.ndarray):
+                value, base = base, base.base
+            nbytes = value.nbytes
+        else:
+            value, nbytes = _memory(value)
+            if value is None:
+                return
+        if self.seen is None:
+            self.total += nbytes
+            return
+        key = id(value)
+        if key not in self.held and key not in self.seen:
+            self.seen[key] = (len(self.scopes) - 1, value)  # holds the memory: its id stays its own
+            self.total += nbytes
+
+    def exact(self) -> None:
+        """Count the memory the nested blocks' scopes hold exactly, each once and none the main
+        block or the constants hold, and go on counting so while nested blocks run."""
+        held, seen, total = self.held, {}, self.outside
+        for level, scope in enumerate(self.scopes):
+            for value in scope.values():
+                memory, nbytes = _memory(value)
+                if memory is not None and id(memory) not in held and id(memory) not in seen:
+                    seen[id(memory)] = (level, memory)
+                    total += nbytes
+        self.seen, self.total = seen, total
+
+    def leave(self, total: int) -> None:
+        """The innermost nested block ends: its values go (``total``: what :meth:`enter` returned)."""
+        self.scopes.pop()
+        if self.seen is None:
+            self.total = total
+            return
+        level, seen = len(self.scopes), self.seen  # counted exactly since the block began, perhaps: take off what it counted
+        for key in [k for k, (at, _) in seen.items() if at == level]:
+            self.total -= _memory(seen.pop(key)[1])[1]
+        if not self.scopes:
+            self.seen = None
+
+    def check(self, op: "Op | None") -> None:
+        """Past the bound (counted exactly), the error naming ``op`` (None: the feeds)."""
+        if self.total > limits.MAX_LIVE_BYTES and self.scopes and self.seen is None:
+            self.exact()
+        if self.total > limits.MAX_LIVE_BYTES:
+            where = "with the feeds" if op is None else f"op {op.name!r} ({op.type}):"
+            raise PackageError(f"{where} the values this run holds at once reach {limits.size_text(self.total)}, more than "
+                               f"the {limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
 
 
 class RunContext:
@@ -93,6 +229,8 @@ class RunContext:
         self.program, self.mode, self.state = program, mode, state
         self.intermediate: dict | None = None
         self.iterations = 0  # while_loop iterations so far, every loop of the run together
+        # (A kernel run on its own, in the kernel tests, has no program: nothing is held before it.)
+        self.live = LiveBytes(getattr(program, "constant_bytes", 0), getattr(program, "_constant_ids", frozenset()))
 
     def count_iteration(self, op: "Op") -> None:
         """One more loop iteration; past the run's bound, an error (a loop that never ends)."""
@@ -108,10 +246,16 @@ class RunContext:
         if len(block.inputs) != len(inputs):
             raise ValueError(f"a nested block takes {len(block.inputs)} inputs but is given {len(inputs)}")
         scope = dict(env)
-        for spec, value in zip(block.inputs, inputs):
-            scope[spec.name] = value
-        self.program._run_ops(block.ops, scope, self)
-        return [scope[name] for name in block.outputs]
+        live = self.live
+        start = live.enter(scope)  # what the block holds goes when it ends
+        try:
+            for spec, value in zip(block.inputs, inputs):
+                scope[spec.name] = value
+                live.add_nested(value)
+            self.program._run_ops(block.ops, scope, self, nested=True)
+            return [scope[name] for name in block.outputs]
+        finally:
+            live.leave(start)
 
 
 class Kernel:
@@ -215,6 +359,8 @@ class Program:
         self._weights: dict[str, WeightFile] = {}
         self._blobs: dict[tuple, np.ndarray] = {}  # (file, offset, dtype, shape) -> the one decoded copy
         self._as_float32: dict[int, tuple] = {}  # id of a folded fp16 array -> (it, its float32 copy)
+        self._made: dict[int, object] = {}  # id of the memory of every constant made so far -> it
+        self._made_bytes = 0  # their bytes, held to MAX_LIVE_BYTES as they are made
         self.function_inputs = {}
         for nvt in function.inputs:
             self._where = f"function input {nvt.name!r}"
@@ -235,7 +381,37 @@ class Program:
         self._weights.clear()  # every blob is decoded: let the file's bytes go
         self._blobs.clear()
         self._as_float32.clear()
+        self._made.clear()
         self._where = "the model description"
+        self._count_constants()
+
+    def _count_constants(self) -> None:
+        """``constant_bytes``: the memory the program's constants hold (folded results in both
+        modes, immediate inputs and attributes of the other ops), each array's memory once; every
+        run's count of the values it holds starts from it (see :class:`LiveBytes`)."""
+        memories: dict[int, int] = {}
+
+        def note(value):
+            if isinstance(value, (list, tuple)):
+                for v in value:
+                    note(v)
+                return
+            memory, nbytes = _memory(value)
+            if memory is not None:
+                memories[id(memory)] = nbytes
+
+        def walk(block: Block):
+            for op in block.ops:
+                for value in (*getattr(op, "folded", ()), *getattr(op, "folded16", ()), *op.attributes.values()):
+                    note(value)
+                for bindings in op.inputs.values():
+                    note([b.value for b in bindings if b.name is None])
+                for b in op.blocks:
+                    walk(b)
+
+        walk(self.block)
+        self._constant_ids = frozenset(memories)  # the ops hold every one: an id stays its array's
+        self.constant_bytes = sum(memories.values())
 
     def _check_joined_inputs(self) -> None:
         """Refuse a ``stack`` or ``concat`` that joins two or more function inputs whose default
@@ -315,18 +491,51 @@ class Program:
             self._weights[rel] = WeightFile(inside(self._root, rel, "weight file", base=self._model_dir), str(self.path))
         return self._weights[rel]
 
+    # Constants, together, are held to MAX_LIVE_BYTES as they are made (each is held to
+    # MAX_TENSOR_BYTES by its decoder or kernel): a few bytes of protobuf can declare a tensor of
+    # zeros, and a package may declare thousands. What is to be decoded is checked first, from
+    # its declared type; what a constant op makes, once made (a kernel's output is bounded).
+    def _reserve(self, dtype, shape, where: str) -> None:
+        """Refuse before decoding a tensor of ``dtype`` and ``shape`` that would take the
+        constants past the bound (an unknown or absurd shape is the decoder's to refuse)."""
+        if dtype is None or shape is None or any(d < 0 for d in shape):
+            return
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes <= limits.MAX_TENSOR_BYTES:
+            self._refuse_past_bound(self._made_bytes + nbytes, where)
+
+    def _refuse_past_bound(self, total: int, where: str) -> None:
+        if total > limits.MAX_LIVE_BYTES:
+            raise PackageError(f"{self.path}: the program's constants reach {limits.size_text(total)} with {where}, more than the "
+                               f"{limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+
+    def _made_constant(self, value, where: str):
+        """``value`` (an array, or a list of them), counted with the constants made so far."""
+        if isinstance(value, list):
+            for v in value:
+                self._made_constant(v, where)
+            return value
+        memory, nbytes = _memory(value)
+        if memory is not None and id(memory) not in self._made:
+            self._made[id(memory)] = memory  # holds it: its id stays its own until load ends
+            self._made_bytes += nbytes
+            self._refuse_past_bound(self._made_bytes, where)
+        return value
+
     def _value(self, value, where: str):
+        dtype, shape = tensor_type(value.type)
         if value.WhichOneof("value") != "blobFileValue":
-            return decode_value(value, None, where)
+            self._reserve(dtype, shape, where)
+            return self._made_constant(decode_value(value, None, where), where)
         # Decoded once however many values name the blob (a package may name one 256 MiB blob from
         # every const), shared read-only.
         blob = value.blobFileValue
-        dtype, shape = tensor_type(value.type)
         key = (blob.fileName, blob.offset, value.type.tensorType.dataType, shape)
         if key not in self._blobs:
+            self._reserve(dtype, shape, where)
             decoded = decode_value(value, self._weight_file(blob.fileName), where)
             decoded.flags.writeable = False
-            self._blobs[key] = decoded
+            self._blobs[key] = self._made_constant(decoded, where)
         return self._blobs[key]
 
     def _block(self, block, scope: set, depth: int) -> Block:
@@ -389,29 +598,36 @@ class Program:
             values = [b.value for b in bindings]
             kwargs[arg_name] = values if arg_name in op.kernel.variadic else values[0]
         kwargs.update(op.attributes)
+        where = f"op {op.name!r} ({op.type})"
+        if op.type != "const":  # a const returns its decoded value; the others make new arrays
+            for out in op.outputs:
+                self._reserve(np.float32 if out.dtype == np.float16 else out.dtype, out.shape, where)
         result = _call(op, op.kernel, kwargs)
         results = result if isinstance(result, tuple) else (result,)
         if len(results) != len(op.outputs):
             raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
+        for r in results:
+            self._made_constant(r, where)
         op.folded, op.folded16 = [], []
         for r, out in zip(results, op.outputs):
             if out.dtype == np.float16 and isinstance(r, np.ndarray) and r.dtype == np.float16:
                 # fp16 values are exact in float32: fp16 mode's rounding leaves them as they are, so
                 # both modes share one float32 copy.
-                value = value16 = self._fold_float32(r)
+                value = value16 = self._fold_float32(r, where)
             else:
                 value = self._cast(r, out, "fp32")
                 value16 = self._cast(r, out, "fp16") if out.dtype == np.float16 else value  # only fp16 outputs differ
-            op.folded.append(value)
-            op.folded16.append(value16)
+            op.folded.append(self._made_constant(value, where))
+            op.folded16.append(self._made_constant(value16, where))
         # The runner reads only the folded results: let the decoded inputs go (an fp16 blob's own copy).
         op.attributes = {}
         op.inputs = {name: [Binding(name=b.name) for b in bindings] for name, bindings in op.inputs.items()}
 
-    def _fold_float32(self, value: np.ndarray) -> np.ndarray:
+    def _fold_float32(self, value: np.ndarray, where: str) -> np.ndarray:
         """An fp16 constant as float32, one copy per decoded array (consts sharing a blob share it)."""
         key = id(value)
         if key not in self._as_float32:
+            self._reserve(np.float32, value.shape, where)
             f32 = value.astype(np.float32)
             f32.flags.writeable = False
             self._as_float32[key] = (value, f32)  # holds value: its id stays its own until load ends
@@ -456,6 +672,9 @@ class Program:
                 for out in op.outputs:  # made and never read: gone at once
                     last.setdefault(out.name, i)
             kept = set(self.block.outputs)
+            # A constant is held by the program whatever the run lets go of (and counted in every
+            # run's base): nothing to release.
+            kept.update(o.name for op in self.block.ops if getattr(op, "folded", None) is not None for o in op.outputs)
             plan: dict[int, list[str]] = {}
             for name, i in last.items():
                 if name not in kept:
@@ -463,20 +682,29 @@ class Program:
             self._release_plan = plan
         return self._release_plan
 
-    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None, account: bool = False) -> None:
-        """Run ``ops`` in ``env``; ``releases``: values to let go of after their last reader;
-        ``account`` (the main block): hold the run's values to :data:`limits.MAX_LIVE_BYTES`."""
+    def _run_ops(self, ops: list[Op], env: dict, ctx: RunContext, releases: dict | None = None, nested: bool = False) -> None:
+        """Run ``ops`` in ``env``, every value they make counted in ``ctx.live`` (held to
+        :data:`limits.MAX_LIVE_BYTES`); ``releases`` (the main block): values to let go of after
+        their last reader; ``nested``: the ops of a nested block (its values go when it ends)."""
         mode = ctx.mode
-        live = sum(_owned_bytes(v) for v in env.values()) if account else 0
+        live = ctx.live
+        add = live.add_nested if nested else live.add
+        bound = limits.MAX_LIVE_BYTES
+        # A nested block's arrays of their own (most values of a loop body) are counted here, not
+        # by a call each: their bytes in ``pending``, added to live.total before anything reads it
+        # (a check, a block nested in this one); counting exactly, each goes through add_nested.
+        fast = nested and live.seen is None
+        ndarray = np.ndarray
+        pending = 0
         for i, op in enumerate(ops):
             if releases and i - 1 in releases:
                 for name in releases[i - 1]:
                     if not isinstance(env.get(name), State):
-                        live -= _owned_bytes(env.pop(name, None)) if account else 0
+                        live.drop(env.pop(name, None))
             folded = getattr(op, "folded16" if mode == "fp16" else "folded", None)
             if folded is not None:
                 for out, value in zip(op.outputs, folded):
-                    env[out.name] = value
+                    env[out.name] = value  # a constant: counted in the run's base
                 continue
             kernel = op.kernel
             kwargs = {}
@@ -487,27 +715,34 @@ class Program:
                 kwargs.update(op.attributes)
             if kernel.needs_env:
                 kwargs["env"] = env
+                live.total += pending  # its blocks start counting from here
+                pending = 0
             kernel.ctx = ctx
             result = _call(op, kernel, kwargs)
+            if kernel.needs_env and nested:
+                fast = live.seen is None  # its blocks may have made the count exact
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(op.outputs):
                 raise PackageError(f"op {op.name!r} ({op.type}) returned {len(results)} values for {len(op.outputs)} outputs")
             keep = mode == "fp16" and kernel.keeps_fp16
             for out, value in zip(op.outputs, results):
-                if keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32:
-                    env[out.name] = value
-                else:
+                if not (keep and out.dtype == np.float16 and isinstance(value, np.ndarray) and value.dtype == np.float32):
                     try:
-                        env[out.name] = self._cast(value, out, mode)
+                        value = self._cast(value, out, mode)
                     except (ValueError, TypeError, OverflowError) as exc:  # a string value declared fp32, say
                         detail = " ".join(str(exc).split())[:200]
                         raise PackageError(f"op {op.name!r} ({op.type}): its output {out.name!r} cannot be held as the declared "
                                            f"{np.dtype(out.dtype).name} ({detail})") from None
-                if account:
-                    live += _owned_bytes(env[out.name])
-            if account and live > limits.MAX_LIVE_BYTES:
-                raise PackageError(f"op {op.name!r} ({op.type}): the values this run holds at once reach {limits.size_text(live)}, more than "
-                                   f"the {limits.size_text(limits.MAX_LIVE_BYTES)} a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+                env[out.name] = value
+                if fast and type(value) is ndarray and value.base is None:
+                    pending += value.nbytes
+                else:
+                    add(value)
+            if live.total + pending > bound:
+                live.total += pending
+                pending = 0
+                live.check(op)
+                fast = nested and live.seen is None
 
     def check_feeds(self, feeds: dict) -> dict:
         """Validated, dtype-converted feeds; a FeedError names the input and what was expected."""
@@ -561,7 +796,10 @@ class Program:
                 env[s.name] = State(s.name)
         ctx = RunContext(self, mode, state)
         try:
-            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases(), account=True)
+            for value in env.values():  # the feeds
+                ctx.live.add(value)
+            ctx.live.check(None)
+            self._run_ops(self.block.ops, env, ctx, releases=None if intermediate else self._releases())
         except PackageError as exc:
             if str(exc).startswith(str(self.path)):
                 raise

@@ -129,3 +129,18 @@ def blob_consts(spec):
     """The const ops of the main block whose value is a weight blob."""
     return [op for op in main_block(spec).operations
             if op.type == "const" and op.attributes["val"].WhichOneof("value") == "blobFileValue"]
+
+
+def with_ops(package: Path, dest: Path, ops: list[tuple]) -> Path:
+    """A copy of ``package`` with ``ops`` at the front of the main block, in order, each
+    ``(op_type, out, inputs)`` or ``(op_type, out, inputs, options)`` (options: add_op's keywords);
+    the last one's output is the package's first output (``out`` in the model description)."""
+    dest = copy_package(package, dest)
+    spec = read_spec(dest)
+    block = main_block(spec)
+    for op in reversed(ops):
+        op_type, out, inputs, options = (*op, {}) if len(op) == 3 else op
+        add_op(block.operations, op_type, out, inputs, **options)
+    rename_first_output(spec, ops[-1][1])
+    write_spec(dest, spec)
+    return dest

@@ -478,6 +478,177 @@ def test_a_legitimate_loop_is_not_bounded_too_early(tmp_path):
     assert np.isfinite(prog.predict({"x": x})["y"]).all()
 
 
+# -- the values a run holds (MAX_LIVE_BYTES) ---------------------------------------------------
+
+N = 1 << 20  # floats: 4 MiB a value, far above the small LSTM's own values and constants
+MIB4 = 4 * N
+
+
+def _fill(out, n=N):
+    return ("fill", out, {"shape": np.array([n], np.int32), "value": np.float32(1)}, {"out_shape": (n,)})
+
+
+def _held(built, tmp_path, monkeypatch, name, ops, bound):
+    """Run a package with ``ops`` in front for its outputs under a live-bytes ``bound``: the
+    one-line refusal, or None when it runs."""
+    package, feeds, _ = built
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", int(bound))
+    path = H.with_ops(package, tmp_path / f"{name}.mlpackage", ops)
+    try:
+        refused_message = refused(path, feeds)
+    except AssertionError as exc:
+        assert "was run without complaint" in str(exc)
+        return None
+    return refused_message
+
+
+def test_a_view_counts_at_its_base_when_the_base_is_let_go(built, tmp_path, monkeypatch):
+    """reshape's view keeps the 4 MiB of the fill it views after the fill itself is let go: with
+    another 4 MiB and the add's result the run holds 12 MiB, not the 8 MiB of the arrays that own
+    their memory."""
+    ops = [_fill("big"), ("reshape", "view", {"x": "big", "shape": np.array([N], np.int32)}, {"out_shape": (N,)}), _fill("other"),
+           ("add", "hostile_out", {"x": "view", "y": "other"}, {"out_shape": (N,)})]
+    message = _held(built, tmp_path, monkeypatch, "view", ops, 2.5 * MIB4)
+    assert message is not None and "op 'hostile_out' (add): the values this run holds at once reach 12.0 MiB, more than the 10.0 MiB" in message, message
+    assert _held(built, tmp_path, monkeypatch, "view2", ops, 3.5 * MIB4) is None
+
+
+def test_a_value_that_is_another_counts_once(built, tmp_path, monkeypatch):
+    """identity returns its input itself: big and same are one 4 MiB array, and with the add's
+    result the run holds 8 MiB, not 12."""
+    ops = [_fill("big"), ("identity", "same", {"x": "big"}, {"out_shape": (N,)}), ("add", "hostile_out", {"x": "big", "y": "same"}, {"out_shape": (N,)})]
+    assert _held(built, tmp_path, monkeypatch, "same", ops, 2.5 * MIB4) is None
+    message = _held(built, tmp_path, monkeypatch, "same2", ops, 1.5 * MIB4)
+    assert message is not None and "op 'hostile_out' (add): the values this run holds at once reach 8.0 MiB" in message, message
+
+
+def _summing_block(prefix):
+    block = H.make_block(outputs=[f"{prefix}_sum"])
+    H.add_op(block.operations, *_fill(f"{prefix}_big")[:3], front=False, **_fill(f"{prefix}_big")[3])
+    H.add_op(block.operations, "reduce_sum", f"{prefix}_sum", {"x": f"{prefix}_big", "axes": np.array([0], np.int32)}, out_shape=(), front=False)
+    return block
+
+
+def test_values_made_in_a_cond_block_count(built, tmp_path, monkeypatch):
+    other = H.make_block(outputs=["zero"])
+    H.add_op(other.operations, "const", "zero", {}, out_shape=(), val=np.float32(0))
+    ops = [("cond", "hostile_out", {"pred": np.bool_(True)}, {"out_shape": (), "blocks": [_summing_block("then"), other]})]
+    message = _held(built, tmp_path, monkeypatch, "cond", ops, 0.5 * MIB4)
+    assert message is not None and "op 'then_big' (fill): the values this run holds at once reach 4.0 MiB, more than the 2.0 MiB" in message, message
+    assert _held(built, tmp_path, monkeypatch, "cond2", ops, 1.5 * MIB4) is None
+
+
+def test_views_in_a_block_of_a_value_outside_it_add_nothing(built, tmp_path, monkeypatch):
+    """Three reshapes in a cond block of the main block's 4 MiB fill hold no memory of their own:
+    the run holds 4 MiB, within a 6 MiB bound (the block's first count, an upper bound, says 16)."""
+    then = H.make_block(outputs=["s"])
+    for i, x in enumerate(["big", "v0", "v1"]):
+        H.add_op(then.operations, "reshape", f"v{i}", {"x": x, "shape": np.array([2, N // 2], np.int32)}, out_shape=(2, N // 2), front=False)
+    H.add_op(then.operations, "reduce_sum", "s", {"x": "v2", "axes": np.array([0, 1], np.int32)}, out_shape=(), front=False)
+    other = H.make_block(outputs=["zero"])
+    H.add_op(other.operations, "const", "zero", {}, out_shape=(), val=np.float32(0))
+    ops = [_fill("big"), ("cond", "hostile_out", {"pred": np.bool_(True)}, {"out_shape": (), "blocks": [then, other]})]
+    assert _held(built, tmp_path, monkeypatch, "views", ops, 1.5 * MIB4) is None
+    message = _held(built, tmp_path, monkeypatch, "views2", ops, 0.5 * MIB4)
+    assert message is not None and "op 'big' (fill): the values this run holds at once reach 4.0 MiB" in message, message
+
+
+def _counting_loop(iterations):
+    cond = H.make_block([("i", np.int32, ())], ["go"])
+    H.add_op(cond.operations, "less", "go", {"x": "i", "y": np.int32(iterations)}, out_dtype=np.bool_, out_shape=(), front=False)
+    body = _summing_block("body")
+    body.inputs.add().CopyFrom(H.make_block([("j", np.int32, ())]).inputs[0])
+    del body.outputs[:]
+    body.outputs.append("j2")
+    H.add_op(body.operations, "add", "j2", {"x": "j", "y": np.int32(1)}, out_dtype=np.int32, out_shape=(), front=False)
+    return [("while_loop", "hostile_out", {"loop_vars": np.int32(0)}, {"out_dtype": np.int32, "out_shape": (), "blocks": [cond, body]})]
+
+
+def test_values_made_in_a_loop_body_count_and_go_with_their_iteration(built, tmp_path, monkeypatch):
+    """A body making 4 MiB is refused under a 2 MiB bound, and runs 50 times under 6 MiB: each
+    iteration's values are let go when it ends."""
+    message = _held(built, tmp_path, monkeypatch, "loop", _counting_loop(50), 0.5 * MIB4)
+    assert message is not None and "op 'body_big' (fill): the values this run holds at once reach 4.0 MiB, more than the 2.0 MiB" in message, message
+    package, feeds, _ = built
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", int(1.5 * MIB4))
+    out = ex.load(H.with_ops(package, tmp_path / "loop50.mlpackage", _counting_loop(50))).predict(feeds)
+    assert int(np.asarray(out["hostile_out"]).reshape(())) == 50
+
+
+# -- the constants a package holds -------------------------------------------------------------
+
+
+def _many_zero_constants(pkg, dest, count=64, n=N):
+    """``count`` const ops, each an immediate tensor of n float32 zeros declared with no values
+    (a few bytes of protobuf each, decoded as 4 MiB of zeros), summed into the first output."""
+    ops = [("const", f"z{i}", {}, {"out_shape": (n,), "val": np.zeros((0,), np.float32)}) for i in range(count)]
+    ops.append(("concat", "hostile_out", {}, {"out_shape": (count * n,)}))
+    dest = H.with_ops(pkg, dest, ops)
+    spec = H.read_spec(dest)
+    block = H.main_block(spec)
+    for op in block.operations[:count]:
+        val = op.attributes["val"]
+        val.type.tensorType.dimensions[0].constant.size = n
+        val.immediateValue.tensor.ClearField("floats")  # no values at all: zeros of the declared shape
+    joined = block.operations[count]
+    for i in range(count):
+        joined.inputs["values"].arguments.add().name = f"z{i}"
+    H.immediate(joined.inputs["axis"].arguments.add().value, np.int32(0))
+    H.immediate(joined.inputs["interleave"].arguments.add().value, np.bool_(False))
+    H.write_spec(dest, spec)
+    return dest
+
+
+def test_the_constants_together_are_bounded_before_they_are_made(built, tmp_path, monkeypatch):
+    """64 constants of 4 MiB each, declared in a few hundred bytes: under a 32 MiB bound the load
+    stops at the ninth, naming the package and the total, having made 32 MiB at most."""
+    import tracemalloc
+
+    package, feeds, _ = built
+    bad = _many_zero_constants(package, tmp_path / "zeros.mlpackage")
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", 32 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CoreMLLSTMError) as info:
+            ex.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{bad}: the program's constants reach 36.0 MiB with op 'z8' (const) attribute 'val', more than the "
+                               "32.0 MiB a run may hold (COREML_LSTM_MAX_LIVE_BYTES raises it)")
+    assert peak < 40 << 20, peak
+    lines = cli_refuses(bad, built, verify=False)
+    assert all(line.startswith(f"Error: {bad}: the program's constants reach 36.0 MiB") for line in lines), lines
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", 2 << 30)  # within the bound it loads and runs: the constants are counted once
+    assert ex.load(bad).predict(feeds)["hostile_out"].shape == (64 * N,)
+
+
+def test_a_blob_decoded_under_many_shapes_counts_each_copy(built, tmp_path, monkeypatch):
+    """Constants naming one weight blob with different shapes are decoded apart: each copy counts."""
+    package, _, _ = built
+    bad = H.copy_package(package, tmp_path / "blobs.mlpackage")
+    spec = H.read_spec(bad)
+    source = H.blob_consts(spec)[0]
+    count = int(np.prod([d.constant.size for d in source.outputs[0].type.tensorType.dimensions]))
+    total = 0
+    for k in range(1, count + 1):  # (k,) views of the blob's first k floats: all different keys
+        op = H.main_block(spec).operations.add()
+        op.CopyFrom(source)
+        op.outputs[0].name = f"b{k}"
+        for t in (op.outputs[0].type.tensorType, op.attributes["val"].type.tensorType):
+            del t.dimensions[:]
+            t.rank = 1
+            t.dimensions.add().constant.size = k
+        total += 4 * k
+    H.write_spec(bad, spec)
+    own = ex.load(package).constant_bytes  # the package's own constants, before the copies
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", own + total // 2)
+    with pytest.raises(CoreMLLSTMError, match=r"the program's constants reach .* with op 'b\d+' \(const\) attribute 'val', more than the"):
+        ex.load(bad)
+    monkeypatch.setattr(limits, "MAX_LIVE_BYTES", own + total)
+    assert ex.load(bad).constant_bytes == own + total
+
+
 # -- fuzzing --------------------------------------------------------------------------------
 
 

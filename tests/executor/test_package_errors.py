@@ -365,3 +365,21 @@ def test_concat_along_the_flexible_axis_is_not_refused(tmp_path):
     program = ex.load(_joined(tmp_path, "concat", default=2, axis=2))  # only the other axes must match
     (out,) = program.predict({"a": np.ones((2, 3, 4), np.float32), "b": np.ones((2, 3, 7), np.float32)}).values()
     assert out.shape == (2, 3, 11)
+
+
+def test_reading_a_file_allocates_its_size_not_the_bound(copy):
+    """The model file is read into a buffer of its size: asking for the 2 GiB bound allocated
+    2 GiB (of address space at least) for every package, however small."""
+    import tracemalloc
+
+    from coreml_lstm.executor.package import MAX_MODEL_BYTES, read_bounded
+
+    model = H.model_file(copy)
+    tracemalloc.start()
+    try:
+        data = read_bounded(model, MAX_MODEL_BYTES, str(copy), "model file")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == model.read_bytes()
+    assert peak < 4 * len(data) + (1 << 20), peak

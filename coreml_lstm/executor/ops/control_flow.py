@@ -62,10 +62,13 @@ class TensorList:
     """An immutable MIL list: every write returns a new list. ``items`` holds arrays, or None for
     positions never written (read as zeros of the element shape)."""
 
-    __slots__ = ("items", "elem_shape", "dtype", "dynamic")
+    __slots__ = ("items", "elem_shape", "dtype", "dynamic", "held_bytes")
 
-    def __init__(self, items: list, elem_shape: tuple | None, dtype, dynamic: bool):
+    def __init__(self, items: list, elem_shape: tuple | None, dtype, dynamic: bool, held_bytes: int = 0):
         self.items, self.elem_shape, self.dtype, self.dynamic = items, elem_shape, dtype, dynamic
+        # The bytes of the written elements (each a copy the list owns), what the run's count of
+        # the values it holds adds for it (see program.LiveBytes); kept as the list is written.
+        self.held_bytes = held_bytes
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,7 +85,7 @@ class TensorList:
 
     def written(self, pairs) -> "TensorList":
         """A copy with ``value`` at each ``index`` of pairs; a dynamic list grows to fit."""
-        items, shape = list(self.items), self.elem_shape
+        items, shape, held = list(self.items), self.elem_shape, self.held_bytes
         for i, value in pairs:
             value = np.asarray(value).astype(self.dtype)
             if shape is not None and value.shape != tuple(shape):
@@ -95,8 +98,9 @@ class TensorList:
                     raise ValueError(f"list index {i} is out of range for a fixed list of length {len(items)}")
                 limits.check_shape((i + 1,) + tuple(shape or ()), 8, "list_write")
                 items += [None] * (i + 1 - len(items))
+            held += value.nbytes - (items[i].nbytes if items[i] is not None else 0)
             items[i] = value
-        return TensorList(items, shape, self.dtype, self.dynamic)
+        return TensorList(items, shape, self.dtype, self.dynamic, held)
 
 
 def _list(ls, op: str) -> TensorList:

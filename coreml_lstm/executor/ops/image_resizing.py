@@ -236,18 +236,18 @@ def _corners(box: np.ndarray, mode: str) -> tuple[float, float, float, float]:
 
 
 def _crop_one(image, box, th, tw, normalized, spatial_scale, box_mode, mode, pad):
-    """One (C, th, tw) crop of image (C, H, W): bilinear on the sampling grid over the box;
-    a sample outside the image takes ``pad``."""
-    c, h, w = image.shape
+    """The (..., C, th, tw) crops of images (..., C, H, W) at one box: bilinear on the sampling
+    grid over the box; a sample outside the image takes ``pad``."""
+    h, w = image.shape[-2:]
     h0, w0, h1, w1 = (v * spatial_scale for v in _corners(box, box_mode))
     if normalized:
         h0, h1, w0, w1 = h0 * (h - 1), h1 * (h - 1), w0 * (w - 1), w1 * (w - 1)
     gh = _grid(h, th, mode, h0, h1 - h0)
     gw = _grid(w, tw, mode, w0, w1 - w0)
     inside = ((gh >= 0) & (gh <= h - 1))[:, None] & ((gw >= 0) & (gw <= w - 1))[None, :]
-    rows = _lerp(image.astype(np.float64), gh, 1)  # (C, th, W)
-    out = _lerp(rows, gw, 2)  # (C, th, tw)
-    return np.where(inside[None], out, pad)
+    rows = _lerp(image.astype(np.float64), gh, image.ndim - 2)  # (..., C, th, W)
+    out = _lerp(rows, gw, image.ndim - 1)  # (..., C, th, tw)
+    return np.where(inside, out, pad)
 
 
 @kernel("crop_resize", opset="iOS15")
@@ -288,7 +288,7 @@ class CropResize(Kernel):
                     raise ValueError(f"crop_resize: image index {b} is outside a batch of {x.shape[0]}")
                 crops.append(_crop_one(x[b], box[1:], *args)[None])
             else:
-                crops.append(np.stack([_crop_one(img, box, *args) for img in x]))
+                crops.append(_crop_one(x, box, *args))  # every image at once
         return np.stack(crops).astype(x.dtype if x.dtype.kind == "f" else np.float32)
 
 
@@ -341,14 +341,15 @@ def _reflect(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + np.where(q > span, 2 * span - q, q)
 
 
-def _sample(image: np.ndarray, px: np.ndarray, py: np.ndarray, sampling: str, padding: str, pad_value: float):
-    """image (C, H, W) sampled at pixel positions (px, py) of any shape S -> (C, *S), as torch's grid_sample.
+def _sample(images: np.ndarray, px: np.ndarray, py: np.ndarray, sampling: str, padding: str, pad_value: float):
+    """images (N, C, H, W) sampled at pixel positions (px, py) of shape (N, *S) -> (N, C, *S), as
+    torch's grid_sample (image n at positions n).
 
     ``border`` clamps positions to the image, ``reflection`` mirrors them about the outer pixel
     centres [0, X - 1], ``symmetric`` about the outer pixel edges [-1/2, X - 1/2] (then clamps);
     ``constant`` treats every pixel outside the image as ``pad_value``.
     """
-    c, h, w = image.shape
+    n, c, h, w = images.shape
     if padding not in PADDING_MODES:
         raise ValueError(f"padding_mode {padding!r} is not one of {', '.join(PADDING_MODES)}")
     if padding == "reflection":
@@ -357,21 +358,39 @@ def _sample(image: np.ndarray, px: np.ndarray, py: np.ndarray, sampling: str, pa
         px, py = _reflect(px, -0.5, w - 0.5), _reflect(py, -0.5, h - 0.5)
     if padding != "constant":
         px, py = np.clip(px, 0, w - 1), np.clip(py, 0, h - 1)
-    img = image.astype(np.float64)
+    img = images.astype(np.float64)
+    rows = np.arange(n).reshape((n,) + (1,) * (px.ndim - 1))  # image n for positions n
 
-    def at(iy, ix):  # (C, *S), pad_value outside
+    def at(iy, ix):  # (N, C, *S), pad_value outside
         ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        v = img[:, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]
-        return np.where(ok, v, pad_value)
+        v = np.moveaxis(img[rows, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)], -1, 1)  # indexed (N, *S, C)
+        return np.where(ok[:, None], v, pad_value)
 
     if sampling == "nearest":
         return at(np.rint(py).astype(np.int64), np.rint(px).astype(np.int64))
     if sampling != "bilinear":
         raise ValueError(f"sampling_mode {sampling!r} is not bilinear or nearest")
     x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
-    fx, fy = px - x0, py - y0
+    fx, fy = (px - x0)[:, None], (py - y0)[:, None]
     return ((at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy)
             + (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy)
+
+
+# Output values one _sample call computes (a few float64 temporaries of this size: a few MB):
+# images are sampled this many at a time, or one at a time when one is larger.
+SAMPLE_CHUNK = 1 << 18
+
+
+def _sample_chunks(x: np.ndarray, positions, out_shape: tuple, sampling: str, padding: str, pad_value: float) -> np.ndarray:
+    """(B, C, *S) of x (B, C, H, W) sampled at ``positions(b0, b1)`` -> (px, py) of images b0 .. b1 - 1,
+    as many images at once as :data:`SAMPLE_CHUNK` allows; float32 for non-float x."""
+    out = np.empty((x.shape[0], x.shape[1]) + tuple(out_shape), x.dtype if x.dtype.kind == "f" else np.float32)
+    step = max(1, SAMPLE_CHUNK // max(1, out[:1].size))  # images a call
+    for b0 in range(0, x.shape[0], step):
+        b1 = min(b0 + step, x.shape[0])
+        px, py = positions(b0, b1)
+        out[b0:b1] = _sample(x[b0:b1], px, py, sampling, padding, pad_value)  # cast as astype casts
+    return out
 
 
 @kernel("resample", opset="iOS15")
@@ -392,8 +411,8 @@ class Resample(Kernel):
         check_shape((x.shape[0], x.shape[1]) + coords.shape[1:3], 8, "resample")
         px = _unnormalize(coords[..., 0], x.shape[3], cm, align)
         py = _unnormalize(coords[..., 1], x.shape[2], cm, align)
-        out = [_sample(x[b], px[b], py[b], text(sampling_mode), text(padding_mode), float(padding_value)) for b in range(x.shape[0])]
-        return np.stack(out).astype(x.dtype if x.dtype.kind == "f" else np.float32)
+        return _sample_chunks(x, lambda b0, b1: (px[b0:b1], py[b0:b1]), coords.shape[1:3], text(sampling_mode), text(padding_mode),
+                              float(padding_value))
 
 
 @kernel("affine", opset="iOS15")
@@ -425,11 +444,11 @@ class Affine(Kernel):
             return -1 + 2 * i / (n - 1) if align else -1 + (2 * i + 1) / n
 
         gx, gy = np.meshgrid(axis(wo), axis(ho))  # (ho, wo)
-        out = []
-        for b in range(x.shape[0]):
-            a0, a1, a2, b0, b1, b2 = m[b if m.shape[0] > 1 else 0]
+
+        def positions(first, end):  # (end - first, ho, wo) each
+            rows = m[first:end] if m.shape[0] > 1 else np.repeat(m, end - first, axis=0)
+            a0, a1, a2, b0, b1, b2 = (rows[:, k, None, None] for k in range(6))
             cx, cy = a0 * gx + a1 * gy + a2, b0 * gx + b1 * gy + b2
-            px = _unnormalize(cx, x.shape[3], cm, align)
-            py = _unnormalize(cy, x.shape[2], cm, align)
-            out.append(_sample(x[b], px, py, text(sampling_mode), text(padding_mode), float(padding_value)))
-        return np.stack(out).astype(x.dtype if x.dtype.kind == "f" else np.float32)
+            return _unnormalize(cx, x.shape[3], cm, align), _unnormalize(cy, x.shape[2], cm, align)
+
+        return _sample_chunks(x, positions, (ho, wo), text(sampling_mode), text(padding_mode), float(padding_value))

@@ -12,6 +12,15 @@ Semantics, as Apple's op tests pin them (their numpy and torch references, which
 The input projection of every step is one matmul before the time loop (or folded into the
 step's matmul); the loop does the recurrent matmul and the gate maths. In fp16 mode the state
 is rounded to fp16 at every step, as a program running in fp16 carries it.
+
+Bounds (packages come from anyone): before anything is made, every tensor's shape is checked
+against x's (T, B, I) and weight_hh's hidden size H (:func:`_layout`), so no array an op makes
+comes from sizes that disagree; then the output sequence (T, B, D*H), the input projection
+(T, B, G*H) (G gates: the largest array) and the fast lstm's step buffer (T + 1, I + H + 1, B)
+are checked against ``limits.MAX_TENSOR_BYTES``. A step's temporaries are a few (B, G*H)
+arrays, a T-th of the projection. The T steps are bounded by the same check: T * B * G * H * 4
+bytes fit the bound; when the state holds no values (B * H = 0; x of 2^40 steps of no values
+fits any bound) the steps compute nothing and none is taken.
 """
 
 from __future__ import annotations
@@ -71,6 +80,34 @@ def _project(x, w, b):
     return out + b if b is not None else out
 
 
+def _expect(op: str, name: str, value, shape: tuple, why: str) -> None:
+    if value is not None and tuple(np.shape(value)) != shape:
+        raise ValueError(f"{op}: {name} is {tuple(np.shape(value))}; {why} it must be {shape}")
+
+
+def _layout(op: str, x, weight_ih, weight_hh, gates: int, directions: int = 1, **states) -> tuple[int, int, int, int]:
+    """(T, B, I, H), after checking x, the weights and the ``states`` (initial_h, initial_c:
+    (B, directions * H)) against MIL's layout, where H is weight_hh's column count: weight_ih
+    (gates * H, I), weight_hh (gates * H, H). Nothing has been made from the shapes yet."""
+    if np.ndim(x) != 3:
+        raise ValueError(f"{op}: x is {tuple(np.shape(x))}; it must be (T, B, I)")
+    T, B, I = (int(d) for d in np.shape(x))
+    if np.ndim(weight_hh) != 2:
+        raise ValueError(f"{op}: weight_hh is {tuple(np.shape(weight_hh))}; it must be ({gates}H, H)")
+    H = int(np.shape(weight_hh)[1])
+    _expect(op, "weight_hh", weight_hh, (gates * H, H), f"for hidden size {H}")
+    _expect(op, "weight_ih", weight_ih, (gates * H, I), f"for input size {I} and hidden size {H}")
+    for name, value in states.items():
+        hidden = f"{directions} directions of hidden size {H}" if directions > 1 else f"hidden size {H}"
+        _expect(op, name, value, (B, directions * H), f"for batch {B} and {hidden}")
+    return T, B, I, H
+
+
+def _vector(op: str, name: str, value, size: int, H: int) -> None:
+    """A bias or peephole: (size,) for hidden size H."""
+    _expect(op, name, value, (size,), f"for hidden size {H}")
+
+
 def _directions(direction: str, forward, backward, allowed=("forward", "reverse", "bidirectional")):
     """[(weights, runs backward)] per direction."""
     if direction not in allowed:
@@ -123,16 +160,23 @@ class Lstm(_Recurrent):
                 cell_activation="tanh", activation="tanh", clip=None):
         self._floats(x=x, initial_h=initial_h, initial_c=initial_c, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias, peephole=peephole,
                      weight_ih_back=weight_ih_back, weight_hh_back=weight_hh_back, bias_back=bias_back, peephole_back=peephole_back)
-        x = np.asarray(x, dtype=np.float32)
-        H = np.shape(weight_hh)[1]
         ra, ca, a = _act(recurrent_activation), _act(cell_activation), _act(activation)
         fp16 = self._fp16()
         direction = _text(direction)
         runs = _directions(direction, (weight_ih, weight_hh, bias, peephole), (weight_ih_back, weight_hh_back, bias_back, peephole_back))
+        T, B, _, H = _layout("lstm", x, weight_ih, weight_hh, 4, len(runs), initial_h=initial_h, initial_c=initial_c)
+        for suffix, ((w_ih, w_hh, b, p), _) in zip(("", "_back"), runs):  # bidirectional: the backward weights too
+            _expect("lstm", f"weight_hh{suffix}", w_hh, (4 * H, H), f"for hidden size {H}")
+            _expect("lstm", f"weight_ih{suffix}", w_ih, (4 * H, np.shape(x)[2]), f"for input size {np.shape(x)[2]} and hidden size {H}")
+            _vector("lstm", f"bias{suffix}", b, 4 * H, H)
+            _vector("lstm", f"peephole{suffix}", p, 3 * H, H)
+        check_shape((T, B, len(runs) * H), 4, "lstm output sequence")
+        x = np.asarray(x, dtype=np.float32)
         initial_h, initial_c = np.asarray(initial_h, np.float32), np.asarray(initial_c, np.float32)
-        if initial_h.shape != (x.shape[1], len(runs) * H) or initial_c.shape != initial_h.shape:
-            raise ValueError(f"lstm: initial_h {initial_h.shape} and initial_c {initial_c.shape} for x {x.shape}, "
-                             f"{len(runs)} direction(s) of hidden size {H}")
+        if B * H == 0:  # a state of no values: its steps compute nothing (and T may be any size)
+            out = np.zeros((T, B, len(runs) * H), np.float32)
+            h, c = initial_h.copy(), initial_c.copy()
+            return (out if bool(output_sequence) else h[None]), h, c
         seqs, hs, cs = [], [], []
         for d, ((w_ih, w_hh, b, p), backward) in enumerate(runs):
             h0 = initial_h[:, d * H : (d + 1) * H]
@@ -204,7 +248,7 @@ class Lstm(_Recurrent):
         w = np.concatenate([w_ih, w_hh, bias], axis=1) * half  # (4H, I + H + 1)
         # Forward: step t reads U[t] = [x_t; h_{t-1}; 1] and writes h_t to U[t + 1].
         # Backward: step t reads U[t + 1] = [x_t; h_{t+1}; 1] and writes h_t to U[t].
-        U = np.empty((T + 1, I + H + 1, B), np.float32)
+        U = np.empty(check_shape((T + 1, I + H + 1, B), 4, "lstm (its step buffer)"), np.float32)
         xs = U[1:, :I] if backward else U[:T, :I]
         xs[...] = x.transpose(0, 2, 1)
         U[:, I + H] = 1.0
@@ -260,10 +304,16 @@ class Rnn(_Recurrent):
     def compute(self, *, x, initial_h, weight_ih, weight_hh, bias=None, direction="forward",
                 output_sequence=False, activation="tanh"):
         self._floats(x=x, initial_h=initial_h, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias)
-        x = np.asarray(x, np.float32)
         act = _act(activation)
         fp16 = self._fp16()
         backward = _directions(_text(direction), None, None, ("forward", "reverse"))[0][1]
+        T, B, _, H = _layout("rnn", x, weight_ih, weight_hh, 1, initial_h=initial_h)
+        _vector("rnn", "bias", bias, H, H)
+        check_shape((T, B, H), 4, "rnn output sequence")
+        if B * H == 0:  # a state of no values: its steps compute nothing (and T may be any size)
+            h = np.array(initial_h, np.float32)
+            return (np.zeros((T, B, H), np.float32) if bool(output_sequence) else h[None]), h
+        x = np.asarray(x, np.float32)
         xw = _project(x, _f32(weight_ih), _f32(bias))
         r_t = np.ascontiguousarray(_f32(weight_hh).T)
         h = np.array(initial_h, np.float32)
@@ -300,10 +350,16 @@ class Gru(_Recurrent):
     def _gru(self, x, initial_h, weight_ih, weight_hh, input_bias, bias, direction, output_sequence,
              recurrent_activation, activation, reset_after):
         self._floats(x=x, initial_h=initial_h, weight_ih=weight_ih, weight_hh=weight_hh, bias=bias, input_bias=input_bias)
-        x = np.asarray(x, np.float32)
         ra, a = _act(recurrent_activation), _act(activation)
+        T, B, _, H = _layout("gru", x, weight_ih, weight_hh, 3, initial_h=initial_h)
+        _vector("gru", "bias", bias, 3 * H, H)
+        _vector("gru", "input_bias", input_bias, 3 * H, H)
+        check_shape((T, B, H), 4, "gru output sequence")
+        if B * H == 0:  # a state of no values: its steps compute nothing (and T may be any size)
+            h = np.array(initial_h, np.float32)
+            return (np.zeros((T, B, H), np.float32) if bool(output_sequence) else h[None]), h
+        x = np.asarray(x, np.float32)
         w_hh = _f32(weight_hh)
-        H = w_hh.shape[1]
         fp16 = self._fp16()
         b_h = np.zeros(3 * H, np.float32) if bias is None else _f32(bias)
         xw = _project(x, _f32(weight_ih), _f32(input_bias))  # (T, B, 3H), input bias folded in

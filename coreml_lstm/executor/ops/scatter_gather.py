@@ -86,13 +86,16 @@ class Gather(Kernel):
             return np.take(x, idx, axis=a)
         if not 0 < bd <= min(a, idx.ndim) or x.shape[:bd] != idx.shape[:bd]:
             raise ValueError(f"batch_dims {bd} does not match x {x.shape}, indices {idx.shape} and axis {a}")
-        lead = x.shape[:bd]
-        xs = x.reshape((-1,) + x.shape[bd:])
-        ids = idx.reshape((-1,) + idx.shape[bd:])
-        parts = [np.take(xs[b], ids[b], axis=a - bd) for b in range(xs.shape[0])]
-        tail = x.shape[bd:a] + idx.shape[bd:] + x.shape[a + 1 :]
-        out = np.stack(parts) if parts else np.zeros((0,) + tail, x.dtype)
-        return out.reshape(lead + out.shape[1:])
+        # One fancy index for every batch: with the batch axes flattened to one (R), the gathered
+        # axis moved next to it and a row number per index, xt[rows, ids] is (R, *N, *P, *Q) for
+        # x's axes P between the batch axes and the gathered one and Q after it; N goes after P.
+        xs = x.reshape((-1,) + x.shape[bd:])  # (R, *P, D_a, *Q)
+        ids = idx.reshape((-1,) + idx.shape[bd:])  # (R, *N)
+        p, n = a - bd, ids.ndim - 1
+        xt = np.moveaxis(xs, 1 + p, 1)  # (R, D_a, *P, *Q)
+        rows = np.arange(xs.shape[0]).reshape((-1,) + (1,) * n)
+        out = np.moveaxis(xt[rows, ids], tuple(range(1, 1 + n)), tuple(range(1 + p, 1 + p + n)))  # (R, *P, *N, *Q)
+        return np.ascontiguousarray(out).reshape(x.shape[:bd] + out.shape[1:])
 
 
 @kernel("gather", opset="iOS16")

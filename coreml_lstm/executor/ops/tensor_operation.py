@@ -260,13 +260,18 @@ def _iou(boxes: np.ndarray) -> np.ndarray:
 
 
 def _greedy(order: np.ndarray, iou: np.ndarray, threshold: float, limit: int) -> list[int]:
-    """Greedy NMS over boxes in ``order``: keep a box unless it overlaps a kept one by IoU > threshold."""
+    """Greedy NMS over boxes in ``order``: keep a box unless it overlaps a kept one by IoU > threshold.
+
+    A kept box j marks, in one vector operation, every box i with not iou[i, j] <= threshold (as
+    a comparison of each with every kept box would); a box is kept if no kept box marked it."""
     kept: list[int] = []
+    marked = np.zeros(iou.shape[0], dtype=bool)
     for i in order:
         if len(kept) == limit:
             break
-        if all(iou[i, j] <= threshold for j in kept):
+        if not marked[i]:
             kept.append(int(i))
+            marked |= ~(iou[:, i] <= threshold)
     return kept
 
 

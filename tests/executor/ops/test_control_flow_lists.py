@@ -32,3 +32,15 @@ def test_fixed_lists_and_symbolic_shapes():
     np.testing.assert_array_equal(call("list_gather", ls=sym, indices=np.array([0, 1])), [[0, 0, 0], [7, 8, 9]])
     with pytest.raises(ValueError, match="does not match"):
         call("list_write", ls=sym, index=np.int32(0), value=np.array([1]))
+
+
+def test_a_list_holds_the_bytes_of_its_written_elements():
+    """What a run's count of its values adds for a list (program.LiveBytes): the elements written,
+    each once, a rewritten one at its new size; slots never written hold nothing."""
+    ls = call("make_list", elem_shape=[np.int32(4)], init_length=np.int32(3))
+    assert ls.held_bytes == 0
+    ls1 = call("list_write", ls=ls, index=np.int32(1), value=np.ones(4, np.float32))
+    ls2 = call("list_write", ls=ls1, index=np.int32(1), value=np.ones(4, np.float32))  # rewritten: still one element
+    ls3 = call("list_scatter", ls=ls2, indices=np.array([0, 5]), value=np.ones((2, 4), np.float32))
+    assert (ls1.held_bytes, ls2.held_bytes, ls3.held_bytes) == (16, 16, 48)
+    assert ls3.held_bytes == sum(a.nbytes for a in ls3.items if a is not None)

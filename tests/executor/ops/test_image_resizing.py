@@ -168,3 +168,62 @@ def test_crop_resize_box_modes_agree():
 def test_crop():
     got = call("crop", x=X, crop_height=np.array([1, 2]), crop_width=np.array([0, 3]))
     np.testing.assert_array_equal(got, X[..., 1:3, 0:4])
+
+
+# -- many images at once: the result of one image at a time, bit for bit -----------------------
+
+from coreml_lstm.executor.ops import image_resizing as IR  # noqa: E402
+
+
+def _counting(monkeypatch, name):
+    calls = []
+    real = getattr(IR, name)
+    monkeypatch.setattr(IR, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+SAMPLING = dict(sampling_mode="bilinear", padding_mode="reflection", padding_value=np.float32(0.5), align_corners=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
+def test_resample_and_affine_sample_every_image_in_one_go_as_one_at_a_time(dtype, monkeypatch):
+    """Five images are one _sample call (they were five), each image's result the bytes it has
+    alone; images sampled a chunk at a time (SAMPLE_CHUNK) give the same bytes."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((5, 2, 4, 6)) * 3).astype(dtype)
+    coords = rng.uniform(-1.3, 1.3, (5, 3, 4, 2)).astype(np.float32)
+    for matrix in (rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal((1, 6)).astype(np.float32)):
+        ops = {
+            "resample": (dict(coordinates=coords, coordinates_mode="normalized_minus_one_to_one"), lambda b: dict(coordinates=coords[b : b + 1])),
+            "affine": (dict(transform_matrix=matrix, output_height=3, output_width=4, coordinates_mode="normalized_minus_one_to_one"),
+                       lambda b: dict(transform_matrix=matrix[b : b + 1] if len(matrix) > 1 else matrix)),
+        }
+        for op, (args, one) in ops.items():
+            calls = _counting(monkeypatch, "_sample")
+            got = run(op, "iOS16", x=x, **args, **SAMPLING)
+            assert len(calls) == 1, (op, len(calls))
+            alone = np.concatenate([run(op, "iOS16", x=x[b : b + 1], **{**args, **one(b)}, **SAMPLING) for b in range(5)])
+            assert got.dtype == alone.dtype == (np.float32 if dtype == np.int32 else dtype) and got.tobytes() == alone.tobytes(), op
+            monkeypatch.setattr(IR, "SAMPLE_CHUNK", 2 * 3 * 4 * 2)  # two images a call: three calls
+            calls.clear()
+            assert run(op, "iOS16", x=x, **args, **SAMPLING).tobytes() == got.tobytes() and len(calls) == 3, op
+            monkeypatch.undo()
+
+
+def test_an_empty_batch_samples_to_an_empty_result():
+    """No images: an empty (0, C, H2, W2) result (stacking no images was an error)."""
+    x = np.zeros((0, 2, 4, 4), np.float32)
+    got = run("resample", "iOS16", x=x, coordinates=np.zeros((0, 3, 3, 2), np.float32), coordinates_mode="unnormalized", **SAMPLING)
+    assert got.shape == (0, 2, 3, 3) and got.dtype == np.float32
+
+
+def test_crop_resize_cuts_a_box_from_every_image_in_one_go(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 2, 7, 9)).astype(np.float32)
+    roi = rng.uniform(-1, 8, (3, 1, 4, 1, 1)).astype(np.float32)
+    calls = _counting(monkeypatch, "_crop_one")
+    got = run("crop_resize", "iOS16", x=x, roi=roi, target_height=3, target_width=4, pad_value=np.float32(-2))
+    assert got.shape == (3, 6, 2, 3, 4) and len(calls) == 3  # a call per box (there were 18: per box and image)
+    alone = np.stack([np.concatenate([run("crop_resize", "iOS16", x=x[b : b + 1], roi=roi[k : k + 1], target_height=3, target_width=4,
+                                          pad_value=np.float32(-2))[0] for b in range(6)]) for k in range(3)])
+    assert got.tobytes() == alone.tobytes()

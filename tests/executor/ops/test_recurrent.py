@@ -228,3 +228,96 @@ def test_unknown_activation_and_direction_are_refused():
         run("rnn", activation="dummy", **args)
     with pytest.raises(ValueError, match="direction 'bidirectional' is not one of forward, reverse"):
         run("rnn", direction="bidirectional", **args)
+
+
+# -- bounds: what a recurrent op allocates, and how many steps it takes ------------------------
+
+import signal  # noqa: E402
+import tracemalloc  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+from coreml_lstm.executor import limits  # noqa: E402
+
+
+def zeros(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def lstm_args(T, B, I, H, H_hh=None, **extra):
+    """An lstm's inputs for hidden size H; ``H_hh``: weight_hh's (and the states') if it differs."""
+    Hh = H if H_hh is None else H_hh
+    return dict(x=zeros(T, B, I), initial_h=zeros(B, Hh), initial_c=zeros(B, Hh), weight_ih=zeros(4 * H, I),
+                weight_hh=zeros(4 * H, Hh), bias=zeros(4 * H), outputs=3, **extra)
+
+
+# Weights and states whose shapes disagree (4 gate rows of one hidden unit, a weight_hh of 4096
+# columns): each is small, but the lstm with other activations and the gru made their (64, 1, 4096)
+# output sequence (1 MiB, past the 256 KiB bound) before numpy's shapes disagreed; the rnn ran an
+# initial_h of another batch (broadcast into a result no valid program has); the rest failed in
+# numpy's words (operands could not be broadcast together with shapes (4,4098) (16384,1)).
+DISAGREEING = {
+    "lstm": ("lstm", lstm_args(64, 1, 1, 1, H_hh=4096), r"lstm: weight_hh is \(4, 4096\); for hidden size 4096 it must be \(16384, 4096\)"),
+    "lstm relu": ("lstm", lstm_args(64, 1, 1, 1, H_hh=4096, activation="relu"), r"lstm: weight_hh is \(4, 4096\)"),
+    "lstm weight_ih": ("lstm", {**lstm_args(64, 1, 3, 8), "weight_ih": zeros(32, 2)},
+                       r"lstm: weight_ih is \(32, 2\); for input size 3 and hidden size 8 it must be \(32, 3\)"),
+    "lstm bias": ("lstm", {**lstm_args(4, 1, 3, 8), "bias": zeros(8)}, r"lstm: bias is \(8,\); for hidden size 8 it must be \(32,\)"),
+    "lstm peephole": ("lstm", {**lstm_args(4, 1, 3, 8), "peephole": zeros(8)}, r"lstm: peephole is \(8,\); for hidden size 8 it must be \(24,\)"),
+    "lstm x rank": ("lstm", {**lstm_args(4, 1, 3, 8), "x": zeros(4, 3)}, r"lstm: x is \(4, 3\); it must be \(T, B, I\)"),
+    "rnn": ("rnn", dict(x=zeros(64, 1, 1), initial_h=zeros(1, 4096), weight_ih=zeros(1, 1), weight_hh=zeros(1, 4096), outputs=2),
+            r"rnn: weight_hh is \(1, 4096\); for hidden size 4096 it must be \(4096, 4096\)"),
+    "rnn initial_h": ("rnn", dict(x=zeros(4, 2, 1), initial_h=zeros(1, 3), weight_ih=zeros(3, 1), weight_hh=zeros(3, 3), outputs=2),
+                      r"rnn: initial_h is \(1, 3\); for batch 2 and hidden size 3 it must be \(2, 3\)"),
+    "gru": ("gru", dict(x=zeros(64, 1, 1), initial_h=zeros(1, 4096), weight_ih=zeros(3, 1), weight_hh=zeros(3, 4096), outputs=2),
+            r"gru: weight_hh is \(3, 4096\); for hidden size 4096 it must be \(12288, 4096\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(DISAGREEING))
+def test_weights_that_disagree_are_refused_before_anything_is_made(case, monkeypatch):
+    op, args, message = DISAGREEING[case]
+    monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", 256 << 10)  # every input fits; what they made did not
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            run(op, opset="iOS17", **args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 10, peak
+
+
+def test_the_fast_lstm_step_buffer_is_checked_before_it_is_made(monkeypatch):
+    """Its buffer of every step's [x; h; 1] is a little larger than x: an x at the bound is refused."""
+    monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", 256 << 10)
+    with pytest.raises(limits.TooLarge, match=r"lstm \(its step buffer\) of shape \(65, 1029, 1\) would need 261.3 KiB"):
+        run("lstm", **lstm_args(64, 1, 1024, 4))
+
+
+@contextmanager
+def deadline(seconds: int):
+    def expire(*_):
+        raise TimeoutError(f"no answer within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("T, B, I, H", [(1 << 40, 1, 0, 0), (1 << 40, 0, 3, 4)])
+@pytest.mark.parametrize("op", ["lstm", "lstm relu", "rnn", "gru"])
+def test_a_sequence_of_no_values_takes_no_steps(op, T, B, I, H):
+    """x of 2^40 steps holding no values (no batch, or no features and no hidden units) fits any
+    memory bound; its steps compute nothing and are not taken (they were: days of empty steps)."""
+    G = {"lstm": 4, "lstm relu": 4, "rnn": 1, "gru": 3}[op]
+    args = dict(x=zeros(T, B, I), initial_h=zeros(B, H), weight_ih=zeros(G * H, I), weight_hh=zeros(G * H, H), output_sequence=True)
+    if op.startswith("lstm"):
+        args.update(initial_c=zeros(B, H), outputs=3, **({"activation": "relu"} if op == "lstm relu" else {}))
+    else:
+        args.update(outputs=2)
+    with deadline(10):
+        out = run(op.split()[0], opset="iOS17", **args)
+    assert out[0].shape == (T, B, H) and all(o.size == 0 for o in out)

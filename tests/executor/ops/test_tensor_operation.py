@@ -144,3 +144,36 @@ def test_non_maximum_suppression_ios17_layout_matches_a_reference(seed):
     assert i[0, : len(kept)].tolist() == kept and (i[0, len(kept) :] == -1).all()
     np.testing.assert_array_equal(b[0, :, : len(kept)], boxes[kept].T)
     assert b.shape == (1, 4, m) and s.shape == (1, 1, m)
+
+
+def _greedy_one_by_one(order, iou, threshold, limit):
+    """_greedy as it was written, comparing each box with every kept one: the reference."""
+    kept = []
+    for i in order:
+        if len(kept) == limit:
+            break
+        if all(iou[i, j] <= threshold for j in kept):
+            kept.append(int(i))
+    return kept
+
+
+@FAST
+@given(st.integers(0, 2**16))
+def test_greedy_suppression_keeps_what_comparing_box_by_box_keeps(seed):
+    """Marking the boxes a kept box suppresses, one vector operation per kept box, keeps the boxes
+    a comparison with every kept box keeps: coinciding, nested, empty, infinite and NaN boxes,
+    thresholds 0, 1 and NaN, any limit."""
+    from coreml_lstm.executor.ops.tensor_operation import _greedy, _iou
+
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 30))
+    boxes = np.concatenate([rng.integers(0, 5, (count, 2)), rng.integers(0, 4, (count, 2))], axis=1).astype(np.float32)
+    special = rng.random(count)
+    boxes[special < 0.05] = np.inf
+    boxes[(special > 0.05) & (special < 0.1)] = np.nan
+    with np.errstate(all="ignore"):  # as the runner calls kernels: inf and nan are values
+        iou = _iou(boxes)
+    order = rng.permutation(count)
+    for threshold in (0.0, 0.3, 1.0, float(rng.random()), float("nan")):
+        for limit in (1, 3, count):
+            assert _greedy(order, iou, threshold, limit) == _greedy_one_by_one(order, iou, threshold, limit)
