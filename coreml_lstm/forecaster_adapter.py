@@ -136,9 +136,18 @@ class ForecasterAdapter(Adapter):
         by), per window and target: a table of stores near 5e4 and near 5 pooled one spread of
         ~2e4, and the package of another model passed on the small store at 18% off."""
         m = self.model
-        if self.streaming or not m.windowed:
+        if not m.windowed:
             return {}
-        x = np.asarray(sample.calls[-1][INPUT_NAME], np.float64)
+        if self.streaming:
+            # The last call's forecast is of the stream's last window rows; rows a stream shorter
+            # than a window has not fed count as copies of its first (as the package keeps them).
+            rows = np.concatenate([np.asarray(c["x"], np.float64)[0] for c in sample.calls])
+            w = int(m.window)
+            if len(rows) < w:
+                rows = np.concatenate([np.repeat(rows[:1], w - len(rows), axis=0), rows])
+            x = rows[-w:][None]
+        else:
+            x = np.asarray(sample.calls[-1][INPUT_NAME], np.float64)
         y = x[..., : m.n_targets]
         with np.errstate(invalid="ignore", divide="ignore"):
             y = np.log(y) if m.config.log else y

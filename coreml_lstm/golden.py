@@ -65,7 +65,9 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     floor = input_floor([Sample([feeds]) for feeds, _ in records])
     units = {k: reference_scale([outs[k] for _, outs in records if k in outs], floor) for k in names}
     units |= {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
-    per_call = [{k: float(np.max(u)) for k, u in adapter.sample_units(s).items() if k in names} for s in samples] if not streams else []
+    # A stream's call k forecasts from the rows of its calls 0..k.
+    parts = [Sample(streams[0].calls[: k + 1]) for k in range(len(records))] if streams else samples
+    per_call = [{k: float(np.max(u)) for k, u in adapter.sample_units(s).items() if k in names} for s in parts]
     return {
         "format": FORMAT,
         "package": Path(package).name,

@@ -214,8 +214,8 @@ def test_neither_fp16_mode_nor_a_precision_entry_loosens_an_fp32_programs_bar(ex
     assert verify_package(adapter, package, adapter.samples(4), modes=("fp16",), backends=("executor",)).status == "passed"
 
 
-@pytest.mark.parametrize("log", [False, True], ids=["window", "log"])
-def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(tmp_path, log):
+@pytest.mark.parametrize("log, streaming", [(False, None), (True, None), (False, "explicit")], ids=["window", "log", "stream"])
+def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(tmp_path, log, streaming):
     """Stores near 5e4 and near 5 in one table: the bar in units of the pooled spread (~2e4)
     passed the package of another model at 18% off on the small store. With window scaling each
     window's output is its own scale times the network's, and the bar is in that scale."""
@@ -230,9 +230,9 @@ def test_the_package_of_another_seed_fails_on_the_small_series_of_a_mixed_table(
     fits = [Forecaster("y", time="date", series_id="store", horizon=3, window=12, seed=s, select="network", log=log, **TINY).fit(table)
             for s in (0, 1)]
     fits[0].save(tmp_path / "ckpt")
-    package = fits[1].export(tmp_path / "other.mlpackage")
+    package = fits[1].export(tmp_path / "other.mlpackage", streaming=streaming)
     assert verified(tmp_path, package).status == "failed"
-    own = fits[0].export(tmp_path / "own.mlpackage")
+    own = fits[0].export(tmp_path / "own.mlpackage", streaming=streaming)
     assert verified(tmp_path, own).status == "passed"
     # The golden vectors an app's tests replay hold each call to its window's scale too.
     from coreml_lstm.golden import check_golden, golden
