@@ -466,13 +466,13 @@ def warning_lines():
     """The toolkit's warnings (a value the trace froze) as one ``warning: ...`` line each on
     stderr, not Python's display of the toolkit's source line; other warnings as they were.
     Yields the list of the toolkit's warning sentences, filled as they come (for ``--json``)."""
-    from .errors import StateWarning, TraceWarning
+    from .errors import ConvertWarning, StateWarning, TraceWarning
 
     original = warnings.showwarning
     seen = []
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, (TraceWarning, StateWarning)):
+        if issubclass(category, (TraceWarning, StateWarning, ConvertWarning)):
             seen.append(str(message))
             click.echo(f"warning: {message}", err=True)
         else:

@@ -78,6 +78,11 @@ class StateWarning(UserWarning):
     state gives other outputs than the module as built unless the app writes the state first."""
 
 
+class ConvertWarning(UserWarning):
+    """Not an error: the conversion does other than a coremltools option asked, as the toolkit
+    always does (a float16 input or output type: packages take and return float32)."""
+
+
 class DataWarning(UserWarning):
     """Not an error: a table unlike the one the model was trained on (it steps otherwise: hourly
     rows fed to a daily model); the predictions are made, on the training step's assumptions."""

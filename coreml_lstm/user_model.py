@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapter import FLOAT32, INT32, TORCH_FLOAT_DTYPES, TORCH_INTEGER_DTYPES, Adapter, Dim, Input, Output, Sample, State, eval_mode, package_inputs, parse_dtype, parse_shape, training_kept
-from .errors import ConfigError, CoreMLLSTMError, StateWarning, first_line
+from .errors import ConfigError, ConvertWarning, CoreMLLSTMError, StateWarning, first_line
 
 __all__ = ["ModuleAdapter", "convert", "verify", "load_model_file", "parse_input_option"]
 
@@ -452,6 +452,9 @@ def input_from_example(name: str, tensor, spec=None, description: str = "") -> I
     if type(spec).__name__ == "TensorType":
         if spec.dtype is not None and np.dtype(_np_dtype(spec.dtype)).kind == "f" and integer:
             raise ConfigError(f"inputs: {name!r}: the example holds integers but the TensorType says float")
+        if _is_fp16(spec.dtype):
+            warnings.warn(ConvertWarning(f"inputs: {name!r}: the TensorType asks for float16; the package takes float32 (every package "
+                                         "made here is float32 in and out; precision='fp16' computes in fp16 inside)"), stacklevel=4)
         shape_spec = spec.shape
     example_shape = tuple(int(s) for s in tensor.shape)
     if shape_spec is None:
@@ -488,6 +491,18 @@ def _torch_dtype_name(dtype) -> str | None:
     return name if name in TORCH_INTEGER_DTYPES + TORCH_FLOAT_DTYPES else None
 
 
+def _is_fp16(dtype) -> bool:
+    """Whether a coremltools or numpy dtype is 16-bit float (``np.float16``, ``ct.converters.mil.mil.types.fp16``)."""
+    if dtype is None:
+        return False
+    if getattr(dtype, "__name__", "") == "fp16":
+        return True
+    try:
+        return np.dtype(dtype) == np.float16
+    except TypeError:
+        return False
+
+
 def _np_dtype(dtype):
     try:
         return np.dtype(dtype)
@@ -519,6 +534,10 @@ def _output_names(outputs, n: int, taken=()) -> list[str]:
             out.append(name)
         return out
     names = [getattr(o, "name", None) or o if not isinstance(o, str) else o for o in outputs]
+    for o, name in zip(outputs, names):
+        if not isinstance(o, str) and _is_fp16(getattr(o, "dtype", None)):
+            warnings.warn(ConvertWarning(f"outputs: {name!r}: the TensorType asks for float16; the package returns float32 (every "
+                                         "package made here is float32 in and out)"), stacklevel=4)
     if any(not isinstance(x, str) or not x for x in names):
         raise ConfigError("outputs: give a name (or a ct.TensorType with a name) for every output")
     if len(names) != n:

@@ -1146,3 +1146,17 @@ def test_a_small_output_of_large_inputs_is_not_held_below_their_rounding(tmp_pat
     assert report.status == "passed", format_report(report)
     [check, *_] = [c for c in report.checks if c.backend == "executor"]
     assert check.unit == pytest.approx(0.981, rel=1e-3)  # a tenth of the inputs' root mean square
+
+
+def test_a_float16_input_or_output_type_asked_for_is_said_to_be_float32(tmp_path):
+    """ct.TensorType(dtype=np.float16) on an input or output was made float32 without a word."""
+    from coreml_lstm.errors import ConvertWarning
+
+    ct = coremltools()
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    with pytest.warns(ConvertWarning) as caught:
+        path, report = coreml_lstm.convert(model, torch.randn(2, 4), tmp_path / "h.mlpackage", samples=1,
+                                           inputs=[ct.TensorType(name="input", shape=(2, 4), dtype=np.float16)],
+                                           outputs=[ct.TensorType(name="y", dtype=np.float16)])
+    assert sorted(str(w.message).split(":")[0] for w in caught if issubclass(w.category, ConvertWarning)) == ["inputs", "outputs"]
+    assert report.status == "passed"
