@@ -790,6 +790,23 @@ def _check_offsets_agree(raw: pd.Series, label: str, column: str) -> None:
                     "write every time with its offset, or every time without")
 
 
+_QUARTER = re.compile(r"^\s*(?:(\d{4})\s*[-/ ]?\s*[Qq]([1-4])|[Qq]([1-4])\s*[-/ ]?\s*(\d{4}))\s*$")
+
+
+def _quarters(raw: pd.Series) -> pd.Series | None:
+    """Quarters written "1960 Q1", "1960-Q1", "Q1 1960" (every cell): the first day of each, or
+    None (pandas reads "1960Q1" itself, but neither of the others)."""
+    present = raw.dropna()
+    if not len(present) or not _QUARTER.match(str(present.iloc[0])):  # the usual case, at the cost of one match
+        return None
+    found = raw.astype(str).str.extract(_QUARTER)
+    if found.isna().all(axis=1).any():
+        return None
+    year = found[0].fillna(found[3]).astype(int)
+    quarter = found[1].fillna(found[2]).astype(int)
+    return pd.Series(pd.to_datetime({"year": year, "month": 3 * quarter - 2, "day": 1}).to_numpy(), index=raw.index)
+
+
 def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     """Text dates read in one format for the whole column, and which (``iso``, ``month-first``,
     ``day-first``, ``mixed``); cells that do not parse are NaT.
@@ -803,6 +820,9 @@ def parse_dates(raw: pd.Series) -> tuple[pd.Series, str]:
     def read(**options):
         return _to_datetime(raw, **options)
 
+    quarters = _quarters(raw)
+    if quarters is not None:
+        return quarters, "iso"
     iso = read(format="ISO8601")
     if iso is None:
         iso = read(format="ISO8601", utc=True)  # offsets that change (daylight saving time): as UTC

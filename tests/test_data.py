@@ -717,3 +717,12 @@ def test_series_stepping_otherwise_than_the_longest_are_warned_of_and_gaps_say_w
     ds = prepare(gapped, config=DataConfig(target="y", time="t", window=4, horizon=2))
     [gap] = [w for w in ds.warnings if "misses 2 time steps" in w]
     assert "no season is inferred" in gap and ds.config.season == 1
+
+
+@pytest.mark.parametrize("form", ["{y}Q{q}", "{y} Q{q}", "{y}-Q{q}", "Q{q} {y}", "{y} q{q}"])
+def test_quarters_written_with_the_year_are_a_quarterly_time(tmp_path, form):
+    """'1960 Q1' and 'Q1 1960' were 'not a number or a date'."""
+    times = [form.format(y=1960 + i // 4, q=i % 4 + 1) for i in range(40)]
+    pd.DataFrame({"t": times, "y": np.arange(40.0)}).to_csv(tmp_path / "q.csv", index=False)
+    ds = prepare(tmp_path / "q.csv", config=DataConfig(target="y", time="t", window=4, horizon=2))
+    assert ds.config.step == "QS-JAN" and ds.config.season == 4
