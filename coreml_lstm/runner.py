@@ -109,7 +109,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     arrays = {}
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+        # NotImplementedError: a zip version or compression zipfile lacks; RuntimeError: encrypted
         raise FeedError(f"{path}: not a readable .npz file ({_detail(exc)})") from None
     with archive:
         for info in archive.infolist():

@@ -230,3 +230,15 @@ def test_random_bytes_as_feed_files_are_one_line(tmp_path_factory, data, suffix)
     path = tmp_path_factory.mktemp("b") / f"f{suffix}"
     path.write_bytes(data)
     _property(path)
+
+
+def test_an_npz_of_a_zip_version_zipfile_lacks_is_one_line(tmp_path):
+    """zipfile raised NotImplementedError ('zip file version 10.9') through read_arrays."""
+    path = tmp_path / "v.npz"
+    np.savez(path, x=np.ones(3, np.float32))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")  # the central directory entry: 'version needed to extract' at +6
+    data[at + 6 : at + 8] = (109).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(FeedError, match=r"^.*v\.npz: not a readable \.npz file \(NotImplementedError: zip file version 10\.9\)$"):
+        read_arrays(path)
