@@ -104,26 +104,25 @@ def test_npz_feeds_read_as_arrays(tmp_path):
     assert read_arrays(p)["y"].dtype == np.int32
 
 
-def test_a_tiny_npz_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
-    p = npz_with(tmp_path / "f.npz", {"x.npy": npy_header((1 << 20, 1 << 20))})
+def refused_at_peak(path) -> tuple[str, int]:
+    """:func:`refused`'s message and the peak of the memory Python allocated meanwhile."""
     tracemalloc.start()
     try:
-        message = refused(p)
-        peak = tracemalloc.get_traced_memory()[1]
+        return refused(path), tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_a_tiny_npz_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    p = npz_with(tmp_path / "f.npz", {"x.npy": npy_header((1 << 20, 1 << 20))})
+    message, peak = refused_at_peak(p)
     assert message.startswith(f"{p}: 'x' of shape (1048576, 1048576) would need 4.0 TiB, more than the"), message
     assert peak < 1 << 20, peak
 
 
 def test_an_npz_member_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
     p = npz_with(tmp_path / "f.npz", {"x.npy": npy_header((1000, 1000))})  # 4 MB declared, none held
-    tracemalloc.start()
-    try:
-        message = refused(p)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    message, peak = refused_at_peak(p)
     assert message == f"{p}: 'x' declares shape (1000, 1000) of float32 (4000000 bytes) but holds 0 bytes of data; truncated?", message
     assert peak < 1 << 20, peak
 

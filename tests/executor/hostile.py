@@ -7,6 +7,8 @@ would never write: shapes of 2^40 elements, loops that never end, blocks nested 
 from __future__ import annotations
 
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,18 @@ def with_ops(package: Path, dest: Path, ops: list[tuple]) -> Path:
     rename_first_output(spec, ops[-1][1])
     write_spec(dest, spec)
     return dest
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: SIGALRM raises after ``seconds``."""
+    def expire(*_):
+        raise TimeoutError(f"no answer within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from coreml_lstm.zoo import Case, convert, gru, lstm
 
 from ..strategies import examples
 from . import hostile as H
+from .hostile import deadline
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +42,6 @@ def built(tmp_path_factory):
     torch.jit.save(torch.jit.trace(module.eval(), torch.from_numpy(feeds["x"])), str(d / "m.pt"))
     np.savez(d / "feeds.npz", **feeds)
     return path, feeds, d
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: SIGALRM raises after ``seconds``."""
-    def expire(*_):
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @contextmanager

@@ -232,11 +232,11 @@ def test_unknown_activation_and_direction_are_refused():
 
 # -- bounds: what a recurrent op allocates, and how many steps it takes ------------------------
 
-import signal  # noqa: E402
 import tracemalloc  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
 from coreml_lstm.executor import limits  # noqa: E402
+
+from ..hostile import deadline  # noqa: E402
 
 
 def zeros(*shape):
@@ -291,20 +291,6 @@ def test_the_fast_lstm_step_buffer_is_checked_before_it_is_made(monkeypatch):
     monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", 256 << 10)
     with pytest.raises(limits.TooLarge, match=r"lstm \(its step buffer\) of shape \(65, 1029, 1\) would need 261.3 KiB"):
         run("lstm", **lstm_args(64, 1, 1024, 4))
-
-
-@contextmanager
-def deadline(seconds: int):
-    def expire(*_):
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.parametrize("T, B, I, H", [(1 << 40, 1, 0, 0), (1 << 40, 0, 3, 4)])
