@@ -148,13 +148,13 @@ class ForecasterAdapter(Adapter):
             x = rows[-w:][None]
         else:
             x = np.asarray(sample.calls[-1][INPUT_NAME], np.float64)
-        y = x[..., : m.n_targets]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.log(y) if m.config.log else y
-        d = y - y[:, -1:, :]
-        scale = np.abs(d - d.mean(axis=1, keepdims=True)).mean(axis=1, keepdims=True) + m.target_floor.detach().double().numpy()
+        import torch
+
+        with torch.no_grad():  # the model's own frame (RawIn), in float64
+            stats = [b.detach().double() for b in (m.input_mean, m.input_std, m.target_mean, m.target_std, m.target_floor)]
+            _, level, scale = (t.numpy() for t in m.raw_in(torch.as_tensor(x, dtype=torch.float64), *stats))
         if m.config.log:  # exp(level + scale * z): an error dz moves the output by ~ exp(level) * scale * dz
-            scale = np.exp(y[:, -1:, :]) * scale
+            scale = np.exp(level) * scale
         units = {"forecast": scale, "prediction": scale, "variance": scale**2, "means": scale[..., None], "scales": scale[..., None]}
         return {o.name: units[o.name] for o in self.outputs if o.name in units}
 
