@@ -525,12 +525,10 @@ def _reference(adapter, sample, k: int) -> dict:
         if "Guard failed" in str(exc) or "guard" in type(exc).__name__.lower():  # a torch.export program's fixed sizes
             hint = ("the program was exported for other sizes than the package takes: export it with dynamic_shapes for the "
                     "package's ranges, or give inputs of its sizes (--inputs FEEDS.npz, --input NAME:SHAPE)")
-        elif "must match the size of tensor" in str(exc) and len(_independent_ranges(adapter)) >= 2:
-            ranges = _independent_ranges(adapter)
+        elif "must match the size of tensor" in str(exc) and len(ranges := _independent_ranges(adapter)) >= 2:
             hint = (f"if inputs {' and '.join(repr(n) for n in ranges[:2])} share a length, name one range on both "
                     "(--input NAME:1,T=1..64 on each; in Python \"T=1..64\" or ct.RangeDim(symbol=\"T\")): each range is drawn on its own")
-        elif _wants_integers(exc) and any(np.asarray(v).dtype.kind == "f" for call in sample.calls for v in call.values()):
-            floats = [i for i in adapter.inputs if i.dtype.kind == "f"]
+        elif _wants_integers(exc) and (floats := [i for i in adapter.inputs if i.dtype.kind == "f"]):
             shape = "SHAPE" if floats[0].enumerated else ",".join(str(d) for d in floats[0].shape)
             hint = (f"the module takes integers where the package declares floats ({', '.join(i.name for i in floats)}): give integer "
                     f"values, --input {floats[0].name}:{shape}:int32:LO..HI (in Python, inputs= of integer arrays); the package gets them as its floats")
