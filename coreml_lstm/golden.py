@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ConfigError, CoreMLLSTMError, FeedError, PackageError, first_line
 from .fsutil import write_text
-from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, input_floor, program_precision, reference_scale
+from .verify import DEFAULT_TOLERANCES, Report, Tolerance, compare_many, fp16_bar, program_precision, scales
 
 FORMAT = "coreml-lstm golden 1"
 
@@ -62,9 +62,7 @@ def golden(adapter, package: str | Path, *, calls: int = 3) -> dict:
     names = {k for _, outs in records for k in outs}
     # verify's units: the adapter's, else each output's root mean square (floored by the inputs');
     # a call's own where the adapter gives them per sample (a forecaster's window scale).
-    floor = input_floor([Sample([feeds]) for feeds, _ in records])
-    units = {k: reference_scale([outs[k] for _, outs in records if k in outs], floor) for k in names}
-    units |= {k: float(np.max(u)) for k, u in adapter.output_units().items() if k in names}
+    units = {k: float(np.max(u)) for k, u in scales(adapter, [Sample([feeds]) for feeds, _ in records], [outs for _, outs in records], names).items()}
     # A stream's call k forecasts from the rows of its calls 0..k.
     parts = [Sample(streams[0].calls[: k + 1]) for k in range(len(records))] if streams else samples
     per_call = [{k: float(np.max(u)) for k, u in adapter.sample_units(s).items() if k in names} for s in parts]

@@ -217,6 +217,15 @@ def reference_scale(values: list, floor: float = 0.0) -> float:
     return min(1.0, max(rms, floor))
 
 
+def scales(adapter, samples, wants: list[dict], names) -> dict:
+    """{output name: the unit of its absolute tolerance}: the adapter's (:meth:`output_units`),
+    else :func:`reference_scale` of torch's values ``wants`` (one dict per sample), floored by
+    the samples' inputs. verify and the golden vectors hold outputs to these."""
+    floor = input_floor(samples)
+    units = {n: reference_scale([w[n] for w in wants if n in w], floor) for n in names}
+    return units | {k: u for k, u in adapter.output_units().items() if k in units}
+
+
 def input_floor(samples) -> float:
     """A tenth of the root mean square of the samples' float feeds (integer ids are not magnitudes)."""
     rms = _rms([v for s in samples for call in s.calls for v in call.values() if np.asarray(v).dtype.kind == "f"])
@@ -408,8 +417,7 @@ def verify_package(
     report_metadata = metadata_checks(adapter, program)
     names = [o.name for o in adapter.outputs]
     want = [_reference(adapter, s, k) for k, s in enumerate(samples)]
-    floor = input_floor(samples)
-    units = {n: reference_scale([w[n] for w in want if n in w], floor) for n in names} | adapter.output_units()
+    units = scales(adapter, samples, want, names)
     per_sample = [adapter.sample_units(s) for s in samples]
     groups = group(samples)
     report = Report(package=str(package), samples=len(samples), checks=report_metadata)
